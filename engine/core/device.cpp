@@ -1,0 +1,26 @@
+#include "engine/core/device.h"
+
+namespace engine {
+
+#ifdef ENGINE_WITH_CUDA
+bool cuda_device_usable(std::string* why);  // engine/cuda/runtime.cu
+#endif
+
+bool built_with_cuda() {
+#ifdef ENGINE_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool cuda_available(std::string* why) {
+#ifdef ENGINE_WITH_CUDA
+  return cuda_device_usable(why);
+#else
+  if (why) *why = "this build has no CUDA backend (nvcc was not found or ENGINE_CUDA=OFF)";
+  return false;
+#endif
+}
+
+}  // namespace engine

@@ -1,0 +1,26 @@
+// Where a tensor's memory lives. Transfers between devices are always explicit (Tensor::to).
+#pragma once
+#include <string>
+
+namespace engine {
+
+enum class DeviceKind : uint8_t { cpu, cuda };
+
+struct Device {
+  DeviceKind kind = DeviceKind::cpu;
+  int index = 0;
+
+  static Device cpu() { return {DeviceKind::cpu, 0}; }
+  static Device cuda(int index = 0) { return {DeviceKind::cuda, index}; }
+  bool is_cpu() const { return kind == DeviceKind::cpu; }
+  bool is_cuda() const { return kind == DeviceKind::cuda; }
+  bool operator==(const Device& o) const { return kind == o.kind && index == o.index; }
+  bool operator!=(const Device& o) const { return !(*this == o); }
+  std::string str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
+};
+
+// True when this build has the CUDA backend AND a device can be used; `why` says otherwise.
+bool cuda_available(std::string* why = nullptr);
+bool built_with_cuda();
+
+}  // namespace engine

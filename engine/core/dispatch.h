@@ -1,0 +1,69 @@
+// Picks the backend and the element type of a kernel call.
+//
+// Every op's header declares its kernels twice, `cpu::name(...)` and `cuda::name(...)`, with the
+// same signature; ON_DEVICE(t, name, args...) calls the one for t's device. In a build without
+// CUDA the cuda:: kernels are not compiled and a CUDA tensor gets a clear error instead.
+#pragma once
+#include <stdexcept>
+#include <string>
+
+#include "engine/core/dtype.h"
+
+namespace engine {
+
+[[noreturn]] inline void throw_no_cuda_backend() {
+  throw std::runtime_error("this build has no CUDA backend (configure with ENGINE_CUDA=ON and nvcc present)");
+}
+
+[[noreturn]] inline void throw_bad_dtype(const char* op, DType t) {
+  throw std::invalid_argument(std::string(op) + ": unsupported element type " + dtype_name(t));
+}
+
+}  // namespace engine
+
+#ifdef ENGINE_WITH_CUDA
+#define ON_DEVICE(tensor, kernel, ...) \
+  ((tensor).device().is_cuda() ? ::engine::cuda::kernel(__VA_ARGS__) : ::engine::cpu::kernel(__VA_ARGS__))
+#else
+#define ON_DEVICE(tensor, kernel, ...) \
+  ((tensor).device().is_cuda() ? ::engine::throw_no_cuda_backend() : ::engine::cpu::kernel(__VA_ARGS__))
+#endif
+
+// Runs the body with `scalar_t` bound to float or double.
+#define DISPATCH_FLOAT(dtype, op_name, ...)                            \
+  switch (dtype) {                                                     \
+    case ::engine::DType::f32: {                                       \
+      using scalar_t = float;                                          \
+      __VA_ARGS__;                                                     \
+      break;                                                           \
+    }                                                                  \
+    case ::engine::DType::f64: {                                       \
+      using scalar_t = double;                                         \
+      __VA_ARGS__;                                                     \
+      break;                                                           \
+    }                                                                  \
+    default:                                                           \
+      ::engine::throw_bad_dtype(op_name, dtype);                       \
+  }
+
+// Same, with int32 too (copies, fills, gathers of index tensors).
+#define DISPATCH_ALL(dtype, op_name, ...)                              \
+  switch (dtype) {                                                     \
+    case ::engine::DType::f32: {                                       \
+      using scalar_t = float;                                          \
+      __VA_ARGS__;                                                     \
+      break;                                                           \
+    }                                                                  \
+    case ::engine::DType::f64: {                                       \
+      using scalar_t = double;                                         \
+      __VA_ARGS__;                                                     \
+      break;                                                           \
+    }                                                                  \
+    case ::engine::DType::i32: {                                       \
+      using scalar_t = int32_t;                                        \
+      __VA_ARGS__;                                                     \
+      break;                                                           \
+    }                                                                  \
+    default:                                                           \
+      ::engine::throw_bad_dtype(op_name, dtype);                       \
+  }

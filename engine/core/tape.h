@@ -1,0 +1,71 @@
+// Reverse-mode autodiff on a tape.
+//
+// Every differentiable op that runs while grad mode is on and one of its inputs requires a
+// gradient calls record(): one tape entry holding the op's backward closure, the output's
+// GradSlot and its inputs' GradSlots. backward(loss) seeds d(loss)/d(loss) = 1 and runs the
+// entries newest first, so a tensor's gradient is complete (all its uses accumulated) before
+// the entry that produced it reads it. Entries are destroyed as they run, releasing the
+// activations their closures saved; gradients of intermediate tensors are dropped as soon as
+// they have been propagated. Only leaves (parameters) keep .grad after backward.
+//
+// The tape is per thread. Without backward() (evaluation), run under NoGradScope, or the tape
+// keeps growing.
+#pragma once
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <vector>
+
+#include "engine/core/tensor.h"
+
+namespace engine {
+
+struct GradSlot {
+  Tensor grad;          // contiguous, same shape, dtype and device as the tensor
+  bool is_leaf = true;  // leaves own their gradient buffer: optimizers may scale it in place
+};
+
+// Where a backward closure writes the gradients of its inputs.
+class GradSink {
+ public:
+  GradSink(const std::vector<std::shared_ptr<GradSlot>>& slots, const std::vector<Shape>& shapes)
+      : slots_(slots), shapes_(shapes) {}
+  bool wants(size_t input) const { return input < slots_.size() && slots_[input] != nullptr; }
+  void add(size_t input, const Tensor& grad);  // accumulates; checks shape
+
+ private:
+  const std::vector<std::shared_ptr<GradSlot>>& slots_;
+  const std::vector<Shape>& shapes_;
+};
+
+using BackwardFn = std::function<void(const Tensor& grad_out, GradSink& grads)>;
+
+bool grad_enabled();
+
+class NoGradScope {
+ public:
+  NoGradScope();
+  ~NoGradScope();
+  NoGradScope(const NoGradScope&) = delete;
+  NoGradScope& operator=(const NoGradScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// True when grad mode is on and any input requires a gradient: the op must record.
+bool needs_grad(const std::vector<Tensor>& inputs);
+
+// Makes `out` a non-leaf that requires grad and pushes one tape entry.
+void record(const Tensor& out, const std::vector<Tensor>& inputs, BackwardFn backward);
+
+// Runs the tape backward from a one-element loss and clears it.
+void backward(const Tensor& loss);
+
+size_t tape_size();
+void clear_tape();  // drops recorded history without computing gradients
+
+// Adds `grad` into the slot: the first gradient is adopted (cloned for leaves), later ones summed.
+void accumulate_grad(GradSlot& slot, const Tensor& grad);
+
+}  // namespace engine

@@ -1,0 +1,132 @@
+#include "engine/ops/activation.h"
+
+#include "engine/core/dispatch.h"
+#include "engine/core/parallel.h"
+#include "engine/core/tape.h"
+#include "engine/ops/copy.h"
+
+namespace engine {
+
+namespace {
+// Which saved value the derivative reads: y for sigmoid/tanh/exp, x for the rest.
+bool derivative_reads_output(Activation kind) {
+  return kind == Activation::sigmoid || kind == Activation::tanh || kind == Activation::exp;
+}
+}  // namespace
+
+Tensor activation(Activation kind, const Tensor& x_in) {
+  check(is_floating(x_in.dtype()), "activation", "needs a floating-point tensor, got " + x_in.str());
+  Tensor x = kernel_input(x_in);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  ON_DEVICE(x, activation_forward, kind, x, y);
+  if (needs_grad({x_in})) {
+    const bool use_y = derivative_reads_output(kind);
+    Tensor saved = use_y ? y.detach() : x;
+    record(y, {x_in}, [kind, use_y, saved](const Tensor& dy, GradSink& g) {
+      Tensor dx = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
+      ON_DEVICE(dy, activation_backward, kind, use_y ? Tensor() : saved, use_y ? saved : Tensor(), dy, dx);
+      g.add(0, dx);
+    });
+  }
+  return y;
+}
+
+Tensor swiglu(const Tensor& gate_in, const Tensor& up_in) {
+  check(gate_in.shape() == up_in.shape() && gate_in.dtype() == up_in.dtype() && gate_in.device() == up_in.device(),
+        "swiglu", "gate " + gate_in.str() + " and up " + up_in.str() + " must match");
+  Tensor gate = kernel_input(gate_in), up = kernel_input(up_in);
+  Tensor y = Tensor::empty(gate.shape(), gate.dtype(), gate.device());
+  ON_DEVICE(y, swiglu_forward, gate, up, y);
+  if (needs_grad({gate_in, up_in})) {
+    record(y, {gate_in, up_in}, [gate, up](const Tensor& dy, GradSink& g) {
+      Tensor dgate = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
+      Tensor dup = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
+      ON_DEVICE(dy, swiglu_backward, gate, up, dy, dgate, dup);
+      g.add(0, dgate);
+      g.add(1, dup);
+    });
+  }
+  return y;
+}
+
+namespace cpu {
+
+namespace {
+template <Activation K, class T>
+void forward_loop(const T* x, T* y, int64_t n) {
+  parallel_for(n, 1 << 13, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i] = activation_forward(K, x[i]);
+  });
+}
+template <Activation K, class T>
+void backward_loop(const T* x, const T* y, const T* dy, T* dx, int64_t n) {
+  parallel_for(n, 1 << 13, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) dx[i] = dy[i] * activation_derivative(K, x ? x[i] : T(0), y ? y[i] : T(0));
+  });
+}
+
+// Turns the runtime kind into a template argument, so each loop is compiled (and vectorized)
+// for one function with no switch inside.
+template <class F>
+void with_kind(Activation kind, F&& f) {
+  switch (kind) {
+    case Activation::gelu_tanh: f(std::integral_constant<Activation, Activation::gelu_tanh>{}); break;
+    case Activation::silu: f(std::integral_constant<Activation, Activation::silu>{}); break;
+    case Activation::sigmoid: f(std::integral_constant<Activation, Activation::sigmoid>{}); break;
+    case Activation::softplus: f(std::integral_constant<Activation, Activation::softplus>{}); break;
+    case Activation::relu: f(std::integral_constant<Activation, Activation::relu>{}); break;
+    case Activation::tanh: f(std::integral_constant<Activation, Activation::tanh>{}); break;
+    case Activation::exp: f(std::integral_constant<Activation, Activation::exp>{}); break;
+    case Activation::log: f(std::integral_constant<Activation, Activation::log>{}); break;
+    case Activation::square: f(std::integral_constant<Activation, Activation::square>{}); break;
+  }
+}
+}  // namespace
+
+void activation_forward(Activation kind, const Tensor& x, Tensor& y) {
+  DISPATCH_FLOAT(x.dtype(), "activation", {
+    const scalar_t* px = x.data<scalar_t>();
+    scalar_t* py = y.data<scalar_t>();
+    with_kind(kind, [&](auto k) { forward_loop<decltype(k)::value>(px, py, x.numel()); });
+  });
+}
+
+void activation_backward(Activation kind, const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) {
+  DISPATCH_FLOAT(dy.dtype(), "activation_backward", {
+    const scalar_t* px = x.defined() ? x.data<scalar_t>() : nullptr;
+    const scalar_t* py = y.defined() ? y.data<scalar_t>() : nullptr;
+    const scalar_t* pdy = dy.data<scalar_t>();
+    scalar_t* pdx = dx.data<scalar_t>();
+    with_kind(kind, [&](auto k) { backward_loop<decltype(k)::value>(px, py, pdy, pdx, dy.numel()); });
+  });
+}
+
+void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& y) {
+  DISPATCH_FLOAT(gate.dtype(), "swiglu", {
+    const scalar_t* g = gate.data<scalar_t>();
+    const scalar_t* u = up.data<scalar_t>();
+    scalar_t* py = y.data<scalar_t>();
+    parallel_for(y.numel(), 1 << 13, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) py[i] = activation_forward(Activation::silu, g[i]) * u[i];
+    });
+  });
+}
+
+void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy, Tensor& dgate, Tensor& dup) {
+  DISPATCH_FLOAT(gate.dtype(), "swiglu_backward", {
+    const scalar_t* g = gate.data<scalar_t>();
+    const scalar_t* u = up.data<scalar_t>();
+    const scalar_t* d = dy.data<scalar_t>();
+    scalar_t* dg = dgate.data<scalar_t>();
+    scalar_t* du = dup.data<scalar_t>();
+    parallel_for(dy.numel(), 1 << 13, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        du[i] = d[i] * activation_forward(Activation::silu, g[i]);
+        dg[i] = d[i] * u[i] * activation_derivative(Activation::silu, g[i], scalar_t(0));
+      }
+    });
+  });
+}
+
+}  // namespace cpu
+}  // namespace engine

@@ -1,0 +1,94 @@
+// Pointwise activations: GELU (tanh form), SiLU, sigmoid, softplus, ReLU, tanh, exp, log,
+// square, and SwiGLU (silu(gate) * up). Forward and derivative formulas are shared by the CPU
+// loops and the CUDA kernels (ENGINE_HD below).
+//
+// Pitfalls: sigmoid and softplus are written to avoid exp overflow for large |x|;
+// log of non-positive input gives -inf/NaN as in every library.
+#pragma once
+#include <cmath>
+
+#include "engine/core/hostdevice.h"
+#include "engine/core/tensor.h"
+
+namespace engine {
+
+enum class Activation : uint8_t { gelu_tanh, silu, sigmoid, softplus, relu, tanh, exp, log, square };
+
+Tensor activation(Activation kind, const Tensor& x);
+inline Tensor gelu(const Tensor& x) { return activation(Activation::gelu_tanh, x); }
+inline Tensor silu(const Tensor& x) { return activation(Activation::silu, x); }
+inline Tensor sigmoid(const Tensor& x) { return activation(Activation::sigmoid, x); }
+inline Tensor softplus(const Tensor& x) { return activation(Activation::softplus, x); }
+inline Tensor relu(const Tensor& x) { return activation(Activation::relu, x); }
+inline Tensor tanh(const Tensor& x) { return activation(Activation::tanh, x); }
+inline Tensor exp(const Tensor& x) { return activation(Activation::exp, x); }
+inline Tensor log(const Tensor& x) { return activation(Activation::log, x); }
+inline Tensor square(const Tensor& x) { return activation(Activation::square, x); }
+
+// silu(gate) * up, same shapes.
+Tensor swiglu(const Tensor& gate, const Tensor& up);
+
+template <class T> ENGINE_HD T stable_sigmoid(T x) {
+  if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
+  const T e = std::exp(x);
+  return e / (T(1) + e);
+}
+
+// f(x)
+template <class T> ENGINE_HD T activation_forward(Activation kind, T x) {
+  switch (kind) {
+    case Activation::gelu_tanh: {
+      const T c = T(0.7978845608028654);  // sqrt(2/pi)
+      return T(0.5) * x * (T(1) + std::tanh(c * (x + T(0.044715) * x * x * x)));
+    }
+    case Activation::silu: return x * stable_sigmoid(x);
+    case Activation::sigmoid: return stable_sigmoid(x);
+    case Activation::softplus: return (x > T(0) ? x : T(0)) + std::log1p(std::exp(-(x > T(0) ? x : -x)));
+    case Activation::relu: return x > T(0) ? x : T(0);
+    case Activation::tanh: return std::tanh(x);
+    case Activation::exp: return std::exp(x);
+    case Activation::log: return std::log(x);
+    case Activation::square: return x * x;
+  }
+  return x;
+}
+
+// f'(x), given x and y = f(x) (whichever is cheaper to use).
+template <class T> ENGINE_HD T activation_derivative(Activation kind, T x, T y) {
+  switch (kind) {
+    case Activation::gelu_tanh: {
+      const T c = T(0.7978845608028654);
+      const T inner = c * (x + T(0.044715) * x * x * x);
+      const T t = std::tanh(inner);
+      const T dinner = c * (T(1) + T(3) * T(0.044715) * x * x);
+      return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * dinner;
+    }
+    case Activation::silu: {
+      const T s = stable_sigmoid(x);
+      return s * (T(1) + x * (T(1) - s));
+    }
+    case Activation::sigmoid: return y * (T(1) - y);
+    case Activation::softplus: return stable_sigmoid(x);
+    case Activation::relu: return x > T(0) ? T(1) : T(0);
+    case Activation::tanh: return T(1) - y * y;
+    case Activation::exp: return y;
+    case Activation::log: return T(1) / x;
+    case Activation::square: return T(2) * x;
+  }
+  return T(0);
+}
+
+namespace cpu {
+void activation_forward(Activation kind, const Tensor& x, Tensor& y);
+void activation_backward(Activation kind, const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx);
+void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& y);
+void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy, Tensor& dgate, Tensor& dup);
+}  // namespace cpu
+namespace cuda {
+void activation_forward(Activation kind, const Tensor& x, Tensor& y);
+void activation_backward(Activation kind, const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx);
+void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& y);
+void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy, Tensor& dgate, Tensor& dup);
+}  // namespace cuda
+
+}  // namespace engine

@@ -1,0 +1,154 @@
+#include "engine/ops/binary.h"
+
+#include "engine/core/dispatch.h"
+#include "engine/core/parallel.h"
+#include "engine/core/tape.h"
+#include "engine/ops/copy.h"
+#include "engine/ops/reduce.h"
+#include "engine/ops/shape.h"
+
+namespace engine {
+
+namespace {
+bool is_suffix(const Shape& small, const Shape& big) {
+  if (small.size() > big.size()) return false;
+  return std::equal(small.begin(), small.end(), big.end() - small.size());
+}
+}  // namespace
+
+Shape broadcast_shape(const Tensor& a, const Tensor& b, const char* op) {
+  if (a.shape() == b.shape()) return a.shape();
+  if (b.numel() == 1 || is_suffix(b.shape(), a.shape())) return a.shape();
+  if (a.numel() == 1 || is_suffix(a.shape(), b.shape())) return b.shape();
+  throw std::invalid_argument(std::string(op) + ": cannot broadcast shapes " + shape_str(a.shape()) + " and " +
+                              shape_str(b.shape()) + " (allowed: equal shapes, a trailing-axes suffix, or one element)");
+}
+
+Tensor reduce_to_shape(const Tensor& grad, const Shape& shape) {
+  if (grad.shape() == shape) return grad;
+  const int64_t period = shape_numel(shape);
+  Tensor rows = reshape(grad, {grad.numel() / period, period});
+  return reshape(sum(rows, 0), shape);
+}
+
+Tensor binary(BinaryOp op, const Tensor& a_in, const Tensor& b_in) {
+  static const char* names[] = {"add", "sub", "mul", "div"};
+  const char* name = names[static_cast<int>(op)];
+  check(a_in.dtype() == b_in.dtype(), name, std::string("element types differ: ") + dtype_name(a_in.dtype()) + " vs " +
+                                              dtype_name(b_in.dtype()));
+  check(a_in.device() == b_in.device(), name, "operands live on different devices: " + a_in.device().str() + " vs " +
+                                                b_in.device().str());
+  const Shape out_shape = broadcast_shape(a_in, b_in, name);
+  Tensor a = kernel_input(a_in), b = kernel_input(b_in);
+  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
+  ON_DEVICE(out, binary, op, a, b, out);
+  if (needs_grad({a_in, b_in})) {
+    const Shape sa = a_in.shape(), sb = b_in.shape();
+    // Only what the gradient formula reads is kept alive.
+    Tensor keep_a = (op == BinaryOp::mul || op == BinaryOp::div) && b_in.requires_grad() ? a : Tensor();
+    Tensor keep_b = (op == BinaryOp::mul || op == BinaryOp::div) ? b : Tensor();
+    record(out, {a_in, b_in}, [op, sa, sb, keep_a, keep_b](const Tensor& dy, GradSink& g) {
+      switch (op) {
+        case BinaryOp::add:
+          g.add(0, reduce_to_shape(dy, sa));
+          g.add(1, reduce_to_shape(dy, sb));
+          break;
+        case BinaryOp::sub:
+          g.add(0, reduce_to_shape(dy, sa));
+          if (g.wants(1)) g.add(1, reduce_to_shape(neg(dy), sb));
+          break;
+        case BinaryOp::mul:
+          if (g.wants(0)) g.add(0, reduce_to_shape(mul(dy, keep_b), sa));
+          if (g.wants(1)) g.add(1, reduce_to_shape(mul(dy, keep_a), sb));
+          break;
+        case BinaryOp::div:
+          if (g.wants(0)) g.add(0, reduce_to_shape(div(dy, keep_b), sa));
+          if (g.wants(1)) g.add(1, reduce_to_shape(neg(div(mul(dy, keep_a), mul(keep_b, keep_b))), sb));
+          break;
+      }
+    });
+  }
+  return out;
+}
+
+Tensor add(const Tensor& a, const Tensor& b) { return binary(BinaryOp::add, a, b); }
+Tensor sub(const Tensor& a, const Tensor& b) { return binary(BinaryOp::sub, a, b); }
+Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::mul, a, b); }
+Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::div, a, b); }
+
+Tensor affine(const Tensor& x_in, double alpha, double beta) {
+  Tensor x = kernel_input(x_in);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  ON_DEVICE(y, affine, x, alpha, beta, y);
+  if (needs_grad({x_in})) record(y, {x_in}, [alpha](const Tensor& dy, GradSink& g) { g.add(0, scale(dy, alpha)); });
+  return y;
+}
+
+namespace cpu {
+
+namespace {
+template <BinaryOp OP, class T>
+void binary_loop(const T* a, int64_t na, const T* b, int64_t nb, T* out, int64_t n) {
+  if (na == n && nb == n) {
+    parallel_for(n, 1 << 14, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) out[i] = apply_binary(OP, a[i], b[i]);
+    });
+  } else if (nb == 1) {
+    const T bv = b[0];
+    parallel_for(n, 1 << 14, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) out[i] = apply_binary(OP, a[i], bv);
+    });
+  } else if (na == 1) {
+    const T av = a[0];
+    parallel_for(n, 1 << 14, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) out[i] = apply_binary(OP, av, b[i]);
+    });
+  } else {
+    // One operand repeats with its own period: loop over rows of that period.
+    const bool b_small = nb < n;
+    const int64_t period = b_small ? nb : na;
+    const int64_t rows = n / period;
+    parallel_for(rows, std::max<int64_t>(1, (1 << 14) / period), [&](int64_t s, int64_t e) {
+      for (int64_t r = s; r < e; ++r) {
+        T* o = out + r * period;
+        if (b_small) {
+          const T* ar = a + r * period;
+          for (int64_t j = 0; j < period; ++j) o[j] = apply_binary(OP, ar[j], b[j]);
+        } else {
+          const T* br = b + r * period;
+          for (int64_t j = 0; j < period; ++j) o[j] = apply_binary(OP, a[j], br[j]);
+        }
+      }
+    });
+  }
+}
+}  // namespace
+
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
+  DISPATCH_FLOAT(out.dtype(), "binary", {
+    const scalar_t* pa = a.data<scalar_t>();
+    const scalar_t* pb = b.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    const int64_t na = a.numel(), nb = b.numel(), n = out.numel();
+    switch (op) {
+      case BinaryOp::add: binary_loop<BinaryOp::add>(pa, na, pb, nb, po, n); break;
+      case BinaryOp::sub: binary_loop<BinaryOp::sub>(pa, na, pb, nb, po, n); break;
+      case BinaryOp::mul: binary_loop<BinaryOp::mul>(pa, na, pb, nb, po, n); break;
+      case BinaryOp::div: binary_loop<BinaryOp::div>(pa, na, pb, nb, po, n); break;
+    }
+  });
+}
+
+void affine(const Tensor& x, double alpha, double beta, Tensor& out) {
+  DISPATCH_FLOAT(out.dtype(), "affine", {
+    const scalar_t* px = x.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    const scalar_t al = static_cast<scalar_t>(alpha), be = static_cast<scalar_t>(beta);
+    parallel_for(out.numel(), 1 << 14, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) po[i] = al * px[i] + be;
+    });
+  });
+}
+
+}  // namespace cpu
+}  // namespace engine

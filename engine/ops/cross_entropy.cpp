@@ -1,0 +1,108 @@
+#include "engine/ops/cross_entropy.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "engine/core/dispatch.h"
+#include "engine/core/parallel.h"
+#include "engine/core/tape.h"
+#include "engine/ops/copy.h"
+
+namespace engine {
+
+Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int32_t ignore_index) {
+  check(is_floating(logits_in.dtype()) && logits_in.ndim() >= 1, "cross_entropy",
+        "logits must be a floating tensor [..., V], got " + logits_in.str());
+  check(targets_in.dtype() == DType::i32, "cross_entropy", "targets must be i32, got " + targets_in.str());
+  const Shape rows_shape(logits_in.shape().begin(), logits_in.shape().end() - 1);
+  check(targets_in.shape() == rows_shape, "cross_entropy",
+        "targets " + targets_in.str() + " must have the logits' shape without the last axis " + shape_str(rows_shape));
+  check(targets_in.device() == logits_in.device(), "cross_entropy", "logits and targets on different devices");
+  Tensor logits = kernel_input(logits_in), targets = kernel_input(targets_in);
+  const int64_t vocab = logits.size(-1), rows = targets.numel();
+  logits = make_view(logits, {rows, vocab}, {vocab, 1}, logits.offset());
+  Tensor lse = Tensor::empty({rows}, logits.dtype(), logits.device());
+  double loss_sum = 0.0;
+  int64_t count = 0;
+  ON_DEVICE(logits, cross_entropy_forward, logits, targets, ignore_index, lse, &loss_sum, &count);
+  const double loss = count > 0 ? loss_sum / static_cast<double>(count) : 0.0;
+  Tensor out = Tensor::full({1}, loss, logits.dtype(), logits.device());
+  if (needs_grad({logits_in})) {
+    const Shape logits_shape = logits_in.shape();
+    record(out, {logits_in}, [=](const Tensor& dy, GradSink& g) {
+      const double grad_scale = count > 0 ? dy.item() / static_cast<double>(count) : 0.0;
+      Tensor dlogits = Tensor::empty({rows, vocab}, logits.dtype(), logits.device());
+      ON_DEVICE(logits, cross_entropy_backward, logits, targets, lse, ignore_index, grad_scale, dlogits);
+      g.add(0, make_view(dlogits, logits_shape, contiguous_strides(logits_shape), 0));
+    });
+  }
+  return out;
+}
+
+namespace cpu {
+
+void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int32_t ignore_index, Tensor& lse,
+                           double* loss_sum, int64_t* count) {
+  const int64_t rows = targets.numel(), vocab = logits.size(-1);
+  const int32_t* pt = targets.data<int32_t>();
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t t = pt[r];
+    if (t != ignore_index && (t < 0 || t >= vocab))
+      throw std::invalid_argument("cross_entropy: target " + std::to_string(t) + " at row " + std::to_string(r) +
+                                  " is outside [0, " + std::to_string(vocab) + ") and is not ignore_index (" +
+                                  std::to_string(ignore_index) + ")");
+  }
+  std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
+  DISPATCH_FLOAT(logits.dtype(), "cross_entropy", {
+    const scalar_t* px = logits.data<scalar_t>();
+    scalar_t* pl = lse.data<scalar_t>();
+    parallel_for(rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(vocab, 1)), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const scalar_t* xr = px + r * vocab;
+        scalar_t m = -std::numeric_limits<scalar_t>::infinity();
+        for (int64_t j = 0; j < vocab; ++j) m = xr[j] > m ? xr[j] : m;
+        scalar_t total = 0;
+        for (int64_t j = 0; j < vocab; ++j) total += std::exp(xr[j] - m);
+        pl[r] = m + std::log(total);
+        if (pt[r] != ignore_index) row_loss[r] = static_cast<double>(pl[r]) - static_cast<double>(xr[pt[r]]);
+      }
+    });
+  });
+  double total = 0.0;  // summed in row order: the same result for any thread count
+  int64_t n = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (pt[r] == ignore_index) continue;
+    total += row_loss[r];
+    ++n;
+  }
+  *loss_sum = total;
+  *count = n;
+}
+
+void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int32_t ignore_index,
+                            double grad_scale, Tensor& dlogits) {
+  const int64_t rows = targets.numel(), vocab = logits.size(-1);
+  const int32_t* pt = targets.data<int32_t>();
+  DISPATCH_FLOAT(logits.dtype(), "cross_entropy_backward", {
+    const scalar_t* px = logits.data<scalar_t>();
+    const scalar_t* pl = lse.data<scalar_t>();
+    scalar_t* pd = dlogits.data<scalar_t>();
+    const scalar_t s = static_cast<scalar_t>(grad_scale);
+    parallel_for(rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(vocab, 1)), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        scalar_t* dr = pd + r * vocab;
+        if (pt[r] == ignore_index) {
+          for (int64_t j = 0; j < vocab; ++j) dr[j] = 0;
+          continue;
+        }
+        const scalar_t* xr = px + r * vocab;
+        for (int64_t j = 0; j < vocab; ++j) dr[j] = s * std::exp(xr[j] - pl[r]);
+        dr[pt[r]] -= s;
+      }
+    });
+  });
+}
+
+}  // namespace cpu
+}  // namespace engine

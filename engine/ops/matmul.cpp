@@ -1,0 +1,258 @@
+#include "engine/ops/matmul.h"
+
+#include <map>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
+
+#include "engine/core/dispatch.h"
+#include "engine/core/parallel.h"
+#include "engine/core/tape.h"
+#include "engine/ops/binary.h"
+#include "engine/ops/copy.h"
+#include "engine/ops/reduce.h"
+#include "engine/ops/shape.h"
+
+namespace engine {
+
+// ---- differentiable ops -------------------------------------------------------------------
+
+namespace {
+
+Tensor matmul_dense(const Tensor& a_in, const Tensor& b_in, bool ta, bool tb) {
+  Tensor a = kernel_input(a_in), b = kernel_input(b_in);
+  const bool batched = a.ndim() == 3;
+  GemmArgs g;
+  g.batch = batched ? a.size(0) : 1;
+  g.transpose_a = ta;
+  g.transpose_b = tb;
+  g.m = ta ? a.size(-1) : a.size(-2);
+  g.k = ta ? a.size(-2) : a.size(-1);
+  const int64_t kb = tb ? b.size(-1) : b.size(-2);
+  g.n = tb ? b.size(-2) : b.size(-1);
+  check(g.k == kb, "matmul", "inner dimensions differ: " + a.str() + (ta ? "^T" : "") + " @ " + b.str() + (tb ? "^T" : ""));
+  check(!batched || b.size(0) == g.batch, "matmul", "batch sizes differ: " + a.str() + " @ " + b.str());
+  Shape out_shape = batched ? Shape{g.batch, g.m, g.n} : Shape{g.m, g.n};
+  Tensor c = Tensor::empty(out_shape, a.dtype(), a.device());
+  ON_DEVICE(c, gemm, g, a, b, Tensor(), c);
+  if (needs_grad({a_in, b_in})) {
+    Tensor sa = b_in.requires_grad() ? a : Tensor();  // dB reads A
+    Tensor sb = a_in.requires_grad() ? b : Tensor();  // dA reads B
+    record(c, {a_in, b_in}, [sa, sb, ta, tb](const Tensor& dc, GradSink& grads) {
+      if (grads.wants(0)) grads.add(0, ta ? matmul(sb, dc, tb, true) : matmul(dc, sb, false, !tb));
+      if (grads.wants(1)) grads.add(1, tb ? matmul(dc, sa, true, ta) : matmul(sa, dc, !ta, false));
+    });
+  }
+  return c;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) {
+  check(a.dtype() == b.dtype() && is_floating(a.dtype()), "matmul", "operands must share a floating type: " + a.str() + ", " + b.str());
+  check(a.device() == b.device(), "matmul", "operands on different devices: " + a.str() + ", " + b.str());
+  if (a.ndim() == b.ndim() && (a.ndim() == 2 || a.ndim() == 3)) return matmul_dense(a, b, transpose_a, transpose_b);
+  if (a.ndim() > 2 && b.ndim() == 2 && !transpose_a) {
+    Shape lead(a.shape().begin(), a.shape().end() - 1);
+    Tensor c = matmul_dense(flatten_rows(a), b, false, transpose_b);
+    lead.push_back(c.size(1));
+    return reshape(c, lead);
+  }
+  throw std::invalid_argument("matmul: unsupported operand ranks " + a.str() + " @ " + b.str() +
+                              " (2-D @ 2-D, 3-D @ 3-D, or N-D @ 2-D without transposing the left side)");
+}
+
+Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
+  check(weight_in.ndim() == 2, "linear", "weight must be [out, in], got " + weight_in.str());
+  check(x_in.size(-1) == weight_in.size(1), "linear", "input " + x_in.str() + " does not match weight " + weight_in.str());
+  check(!bias_in.defined() || (bias_in.ndim() == 1 && bias_in.size(0) == weight_in.size(0)), "linear",
+        "bias must be [" + std::to_string(weight_in.size(0)) + "], got " + bias_in.str());
+  Tensor x = kernel_input(x_in), w = kernel_input(weight_in);
+  x = make_view(x, {x.numel() / x.size(-1), x.size(-1)}, {x.size(-1), 1}, x.offset());
+  Tensor bias = bias_in.defined() ? kernel_input(bias_in) : Tensor();
+  GemmArgs g;
+  g.m = x.size(0);
+  g.k = x.size(1);
+  g.n = w.size(0);
+  g.transpose_b = true;
+  Tensor y = Tensor::empty({g.m, g.n}, x.dtype(), x.device());
+  ON_DEVICE(y, gemm, g, x, w, bias, y);
+  Shape out_shape = x_in.shape();
+  out_shape.back() = g.n;
+  Tensor out = make_view(y, out_shape, contiguous_strides(out_shape), 0);
+  if (needs_grad({x_in, weight_in, bias_in})) {
+    const Shape x_shape = x_in.shape();
+    Tensor keep_x = weight_in.requires_grad() ? x : Tensor();
+    Tensor keep_w = x_in.requires_grad() ? w : Tensor();
+    record(out, {x_in, weight_in, bias_in}, [keep_x, keep_w, x_shape](const Tensor& dy_in, GradSink& grads) {
+      Tensor dy = flatten_rows(dy_in);
+      if (grads.wants(0)) grads.add(0, reshape(matmul(dy, keep_w), x_shape));
+      if (grads.wants(1)) grads.add(1, matmul(dy, keep_x, true, false));
+      if (grads.wants(2)) grads.add(2, sum(dy, 0));
+    });
+  }
+  return out;
+}
+
+// ---- CPU kernels --------------------------------------------------------------------------
+
+namespace cpu {
+
+namespace {
+
+using dnnl::memory;
+
+struct MatmulKey {
+  int64_t batch, m, n, k;
+  bool ta, tb, bias, accumulate;
+  bool operator<(const MatmulKey& o) const {
+    return std::tie(batch, m, n, k, ta, tb, bias, accumulate) <
+           std::tie(o.batch, o.m, o.n, o.k, o.ta, o.tb, o.bias, o.accumulate);
+  }
+};
+
+struct OneDnn {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  std::mutex mutex;
+  std::map<MatmulKey, dnnl::matmul> exact;         // one primitive per full shape
+  std::map<MatmulKey, dnnl::matmul> runtime_rows;  // m = runtime: shapes whose row count keeps changing
+  std::map<MatmulKey, int> distinct_rows;          // per family (m = 0): how many row counts were seen
+};
+
+OneDnn& onednn() {
+  static OneDnn* state = new OneDnn();  // lives for the process: primitives are reused by every call
+  return *state;
+}
+
+// Descriptors for row-major matrices, with the leading batch axis when batch > 1.
+memory::desc matrix_desc(int64_t batch, int64_t rows, int64_t cols, bool transposed, int64_t batch_stride) {
+  // Stored as [rows, cols] when !transposed, as [cols, rows] when transposed.
+  const int64_t rs = transposed ? 1 : cols, cs = transposed ? rows : 1;
+  if (batch > 1) return memory::desc({batch, rows, cols}, memory::data_type::f32, {batch_stride, rs, cs});
+  return memory::desc({rows, cols}, memory::data_type::f32, {rs, cs});
+}
+
+dnnl::matmul make_primitive(OneDnn& st, const MatmulKey& key, bool runtime_m) {
+  const int64_t M = runtime_m ? DNNL_RUNTIME_DIM_VAL : key.m;
+  const int64_t batch = key.batch;
+  memory::desc a, b, c, bias;
+  if (runtime_m) {
+    const int64_t rs = key.ta ? 1 : key.k, cs = key.ta ? DNNL_RUNTIME_DIM_VAL : 1;
+    a = memory::desc({M, key.k}, memory::data_type::f32, {rs, cs});
+    c = memory::desc({M, key.n}, memory::data_type::f32, {key.n, 1});
+  } else {
+    a = matrix_desc(batch, key.m, key.k, key.ta, key.m * key.k);
+    c = matrix_desc(batch, key.m, key.n, false, key.m * key.n);
+  }
+  b = matrix_desc(batch, key.k, key.n, key.tb, key.k * key.n);
+  if (key.bias)
+    bias = batch > 1 ? memory::desc({1, 1, key.n}, memory::data_type::f32, {key.n, key.n, 1})
+                     : memory::desc({1, key.n}, memory::data_type::f32, {key.n, 1});
+  dnnl::primitive_attr attr;
+  if (key.accumulate) {
+    dnnl::post_ops ops;
+    ops.append_sum(1.0f);
+    attr.set_post_ops(ops);
+  }
+  auto desc = key.bias ? dnnl::matmul::desc(a, b, bias, c) : dnnl::matmul::desc(a, b, c);
+  return dnnl::matmul(dnnl::matmul::primitive_desc(desc, attr, st.engine));
+}
+
+// Row counts that repeat (dense layers, attention) get a primitive specialized to them; a
+// family whose row count keeps changing (MoE experts) switches to one runtime-M primitive
+// rather than creating a primitive per step.
+constexpr int kMaxExactRowCounts = 8;
+
+void gemm_onednn(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& c) {
+  OneDnn& st = onednn();
+  MatmulKey key{g.batch, g.m, g.n, g.k, g.transpose_a, g.transpose_b, bias.defined(), g.beta != 0.0};
+  dnnl::matmul prim;
+  bool runtime_m = false;
+  {
+    std::lock_guard<std::mutex> lock(st.mutex);
+    auto it = st.exact.find(key);
+    if (it != st.exact.end()) {
+      prim = it->second;
+    } else {
+      MatmulKey family = key;
+      family.m = 0;
+      int& seen = st.distinct_rows[family];
+      if (g.batch == 1 && seen >= kMaxExactRowCounts) {
+        auto rt = st.runtime_rows.find(family);
+        if (rt == st.runtime_rows.end()) rt = st.runtime_rows.emplace(family, make_primitive(st, family, true)).first;
+        prim = rt->second;
+        runtime_m = true;
+      } else {
+        ++seen;
+        prim = st.exact.emplace(key, make_primitive(st, key, false)).first->second;
+      }
+    }
+  }
+  memory::desc a_md = runtime_m ? memory::desc({g.m, g.k}, memory::data_type::f32,
+                                               {g.transpose_a ? 1 : g.k, g.transpose_a ? g.m : 1})
+                                : matrix_desc(g.batch, g.m, g.k, g.transpose_a, g.m * g.k);
+  memory::desc b_md = matrix_desc(g.batch, g.k, g.n, g.transpose_b, g.k * g.n);
+  memory::desc c_md = runtime_m ? memory::desc({g.m, g.n}, memory::data_type::f32, {g.n, 1})
+                                : matrix_desc(g.batch, g.m, g.n, false, g.m * g.n);
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, memory(a_md, st.engine, a.raw_data())},
+      {DNNL_ARG_WEIGHTS, memory(b_md, st.engine, b.raw_data())},
+      {DNNL_ARG_DST, memory(c_md, st.engine, c.raw_data())}};
+  if (bias.defined()) {
+    memory::desc bias_md = g.batch > 1 ? memory::desc({1, 1, g.n}, memory::data_type::f32, {g.n, g.n, 1})
+                                       : memory::desc({1, g.n}, memory::data_type::f32, {g.n, 1});
+    args.emplace(DNNL_ARG_BIAS, memory(bias_md, st.engine, bias.raw_data()));
+  }
+  prim.execute(st.stream, args);
+  st.stream.wait();
+}
+
+// Plain loop for f64 (gradient checks) where oneDNN has no kernel.
+template <class T>
+void gemm_reference(const GemmArgs& g, const T* A, const T* B, const T* bias, T* C) {
+  parallel_for(g.batch * g.m, 1, [&](int64_t rb, int64_t re) {
+    for (int64_t r = rb; r < re; ++r) {
+      const int64_t bi = r / g.m, i = r % g.m;
+      const T* a = A + bi * g.m * g.k;
+      const T* b = B + bi * g.k * g.n;
+      T* c = C + bi * g.m * g.n + i * g.n;
+      for (int64_t j = 0; j < g.n; ++j) {
+        T acc = bias ? bias[j] : T(0);
+        for (int64_t p = 0; p < g.k; ++p) {
+          const T av = g.transpose_a ? a[p * g.m + i] : a[i * g.k + p];
+          const T bv = g.transpose_b ? b[j * g.k + p] : b[p * g.n + j];
+          acc += av * bv;
+        }
+        c[j] = g.beta != 0.0 ? c[j] + acc : acc;
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& c) {
+  if (g.batch * g.m * g.n == 0) return;
+  if (g.k == 0) {  // empty sum: C = beta*C (+ bias)
+    if (g.beta == 0.0) fill(c, 0.0);
+    if (bias.defined()) {
+      Tensor rows = make_view(c, {g.batch * g.m, g.n}, {g.n, 1}, c.offset());
+      Tensor tmp = Tensor::empty(rows.shape(), c.dtype(), c.device());
+      binary(BinaryOp::add, rows, bias, tmp);
+      strided_copy(tmp, rows);
+    }
+    return;
+  }
+  if (c.dtype() == DType::f32) {
+    gemm_onednn(g, a, b, bias, c);
+    return;
+  }
+  DISPATCH_FLOAT(c.dtype(), "gemm", {
+    gemm_reference<scalar_t>(g, a.data<scalar_t>(), b.data<scalar_t>(),
+                             bias.defined() ? bias.data<scalar_t>() : nullptr, c.data<scalar_t>());
+  });
+}
+
+}  // namespace cpu
+}  // namespace engine

@@ -1,0 +1,107 @@
+#include "engine/ops/reduce.h"
+
+#include <vector>
+
+#include "engine/core/dispatch.h"
+#include "engine/core/parallel.h"
+#include "engine/core/tape.h"
+#include "engine/ops/copy.h"
+
+namespace engine {
+
+namespace {
+
+Tensor reduce_axis(const Tensor& x_in, int axis_in, bool keepdim, bool average) {
+  const char* name = average ? "mean" : "sum";
+  check(is_floating(x_in.dtype()), name, "needs a floating-point tensor");
+  const int axis = normalize_axis(axis_in, x_in.ndim(), name);
+  Tensor x = kernel_input(x_in);
+  const Shape& s = x.shape();
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < axis; ++i) outer *= s[i];
+  for (int i = axis + 1; i < x.ndim(); ++i) inner *= s[i];
+  const int64_t n = s[axis];
+  Shape out_shape = s;
+  if (keepdim) out_shape[axis] = 1;
+  else out_shape.erase(out_shape.begin() + axis);
+  const double scale = average ? (n > 0 ? 1.0 / n : 0.0) : 1.0;
+  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
+  ON_DEVICE(x, reduce_sum, x, outer, n, inner, scale, out);
+  if (needs_grad({x_in})) {
+    const Shape in_shape = s;
+    record(out, {x_in}, [=](const Tensor& dy, GradSink& g) {
+      Tensor dx = Tensor::empty(in_shape, dy.dtype(), dy.device());
+      ON_DEVICE(dy, expand_middle, dy, outer, n, inner, scale, dx);
+      g.add(0, dx);
+    });
+  }
+  return out;
+}
+
+Tensor reduce_all(const Tensor& x, bool average) {
+  Tensor flat = x.reshape({x.numel()});
+  return reduce_axis(flat, 0, true, average);
+}
+
+}  // namespace
+
+Tensor sum(const Tensor& x, int axis, bool keepdim) { return reduce_axis(x, axis, keepdim, false); }
+Tensor mean(const Tensor& x, int axis, bool keepdim) { return reduce_axis(x, axis, keepdim, true); }
+Tensor sum_all(const Tensor& x) { return reduce_all(x, false); }
+Tensor mean_all(const Tensor& x) { return reduce_all(x, true); }
+
+namespace cpu {
+
+void reduce_sum(const Tensor& x, int64_t outer, int64_t n, int64_t inner, double scale, Tensor& out) {
+  DISPATCH_FLOAT(x.dtype(), "sum", {
+    const scalar_t* px = x.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    if (inner == 1) {
+      parallel_for(outer, std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
+        for (int64_t o = b; o < e; ++o) {
+          const scalar_t* row = px + o * n;
+          double acc = 0.0;
+          for (int64_t j = 0; j < n; ++j) acc += row[j];
+          po[o] = static_cast<scalar_t>(acc * scale);
+        }
+      });
+    } else {
+      // Columns in blocks; each (outer, block) pair is summed by one thread, top to bottom.
+      constexpr int64_t kBlock = 256;
+      const int64_t blocks = (inner + kBlock - 1) / kBlock;
+      parallel_for(outer * blocks, 1, [&](int64_t b, int64_t e) {
+        double acc[kBlock];
+        for (int64_t w = b; w < e; ++w) {
+          const int64_t o = w / blocks, c0 = (w % blocks) * kBlock;
+          const int64_t width = std::min(kBlock, inner - c0);
+          for (int64_t c = 0; c < width; ++c) acc[c] = 0.0;
+          const scalar_t* base = px + o * n * inner + c0;
+          for (int64_t j = 0; j < n; ++j) {
+            const scalar_t* row = base + j * inner;
+            for (int64_t c = 0; c < width; ++c) acc[c] += row[c];
+          }
+          scalar_t* dst = po + o * inner + c0;
+          for (int64_t c = 0; c < width; ++c) dst[c] = static_cast<scalar_t>(acc[c] * scale);
+        }
+      });
+    }
+  });
+}
+
+void expand_middle(const Tensor& dy, int64_t outer, int64_t n, int64_t inner, double scale, Tensor& dx) {
+  DISPATCH_FLOAT(dy.dtype(), "sum_backward", {
+    const scalar_t* pd = dy.data<scalar_t>();
+    scalar_t* px = dx.data<scalar_t>();
+    const scalar_t s = static_cast<scalar_t>(scale);
+    parallel_for(outer * n, std::max<int64_t>(1, 8192 / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const scalar_t* src = pd + (r / n) * inner;
+        scalar_t* dst = px + r * inner;
+        for (int64_t c = 0; c < inner; ++c) dst[c] = s * src[c];
+      }
+    });
+  });
+}
+
+}  // namespace cpu
+}  // namespace engine

@@ -1,0 +1,124 @@
+#include "engine/ops/shape.h"
+
+#include <numeric>
+
+#include "engine/core/dispatch.h"
+#include "engine/core/tape.h"
+#include "engine/ops/copy.h"
+
+namespace engine {
+
+Tensor reshape(const Tensor& x_in, const Shape& requested) {
+  Shape shape = requested;
+  int64_t known = 1;
+  int infer = -1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == -1) {
+      check(infer < 0, "reshape", "more than one -1 in " + shape_str(requested));
+      infer = static_cast<int>(i);
+    } else {
+      check(shape[i] >= 0, "reshape", "negative dimension in " + shape_str(requested));
+      known *= shape[i];
+    }
+  }
+  if (infer >= 0) {
+    check(known > 0 && x_in.numel() % known == 0, "reshape",
+          "cannot infer -1 in " + shape_str(requested) + " from " + std::to_string(x_in.numel()) + " elements");
+    shape[infer] = x_in.numel() / known;
+  }
+  check(shape_numel(shape) == x_in.numel(), "reshape",
+        "cannot view " + shape_str(x_in.shape()) + " as " + shape_str(requested) + ": element counts differ");
+  if (shape == x_in.shape()) return x_in;
+  Tensor x = x_in.contiguous();
+  Tensor y = make_view(x, shape, contiguous_strides(shape), x.offset());
+  if (needs_grad({x})) {
+    const Shape in_shape = x.shape();
+    record(y, {x}, [in_shape](const Tensor& dy, GradSink& g) { g.add(0, reshape(dy, in_shape)); });
+  }
+  return y;
+}
+
+Tensor flatten_rows(const Tensor& x) {
+  check(x.ndim() >= 1, "flatten_rows", "needs at least one axis");
+  return reshape(x, {-1, x.size(-1)});
+}
+
+Tensor permute(const Tensor& x, const std::vector<int>& order) {
+  check(static_cast<int>(order.size()) == x.ndim(), "permute", "order names " + std::to_string(order.size()) +
+                                                                 " axes, tensor has " + std::to_string(x.ndim()));
+  std::vector<int> seen(order.size(), 0), inverse(order.size());
+  Shape shape(order.size()), strides(order.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    const int a = normalize_axis(order[i], x.ndim(), "permute");
+    check(!seen[a]++, "permute", "axis " + std::to_string(a) + " appears twice");
+    shape[i] = x.shape()[a];
+    strides[i] = x.strides()[a];
+    inverse[a] = static_cast<int>(i);
+  }
+  Tensor y = make_view(x, shape, strides, x.offset());
+  if (needs_grad({x})) record(y, {x}, [inverse](const Tensor& dy, GradSink& g) { g.add(0, permute(dy, inverse)); });
+  return y;
+}
+
+Tensor transpose(const Tensor& x, int axis0, int axis1) {
+  std::vector<int> order(x.ndim());
+  std::iota(order.begin(), order.end(), 0);
+  std::swap(order[normalize_axis(axis0, x.ndim(), "transpose")], order[normalize_axis(axis1, x.ndim(), "transpose")]);
+  return permute(x, order);
+}
+
+Tensor slice(const Tensor& x, int axis_in, int64_t start, int64_t end) {
+  const int axis = normalize_axis(axis_in, x.ndim(), "slice");
+  const int64_t n = x.shape()[axis];
+  check(0 <= start && start <= end && end <= n, "slice",
+        "range [" + std::to_string(start) + ", " + std::to_string(end) + ") outside axis of size " + std::to_string(n));
+  Shape shape = x.shape();
+  shape[axis] = end - start;
+  Tensor y = make_view(x, shape, x.strides(), x.offset() + start * x.strides()[axis]);
+  if (needs_grad({x})) {
+    const Shape in_shape = x.shape();
+    record(y, {x}, [in_shape, axis, start, end](const Tensor& dy, GradSink& g) {
+      Tensor dx = Tensor::zeros(in_shape, dy.dtype(), dy.device());
+      Tensor window = slice(dx, axis, start, end);
+      copy_into(dy, window);
+      g.add(0, dx);
+    });
+  }
+  return y;
+}
+
+Tensor concat(const std::vector<Tensor>& parts, int axis_in) {
+  check(!parts.empty(), "concat", "no tensors given");
+  const Tensor& first = parts[0];
+  const int axis = normalize_axis(axis_in, first.ndim(), "concat");
+  Shape shape = first.shape();
+  shape[axis] = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const Tensor& p = parts[i];
+    bool same = p.ndim() == first.ndim() && p.dtype() == first.dtype() && p.device() == first.device();
+    for (int a = 0; same && a < p.ndim(); ++a) same = a == axis || p.shape()[a] == first.shape()[a];
+    check(same, "concat", "part " + std::to_string(i) + " " + p.str() + " does not match part 0 " + first.str() +
+                              " outside axis " + std::to_string(axis));
+    shape[axis] += p.shape()[axis];
+  }
+  Tensor out = Tensor::empty(shape, first.dtype(), first.device());
+  std::vector<int64_t> offsets;
+  int64_t offset = 0;
+  for (const Tensor& p : parts) {
+    offsets.push_back(offset);
+    Tensor window = slice(out, axis, offset, offset + p.shape()[axis]);
+    ON_DEVICE(out, strided_copy, p, window);
+    offset += p.shape()[axis];
+  }
+  if (needs_grad(parts)) {
+    std::vector<int64_t> sizes;
+    for (const Tensor& p : parts) sizes.push_back(p.shape()[axis]);
+    record(out, parts, [axis, offsets, sizes](const Tensor& dy, GradSink& g) {
+      for (size_t i = 0; i < sizes.size(); ++i)
+        if (g.wants(i)) g.add(i, slice(dy, axis, offsets[i], offsets[i] + sizes[i]));
+    });
+  }
+  return out;
+}
+
+}  // namespace engine
