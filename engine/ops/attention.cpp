@@ -1,1 +1,184 @@
-// placeholder
+#include "engine/ops/attention.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "engine/core/dispatch.h"
+#include "engine/core/parallel.h"
+#include "engine/core/tape.h"
+#include "engine/ops/copy.h"
+
+namespace engine {
+
+namespace {
+
+void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
+  const char* op = "causal_attention";
+  check(q.defined() && k.defined() && v.defined(), op, "q, k and v must all be defined");
+  check(q.ndim() == 4, op, "q must be [B, H, T, D], got shape " + shape_str(q.shape()));
+  check(k.shape() == q.shape() && v.shape() == q.shape(), op,
+        "k " + shape_str(k.shape()) + " and v " + shape_str(v.shape()) + " must have q's shape " + shape_str(q.shape()));
+  check(is_floating(q.dtype()), op, std::string("needs f32 or f64 tensors, got ") + dtype_name(q.dtype()));
+  check(k.dtype() == q.dtype() && v.dtype() == q.dtype(), op,
+        std::string("element types differ: q ") + dtype_name(q.dtype()) + ", k " + dtype_name(k.dtype()) + ", v " +
+            dtype_name(v.dtype()));
+  check(k.device() == q.device() && v.device() == q.device(), op,
+        "q, k and v live on different devices: " + q.device().str() + ", " + k.device().str() + ", " + v.device().str());
+  check(q.size(3) >= 1, op, "head dimension D must be at least 1, got shape " + shape_str(q.shape()));
+  check(std::isfinite(scale), op, "scale must be finite, got " + std::to_string(scale));
+}
+
+}  // namespace
+
+Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, double scale) {
+  check_attention_inputs(q_in, k_in, v_in, scale);
+  const Shape shape = q_in.shape();
+  if (scale == 0.0) scale = 1.0 / std::sqrt(static_cast<double>(shape[3]));
+  Tensor q = kernel_input(q_in), k = kernel_input(k_in), v = kernel_input(v_in);
+  Tensor out = Tensor::empty(shape, q.dtype(), q.device());
+  Tensor lse = Tensor::empty({shape[0], shape[1], shape[2]}, q.dtype(), q.device());
+  ON_DEVICE(q, attention_forward, q, k, v, scale, out, lse);
+  if (needs_grad({q_in, k_in, v_in})) {
+    Tensor saved_out = out.detach();  // detached before record() turns `out` into a tape node
+    record(out, {q_in, k_in, v_in}, [q, k, v, saved_out, lse, scale](const Tensor& grad_out, GradSink& g) {
+      Tensor dout = kernel_input(grad_out);
+      // One fused pass yields all three gradients; the ones no input wants are dropped by add().
+      Tensor dq = Tensor::zeros(q.shape(), q.dtype(), q.device());
+      Tensor dk = Tensor::zeros(q.shape(), q.dtype(), q.device());
+      Tensor dv = Tensor::zeros(q.shape(), q.dtype(), q.device());
+      ON_DEVICE(dout, attention_backward, q, k, v, saved_out, lse, dout, scale, dq, dk, dv);
+      if (g.wants(0)) g.add(0, dq);
+      if (g.wants(1)) g.add(1, dk);
+      if (g.wants(2)) g.add(2, dv);
+    });
+  }
+  return out;
+}
+
+namespace cpu {
+
+namespace {
+
+// Dot product of two contiguous rows in the element type. `omp simd reduction` lets the
+// compiler vectorize the sum (a plain loop would not, as it reorders additions); the order is
+// fixed by the binary, so results stay reproducible.
+template <class T>
+inline T row_dot(const T* a, const T* b, int64_t n) {
+  T acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
+  return acc;
+}
+
+// y += alpha * x over a contiguous row.
+template <class T>
+inline void row_axpy(T alpha, const T* x, T* y, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+struct AttentionDims {
+  int64_t heads;  // B * H
+  int64_t T, D;
+};
+
+AttentionDims attention_dims(const Tensor& q) { return {q.size(0) * q.size(1), q.size(2), q.size(3)}; }
+
+}  // namespace
+
+void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, Tensor& out, Tensor& lse) {
+  const AttentionDims dims = attention_dims(q);
+  const int64_t T = dims.T, D = dims.D;
+  DISPATCH_FLOAT(q.dtype(), "causal_attention", {
+    const scalar_t* pq = q.data<scalar_t>();
+    const scalar_t* pk = k.data<scalar_t>();
+    const scalar_t* pv = v.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    scalar_t* pl = lse.data<scalar_t>();
+    const scalar_t sc = static_cast<scalar_t>(scale);
+    parallel_for(dims.heads, 1, [&](int64_t head_begin, int64_t head_end) {
+      std::vector<scalar_t> weights(static_cast<size_t>(T));  // one score row, keys 0..t
+      for (int64_t bh = head_begin; bh < head_end; ++bh) {
+        const int64_t base = bh * T * D;
+        const scalar_t* qh = pq + base;
+        const scalar_t* kh = pk + base;
+        const scalar_t* vh = pv + base;
+        scalar_t* oh = po + base;
+        for (int64_t t = 0; t < T; ++t) {
+          const scalar_t* qt = qh + t * D;
+          scalar_t row_max = -std::numeric_limits<scalar_t>::infinity();
+          for (int64_t j = 0; j <= t; ++j) {
+            const scalar_t s = sc * row_dot(qt, kh + j * D, D);
+            weights[j] = s;
+            row_max = s > row_max ? s : row_max;
+          }
+          scalar_t total = 0;
+          for (int64_t j = 0; j <= t; ++j) {
+            weights[j] = std::exp(weights[j] - row_max);
+            total += weights[j];
+          }
+          scalar_t* ot = oh + t * D;
+          std::fill(ot, ot + D, scalar_t(0));
+          for (int64_t j = 0; j <= t; ++j) row_axpy(weights[j], vh + j * D, ot, D);
+          const scalar_t inv_total = scalar_t(1) / total;
+          for (int64_t d = 0; d < D; ++d) ot[d] *= inv_total;
+          pl[bh * T + t] = row_max + std::log(total);
+        }
+      }
+    });
+  });
+}
+
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                        const Tensor& dout, double scale, Tensor& dq, Tensor& dk, Tensor& dv) {
+  const AttentionDims dims = attention_dims(q);
+  const int64_t T = dims.T, D = dims.D;
+  DISPATCH_FLOAT(q.dtype(), "causal_attention_backward", {
+    const scalar_t* pq = q.data<scalar_t>();
+    const scalar_t* pk = k.data<scalar_t>();
+    const scalar_t* pv = v.data<scalar_t>();
+    const scalar_t* po = out.data<scalar_t>();
+    const scalar_t* pl = lse.data<scalar_t>();
+    const scalar_t* pdo = dout.data<scalar_t>();
+    scalar_t* pdq = dq.data<scalar_t>();
+    scalar_t* pdk = dk.data<scalar_t>();
+    scalar_t* pdv = dv.data<scalar_t>();
+    const scalar_t sc = static_cast<scalar_t>(scale);
+    // Each (batch, head) owns its slices of dq, dk and dv: no two threads write the same row.
+    parallel_for(dims.heads, 1, [&](int64_t head_begin, int64_t head_end) {
+      for (int64_t bh = head_begin; bh < head_end; ++bh) {
+        const int64_t base = bh * T * D;
+        const scalar_t* qh = pq + base;
+        const scalar_t* kh = pk + base;
+        const scalar_t* vh = pv + base;
+        const scalar_t* oh = po + base;
+        const scalar_t* doh = pdo + base;
+        scalar_t* dqh = pdq + base;
+        scalar_t* dkh = pdk + base;
+        scalar_t* dvh = pdv + base;
+        for (int64_t t = 0; t < T; ++t) {
+          const scalar_t* qt = qh + t * D;
+          const scalar_t* dot_t = doh + t * D;
+          scalar_t* dqt = dqh + t * D;
+          const scalar_t lse_t = pl[bh * T + t];
+          // rowsum(dO * O) = sum_j P_tj dP_tj: the softmax Jacobian's correction term.
+          const scalar_t correction = row_dot(dot_t, oh + t * D, D);
+          for (int64_t j = 0; j <= t; ++j) {
+            const scalar_t* kj = kh + j * D;
+            const scalar_t* vj = vh + j * D;
+            const scalar_t p = std::exp(sc * row_dot(qt, kj, D) - lse_t);
+            const scalar_t dp = row_dot(dot_t, vj, D);
+            const scalar_t ds = p * (dp - correction);
+            row_axpy(p, dot_t, dvh + j * D, D);
+            row_axpy(sc * ds, qt, dkh + j * D, D);
+            row_axpy(sc * ds, kj, dqt, D);
+          }
+        }
+      }
+    });
+  });
+}
+
+}  // namespace cpu
+}  // namespace engine
