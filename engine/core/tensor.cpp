@@ -16,6 +16,11 @@ void check(bool cond, const char* op, const std::string& message) {
   if (!cond) throw std::invalid_argument(std::string(op) + ": " + message);
 }
 
+void throw_dtype_mismatch(const TensorImpl* impl, DType wanted) {
+  throw std::invalid_argument(std::string("Tensor::data: element type mismatch: tensor is ") +
+                              (impl ? dtype_name(impl->dtype) : "undefined") + ", asked for " + dtype_name(wanted));
+}
+
 std::string shape_str(const Shape& shape) {
   std::ostringstream s;
   s << "(";

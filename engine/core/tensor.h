@@ -116,10 +116,11 @@ int normalize_axis(int axis, int ndim, const char* op);
 // Throws std::invalid_argument "op: message" when cond is false.
 void check(bool cond, const char* op, const std::string& message);
 
+[[noreturn]] void throw_dtype_mismatch(const TensorImpl* impl, DType wanted);
+
 template <class T> T* Tensor::data() const {
-  check(impl_ && impl_->dtype == dtype_of<T>::value, "Tensor::data",
-        std::string("element type mismatch: tensor is ") + (impl_ ? dtype_name(impl_->dtype) : "undefined") +
-            ", asked for " + dtype_name(dtype_of<T>::value));
+  // Hot path: no string is built unless the check fails.
+  if (!impl_ || impl_->dtype != dtype_of<T>::value) throw_dtype_mismatch(impl_.get(), dtype_of<T>::value);
   return static_cast<T*>(impl_->storage->data) + impl_->offset;
 }
 
