@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine.
+#   tools/setup.sh run    install what is missing, build (Release), run the main job
+#   tools/setup.sh test   install what is missing, build (Release, CUDA when nvcc exists) and run
+#                         every test with ctest; then build with ASan+UBSan and run the CPU tests
+# Installing needs root (apt-get); without it the script prints the apt-get line and stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-run}
+case "$mode" in run|test) ;; *) echo "usage: tools/setup.sh run|test" >&2; exit 2 ;; esac
+
+packages=(build-essential cmake ninja-build libdnnl-dev libhdf5-dev hdf5-tools libyaml-cpp-dev
+          libboost-program-options-dev catch2)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]]; then
+    echo "== installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  else
+    echo "Missing packages. Run as root, or install them first:" >&2
+    echo "  sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+jobs=$(nproc)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$jobs}
+
+echo "== configuring and building (Release) in build/"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$jobs"
+
+if [[ $mode == run ]]; then
+  echo "== main job: engine-demo (the model and moe-train come next)"
+  ./build/bin/engine-demo
+  exit 0
+fi
+
+echo "== tests (Release build)"
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+echo "== building with AddressSanitizer + UndefinedBehaviorSanitizer in build-sanitize/ (CPU backend)"
+cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=Sanitize -DENGINE_CUDA=OFF >/dev/null
+cmake --build build-sanitize -j "$jobs"
+echo "== tests (sanitizers)"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-sanitize --output-on-failure -j "$jobs"
