@@ -44,6 +44,10 @@ fi
 
 echo "== tests (Release build)"
 ctest --test-dir build --output-on-failure -j "$jobs"
+if [[ -x build/bin/cuda_tests ]]; then
+  # CTest hides a skipped test's output; say why the CUDA comparisons did or did not run.
+  ./build/bin/cuda_tests --list-tests 2>&1 | grep '^SKIPPED' || echo "CUDA-vs-CPU tests ran on a device (results above)"
+fi
 
 echo "== building with AddressSanitizer + UndefinedBehaviorSanitizer in build-sanitize/ (CPU backend)"
 cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=Sanitize -DENGINE_CUDA=OFF >/dev/null

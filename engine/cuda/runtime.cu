@@ -1,0 +1,143 @@
+// CUDA runtime glue: error reporting, device detection, the per-device caching allocators
+// (raw cudaMalloc/cudaFree underneath) and the per-thread cuBLAS/cuDNN handles.
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/core/allocator.h"
+#include "engine/cuda/runtime.h"
+
+namespace engine {
+namespace cuda {
+
+void throw_error(const char* library, const char* what, const char* expr, const char* file, int line) {
+  throw std::runtime_error(std::string(library) + " error at " + file + ":" + std::to_string(line) + ": " + what +
+                           " (" + expr + ")");
+}
+
+DeviceGuard::DeviceGuard(Device device) : DeviceGuard(device.index) {}
+
+DeviceGuard::DeviceGuard(int index) {
+  int current = 0;
+  CUDA_CHECK(cudaGetDevice(&current));
+  if (current != index) {
+    CUDA_CHECK(cudaSetDevice(index));
+    previous_ = current;
+  }
+}
+
+DeviceGuard::~DeviceGuard() {
+  if (previous_ >= 0) cudaSetDevice(previous_);  // no throw from a destructor
+}
+
+namespace {
+int current_device() {
+  int index = 0;
+  CUDA_CHECK(cudaGetDevice(&index));
+  return index;
+}
+}  // namespace
+
+cublasHandle_t cublas_handle() {
+  thread_local std::vector<cublasHandle_t> handles;
+  const int index = current_device();
+  if (static_cast<int>(handles.size()) <= index) handles.resize(index + 1, nullptr);
+  if (!handles[index]) {
+    CUBLAS_CHECK(cublasCreate(&handles[index]));
+    CUBLAS_CHECK(cublasSetStream(handles[index], stream()));
+    // Default math mode: no TF32 for f32 GEMMs, so CUDA results stay within f32 rounding of the
+    // CPU's (TF32 would cost ~1e-3 relative accuracy).
+    CUBLAS_CHECK(cublasSetMathMode(handles[index], CUBLAS_DEFAULT_MATH));
+  }
+  return handles[index];
+}
+
+cudnnHandle_t cudnn_handle() {
+  thread_local std::vector<cudnnHandle_t> handles;
+  const int index = current_device();
+  if (static_cast<int>(handles.size()) <= index) handles.resize(index + 1, nullptr);
+  if (!handles[index]) {
+    CUDNN_CHECK(cudnnCreate(&handles[index]));
+    CUDNN_CHECK(cudnnSetStream(handles[index], stream()));
+  }
+  return handles[index];
+}
+
+namespace {
+
+// Launched by nothing: cudaFuncGetAttributes on it tells whether this binary has code the
+// device can run (a build for sm_90 cannot run on an older GPU).
+__global__ void probe_kernel() {}
+
+constexpr int kMaxDevices = 16;
+
+// The allocator's raw functions take no device argument, so each device index gets its own
+// instantiation. cudaMalloc failures return nullptr (the allocator then frees its cache and
+// retries once); the error is cleared so it does not surface at an unrelated later check.
+template <int Index>
+void* raw_alloc(size_t bytes) {
+  DeviceGuard guard(Index);
+  void* ptr = nullptr;
+  if (cudaMalloc(&ptr, bytes) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  return ptr;
+}
+
+template <int Index>
+void raw_free(void* ptr) {
+  DeviceGuard guard(Index);
+  cudaFree(ptr);  // errors ignored: called from destructors and from release paths
+}
+
+template <int... I>
+CachingAllocator* make_allocator(int index, std::integer_sequence<int, I...>) {
+  using Pair = std::pair<CachingAllocator::RawAlloc, CachingAllocator::RawFree>;
+  static const Pair table[] = {Pair{&raw_alloc<I>, &raw_free<I>}...};
+  return new CachingAllocator(table[index].first, table[index].second);
+}
+
+}  // namespace
+}  // namespace cuda
+
+bool cuda_device_usable(std::string* why) {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    // Without a driver or GPU this is an error (e.g. "CUDA driver version is insufficient"),
+    // not a count of 0.
+    cudaGetLastError();
+    if (why) *why = std::string("cudaGetDeviceCount failed: ") + cudaGetErrorString(err);
+    return false;
+  }
+  if (count == 0) {
+    if (why) *why = "no CUDA device found";
+    return false;
+  }
+  cudaFuncAttributes attrs;
+  const cudaError_t probe = cudaFuncGetAttributes(&attrs, cuda::probe_kernel);
+  if (probe != cudaSuccess) {
+    cudaGetLastError();
+    if (why) *why = std::string("the device cannot run this build's kernels: ") + cudaGetErrorString(probe);
+    return false;
+  }
+  if (why) why->clear();
+  return true;
+}
+
+CachingAllocator& cuda_allocator(int index) {
+  if (index < 0 || index >= cuda::kMaxDevices)
+    throw std::invalid_argument("cuda_allocator: device index " + std::to_string(index) + " out of range");
+  static std::mutex mutex;
+  // Never deleted: tensors in static storage may be freed after main returns.
+  static CachingAllocator* allocators[cuda::kMaxDevices] = {};
+  std::lock_guard<std::mutex> lock(mutex);
+  if (!allocators[index])
+    allocators[index] = cuda::make_allocator(index, std::make_integer_sequence<int, cuda::kMaxDevices>{});
+  return *allocators[index];
+}
+
+}  // namespace engine

@@ -1,0 +1,73 @@
+// CUDA runtime glue shared by every .cu file: error-checking macros, the device guard, the
+// per-thread library handles and the stream every op runs on.
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include "engine/core/device.h"
+
+namespace engine {
+namespace cuda {
+
+// Throws std::runtime_error "<library> error at file:line: <what> (<expr>)".
+[[noreturn]] void throw_error(const char* library, const char* what, const char* expr, const char* file, int line);
+
+// The stream every kernel, library call and memcpy is issued on: the legacy default stream, so
+// all work runs in issue order. The caching allocator relies on that: a freed block may be
+// handed out again while a kernel that used it is still queued, which is safe only because
+// every later use is queued behind it on the same stream.
+inline cudaStream_t stream() { return 0; }
+
+// Makes `device` current for the guard's lifetime, so kernels and allocations of a tensor on
+// cuda:1 go to that device even when the calling thread last used cuda:0.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(Device device);
+  explicit DeviceGuard(int index);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
+// Library handles for the current device, created on first use by each thread and bound to
+// stream(). They are never destroyed: a thread_local destructor could run after the CUDA
+// context is torn down at process exit.
+cublasHandle_t cublas_handle();
+cudnnHandle_t cudnn_handle();
+
+}  // namespace cuda
+
+// Declared by engine/core/device.cpp and engine/core/allocator.cpp.
+bool cuda_device_usable(std::string* why);
+class CachingAllocator;
+CachingAllocator& cuda_allocator(int index);
+
+}  // namespace engine
+
+#define CUDA_CHECK(expr)                                                                               \
+  do {                                                                                                 \
+    const cudaError_t engine_err_ = (expr);                                                            \
+    if (engine_err_ != cudaSuccess)                                                                    \
+      ::engine::cuda::throw_error("CUDA", cudaGetErrorString(engine_err_), #expr, __FILE__, __LINE__); \
+  } while (0)
+
+#define CUBLAS_CHECK(expr)                                                                                 \
+  do {                                                                                                     \
+    const cublasStatus_t engine_st_ = (expr);                                                              \
+    if (engine_st_ != CUBLAS_STATUS_SUCCESS)                                                               \
+      ::engine::cuda::throw_error("cuBLAS", cublasGetStatusString(engine_st_), #expr, __FILE__, __LINE__); \
+  } while (0)
+
+#define CUDNN_CHECK(expr)                                                                               \
+  do {                                                                                                  \
+    const cudnnStatus_t engine_st_ = (expr);                                                            \
+    if (engine_st_ != CUDNN_STATUS_SUCCESS)                                                             \
+      ::engine::cuda::throw_error("cuDNN", cudnnGetErrorString(engine_st_), #expr, __FILE__, __LINE__); \
+  } while (0)
+
+// After a kernel launch: reports a bad launch configuration here rather than at the next sync.
+#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())

@@ -1,0 +1,126 @@
+// CUDA causal attention: cuBLAS strided-batched GEMMs (through cuda::gemm) over the B*H heads
+// around a masked-softmax row kernel. Unlike the fused CPU kernel this materializes the
+// [B*H, T, T] scores (two such buffers in backward), taken from the caching allocator.
+#include "engine/core/dispatch.h"
+#include "engine/cuda/reduce.cuh"
+#include "engine/ops/attention.h"
+#include "engine/ops/matmul.h"
+
+namespace engine {
+namespace cuda {
+
+namespace {
+
+// Forward:  S = Q K^T; P = softmax(scale * S + causal mask), lse per row; O = P V.
+// Backward: P recomputed from S and lse (no [T, T] tensor is kept between the passes);
+//           dV = P^T dO; dP = dO V^T; dS = scale * P * (dP - rowsum(dO * O)); dQ = dS K; dK = dS^T Q.
+
+// Row r of the [B*H*T, T] scores is query t = r % T, which sees keys 0..t. Overwrites the raw
+// scores with probabilities (0 above the diagonal) and writes lse = log sum_j exp(scale*s_j).
+// Every row has at least one key (its own), so the max is finite for finite inputs.
+template <class T>
+__global__ void causal_softmax_kernel(T* scores, int64_t rows, int64_t seq, T scale, T* lse) {
+  CUDA_ROW_LOOP(r, rows) {
+    T* row = scores + r * seq;
+    const int64_t valid = r % seq + 1;
+    T m = -static_cast<T>(INFINITY);
+    for (int64_t j = threadIdx.x; j < valid; j += blockDim.x) {
+      const T s = scale * row[j];
+      m = s > m ? s : m;
+    }
+    m = block_max(m);
+    double total = 0.0;
+    for (int64_t j = threadIdx.x; j < valid; j += blockDim.x) total += static_cast<double>(exp(scale * row[j] - m));
+    const T l = m + static_cast<T>(log(block_sum(total)));
+    if (threadIdx.x == 0) lse[r] = l;
+    for (int64_t j = threadIdx.x; j < seq; j += blockDim.x) row[j] = j < valid ? exp(scale * row[j] - l) : T(0);
+  }
+}
+
+// P = exp(scale * S - lse) on and below the diagonal, 0 above (in place on S).
+template <class T>
+struct RecomputeProbsFn {
+  T* scores;
+  const T* lse;
+  int64_t seq;
+  T scale;
+  __device__ void operator()(int64_t i) const {
+    const int64_t r = i / seq, j = i % seq;
+    scores[i] = j <= r % seq ? exp(scale * scores[i] - lse[r]) : T(0);
+  }
+};
+
+// delta[r] = dot(dO[r], O[r]) = sum_j P_rj dP_rj, the softmax Jacobian's correction term.
+template <class T>
+__global__ void row_dot_kernel(const T* a, const T* b, int64_t rows, int64_t n, T* out) {
+  CUDA_ROW_LOOP(r, rows) {
+    const double d = block_dot(a + r * n, b + r * n, n);
+    if (threadIdx.x == 0) out[r] = static_cast<T>(d);
+  }
+}
+
+// dS = scale * P * (dP - delta), in place on dP.
+template <class T>
+struct ScoreGradFn {
+  const T* probs;
+  T* dprobs;
+  const T* delta;
+  int64_t seq;
+  T scale;
+  __device__ void operator()(int64_t i) const { dprobs[i] = scale * probs[i] * (dprobs[i] - delta[i / seq]); }
+};
+
+GemmArgs batched(int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool tb) {
+  GemmArgs g;
+  g.batch = batch;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.transpose_a = ta;
+  g.transpose_b = tb;
+  return g;
+}
+
+}  // namespace
+
+void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, Tensor& out, Tensor& lse) {
+  const int64_t heads = q.size(0) * q.size(1), seq = q.size(2), dim = q.size(3);
+  if (heads * seq == 0) return;
+  DeviceGuard guard(q.device());
+  Tensor scores = Tensor::empty({heads, seq, seq}, q.dtype(), q.device());
+  gemm(batched(heads, seq, seq, dim, false, true), q, k, Tensor(), scores);  // S = Q K^T
+  DISPATCH_FLOAT(q.dtype(), "causal_attention", {
+    causal_softmax_kernel<<<row_blocks(heads * seq), row_threads(seq), 0, stream()>>>(
+        scores.data<scalar_t>(), heads * seq, seq, static_cast<scalar_t>(scale), lse.data<scalar_t>());
+    CUDA_CHECK_LAUNCH();
+  });
+  gemm(batched(heads, seq, dim, seq, false, false), scores, v, Tensor(), out);  // O = P V
+}
+
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                        const Tensor& dout, double scale, Tensor& dq, Tensor& dk, Tensor& dv) {
+  const int64_t heads = q.size(0) * q.size(1), seq = q.size(2), dim = q.size(3);
+  if (heads * seq == 0) return;
+  DeviceGuard guard(q.device());
+  const int64_t rows = heads * seq;
+  Tensor probs = Tensor::empty({heads, seq, seq}, q.dtype(), q.device());
+  Tensor dprobs = Tensor::empty({heads, seq, seq}, q.dtype(), q.device());
+  Tensor delta = Tensor::empty({rows}, q.dtype(), q.device());
+  gemm(batched(heads, seq, seq, dim, false, true), q, k, Tensor(), probs);  // S = Q K^T
+  DISPATCH_FLOAT(q.dtype(), "causal_attention_backward", {
+    const scalar_t sc = static_cast<scalar_t>(scale);
+    launch_elementwise(rows * seq, RecomputeProbsFn<scalar_t>{probs.data<scalar_t>(), lse.data<scalar_t>(), seq, sc});
+    row_dot_kernel<<<row_blocks(rows), row_threads(dim), 0, stream()>>>(dout.data<scalar_t>(), out.data<scalar_t>(),
+                                                                        rows, dim, delta.data<scalar_t>());
+    CUDA_CHECK_LAUNCH();
+    gemm(batched(heads, seq, dim, seq, true, false), probs, dout, Tensor(), dv);  // dV = P^T dO
+    gemm(batched(heads, seq, seq, dim, false, true), dout, v, Tensor(), dprobs);  // dP = dO V^T
+    launch_elementwise(rows * seq, ScoreGradFn<scalar_t>{probs.data<scalar_t>(), dprobs.data<scalar_t>(),
+                                                         delta.data<scalar_t>(), seq, sc});
+    gemm(batched(heads, seq, dim, seq, false, false), dprobs, k, Tensor(), dq);  // dQ = dS K
+    gemm(batched(heads, seq, dim, seq, true, false), dprobs, q, Tensor(), dk);   // dK = dS^T Q
+  });
+}
+
+}  // namespace cuda
+}  // namespace engine

@@ -1,0 +1,92 @@
+// CUDA row gather, scatter-add (atomicAdd: rows may repeat) and the per-row dot product used
+// for the combine weights' gradient. Indices outside [0, N) are skipped (gathered rows read
+// as 0), since a device kernel cannot throw; the CPU kernels check them.
+#include "engine/core/dispatch.h"
+#include "engine/cuda/reduce.cuh"
+#include "engine/ops/gather_scatter.h"
+
+namespace engine {
+namespace cuda {
+
+namespace {
+
+template <class T>
+struct GatherFn {
+  const T* x;
+  const int32_t* index;
+  T* out;
+  int64_t num_rows, d;
+  __device__ void operator()(int64_t e) const {
+    const int64_t i = e / d, c = e % d;
+    const int64_t row = index[i];
+    out[e] = row >= 0 && row < num_rows ? x[row * d + c] : T(0);
+  }
+};
+
+// Pitfall: colliding rows are summed in whatever order the atomics land, so float results can
+// differ in the last bits between runs (unlike the CPU's column split). f64 atomicAdd: sm_60+.
+template <class T>
+struct ScatterAddFn {
+  const T* src;
+  const int32_t* index;
+  const T* weight;  // may be null
+  T* out;
+  int64_t num_rows, d;
+  __device__ void operator()(int64_t e) const {
+    const int64_t i = e / d, c = e % d;
+    const int64_t row = index[i];
+    if (row < 0 || row >= num_rows) return;
+    atomicAdd(out + row * d + c, weight ? weight[i] * src[e] : src[e]);
+  }
+};
+
+// dweight[i] = dot(dout[index[i]], src[i]), one block per i.
+template <class T>
+__global__ void rows_dot_kernel(const T* dout, const int32_t* index, const T* src, int64_t m, int64_t num_rows,
+                                int64_t d, T* dweight) {
+  CUDA_ROW_LOOP(i, m) {
+    const int64_t row = index[i];
+    if (row < 0 || row >= num_rows) {  // uniform across the block
+      if (threadIdx.x == 0) dweight[i] = T(0);
+      continue;
+    }
+    const double acc = block_dot(dout + row * d, src + i * d, d);
+    if (threadIdx.x == 0) dweight[i] = static_cast<T>(acc);
+  }
+}
+
+}  // namespace
+
+void gather_rows(const Tensor& x, const Tensor& index, Tensor& out) {
+  const int64_t m = index.numel(), d = x.size(1);
+  DeviceGuard guard(x.device());
+  DISPATCH_ALL(x.dtype(), "gather_rows", {
+    launch_elementwise(
+        m * d, GatherFn<scalar_t>{x.data<scalar_t>(), index.data<int32_t>(), out.data<scalar_t>(), x.size(0), d});
+  });
+}
+
+void scatter_add_rows(const Tensor& src, const Tensor& index, const Tensor& weight, Tensor& out) {
+  const int64_t m = index.numel(), d = out.size(1);
+  DeviceGuard guard(src.device());
+  DISPATCH_FLOAT(src.dtype(), "scatter_add_rows", {
+    launch_elementwise(m * d, ScatterAddFn<scalar_t>{src.data<scalar_t>(), index.data<int32_t>(),
+                                                     weight.defined() ? weight.data<scalar_t>() : nullptr,
+                                                     out.data<scalar_t>(), out.size(0), d});
+  });
+}
+
+void rows_dot(const Tensor& dout, const Tensor& index, const Tensor& src, Tensor& dweight) {
+  const int64_t m = index.numel(), d = src.size(1);
+  if (m == 0) return;
+  DeviceGuard guard(src.device());
+  DISPATCH_FLOAT(src.dtype(), "rows_dot", {
+    rows_dot_kernel<<<row_blocks(m), row_threads(d), 0, stream()>>>(dout.data<scalar_t>(), index.data<int32_t>(),
+                                                                    src.data<scalar_t>(), m, dout.size(0), d,
+                                                                    dweight.data<scalar_t>());
+    CUDA_CHECK_LAUNCH();
+  });
+}
+
+}  // namespace cuda
+}  // namespace engine

@@ -1,0 +1,72 @@
+// CUDA GEMM for matmul/linear: cuBLAS strided-batched S/DGEMM on row-major operands, plus a
+// small kernel adding the bias row. cuBLAS is column-major, so C = op(A) op(B) is computed as
+// C^T = op(B)^T op(A)^T: a row-major [r, c] buffer read column-major is its transpose.
+#include <climits>
+
+#include "engine/core/dispatch.h"
+#include "engine/cuda/launch.cuh"
+#include "engine/ops/copy.h"
+#include "engine/ops/matmul.h"
+
+namespace engine {
+namespace cuda {
+
+namespace {
+
+template <class T>
+struct AddBiasFn {
+  T* c;
+  const T* bias;
+  int64_t n;
+  __device__ void operator()(int64_t i) const { c[i] += bias[i % n]; }
+};
+
+cublasStatus_t gemm_strided_batched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                    const float* alpha, const float* a, int lda, long long sa, const float* b, int ldb,
+                                    long long sb, const float* beta, float* c, int ldc, long long sc, int batch) {
+  return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
+}
+cublasStatus_t gemm_strided_batched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                    const double* alpha, const double* a, int lda, long long sa, const double* b,
+                                    int ldb, long long sb, const double* beta, double* c, int ldc, long long sc,
+                                    int batch) {
+  return cublasDgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
+}
+
+int as_int(int64_t v, const char* what) {
+  check(v <= INT_MAX, "gemm", std::string(what) + " = " + std::to_string(v) + " exceeds cuBLAS's 32-bit limit");
+  return static_cast<int>(v);
+}
+
+}  // namespace
+
+void gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& c) {
+  check(g.beta == 0.0 || g.beta == 1.0, "gemm", "beta must be 0 or 1");
+  if (g.batch * g.m * g.n == 0) return;
+  DeviceGuard guard(c.device());
+  DISPATCH_FLOAT(c.dtype(), "gemm", {
+    scalar_t* pc = c.data<scalar_t>();
+    if (g.k == 0) {
+      // Empty inner sum: C = beta*C (+ bias). Not left to cuBLAS, whose k == 0 handling is
+      // documented only as "C = beta*C".
+      if (g.beta == 0.0) fill(c, 0.0);
+    } else {
+      const int m = as_int(g.m, "m"), n = as_int(g.n, "n"), k = as_int(g.k, "k"), batch = as_int(g.batch, "batch");
+      const scalar_t alpha = 1, beta = static_cast<scalar_t>(g.beta);
+      // Row-major A ([m,k], or [k,m] when transposed) read column-major is A^T ([k,m]) or A
+      // ([m,k]); likewise B. Column-major C^T [n, m] = op(B)^T [n, k] * op(A)^T [k, m].
+      const cublasOperation_t op_b = g.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+      const cublasOperation_t op_a = g.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+      const int ld_b = g.transpose_b ? k : n;
+      const int ld_a = g.transpose_a ? m : k;
+      CUBLAS_CHECK(gemm_strided_batched(cublas_handle(), op_b, op_a, n, m, k, &alpha, b.data<scalar_t>(), ld_b,
+                                        static_cast<long long>(g.k) * g.n, a.data<scalar_t>(), ld_a,
+                                        static_cast<long long>(g.m) * g.k, &beta, pc, n,
+                                        static_cast<long long>(g.m) * g.n, batch));
+    }
+    if (bias.defined()) launch_elementwise(g.batch * g.m * g.n, AddBiasFn<scalar_t>{pc, bias.data<scalar_t>(), g.n});
+  });
+}
+
+}  // namespace cuda
+}  // namespace engine

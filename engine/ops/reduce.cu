@@ -1,0 +1,80 @@
+// CUDA kernels for sum/mean over one axis of [outer, n, inner] and their backward
+// (expand_middle). Deterministic: every output element is summed by a fixed tree in double,
+// without atomics, so results do not change run to run.
+#include "engine/core/dispatch.h"
+#include "engine/cuda/reduce.cuh"
+#include "engine/ops/reduce.h"
+
+namespace engine {
+namespace cuda {
+
+namespace {
+
+// inner == 1: each row of n elements is contiguous; one block per row.
+template <class T>
+__global__ void row_sum_kernel(const T* x, int64_t rows, int64_t n, double scale, T* out) {
+  CUDA_ROW_LOOP(r, rows) {
+    const T* row = x + r * n;
+    double acc = 0.0;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) acc += static_cast<double>(row[j]);
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) out[r] = static_cast<T>(acc * scale);
+  }
+}
+
+template <class T>
+struct MiddleLoad {
+  const T* x;
+  int64_t n, inner;
+  __device__ T operator()(int64_t o, int64_t j, int64_t c) const { return x[(o * n + j) * inner + c]; }
+};
+
+template <class T>
+struct ScaledStore {
+  T* out;
+  int64_t inner;
+  double scale;
+  __device__ void operator()(int64_t o, int64_t c, double total) const {
+    out[o * inner + c] = static_cast<T>(total * scale);
+  }
+};
+
+template <class T>
+struct ExpandFn {
+  const T* dy;
+  T* dx;
+  int64_t n, inner;
+  T scale;
+  __device__ void operator()(int64_t i) const {
+    const int64_t c = i % inner, o = i / (n * inner);
+    dx[i] = scale * dy[o * inner + c];
+  }
+};
+
+}  // namespace
+
+void reduce_sum(const Tensor& x, int64_t outer, int64_t n, int64_t inner, double scale, Tensor& out) {
+  DeviceGuard guard(x.device());
+  DISPATCH_FLOAT(x.dtype(), "sum", {
+    const scalar_t* px = x.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    if (outer * inner == 0) return;
+    if (inner == 1) {
+      row_sum_kernel<<<row_blocks(outer), row_threads(n), 0, stream()>>>(px, outer, n, scale, po);
+      CUDA_CHECK_LAUNCH();
+    } else {
+      launch_column_sum(outer, n, inner, MiddleLoad<scalar_t>{px, n, inner}, ScaledStore<scalar_t>{po, inner, scale});
+    }
+  });
+}
+
+void expand_middle(const Tensor& dy, int64_t outer, int64_t n, int64_t inner, double scale, Tensor& dx) {
+  DeviceGuard guard(dy.device());
+  DISPATCH_FLOAT(dy.dtype(), "sum_backward", {
+    launch_elementwise(outer * n * inner, ExpandFn<scalar_t>{dy.data<scalar_t>(), dx.data<scalar_t>(), n, inner,
+                                                             static_cast<scalar_t>(scale)});
+  });
+}
+
+}  // namespace cuda
+}  // namespace engine
