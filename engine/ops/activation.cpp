@@ -53,16 +53,33 @@ namespace cpu {
 
 namespace {
 template <Activation K, class T>
-void forward_loop(const T* x, T* y, int64_t n) {
-  parallel_for(n, 1 << 13, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) y[i] = activation_forward(K, x[i]);
-  });
+ENGINE_SIMD_CLONES void forward_span(const T* __restrict x, T* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = activation_forward(K, x[i]);
+}
+// The derivative reads x or y, never both (derivative_reads_output): `saved` is that one.
+template <Activation K, class T>
+ENGINE_SIMD_CLONES void backward_span(const T* __restrict saved, const T* __restrict dy, T* __restrict dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * activation_derivative(K, saved[i], saved[i]);
 }
 template <Activation K, class T>
-void backward_loop(const T* x, const T* y, const T* dy, T* dx, int64_t n) {
-  parallel_for(n, 1 << 13, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) dx[i] = dy[i] * activation_derivative(K, x ? x[i] : T(0), y ? y[i] : T(0));
-  });
+void forward_loop(const T* x, T* y, int64_t n) {
+  parallel_for(n, 1 << 13, [&](int64_t b, int64_t e) { forward_span<K>(x + b, y + b, e - b); });
+}
+template <Activation K, class T>
+void backward_loop(const T* saved, const T* dy, T* dx, int64_t n) {
+  parallel_for(n, 1 << 13, [&](int64_t b, int64_t e) { backward_span<K>(saved + b, dy + b, dx + b, e - b); });
+}
+template <class T>
+ENGINE_SIMD_CLONES void swiglu_forward_span(const T* __restrict g, const T* __restrict u, T* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = activation_forward(Activation::silu, g[i]) * u[i];
+}
+template <class T>
+ENGINE_SIMD_CLONES void swiglu_backward_span(const T* __restrict g, const T* __restrict u, const T* __restrict d,
+                                             T* __restrict dg, T* __restrict du, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    du[i] = d[i] * activation_forward(Activation::silu, g[i]);
+    dg[i] = d[i] * u[i] * activation_derivative(Activation::silu, g[i], T(0));
+  }
 }
 
 // Turns the runtime kind into a template argument, so each loop is compiled (and vectorized)
@@ -93,11 +110,10 @@ void activation_forward(Activation kind, const Tensor& x, Tensor& y) {
 
 void activation_backward(Activation kind, const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) {
   DISPATCH_FLOAT(dy.dtype(), "activation_backward", {
-    const scalar_t* px = x.defined() ? x.data<scalar_t>() : nullptr;
-    const scalar_t* py = y.defined() ? y.data<scalar_t>() : nullptr;
+    const scalar_t* saved = derivative_reads_output(kind) ? y.data<scalar_t>() : x.data<scalar_t>();
     const scalar_t* pdy = dy.data<scalar_t>();
     scalar_t* pdx = dx.data<scalar_t>();
-    with_kind(kind, [&](auto k) { backward_loop<decltype(k)::value>(px, py, pdy, pdx, dy.numel()); });
+    with_kind(kind, [&](auto k) { backward_loop<decltype(k)::value>(saved, pdy, pdx, dy.numel()); });
   });
 }
 
@@ -106,9 +122,7 @@ void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& y) {
     const scalar_t* g = gate.data<scalar_t>();
     const scalar_t* u = up.data<scalar_t>();
     scalar_t* py = y.data<scalar_t>();
-    parallel_for(y.numel(), 1 << 13, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) py[i] = activation_forward(Activation::silu, g[i]) * u[i];
-    });
+    parallel_for(y.numel(), 1 << 13, [&](int64_t b, int64_t e) { swiglu_forward_span(g + b, u + b, py + b, e - b); });
   });
 }
 
@@ -119,12 +133,8 @@ void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy, Ten
     const scalar_t* d = dy.data<scalar_t>();
     scalar_t* dg = dgate.data<scalar_t>();
     scalar_t* du = dup.data<scalar_t>();
-    parallel_for(dy.numel(), 1 << 13, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        du[i] = d[i] * activation_forward(Activation::silu, g[i]);
-        dg[i] = d[i] * u[i] * activation_derivative(Activation::silu, g[i], scalar_t(0));
-      }
-    });
+    parallel_for(dy.numel(), 1 << 13,
+                 [&](int64_t b, int64_t e) { swiglu_backward_span(g + b, u + b, d + b, dg + b, du + b, e - b); });
   });
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 #include <cmath>
 
+#include "engine/core/fast_math.h"
 #include "engine/core/hostdevice.h"
 #include "engine/core/tensor.h"
 
@@ -28,10 +29,10 @@ inline Tensor square(const Tensor& x) { return activation(Activation::square, x)
 // silu(gate) * up, same shapes.
 Tensor swiglu(const Tensor& gate, const Tensor& up);
 
+// One exp of -|x| (never overflows), then the branch-free form for either sign.
 template <class T> ENGINE_HD T stable_sigmoid(T x) {
-  if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
-  const T e = std::exp(x);
-  return e / (T(1) + e);
+  const T e = engine_exp(x >= T(0) ? -x : x);
+  return (x >= T(0) ? T(1) : e) / (T(1) + e);
 }
 
 // f(x)
@@ -39,14 +40,14 @@ template <class T> ENGINE_HD T activation_forward(Activation kind, T x) {
   switch (kind) {
     case Activation::gelu_tanh: {
       const T c = T(0.7978845608028654);  // sqrt(2/pi)
-      return T(0.5) * x * (T(1) + std::tanh(c * (x + T(0.044715) * x * x * x)));
+      return T(0.5) * x * (T(1) + engine_tanh(c * (x + T(0.044715) * x * x * x)));
     }
     case Activation::silu: return x * stable_sigmoid(x);
     case Activation::sigmoid: return stable_sigmoid(x);
-    case Activation::softplus: return (x > T(0) ? x : T(0)) + std::log1p(std::exp(-(x > T(0) ? x : -x)));
+    case Activation::softplus: return (x > T(0) ? x : T(0)) + std::log1p(engine_exp(-(x > T(0) ? x : -x)));
     case Activation::relu: return x > T(0) ? x : T(0);
-    case Activation::tanh: return std::tanh(x);
-    case Activation::exp: return std::exp(x);
+    case Activation::tanh: return engine_tanh(x);
+    case Activation::exp: return engine_exp(x);
     case Activation::log: return std::log(x);
     case Activation::square: return x * x;
   }
@@ -59,7 +60,7 @@ template <class T> ENGINE_HD T activation_derivative(Activation kind, T x, T y) 
     case Activation::gelu_tanh: {
       const T c = T(0.7978845608028654);
       const T inner = c * (x + T(0.044715) * x * x * x);
-      const T t = std::tanh(inner);
+      const T t = engine_tanh(inner);
       const T dinner = c * (T(1) + T(3) * T(0.044715) * x * x);
       return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * dinner;
     }

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "engine/core/dispatch.h"
+#include "engine/core/fast_math.h"
 #include "engine/core/parallel.h"
 #include "engine/core/tape.h"
 #include "engine/ops/copy.h"
@@ -64,7 +65,7 @@ namespace {
 // compiler vectorize the sum (a plain loop would not, as it reorders additions); the order is
 // fixed by the binary, so results stay reproducible.
 template <class T>
-inline T row_dot(const T* a, const T* b, int64_t n) {
+ENGINE_ALWAYS_INLINE T row_dot(const T* a, const T* b, int64_t n) {
   T acc = 0;
 #pragma omp simd reduction(+ : acc)
   for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
@@ -73,7 +74,7 @@ inline T row_dot(const T* a, const T* b, int64_t n) {
 
 // y += alpha * x over a contiguous row.
 template <class T>
-inline void row_axpy(T alpha, const T* x, T* y, int64_t n) {
+ENGINE_ALWAYS_INLINE void row_axpy(T alpha, const T* x, T* y, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
@@ -84,6 +85,64 @@ struct AttentionDims {
 };
 
 AttentionDims attention_dims(const Tensor& q) { return {q.size(0) * q.size(1), q.size(2), q.size(3)}; }
+
+}  // namespace
+
+namespace {
+
+// One (batch, head): T queries against their causal prefix of keys. `weights` has room for T.
+template <class T>
+ENGINE_SIMD_CLONES void attention_head_forward(const T* __restrict qh, const T* __restrict kh, const T* __restrict vh,
+                                               int64_t len, int64_t D, T sc, T* __restrict oh, T* __restrict lse_h,
+                                               T* __restrict weights) {
+  for (int64_t t = 0; t < len; ++t) {
+    const T* qt = qh + t * D;
+    T row_max = -std::numeric_limits<T>::infinity();
+    for (int64_t j = 0; j <= t; ++j) {
+      const T s = sc * row_dot(qt, kh + j * D, D);
+      weights[j] = s;
+      row_max = s > row_max ? s : row_max;
+    }
+    T total = 0;
+#pragma omp simd reduction(+ : total)
+    for (int64_t j = 0; j <= t; ++j) {
+      weights[j] = engine_exp(weights[j] - row_max);
+      total += weights[j];
+    }
+    T* ot = oh + t * D;
+    std::fill(ot, ot + D, T(0));
+    for (int64_t j = 0; j <= t; ++j) row_axpy(weights[j], vh + j * D, ot, D);
+    const T inv_total = T(1) / total;
+    for (int64_t d = 0; d < D; ++d) ot[d] *= inv_total;
+    lse_h[t] = row_max + std::log(total);
+  }
+}
+
+// Each (batch, head) owns its slices of dq, dk and dv: no two threads write the same row.
+template <class T>
+ENGINE_SIMD_CLONES void attention_head_backward(const T* __restrict qh, const T* __restrict kh, const T* __restrict vh,
+                                                const T* __restrict oh, const T* __restrict lse_h,
+                                                const T* __restrict doh, int64_t len, int64_t D, T sc,
+                                                T* __restrict dqh, T* __restrict dkh, T* __restrict dvh) {
+  for (int64_t t = 0; t < len; ++t) {
+    const T* qt = qh + t * D;
+    const T* dot_t = doh + t * D;
+    T* dqt = dqh + t * D;
+    const T lse_t = lse_h[t];
+    // rowsum(dO * O) = sum_j P_tj dP_tj: the softmax Jacobian's correction term.
+    const T correction = row_dot(dot_t, oh + t * D, D);
+    for (int64_t j = 0; j <= t; ++j) {
+      const T* kj = kh + j * D;
+      const T* vj = vh + j * D;
+      const T p = engine_exp(sc * row_dot(qt, kj, D) - lse_t);
+      const T dp = row_dot(dot_t, vj, D);
+      const T ds = p * (dp - correction);
+      row_axpy(p, dot_t, dvh + j * D, D);
+      row_axpy(sc * ds, qt, dkh + j * D, D);
+      row_axpy(sc * ds, kj, dqt, D);
+    }
+  }
+}
 
 }  // namespace
 
@@ -101,30 +160,7 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double
       std::vector<scalar_t> weights(static_cast<size_t>(T));  // one score row, keys 0..t
       for (int64_t bh = head_begin; bh < head_end; ++bh) {
         const int64_t base = bh * T * D;
-        const scalar_t* qh = pq + base;
-        const scalar_t* kh = pk + base;
-        const scalar_t* vh = pv + base;
-        scalar_t* oh = po + base;
-        for (int64_t t = 0; t < T; ++t) {
-          const scalar_t* qt = qh + t * D;
-          scalar_t row_max = -std::numeric_limits<scalar_t>::infinity();
-          for (int64_t j = 0; j <= t; ++j) {
-            const scalar_t s = sc * row_dot(qt, kh + j * D, D);
-            weights[j] = s;
-            row_max = s > row_max ? s : row_max;
-          }
-          scalar_t total = 0;
-          for (int64_t j = 0; j <= t; ++j) {
-            weights[j] = std::exp(weights[j] - row_max);
-            total += weights[j];
-          }
-          scalar_t* ot = oh + t * D;
-          std::fill(ot, ot + D, scalar_t(0));
-          for (int64_t j = 0; j <= t; ++j) row_axpy(weights[j], vh + j * D, ot, D);
-          const scalar_t inv_total = scalar_t(1) / total;
-          for (int64_t d = 0; d < D; ++d) ot[d] *= inv_total;
-          pl[bh * T + t] = row_max + std::log(total);
-        }
+        attention_head_forward(pq + base, pk + base, pv + base, T, D, sc, po + base, pl + bh * T, weights.data());
       }
     });
   });
@@ -145,36 +181,11 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
     scalar_t* pdk = dk.data<scalar_t>();
     scalar_t* pdv = dv.data<scalar_t>();
     const scalar_t sc = static_cast<scalar_t>(scale);
-    // Each (batch, head) owns its slices of dq, dk and dv: no two threads write the same row.
     parallel_for(dims.heads, 1, [&](int64_t head_begin, int64_t head_end) {
       for (int64_t bh = head_begin; bh < head_end; ++bh) {
         const int64_t base = bh * T * D;
-        const scalar_t* qh = pq + base;
-        const scalar_t* kh = pk + base;
-        const scalar_t* vh = pv + base;
-        const scalar_t* oh = po + base;
-        const scalar_t* doh = pdo + base;
-        scalar_t* dqh = pdq + base;
-        scalar_t* dkh = pdk + base;
-        scalar_t* dvh = pdv + base;
-        for (int64_t t = 0; t < T; ++t) {
-          const scalar_t* qt = qh + t * D;
-          const scalar_t* dot_t = doh + t * D;
-          scalar_t* dqt = dqh + t * D;
-          const scalar_t lse_t = pl[bh * T + t];
-          // rowsum(dO * O) = sum_j P_tj dP_tj: the softmax Jacobian's correction term.
-          const scalar_t correction = row_dot(dot_t, oh + t * D, D);
-          for (int64_t j = 0; j <= t; ++j) {
-            const scalar_t* kj = kh + j * D;
-            const scalar_t* vj = vh + j * D;
-            const scalar_t p = std::exp(sc * row_dot(qt, kj, D) - lse_t);
-            const scalar_t dp = row_dot(dot_t, vj, D);
-            const scalar_t ds = p * (dp - correction);
-            row_axpy(p, dot_t, dvh + j * D, D);
-            row_axpy(sc * ds, qt, dkh + j * D, D);
-            row_axpy(sc * ds, kj, dqt, D);
-          }
-        }
+        attention_head_backward(pq + base, pk + base, pv + base, po + base, pl + bh * T, pdo + base, T, D, sc,
+                                pdq + base, pdk + base, pdv + base);
       }
     });
   });

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "engine/core/dispatch.h"
+#include "engine/core/fast_math.h"
 #include "engine/core/parallel.h"
 #include "engine/core/tape.h"
 #include "engine/ops/copy.h"
@@ -42,6 +43,43 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int32_t 
 
 namespace cpu {
 
+namespace {
+
+template <class T>
+ENGINE_SIMD_CLONES void row_logsumexp(const T* __restrict x, int64_t rows, int64_t vocab, T* __restrict lse) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * vocab;
+    T m = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : m)
+    for (int64_t j = 0; j < vocab; ++j) m = xr[j] > m ? xr[j] : m;
+    T total = 0;
+#pragma omp simd reduction(+ : total)
+    for (int64_t j = 0; j < vocab; ++j) total += engine_exp(xr[j] - m);
+    lse[r] = m + std::log(total);
+  }
+}
+
+// d logits = scale * (softmax - onehot(target)); zero for ignored rows.
+template <class T>
+ENGINE_SIMD_CLONES void softmax_minus_onehot(const T* __restrict x, const T* __restrict lse,
+                                             const int32_t* __restrict targets, int64_t rows, int64_t vocab,
+                                             int32_t ignore_index, T scale, T* __restrict dx) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* dr = dx + r * vocab;
+    if (targets[r] == ignore_index) {
+      std::fill(dr, dr + vocab, T(0));
+      continue;
+    }
+    const T* xr = x + r * vocab;
+    const T l = lse[r];
+#pragma omp simd
+    for (int64_t j = 0; j < vocab; ++j) dr[j] = scale * engine_exp(xr[j] - l);
+    dr[targets[r]] -= scale;
+  }
+}
+
+}  // namespace
+
 void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int32_t ignore_index, Tensor& lse,
                            double* loss_sum, int64_t* count) {
   const int64_t rows = targets.numel(), vocab = logits.size(-1);
@@ -58,15 +96,9 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int32_t 
     const scalar_t* px = logits.data<scalar_t>();
     scalar_t* pl = lse.data<scalar_t>();
     parallel_for(rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(vocab, 1)), [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) {
-        const scalar_t* xr = px + r * vocab;
-        scalar_t m = -std::numeric_limits<scalar_t>::infinity();
-        for (int64_t j = 0; j < vocab; ++j) m = xr[j] > m ? xr[j] : m;
-        scalar_t total = 0;
-        for (int64_t j = 0; j < vocab; ++j) total += std::exp(xr[j] - m);
-        pl[r] = m + std::log(total);
-        if (pt[r] != ignore_index) row_loss[r] = static_cast<double>(pl[r]) - static_cast<double>(xr[pt[r]]);
-      }
+      row_logsumexp(px + b * vocab, e - b, vocab, pl + b);
+      for (int64_t r = b; r < e; ++r)
+        if (pt[r] != ignore_index) row_loss[r] = static_cast<double>(pl[r]) - static_cast<double>(px[r * vocab + pt[r]]);
     });
   });
   double total = 0.0;  // summed in row order: the same result for any thread count
@@ -90,16 +122,7 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const T
     scalar_t* pd = dlogits.data<scalar_t>();
     const scalar_t s = static_cast<scalar_t>(grad_scale);
     parallel_for(rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(vocab, 1)), [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) {
-        scalar_t* dr = pd + r * vocab;
-        if (pt[r] == ignore_index) {
-          for (int64_t j = 0; j < vocab; ++j) dr[j] = 0;
-          continue;
-        }
-        const scalar_t* xr = px + r * vocab;
-        for (int64_t j = 0; j < vocab; ++j) dr[j] = s * std::exp(xr[j] - pl[r]);
-        dr[pt[r]] -= s;
-      }
+      softmax_minus_onehot(px + b * vocab, pl + b, pt + b, e - b, vocab, ignore_index, s, pd + b * vocab);
     });
   });
 }

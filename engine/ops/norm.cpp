@@ -50,6 +50,94 @@ Tensor rmsnorm(const Tensor& x, const Tensor& gamma, double eps) { return normal
 
 namespace cpu {
 
+namespace {
+
+template <class T>
+ENGINE_SIMD_CLONES void normalize_rows(const T* __restrict x, const T* __restrict gamma, const T* __restrict beta,
+                                       T eps, bool rms, int64_t rows, int64_t n, T* __restrict y, T* __restrict mean,
+                                       T* __restrict rstd) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * n;
+    T* yr = y + r * n;
+    // One read pass: sums of x - K and (x - K)^2 with K = x[0], a sample of the row. Shifting
+    // by a value near the mean keeps E[d^2] - E[d]^2 from cancelling (the header's pitfall).
+    const T shift = rms || n == 0 ? T(0) : xr[0];
+    T s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+    for (int64_t j = 0; j < n; ++j) {
+      const T d = xr[j] - shift;
+      s1 += d;
+      s2 += d * d;
+    }
+    const T mean_d = rms ? T(0) : s1 / T(n);
+    const T mu = shift + mean_d;
+    T var = s2 / T(n) - mean_d * mean_d;
+    var = var > T(0) ? var : T(0);
+    const T inv = T(1) / std::sqrt(var + eps);
+    mean[r] = mu;
+    rstd[r] = inv;
+    if (beta) {
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) yr[j] = (xr[j] - mu) * inv * gamma[j] + beta[j];
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) yr[j] = (xr[j] - mu) * inv * gamma[j];
+    }
+  }
+}
+
+// dx: xhat = (x - mean) * rstd, g = dy * gamma,
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)); RMSNorm has no mean(g) term.
+template <class T>
+ENGINE_SIMD_CLONES void normalize_backward_rows(const T* __restrict x, const T* __restrict gamma,
+                                                const T* __restrict mean, const T* __restrict rstd,
+                                                const T* __restrict dy, bool rms, int64_t rows, int64_t n,
+                                                T* __restrict dx) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * n;
+    const T* dr = dy + r * n;
+    T* out = dx + r * n;
+    const T mu = mean[r], inv = rstd[r];
+    T sum_g = 0, sum_gx = 0;
+#pragma omp simd reduction(+ : sum_g, sum_gx)
+    for (int64_t j = 0; j < n; ++j) {
+      const T gj = dr[j] * gamma[j];
+      sum_g += gj;
+      sum_gx += gj * (xr[j] - mu) * inv;
+    }
+    const T mean_g = rms ? T(0) : sum_g / T(n), mean_gx = sum_gx / T(n);
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) out[j] = inv * (dr[j] * gamma[j] - mean_g - (xr[j] - mu) * inv * mean_gx);
+  }
+}
+
+// dgamma, dbeta over columns [c0, c1): each sum runs top to bottom in one thread, so the
+// result is bit-identical whatever the thread count.
+template <class T>
+ENGINE_SIMD_CLONES void scale_shift_grads(const T* __restrict x, const T* __restrict mean, const T* __restrict rstd,
+                                          const T* __restrict dy, int64_t rows, int64_t n, int64_t c0, int64_t c1,
+                                          T* __restrict dgamma, T* __restrict dbeta) {
+  for (int64_t c = c0; c < c1; ++c) {
+    dgamma[c] = 0;
+    if (dbeta) dbeta[c] = 0;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * n;
+    const T* dr = dy + r * n;
+    const T mu = mean[r], inv = rstd[r];
+#pragma omp simd
+    for (int64_t c = c0; c < c1; ++c) dgamma[c] += dr[c] * (xr[c] - mu) * inv;
+    if (dbeta) {
+#pragma omp simd
+      for (int64_t c = c0; c < c1; ++c) dbeta[c] += dr[c];
+    }
+  }
+}
+
+int64_t row_grain(int64_t n) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1)); }
+
+}  // namespace
+
 void layernorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps, bool rms, Tensor& y,
                        Tensor& mean, Tensor& rstd) {
   const int64_t n = x.size(-1), rows = mean.numel();
@@ -60,23 +148,8 @@ void layernorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta,
     scalar_t* py = y.data<scalar_t>();
     scalar_t* pm = mean.data<scalar_t>();
     scalar_t* pr = rstd.data<scalar_t>();
-    parallel_for(rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) {
-        const scalar_t* xr = px + r * n;
-        scalar_t* yr = py + r * n;
-        scalar_t mu = 0;
-        if (!rms) {
-          for (int64_t j = 0; j < n; ++j) mu += xr[j];
-          mu /= scalar_t(n);
-        }
-        scalar_t var = 0;  // second pass around the mean (see the header's pitfall)
-        for (int64_t j = 0; j < n; ++j) var += (xr[j] - mu) * (xr[j] - mu);
-        var /= scalar_t(n);
-        const scalar_t inv = scalar_t(1) / std::sqrt(var + scalar_t(eps));
-        pm[r] = mu;
-        pr[r] = inv;
-        for (int64_t j = 0; j < n; ++j) yr[j] = (xr[j] - mu) * inv * pg[j] + (pb ? pb[j] : scalar_t(0));
-      }
+    parallel_for(rows, row_grain(n), [&](int64_t b, int64_t e) {
+      normalize_rows(px + b * n, pg, pb, static_cast<scalar_t>(eps), rms, e - b, n, py + b * n, pm + b, pr + b);
     });
   });
 }
@@ -91,45 +164,12 @@ void layernorm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean
     const scalar_t* pr = rstd.data<scalar_t>();
     const scalar_t* pd = dy.data<scalar_t>();
     scalar_t* pdx = dx.data<scalar_t>();
-    // dx: xhat = (x - mean) * rstd, g = dy * gamma,
-    // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)); RMSNorm has no mean(g) term.
-    parallel_for(rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) {
-        const scalar_t* xr = px + r * n;
-        const scalar_t* dr = pd + r * n;
-        scalar_t* out = pdx + r * n;
-        const scalar_t mu = pm[r], inv = pr[r];
-        scalar_t sum_g = 0, sum_gx = 0;
-        for (int64_t j = 0; j < n; ++j) {
-          const scalar_t gj = dr[j] * pg[j];
-          sum_g += gj;
-          sum_gx += gj * (xr[j] - mu) * inv;
-        }
-        const scalar_t mean_g = rms ? scalar_t(0) : sum_g / scalar_t(n), mean_gx = sum_gx / scalar_t(n);
-        for (int64_t j = 0; j < n; ++j) {
-          const scalar_t xhat = (xr[j] - mu) * inv;
-          out[j] = inv * (dr[j] * pg[j] - mean_g - xhat * mean_gx);
-        }
-      }
+    parallel_for(rows, row_grain(n), [&](int64_t b, int64_t e) {
+      normalize_backward_rows(px + b * n, pg, pm + b, pr + b, pd + b * n, rms, e - b, n, pdx + b * n);
     });
-    // dgamma, dbeta: split by columns so each sum runs top to bottom in one thread
-    // (bit-identical whatever the thread count).
     scalar_t* pdg = dgamma.data<scalar_t>();
     scalar_t* pdb = dbeta.defined() ? dbeta.data<scalar_t>() : nullptr;
-    parallel_for(n, 16, [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c) {
-        pdg[c] = 0;
-        if (pdb) pdb[c] = 0;
-      }
-      for (int64_t r = 0; r < rows; ++r) {
-        const scalar_t* xr = px + r * n;
-        const scalar_t* dr = pd + r * n;
-        const scalar_t mu = pm[r], inv = pr[r];
-        for (int64_t c = c0; c < c1; ++c) pdg[c] += dr[c] * (xr[c] - mu) * inv;
-        if (pdb)
-          for (int64_t c = c0; c < c1; ++c) pdb[c] += dr[c];
-      }
-    });
+    parallel_for(n, 16, [&](int64_t c0, int64_t c1) { scale_shift_grads(px, pm, pr, pd, rows, n, c0, c1, pdg, pdb); });
   });
 }
 

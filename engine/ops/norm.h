@@ -1,7 +1,8 @@
 // LayerNorm and RMSNorm over the last axis, with a learned scale (and shift for LayerNorm).
 //
-// Pitfall: the variance is computed as mean((x - mean)^2) in two passes, not E[x^2] - E[x]^2,
-// which cancels catastrophically in float when |mean| >> std.
+// Pitfall: E[x^2] - E[x]^2 cancels catastrophically in float when |mean| >> std. The CPU
+// kernel sums x - K and (x - K)^2 with K = the row's first element (a value near the mean),
+// which keeps one pass over the row and the cancellation bounded by ((mean - K)/std)^2.
 #pragma once
 #include "engine/core/tensor.h"
 

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "engine/core/dispatch.h"
+#include "engine/core/fast_math.h"
 #include "engine/core/parallel.h"
 #include "engine/core/tape.h"
 #include "engine/ops/copy.h"
@@ -54,11 +55,85 @@ Tensor logsumexp(const Tensor& x_in) {
 namespace cpu {
 
 namespace {
+// Row kernels over rows [0, rows) of width n. Compiled per ISA; the `omp simd` reductions fix
+// one summation order per binary, so results are reproducible run to run.
 template <class T>
-T row_max(const T* row, int64_t n) {
+ENGINE_ALWAYS_INLINE T row_max(const T* row, int64_t n) {
   T m = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : m)
   for (int64_t j = 0; j < n; ++j) m = row[j] > m ? row[j] : m;
   return m;
+}
+
+template <class T>
+ENGINE_SIMD_CLONES void softmax_rows(const T* __restrict x, T* __restrict y, int64_t rows, int64_t n, bool log) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * n;
+    T* yr = y + r * n;
+    const T m = row_max(xr, n);
+    T total = 0;
+#pragma omp simd reduction(+ : total)
+    for (int64_t j = 0; j < n; ++j) {
+      const T v = engine_exp(xr[j] - m);
+      total += v;
+      yr[j] = v;
+    }
+    if (log) {
+      const T shift = m + std::log(total);
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) yr[j] = xr[j] - shift;
+    } else {
+      const T inv = T(1) / total;
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) yr[j] *= inv;
+    }
+  }
+}
+
+template <class T>
+ENGINE_SIMD_CLONES void softmax_backward_rows(const T* __restrict y, const T* __restrict dy, T* __restrict dx,
+                                              int64_t rows, int64_t n, bool log) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* yr = y + r * n;
+    const T* dr = dy + r * n;
+    T* xr = dx + r * n;
+    T acc = 0;
+    if (log) {
+#pragma omp simd reduction(+ : acc)
+      for (int64_t j = 0; j < n; ++j) acc += dr[j];
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) xr[j] = dr[j] - engine_exp(yr[j]) * acc;
+    } else {
+#pragma omp simd reduction(+ : acc)
+      for (int64_t j = 0; j < n; ++j) acc += dr[j] * yr[j];
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) xr[j] = yr[j] * (dr[j] - acc);
+    }
+  }
+}
+
+template <class T>
+ENGINE_SIMD_CLONES void logsumexp_rows(const T* __restrict x, T* __restrict out, int64_t rows, int64_t n) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * n;
+    const T m = row_max(xr, n);
+    if (std::isinf(m) && m < 0) {  // empty or all -inf: the sum of nothing
+      out[r] = m;
+      continue;
+    }
+    T total = 0;
+#pragma omp simd reduction(+ : total)
+    for (int64_t j = 0; j < n; ++j) total += engine_exp(xr[j] - m);
+    out[r] = m + std::log(total);
+  }
+}
+
+template <class T>
+ENGINE_SIMD_CLONES void logsumexp_backward_rows(const T* __restrict x, const T* __restrict lse, const T* __restrict dy,
+                                                T* __restrict dx, int64_t rows, int64_t n) {
+  for (int64_t r = 0; r < rows; ++r)
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) dx[r * n + j] = dy[r] * engine_exp(x[r * n + j] - lse[r]);
 }
 
 // Rows per parallel chunk: aim for ~8k elements of work per chunk.
@@ -70,26 +145,7 @@ void softmax_forward(const Tensor& x, bool log, Tensor& y) {
   DISPATCH_FLOAT(x.dtype(), "softmax", {
     const scalar_t* px = x.data<scalar_t>();
     scalar_t* py = y.data<scalar_t>();
-    parallel_for(rows, row_grain(n), [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) {
-        const scalar_t* xr = px + r * n;
-        scalar_t* yr = py + r * n;
-        const scalar_t m = row_max(xr, n);
-        scalar_t total = 0;
-        for (int64_t j = 0; j < n; ++j) {
-          const scalar_t v = std::exp(xr[j] - m);
-          total += v;
-          if (!log) yr[j] = v;
-        }
-        if (log) {
-          const scalar_t shift = m + std::log(total);
-          for (int64_t j = 0; j < n; ++j) yr[j] = xr[j] - shift;
-        } else {
-          const scalar_t inv = scalar_t(1) / total;
-          for (int64_t j = 0; j < n; ++j) yr[j] *= inv;
-        }
-      }
-    });
+    parallel_for(rows, row_grain(n), [&](int64_t b, int64_t e) { softmax_rows(px + b * n, py + b * n, e - b, n, log); });
   });
 }
 
@@ -99,21 +155,8 @@ void softmax_backward(const Tensor& y, const Tensor& dy, bool log, Tensor& dx) {
     const scalar_t* py = y.data<scalar_t>();
     const scalar_t* pd = dy.data<scalar_t>();
     scalar_t* px = dx.data<scalar_t>();
-    parallel_for(rows, row_grain(n), [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) {
-        const scalar_t* yr = py + r * n;
-        const scalar_t* dr = pd + r * n;
-        scalar_t* xr = px + r * n;
-        scalar_t acc = 0;
-        if (log) {
-          for (int64_t j = 0; j < n; ++j) acc += dr[j];
-          for (int64_t j = 0; j < n; ++j) xr[j] = dr[j] - std::exp(yr[j]) * acc;
-        } else {
-          for (int64_t j = 0; j < n; ++j) acc += dr[j] * yr[j];
-          for (int64_t j = 0; j < n; ++j) xr[j] = yr[j] * (dr[j] - acc);
-        }
-      }
-    });
+    parallel_for(rows, row_grain(n),
+                 [&](int64_t b, int64_t e) { softmax_backward_rows(py + b * n, pd + b * n, px + b * n, e - b, n, log); });
   });
 }
 
@@ -122,19 +165,7 @@ void logsumexp_forward(const Tensor& x, Tensor& out) {
   DISPATCH_FLOAT(x.dtype(), "logsumexp", {
     const scalar_t* px = x.data<scalar_t>();
     scalar_t* po = out.data<scalar_t>();
-    parallel_for(rows, row_grain(n), [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) {
-        const scalar_t* xr = px + r * n;
-        const scalar_t m = row_max(xr, n);
-        if (std::isinf(m) && m < 0) {  // empty or all -inf: the sum of nothing
-          po[r] = m;
-          continue;
-        }
-        scalar_t total = 0;
-        for (int64_t j = 0; j < n; ++j) total += std::exp(xr[j] - m);
-        po[r] = m + std::log(total);
-      }
-    });
+    parallel_for(rows, row_grain(n), [&](int64_t b, int64_t e) { logsumexp_rows(px + b * n, po + b, e - b, n); });
   });
 }
 
@@ -146,8 +177,7 @@ void logsumexp_backward(const Tensor& x, const Tensor& lse, const Tensor& dy, Te
     const scalar_t* pd = dy.data<scalar_t>();
     scalar_t* pdx = dx.data<scalar_t>();
     parallel_for(rows, row_grain(n), [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r)
-        for (int64_t j = 0; j < n; ++j) pdx[r * n + j] = pd[r] * std::exp(px[r * n + j] - pl[r]);
+      logsumexp_backward_rows(px + b * n, pl + b, pd + b, pdx + b * n, e - b, n);
     });
   });
 }
