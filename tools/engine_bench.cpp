@@ -22,22 +22,39 @@ namespace po = boost::program_options;
 
 namespace {
 
+double seconds(const std::function<void()>& fn) {
+  const auto start = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double median(std::vector<double> t) {
+  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+  return t[t.size() / 2];
+}
+
 double median_seconds(int reps, const std::function<void()>& fn) {
   for (int i = 0; i < 3; ++i) fn();  // warm-up: primitive creation, allocator, caches
   std::vector<double> t;
+  for (int i = 0; i < reps; ++i) t.push_back(seconds(fn));
+  return median(t);
+}
+
+// Two contenders timed in alternation, so drift in the machine's speed hits both alike.
+std::pair<double, double> paired_median_seconds(int reps, const std::function<void()>& a, const std::function<void()>& b) {
+  for (int i = 0; i < 3; ++i) a(), b();
+  std::vector<double> ta, tb;
   for (int i = 0; i < reps; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    fn();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    ta.push_back(seconds(a));
+    tb.push_back(seconds(b));
   }
-  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-  return t[t.size() / 2];
+  return {median(ta), median(tb)};
 }
 
 // The baseline: one oneDNN primitive built once for exactly this shape, executed on
 // preallocated buffers. The engine has to find its primitive, allocate its output and record
 // nothing (no grad) on top of this.
-double direct_onednn_seconds(int reps, int64_t M, int64_t K, int64_t N, bool ta, bool tb) {
+std::function<void()> direct_onednn_matmul(int64_t M, int64_t K, int64_t N, bool ta, bool tb) {
   using dnnl::memory;
   dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   dnnl::stream stream(eng);
@@ -45,12 +62,13 @@ double direct_onednn_seconds(int reps, int64_t M, int64_t K, int64_t N, bool ta,
   memory::desc b({K, N}, memory::data_type::f32, tb ? memory::dims{1, K} : memory::dims{N, 1});
   memory::desc c({M, N}, memory::data_type::f32, memory::dims{N, 1});
   dnnl::matmul prim(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), eng));
-  std::vector<float> A(M * K, 0.5f), B(K * N, 0.25f), C(M * N);
-  memory ma(a, eng, A.data()), mb(b, eng, B.data()), mc(c, eng, C.data());
-  return median_seconds(reps, [&] {
+  auto buffers = std::make_shared<std::vector<float>>(M * K + K * N + M * N, 0.5f);
+  memory ma(a, eng, buffers->data()), mb(b, eng, buffers->data() + M * K), mc(c, eng, buffers->data() + M * K + K * N);
+  return [=]() mutable {
     prim.execute(stream, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
     stream.wait();
-  });
+    (void)buffers;  // keeps the memory alive as long as the closure
+  };
 }
 
 struct MatmulCase {
@@ -82,8 +100,8 @@ void bench_matmuls(int reps, bool quick) {
     Tensor a = randn(c.ta ? Shape{c.K, c.M} : Shape{c.M, c.K}, gen);
     Tensor b = randn(c.tb ? Shape{c.N, c.K} : Shape{c.K, c.N}, gen);
     const double flops = 2.0 * c.M * c.K * c.N;
-    const double t_engine = median_seconds(reps, [&] { Tensor out = matmul(a, b, c.ta, c.tb); });
-    const double t_direct = direct_onednn_seconds(reps, c.M, c.K, c.N, c.ta, c.tb);
+    const auto [t_engine, t_direct] = paired_median_seconds(reps, [&] { Tensor out = matmul(a, b, c.ta, c.tb); },
+                                                            direct_onednn_matmul(c.M, c.K, c.N, c.ta, c.tb));
     std::printf("%-32s %6ld %6ld %6ld  %12.1f %12.1f %6.2fx\n", c.what, c.M, c.K, c.N, flops / t_engine * 1e-9,
                 flops / t_direct * 1e-9, t_direct / t_engine);
   }
@@ -161,11 +179,11 @@ void bench_elementwise(int reps) {
   };
   std::printf("\n%-32s %10s %10s %12s %7s\n", "forward f32 (4096 x 1024)", "ms", "GB/s", "oneDNN GB/s", "ratio");
   for (const Case& c : cases) {
-    const double t = median_seconds(reps, c.engine_fn);
     if (c.onednn_fn) {
-      const double t_dn = median_seconds(reps, c.onednn_fn);
+      const auto [t, t_dn] = paired_median_seconds(reps, c.engine_fn, c.onednn_fn);
       std::printf("%-32s %10.3f %10.1f %12.1f %6.2fx\n", c.what, t * 1e3, c.bytes / t * 1e-9, c.bytes / t_dn * 1e-9, t_dn / t);
     } else {
+      const double t = median_seconds(reps, c.engine_fn);
       std::printf("%-32s %10.3f %10.1f %12s %7s\n", c.what, t * 1e3, c.bytes / t * 1e-9, "-", "");
     }
   }

@@ -63,15 +63,15 @@ void accumulate_grad(GradSlot& slot, const Tensor& grad) {
 
 void GradSink::add(size_t input, const Tensor& grad) {
   if (!wants(input)) return;
-  check(grad.shape() == shapes_[input], "backward",
+  ENGINE_CHECK(grad.shape() == shapes_[input], "backward",
         "gradient of input " + std::to_string(input) + " has shape " + shape_str(grad.shape()) +
             ", the input has " + shape_str(shapes_[input]));
   accumulate_grad(*slots_[input], grad);
 }
 
 void backward(const Tensor& loss) {
-  check(loss.defined() && loss.numel() == 1, "backward", "the loss must hold exactly one element");
-  check(loss.requires_grad(), "backward", "the loss does not depend on any tensor that requires a gradient");
+  ENGINE_CHECK(loss.defined() && loss.numel() == 1, "backward", "the loss must hold exactly one element");
+  ENGINE_CHECK(loss.requires_grad(), "backward", "the loss does not depend on any tensor that requires a gradient");
   Tape& tape = this_thread_tape();
   std::vector<TapeEntry> entries = std::move(tape.entries);
   tape.entries.clear();

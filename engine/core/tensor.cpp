@@ -12,9 +12,7 @@
 
 namespace engine {
 
-void check(bool cond, const char* op, const std::string& message) {
-  if (!cond) throw std::invalid_argument(std::string(op) + ": " + message);
-}
+void fail(const char* op, const std::string& message) { throw std::invalid_argument(std::string(op) + ": " + message); }
 
 void throw_dtype_mismatch(const TensorImpl* impl, DType wanted) {
   throw std::invalid_argument(std::string("Tensor::data: element type mismatch: tensor is ") +
@@ -47,7 +45,7 @@ Shape contiguous_strides(const Shape& shape) {
 
 int normalize_axis(int axis, int ndim, const char* op) {
   const int a = axis < 0 ? axis + ndim : axis;
-  check(a >= 0 && a < ndim, op, "axis " + std::to_string(axis) + " out of range for " + std::to_string(ndim) + " dims");
+  ENGINE_CHECK(a >= 0 && a < ndim, op, "axis " + std::to_string(axis) + " out of range for " + std::to_string(ndim) + " dims");
   return a;
 }
 
@@ -55,7 +53,7 @@ Storage::Storage(size_t nbytes, Device dev) : device(dev) { data = allocator_for
 Storage::~Storage() { allocator_for(device).deallocate(data, bytes); }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
-  for (int64_t d : shape) check(d >= 0, "Tensor::empty", "negative dimension in shape " + shape_str(shape));
+  for (int64_t d : shape) ENGINE_CHECK(d >= 0, "Tensor::empty", "negative dimension in shape " + shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), device);
   impl->shape = shape;
@@ -75,7 +73,7 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
 namespace {
 template <class T>
 Tensor from_host(const std::vector<T>& values, const Shape& shape, Device device) {
-  check(static_cast<int64_t>(values.size()) == shape_numel(shape), "Tensor::from_vector",
+  ENGINE_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "Tensor::from_vector",
         std::to_string(values.size()) + " values do not fill shape " + shape_str(shape));
   Tensor host = Tensor::empty(shape, dtype_of<T>::value, Device::cpu());
   if (!values.empty()) std::memcpy(host.raw_data(), values.data(), values.size() * sizeof(T));
@@ -121,7 +119,7 @@ Tensor Tensor::clone() const {
 }
 
 Tensor& Tensor::set_requires_grad(bool on) {
-  check(impl_ && impl_->is_leaf, "Tensor::set_requires_grad", "only leaf tensors (parameters, inputs) can be marked");
+  ENGINE_CHECK(impl_ && impl_->is_leaf, "Tensor::set_requires_grad", "only leaf tensors (parameters, inputs) can be marked");
   if (on && !impl_->grad_slot) impl_->grad_slot = std::make_shared<GradSlot>();
   if (!on) impl_->grad_slot = nullptr;
   return *this;
@@ -130,8 +128,8 @@ Tensor& Tensor::set_requires_grad(bool on) {
 Tensor Tensor::grad() const { return impl_ && impl_->grad_slot ? impl_->grad_slot->grad : Tensor(); }
 
 void Tensor::set_grad(const Tensor& g) {
-  check(requires_grad(), "Tensor::set_grad", "tensor does not require a gradient");
-  check(!g.defined() || g.shape() == shape(), "Tensor::set_grad", "gradient shape " + shape_str(g.shape()) +
+  ENGINE_CHECK(requires_grad(), "Tensor::set_grad", "tensor does not require a gradient");
+  ENGINE_CHECK(!g.defined() || g.shape() == shape(), "Tensor::set_grad", "gradient shape " + shape_str(g.shape()) +
                                                                       " differs from tensor shape " + shape_str(shape()));
   impl_->grad_slot->grad = g;
 }
@@ -167,7 +165,7 @@ std::vector<int32_t> Tensor::to_int_vector() const {
 }
 
 double Tensor::item() const {
-  check(numel() == 1, "Tensor::item", "tensor of shape " + shape_str(shape()) + " has more than one element");
+  ENGINE_CHECK(numel() == 1, "Tensor::item", "tensor of shape " + shape_str(shape()) + " has more than one element");
   return to_vector()[0];
 }
 

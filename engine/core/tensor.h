@@ -113,8 +113,14 @@ Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, i
 // Normalizes a possibly negative axis; throws naming the op when out of range.
 int normalize_axis(int axis, int ndim, const char* op);
 
-// Throws std::invalid_argument "op: message" when cond is false.
-void check(bool cond, const char* op, const std::string& message);
+// Throws std::invalid_argument "op: message". ENGINE_CHECK builds the message only when the
+// condition fails: checks sit on every op call, and string building would cost more than
+// a small op.
+[[noreturn]] void fail(const char* op, const std::string& message);
+#define ENGINE_CHECK(cond, op, message)   \
+  do {                                    \
+    if (!(cond)) ::engine::fail(op, message); \
+  } while (0)
 
 [[noreturn]] void throw_dtype_mismatch(const TensorImpl* impl, DType wanted);
 

@@ -15,7 +15,7 @@ bool derivative_reads_output(Activation kind) {
 }  // namespace
 
 Tensor activation(Activation kind, const Tensor& x_in) {
-  check(is_floating(x_in.dtype()), "activation", "needs a floating-point tensor, got " + x_in.str());
+  ENGINE_CHECK(is_floating(x_in.dtype()), "activation", "needs a floating-point tensor, got " + x_in.str());
   Tensor x = kernel_input(x_in);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   ON_DEVICE(x, activation_forward, kind, x, y);
@@ -32,7 +32,7 @@ Tensor activation(Activation kind, const Tensor& x_in) {
 }
 
 Tensor swiglu(const Tensor& gate_in, const Tensor& up_in) {
-  check(gate_in.shape() == up_in.shape() && gate_in.dtype() == up_in.dtype() && gate_in.device() == up_in.device(),
+  ENGINE_CHECK(gate_in.shape() == up_in.shape() && gate_in.dtype() == up_in.dtype() && gate_in.device() == up_in.device(),
         "swiglu", "gate " + gate_in.str() + " and up " + up_in.str() + " must match");
   Tensor gate = kernel_input(gate_in), up = kernel_input(up_in);
   Tensor y = Tensor::empty(gate.shape(), gate.dtype(), gate.device());

@@ -16,18 +16,18 @@ namespace {
 
 void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
   const char* op = "causal_attention";
-  check(q.defined() && k.defined() && v.defined(), op, "q, k and v must all be defined");
-  check(q.ndim() == 4, op, "q must be [B, H, T, D], got shape " + shape_str(q.shape()));
-  check(k.shape() == q.shape() && v.shape() == q.shape(), op,
+  ENGINE_CHECK(q.defined() && k.defined() && v.defined(), op, "q, k and v must all be defined");
+  ENGINE_CHECK(q.ndim() == 4, op, "q must be [B, H, T, D], got shape " + shape_str(q.shape()));
+  ENGINE_CHECK(k.shape() == q.shape() && v.shape() == q.shape(), op,
         "k " + shape_str(k.shape()) + " and v " + shape_str(v.shape()) + " must have q's shape " + shape_str(q.shape()));
-  check(is_floating(q.dtype()), op, std::string("needs f32 or f64 tensors, got ") + dtype_name(q.dtype()));
-  check(k.dtype() == q.dtype() && v.dtype() == q.dtype(), op,
+  ENGINE_CHECK(is_floating(q.dtype()), op, std::string("needs f32 or f64 tensors, got ") + dtype_name(q.dtype()));
+  ENGINE_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype(), op,
         std::string("element types differ: q ") + dtype_name(q.dtype()) + ", k " + dtype_name(k.dtype()) + ", v " +
             dtype_name(v.dtype()));
-  check(k.device() == q.device() && v.device() == q.device(), op,
+  ENGINE_CHECK(k.device() == q.device() && v.device() == q.device(), op,
         "q, k and v live on different devices: " + q.device().str() + ", " + k.device().str() + ", " + v.device().str());
-  check(q.size(3) >= 1, op, "head dimension D must be at least 1, got shape " + shape_str(q.shape()));
-  check(std::isfinite(scale), op, "scale must be finite, got " + std::to_string(scale));
+  ENGINE_CHECK(q.size(3) >= 1, op, "head dimension D must be at least 1, got shape " + shape_str(q.shape()));
+  ENGINE_CHECK(std::isfinite(scale), op, "scale must be finite, got " + std::to_string(scale));
 }
 
 }  // namespace

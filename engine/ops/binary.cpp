@@ -34,9 +34,9 @@ Tensor reduce_to_shape(const Tensor& grad, const Shape& shape) {
 Tensor binary(BinaryOp op, const Tensor& a_in, const Tensor& b_in) {
   static const char* names[] = {"add", "sub", "mul", "div"};
   const char* name = names[static_cast<int>(op)];
-  check(a_in.dtype() == b_in.dtype(), name, std::string("element types differ: ") + dtype_name(a_in.dtype()) + " vs " +
+  ENGINE_CHECK(a_in.dtype() == b_in.dtype(), name, std::string("element types differ: ") + dtype_name(a_in.dtype()) + " vs " +
                                               dtype_name(b_in.dtype()));
-  check(a_in.device() == b_in.device(), name, "operands live on different devices: " + a_in.device().str() + " vs " +
+  ENGINE_CHECK(a_in.device() == b_in.device(), name, "operands live on different devices: " + a_in.device().str() + " vs " +
                                                 b_in.device().str());
   const Shape out_shape = broadcast_shape(a_in, b_in, name);
   Tensor a = kernel_input(a_in), b = kernel_input(b_in);

@@ -32,7 +32,7 @@ struct StridedLayout {
 // so typical views (a slice of rows, a transpose of the last two axes) need 2-3 dims.
 StridedLayout merge_axes(const Tensor& src, const Tensor& dst) {
   StridedLayout out;
-  check(src.ndim() <= 64, "strided_copy", "too many axes in " + src.str());
+  ENGINE_CHECK(src.ndim() <= 64, "strided_copy", "too many axes in " + src.str());
   int64_t shape[64], ss[64], ds[64];
   int nd = 0;
   for (int a = 0; a < src.ndim(); ++a) {
@@ -48,7 +48,7 @@ StridedLayout merge_axes(const Tensor& src, const Tensor& dst) {
       ++nd;
     }
   }
-  check(nd <= kMaxDims, "strided_copy",
+  ENGINE_CHECK(nd <= kMaxDims, "strided_copy",
         "more than " + std::to_string(kMaxDims) + " non-mergeable axes in " + src.str());
   out.ndim = nd;
   for (int a = 0; a < nd; ++a) {
@@ -94,7 +94,7 @@ void fill(Tensor& out, double value) {
 }
 
 void strided_copy(const Tensor& src, Tensor& dst) {
-  check(src.device().is_cuda() && dst.device() == src.device(), "strided_copy",
+  ENGINE_CHECK(src.device().is_cuda() && dst.device() == src.device(), "strided_copy",
         "both tensors must be on the same CUDA device: " + src.str() + " -> " + dst.str());
   const int64_t n = src.numel();
   if (n == 0) return;
@@ -124,8 +124,8 @@ void cast(const Tensor& src, Tensor& dst) {
 }
 
 void copy_bytes(const Tensor& src, Tensor& dst) {
-  check(src.is_contiguous() && dst.is_contiguous(), "copy_bytes", "both tensors must be contiguous");
-  check(src.numel() == dst.numel() && src.dtype() == dst.dtype(), "copy_bytes",
+  ENGINE_CHECK(src.is_contiguous() && dst.is_contiguous(), "copy_bytes", "both tensors must be contiguous");
+  ENGINE_CHECK(src.numel() == dst.numel() && src.dtype() == dst.dtype(), "copy_bytes",
         "size or type mismatch: " + src.str() + " -> " + dst.str());
   const size_t bytes = static_cast<size_t>(src.numel()) * dtype_size(src.dtype());
   if (bytes == 0) return;

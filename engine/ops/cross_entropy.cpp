@@ -13,13 +13,13 @@
 namespace engine {
 
 Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int32_t ignore_index) {
-  check(is_floating(logits_in.dtype()) && logits_in.ndim() >= 1, "cross_entropy",
+  ENGINE_CHECK(is_floating(logits_in.dtype()) && logits_in.ndim() >= 1, "cross_entropy",
         "logits must be a floating tensor [..., V], got " + logits_in.str());
-  check(targets_in.dtype() == DType::i32, "cross_entropy", "targets must be i32, got " + targets_in.str());
+  ENGINE_CHECK(targets_in.dtype() == DType::i32, "cross_entropy", "targets must be i32, got " + targets_in.str());
   const Shape rows_shape(logits_in.shape().begin(), logits_in.shape().end() - 1);
-  check(targets_in.shape() == rows_shape, "cross_entropy",
+  ENGINE_CHECK(targets_in.shape() == rows_shape, "cross_entropy",
         "targets " + targets_in.str() + " must have the logits' shape without the last axis " + shape_str(rows_shape));
-  check(targets_in.device() == logits_in.device(), "cross_entropy", "logits and targets on different devices");
+  ENGINE_CHECK(targets_in.device() == logits_in.device(), "cross_entropy", "logits and targets on different devices");
   Tensor logits = kernel_input(logits_in), targets = kernel_input(targets_in);
   const int64_t vocab = logits.size(-1), rows = targets.numel();
   logits = make_view(logits, {rows, vocab}, {vocab, 1}, logits.offset());

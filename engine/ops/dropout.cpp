@@ -8,7 +8,7 @@
 namespace engine {
 
 Tensor dropout(const Tensor& x_in, double p, Generator& gen, bool training) {
-  check(p >= 0.0 && p < 1.0, "dropout", "probability must be in [0, 1), got " + std::to_string(p));
+  ENGINE_CHECK(p >= 0.0 && p < 1.0, "dropout", "probability must be in [0, 1), got " + std::to_string(p));
   if (!training || p == 0.0) return x_in;
   Tensor x = kernel_input(x_in);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());

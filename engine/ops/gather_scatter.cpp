@@ -18,9 +18,9 @@ namespace engine {
 namespace {
 
 void check_index_vector(const Tensor& index, const Tensor& data, const char* op) {
-  check(index.defined() && index.dtype() == DType::i32 && index.ndim() == 1, op,
+  ENGINE_CHECK(index.defined() && index.dtype() == DType::i32 && index.ndim() == 1, op,
         "index must be a 1-D i32 tensor, got " + index.str());
-  check(index.device() == data.device(), op,
+  ENGINE_CHECK(index.device() == data.device(), op,
         "index lives on " + index.device().str() + ", the data on " + data.device().str());
 }
 
@@ -49,7 +49,7 @@ Tensor scale_rows(const Tensor& rows, const Tensor& weight) {
 
 Tensor gather_rows(const Tensor& x_in, const Tensor& index_in) {
   const char* op = "gather_rows";
-  check(x_in.defined() && x_in.ndim() == 2, op, "x must be [N, d], got " + x_in.str());
+  ENGINE_CHECK(x_in.defined() && x_in.ndim() == 2, op, "x must be [N, d], got " + x_in.str());
   check_index_vector(index_in, x_in, op);
   Tensor x = kernel_input(x_in), index = kernel_input(index_in);
   const int64_t num_rows = x.size(0);
@@ -65,17 +65,17 @@ Tensor gather_rows(const Tensor& x_in, const Tensor& index_in) {
 
 Tensor scatter_add_rows(const Tensor& src_in, const Tensor& index_in, int64_t num_rows, const Tensor& weight_in) {
   const char* op = "scatter_add_rows";
-  check(src_in.defined() && src_in.ndim() == 2 && is_floating(src_in.dtype()), op,
+  ENGINE_CHECK(src_in.defined() && src_in.ndim() == 2 && is_floating(src_in.dtype()), op,
         "src must be a floating-point [M, d] tensor, got " + src_in.str());
   check_index_vector(index_in, src_in, op);
   const int64_t m = src_in.size(0);
-  check(index_in.numel() == m, op,
+  ENGINE_CHECK(index_in.numel() == m, op,
         "index has " + std::to_string(index_in.numel()) + " entries, src has " + std::to_string(m) + " rows");
-  check(num_rows >= 0, op, "num_rows must be >= 0, got " + std::to_string(num_rows));
+  ENGINE_CHECK(num_rows >= 0, op, "num_rows must be >= 0, got " + std::to_string(num_rows));
   if (weight_in.defined()) {
-    check(weight_in.ndim() == 1 && weight_in.numel() == m, op,
+    ENGINE_CHECK(weight_in.ndim() == 1 && weight_in.numel() == m, op,
           "weight must be [" + std::to_string(m) + "] (one per src row), got " + weight_in.str());
-    check(weight_in.dtype() == src_in.dtype() && weight_in.device() == src_in.device(), op,
+    ENGINE_CHECK(weight_in.dtype() == src_in.dtype() && weight_in.device() == src_in.device(), op,
           "weight " + weight_in.str() + " must match src " + src_in.str() + " in element type and device");
   }
   Tensor src = kernel_input(src_in), index = kernel_input(index_in);
@@ -104,9 +104,9 @@ Tensor scatter_add_rows(const Tensor& src_in, const Tensor& index_in, int64_t nu
 
 Tensor embedding(const Tensor& table, const Tensor& ids) {
   const char* op = "embedding";
-  check(table.defined() && table.ndim() == 2, op, "table must be [V, d], got " + table.str());
-  check(ids.defined() && ids.dtype() == DType::i32, op, "ids must be an i32 tensor, got " + ids.str());
-  check(ids.device() == table.device(), op,
+  ENGINE_CHECK(table.defined() && table.ndim() == 2, op, "table must be [V, d], got " + table.str());
+  ENGINE_CHECK(ids.defined() && ids.dtype() == DType::i32, op, "ids must be an i32 tensor, got " + ids.str());
+  ENGINE_CHECK(ids.device() == table.device(), op,
         "ids live on " + ids.device().str() + ", the table on " + table.device().str());
   Tensor flat_ids = kernel_input(ids).reshape({ids.numel()});
   // gather_rows checks too, but this names the op the caller used and the flat id position.

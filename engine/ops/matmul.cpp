@@ -30,8 +30,8 @@ Tensor matmul_dense(const Tensor& a_in, const Tensor& b_in, bool ta, bool tb) {
   g.k = ta ? a.size(-2) : a.size(-1);
   const int64_t kb = tb ? b.size(-1) : b.size(-2);
   g.n = tb ? b.size(-2) : b.size(-1);
-  check(g.k == kb, "matmul", "inner dimensions differ: " + a.str() + (ta ? "^T" : "") + " @ " + b.str() + (tb ? "^T" : ""));
-  check(!batched || b.size(0) == g.batch, "matmul", "batch sizes differ: " + a.str() + " @ " + b.str());
+  ENGINE_CHECK(g.k == kb, "matmul", "inner dimensions differ: " + a.str() + (ta ? "^T" : "") + " @ " + b.str() + (tb ? "^T" : ""));
+  ENGINE_CHECK(!batched || b.size(0) == g.batch, "matmul", "batch sizes differ: " + a.str() + " @ " + b.str());
   Shape out_shape = batched ? Shape{g.batch, g.m, g.n} : Shape{g.m, g.n};
   Tensor c = Tensor::empty(out_shape, a.dtype(), a.device());
   ON_DEVICE(c, gemm, g, a, b, Tensor(), c);
@@ -49,8 +49,8 @@ Tensor matmul_dense(const Tensor& a_in, const Tensor& b_in, bool ta, bool tb) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) {
-  check(a.dtype() == b.dtype() && is_floating(a.dtype()), "matmul", "operands must share a floating type: " + a.str() + ", " + b.str());
-  check(a.device() == b.device(), "matmul", "operands on different devices: " + a.str() + ", " + b.str());
+  ENGINE_CHECK(a.dtype() == b.dtype() && is_floating(a.dtype()), "matmul", "operands must share a floating type: " + a.str() + ", " + b.str());
+  ENGINE_CHECK(a.device() == b.device(), "matmul", "operands on different devices: " + a.str() + ", " + b.str());
   if (a.ndim() == b.ndim() && (a.ndim() == 2 || a.ndim() == 3)) return matmul_dense(a, b, transpose_a, transpose_b);
   if (a.ndim() > 2 && b.ndim() == 2 && !transpose_a) {
     Shape lead(a.shape().begin(), a.shape().end() - 1);
@@ -63,9 +63,9 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose
 }
 
 Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
-  check(weight_in.ndim() == 2, "linear", "weight must be [out, in], got " + weight_in.str());
-  check(x_in.size(-1) == weight_in.size(1), "linear", "input " + x_in.str() + " does not match weight " + weight_in.str());
-  check(!bias_in.defined() || (bias_in.ndim() == 1 && bias_in.size(0) == weight_in.size(0)), "linear",
+  ENGINE_CHECK(weight_in.ndim() == 2, "linear", "weight must be [out, in], got " + weight_in.str());
+  ENGINE_CHECK(x_in.size(-1) == weight_in.size(1), "linear", "input " + x_in.str() + " does not match weight " + weight_in.str());
+  ENGINE_CHECK(!bias_in.defined() || (bias_in.ndim() == 1 && bias_in.size(0) == weight_in.size(0)), "linear",
         "bias must be [" + std::to_string(weight_in.size(0)) + "], got " + bias_in.str());
   Tensor x = kernel_input(x_in), w = kernel_input(weight_in);
   x = make_view(x, {x.numel() / x.size(-1), x.size(-1)}, {x.size(-1), 1}, x.offset());
@@ -111,11 +111,18 @@ struct MatmulKey {
   }
 };
 
+// A primitive with the memory objects it runs on, created once; each call only swaps the
+// data pointers in (set_data_handle), which is what keeps small GEMMs near oneDNN's own speed.
+struct CachedMatmul {
+  dnnl::matmul primitive;
+  std::unordered_map<int, memory> args;  // SRC, WEIGHTS, DST (+ BIAS)
+};
+
 struct OneDnn {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
-  std::mutex mutex;
-  std::map<MatmulKey, dnnl::matmul> exact;         // one primitive per full shape
+  std::mutex mutex;  // held for a whole call: the cached memory objects are per primitive
+  std::map<MatmulKey, CachedMatmul> exact;         // one primitive per full shape
   std::map<MatmulKey, dnnl::matmul> runtime_rows;  // m = runtime: shapes whose row count keeps changing
   std::map<MatmulKey, int> distinct_rows;          // per family (m = 0): how many row counts were seen
 };
@@ -133,30 +140,47 @@ memory::desc matrix_desc(int64_t batch, int64_t rows, int64_t cols, bool transpo
   return memory::desc({rows, cols}, memory::data_type::f32, {rs, cs});
 }
 
-dnnl::matmul make_primitive(OneDnn& st, const MatmulKey& key, bool runtime_m) {
-  const int64_t M = runtime_m ? DNNL_RUNTIME_DIM_VAL : key.m;
-  const int64_t batch = key.batch;
+memory::desc bias_desc(int64_t batch, int64_t n) {
+  return batch > 1 ? memory::desc({1, 1, n}, memory::data_type::f32, {n, n, 1})
+                   : memory::desc({1, n}, memory::data_type::f32, {n, 1});
+}
+
+// With runtime_m the row count (and the strides that depend on it) are left to execution time.
+struct MatmulDescs {
   memory::desc a, b, c, bias;
-  if (runtime_m) {
-    const int64_t rs = key.ta ? 1 : key.k, cs = key.ta ? DNNL_RUNTIME_DIM_VAL : 1;
-    a = memory::desc({M, key.k}, memory::data_type::f32, {rs, cs});
-    c = memory::desc({M, key.n}, memory::data_type::f32, {key.n, 1});
+};
+MatmulDescs make_descs(const MatmulKey& key, int64_t m) {
+  MatmulDescs d;
+  if (m == DNNL_RUNTIME_DIM_VAL || key.batch == 1) {
+    d.a = memory::desc({m, key.k}, memory::data_type::f32, {key.ta ? 1 : key.k, key.ta ? m : 1});
+    d.c = memory::desc({m, key.n}, memory::data_type::f32, {key.n, 1});
   } else {
-    a = matrix_desc(batch, key.m, key.k, key.ta, key.m * key.k);
-    c = matrix_desc(batch, key.m, key.n, false, key.m * key.n);
+    d.a = matrix_desc(key.batch, m, key.k, key.ta, m * key.k);
+    d.c = matrix_desc(key.batch, m, key.n, false, m * key.n);
   }
-  b = matrix_desc(batch, key.k, key.n, key.tb, key.k * key.n);
-  if (key.bias)
-    bias = batch > 1 ? memory::desc({1, 1, key.n}, memory::data_type::f32, {key.n, key.n, 1})
-                     : memory::desc({1, key.n}, memory::data_type::f32, {key.n, 1});
+  d.b = matrix_desc(key.batch, key.k, key.n, key.tb, key.k * key.n);
+  if (key.bias) d.bias = bias_desc(key.batch, key.n);
+  return d;
+}
+
+dnnl::matmul make_primitive(OneDnn& st, const MatmulKey& key, const MatmulDescs& d) {
   dnnl::primitive_attr attr;
   if (key.accumulate) {
     dnnl::post_ops ops;
     ops.append_sum(1.0f);
     attr.set_post_ops(ops);
   }
-  auto desc = key.bias ? dnnl::matmul::desc(a, b, bias, c) : dnnl::matmul::desc(a, b, c);
+  auto desc = key.bias ? dnnl::matmul::desc(d.a, d.b, d.bias, d.c) : dnnl::matmul::desc(d.a, d.b, d.c);
   return dnnl::matmul(dnnl::matmul::primitive_desc(desc, attr, st.engine));
+}
+
+std::unordered_map<int, memory> make_args(OneDnn& st, const MatmulDescs& d, const Tensor& a, const Tensor& b,
+                                          const Tensor& bias, Tensor& c) {
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(d.a, st.engine, a.raw_data())},
+                                       {DNNL_ARG_WEIGHTS, memory(d.b, st.engine, b.raw_data())},
+                                       {DNNL_ARG_DST, memory(d.c, st.engine, c.raw_data())}};
+  if (bias.defined()) args.emplace(DNNL_ARG_BIAS, memory(d.bias, st.engine, bias.raw_data()));
+  return args;
 }
 
 // Row counts that repeat (dense layers, attention) get a primitive specialized to them; a
@@ -166,45 +190,31 @@ constexpr int kMaxExactRowCounts = 8;
 
 void gemm_onednn(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& c) {
   OneDnn& st = onednn();
-  MatmulKey key{g.batch, g.m, g.n, g.k, g.transpose_a, g.transpose_b, bias.defined(), g.beta != 0.0};
-  dnnl::matmul prim;
-  bool runtime_m = false;
-  {
-    std::lock_guard<std::mutex> lock(st.mutex);
-    auto it = st.exact.find(key);
-    if (it != st.exact.end()) {
-      prim = it->second;
-    } else {
-      MatmulKey family = key;
-      family.m = 0;
-      int& seen = st.distinct_rows[family];
-      if (g.batch == 1 && seen >= kMaxExactRowCounts) {
-        auto rt = st.runtime_rows.find(family);
-        if (rt == st.runtime_rows.end()) rt = st.runtime_rows.emplace(family, make_primitive(st, family, true)).first;
-        prim = rt->second;
-        runtime_m = true;
-      } else {
-        ++seen;
-        prim = st.exact.emplace(key, make_primitive(st, key, false)).first->second;
-      }
+  const MatmulKey key{g.batch, g.m, g.n, g.k, g.transpose_a, g.transpose_b, bias.defined(), g.beta != 0.0};
+  std::lock_guard<std::mutex> lock(st.mutex);
+  auto it = st.exact.find(key);
+  if (it == st.exact.end()) {
+    MatmulKey family = key;
+    family.m = 0;
+    int& seen = st.distinct_rows[family];
+    if (g.batch == 1 && seen >= kMaxExactRowCounts) {
+      auto rt = st.runtime_rows.find(family);
+      if (rt == st.runtime_rows.end())
+        rt = st.runtime_rows.emplace(family, make_primitive(st, family, make_descs(family, DNNL_RUNTIME_DIM_VAL))).first;
+      rt->second.execute(st.stream, make_args(st, make_descs(key, g.m), a, b, bias, c));
+      st.stream.wait();
+      return;
     }
+    ++seen;
+    const MatmulDescs d = make_descs(key, g.m);
+    it = st.exact.emplace(key, CachedMatmul{make_primitive(st, key, d), make_args(st, d, a, b, bias, c)}).first;
   }
-  memory::desc a_md = runtime_m ? memory::desc({g.m, g.k}, memory::data_type::f32,
-                                               {g.transpose_a ? 1 : g.k, g.transpose_a ? g.m : 1})
-                                : matrix_desc(g.batch, g.m, g.k, g.transpose_a, g.m * g.k);
-  memory::desc b_md = matrix_desc(g.batch, g.k, g.n, g.transpose_b, g.k * g.n);
-  memory::desc c_md = runtime_m ? memory::desc({g.m, g.n}, memory::data_type::f32, {g.n, 1})
-                                : matrix_desc(g.batch, g.m, g.n, false, g.m * g.n);
-  std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, memory(a_md, st.engine, a.raw_data())},
-      {DNNL_ARG_WEIGHTS, memory(b_md, st.engine, b.raw_data())},
-      {DNNL_ARG_DST, memory(c_md, st.engine, c.raw_data())}};
-  if (bias.defined()) {
-    memory::desc bias_md = g.batch > 1 ? memory::desc({1, 1, g.n}, memory::data_type::f32, {g.n, g.n, 1})
-                                       : memory::desc({1, g.n}, memory::data_type::f32, {g.n, 1});
-    args.emplace(DNNL_ARG_BIAS, memory(bias_md, st.engine, bias.raw_data()));
-  }
-  prim.execute(st.stream, args);
+  CachedMatmul& cached = it->second;
+  cached.args.at(DNNL_ARG_SRC).set_data_handle(a.raw_data());
+  cached.args.at(DNNL_ARG_WEIGHTS).set_data_handle(b.raw_data());
+  cached.args.at(DNNL_ARG_DST).set_data_handle(c.raw_data());
+  if (bias.defined()) cached.args.at(DNNL_ARG_BIAS).set_data_handle(bias.raw_data());
+  cached.primitive.execute(st.stream, cached.args);
   st.stream.wait();
 }
 

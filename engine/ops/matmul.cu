@@ -34,14 +34,14 @@ cublasStatus_t gemm_strided_batched(cublasHandle_t h, cublasOperation_t ta, cubl
 }
 
 int as_int(int64_t v, const char* what) {
-  check(v <= INT_MAX, "gemm", std::string(what) + " = " + std::to_string(v) + " exceeds cuBLAS's 32-bit limit");
+  ENGINE_CHECK(v <= INT_MAX, "gemm", std::string(what) + " = " + std::to_string(v) + " exceeds cuBLAS's 32-bit limit");
   return static_cast<int>(v);
 }
 
 }  // namespace
 
 void gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& c) {
-  check(g.beta == 0.0 || g.beta == 1.0, "gemm", "beta must be 0 or 1");
+  ENGINE_CHECK(g.beta == 0.0 || g.beta == 1.0, "gemm", "beta must be 0 or 1");
   if (g.batch * g.m * g.n == 0) return;
   DeviceGuard guard(c.device());
   DISPATCH_FLOAT(c.dtype(), "gemm", {

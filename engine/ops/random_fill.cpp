@@ -6,7 +6,7 @@
 namespace engine {
 
 Tensor randn(const Shape& shape, Generator& gen, double mean, double std, DType dtype, Device device) {
-  check(is_floating(dtype), "randn", "needs a floating element type");
+  ENGINE_CHECK(is_floating(dtype), "randn", "needs a floating element type");
   Tensor t = Tensor::empty(shape, dtype, device);
   const uint64_t offset = gen.reserve(static_cast<uint64_t>(t.numel()));
   ON_DEVICE(t, normal_fill, t, gen.seed(), offset, mean, std);
@@ -14,7 +14,7 @@ Tensor randn(const Shape& shape, Generator& gen, double mean, double std, DType 
 }
 
 Tensor rand_uniform(const Shape& shape, Generator& gen, double low, double high, DType dtype, Device device) {
-  check(is_floating(dtype), "rand_uniform", "needs a floating element type");
+  ENGINE_CHECK(is_floating(dtype), "rand_uniform", "needs a floating element type");
   Tensor t = Tensor::empty(shape, dtype, device);
   const uint64_t offset = gen.reserve(static_cast<uint64_t>(t.numel()));
   ON_DEVICE(t, uniform_fill, t, gen.seed(), offset, low, high);

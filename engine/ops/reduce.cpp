@@ -13,7 +13,7 @@ namespace {
 
 Tensor reduce_axis(const Tensor& x_in, int axis_in, bool keepdim, bool average) {
   const char* name = average ? "mean" : "sum";
-  check(is_floating(x_in.dtype()), name, "needs a floating-point tensor");
+  ENGINE_CHECK(is_floating(x_in.dtype()), name, "needs a floating-point tensor");
   const int axis = normalize_axis(axis_in, x_in.ndim(), name);
   Tensor x = kernel_input(x_in);
   const Shape& s = x.shape();

@@ -14,19 +14,19 @@ Tensor reshape(const Tensor& x_in, const Shape& requested) {
   int infer = -1;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == -1) {
-      check(infer < 0, "reshape", "more than one -1 in " + shape_str(requested));
+      ENGINE_CHECK(infer < 0, "reshape", "more than one -1 in " + shape_str(requested));
       infer = static_cast<int>(i);
     } else {
-      check(shape[i] >= 0, "reshape", "negative dimension in " + shape_str(requested));
+      ENGINE_CHECK(shape[i] >= 0, "reshape", "negative dimension in " + shape_str(requested));
       known *= shape[i];
     }
   }
   if (infer >= 0) {
-    check(known > 0 && x_in.numel() % known == 0, "reshape",
+    ENGINE_CHECK(known > 0 && x_in.numel() % known == 0, "reshape",
           "cannot infer -1 in " + shape_str(requested) + " from " + std::to_string(x_in.numel()) + " elements");
     shape[infer] = x_in.numel() / known;
   }
-  check(shape_numel(shape) == x_in.numel(), "reshape",
+  ENGINE_CHECK(shape_numel(shape) == x_in.numel(), "reshape",
         "cannot view " + shape_str(x_in.shape()) + " as " + shape_str(requested) + ": element counts differ");
   if (shape == x_in.shape()) return x_in;
   Tensor x = x_in.contiguous();
@@ -39,18 +39,18 @@ Tensor reshape(const Tensor& x_in, const Shape& requested) {
 }
 
 Tensor flatten_rows(const Tensor& x) {
-  check(x.ndim() >= 1, "flatten_rows", "needs at least one axis");
+  ENGINE_CHECK(x.ndim() >= 1, "flatten_rows", "needs at least one axis");
   return reshape(x, {-1, x.size(-1)});
 }
 
 Tensor permute(const Tensor& x, const std::vector<int>& order) {
-  check(static_cast<int>(order.size()) == x.ndim(), "permute", "order names " + std::to_string(order.size()) +
+  ENGINE_CHECK(static_cast<int>(order.size()) == x.ndim(), "permute", "order names " + std::to_string(order.size()) +
                                                                  " axes, tensor has " + std::to_string(x.ndim()));
   std::vector<int> seen(order.size(), 0), inverse(order.size());
   Shape shape(order.size()), strides(order.size());
   for (size_t i = 0; i < order.size(); ++i) {
     const int a = normalize_axis(order[i], x.ndim(), "permute");
-    check(!seen[a]++, "permute", "axis " + std::to_string(a) + " appears twice");
+    ENGINE_CHECK(!seen[a]++, "permute", "axis " + std::to_string(a) + " appears twice");
     shape[i] = x.shape()[a];
     strides[i] = x.strides()[a];
     inverse[a] = static_cast<int>(i);
@@ -70,7 +70,7 @@ Tensor transpose(const Tensor& x, int axis0, int axis1) {
 Tensor slice(const Tensor& x, int axis_in, int64_t start, int64_t end) {
   const int axis = normalize_axis(axis_in, x.ndim(), "slice");
   const int64_t n = x.shape()[axis];
-  check(0 <= start && start <= end && end <= n, "slice",
+  ENGINE_CHECK(0 <= start && start <= end && end <= n, "slice",
         "range [" + std::to_string(start) + ", " + std::to_string(end) + ") outside axis of size " + std::to_string(n));
   Shape shape = x.shape();
   shape[axis] = end - start;
@@ -88,7 +88,7 @@ Tensor slice(const Tensor& x, int axis_in, int64_t start, int64_t end) {
 }
 
 Tensor concat(const std::vector<Tensor>& parts, int axis_in) {
-  check(!parts.empty(), "concat", "no tensors given");
+  ENGINE_CHECK(!parts.empty(), "concat", "no tensors given");
   const Tensor& first = parts[0];
   const int axis = normalize_axis(axis_in, first.ndim(), "concat");
   Shape shape = first.shape();
@@ -97,7 +97,7 @@ Tensor concat(const std::vector<Tensor>& parts, int axis_in) {
     const Tensor& p = parts[i];
     bool same = p.ndim() == first.ndim() && p.dtype() == first.dtype() && p.device() == first.device();
     for (int a = 0; same && a < p.ndim(); ++a) same = a == axis || p.shape()[a] == first.shape()[a];
-    check(same, "concat", "part " + std::to_string(i) + " " + p.str() + " does not match part 0 " + first.str() +
+    ENGINE_CHECK(same, "concat", "part " + std::to_string(i) + " " + p.str() + " does not match part 0 " + first.str() +
                               " outside axis " + std::to_string(axis));
     shape[axis] += p.shape()[axis];
   }

@@ -15,7 +15,7 @@ namespace {
 
 Tensor softmax_op(const Tensor& x_in, bool log) {
   const char* name = log ? "log_softmax" : "softmax";
-  check(is_floating(x_in.dtype()) && x_in.ndim() >= 1, name, "needs a floating tensor with at least one axis, got " + x_in.str());
+  ENGINE_CHECK(is_floating(x_in.dtype()) && x_in.ndim() >= 1, name, "needs a floating tensor with at least one axis, got " + x_in.str());
   Tensor x = kernel_input(x_in);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   ON_DEVICE(x, softmax_forward, x, log, y);
@@ -36,7 +36,7 @@ Tensor softmax(const Tensor& x) { return softmax_op(x, false); }
 Tensor log_softmax(const Tensor& x) { return softmax_op(x, true); }
 
 Tensor logsumexp(const Tensor& x_in) {
-  check(is_floating(x_in.dtype()) && x_in.ndim() >= 1, "logsumexp", "needs a floating tensor with at least one axis, got " + x_in.str());
+  ENGINE_CHECK(is_floating(x_in.dtype()) && x_in.ndim() >= 1, "logsumexp", "needs a floating tensor with at least one axis, got " + x_in.str());
   Tensor x = kernel_input(x_in);
   Shape out_shape(x.shape().begin(), x.shape().end() - 1);
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());

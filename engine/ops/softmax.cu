@@ -49,7 +49,7 @@ cudnnDataType_t cudnn_type<double>() {
 struct RowChunks {
   int64_t rows, n, per_chunk;
   RowChunks(int64_t rows_, int64_t n_) : rows(rows_), n(n_) {
-    check(n <= INT_MAX, "softmax", "rows of " + std::to_string(n) + " elements exceed cuDNN's limit");
+    ENGINE_CHECK(n <= INT_MAX, "softmax", "rows of " + std::to_string(n) + " elements exceed cuDNN's limit");
     per_chunk = std::max<int64_t>(1, std::min<int64_t>(rows, INT_MAX / std::max<int64_t>(n, 1)));
   }
 };

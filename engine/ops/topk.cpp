@@ -16,12 +16,12 @@ namespace engine {
 
 TopK topk(const Tensor& x_in, int64_t k) {
   const char* op = "topk";
-  check(x_in.defined() && x_in.ndim() >= 1, op, "needs a tensor with at least one axis, got " + x_in.str());
-  check(is_floating(x_in.dtype()), op, std::string("needs f32 or f64, got ") + dtype_name(x_in.dtype()));
+  ENGINE_CHECK(x_in.defined() && x_in.ndim() >= 1, op, "needs a tensor with at least one axis, got " + x_in.str());
+  ENGINE_CHECK(is_floating(x_in.dtype()), op, std::string("needs f32 or f64, got ") + dtype_name(x_in.dtype()));
   const int64_t n = x_in.size(-1);
-  check(k >= 1 && k <= n, op,
+  ENGINE_CHECK(k >= 1 && k <= n, op,
         "k must be in [1, " + std::to_string(n) + "] (the size of the last axis), got k = " + std::to_string(k));
-  check(n <= std::numeric_limits<int32_t>::max(), op, "last axis of " + std::to_string(n) + " is too long for i32 indices");
+  ENGINE_CHECK(n <= std::numeric_limits<int32_t>::max(), op, "last axis of " + std::to_string(n) + " is too long for i32 indices");
   Tensor x = kernel_input(x_in);
   Shape out_shape = x.shape();
   out_shape.back() = k;

@@ -25,7 +25,7 @@ double max_abs_diff(const Tensor& a, const Tensor& b) {
 GradCheckResult gradcheck(const TensorFn& f, std::vector<Tensor> inputs, GradCheckOptions opt) {
   GradCheckResult result;
   for (Tensor& x : inputs) {
-    check(x.dtype() == DType::f64 && x.device().is_cpu() && x.is_contiguous(), "gradcheck",
+    ENGINE_CHECK(x.dtype() == DType::f64 && x.device().is_cpu() && x.is_contiguous(), "gradcheck",
           "inputs must be contiguous f64 CPU tensors, got " + x.str());
     x.zero_grad();
     x.set_requires_grad(true);
