@@ -51,7 +51,9 @@ ENGINE_HD float engine_exp(float x) {
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
   // 2^n built in two halves: n reaches 128, one past the largest float exponent.
-  float out = p * bits_to_float((n + 126) << 23) * 2.0f;
+  // Unsigned shift: for a NaN input n is garbage (the result is replaced below), and a
+  // signed shift of garbage is undefined.
+  float out = p * bits_to_float(static_cast<int32_t>(static_cast<uint32_t>(n + 126) << 23)) * 2.0f;
   out = x < lo ? 0.0f : out;
   out = x > hi ? HUGE_VALF : out;
   return x != x ? x : out;
