@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "tools/cli.h"
 
 using namespace engine;
 namespace po = boost::program_options;
@@ -198,17 +199,7 @@ int main(int argc, char** argv) {
       "threads", po::value<int>(&threads)->default_value(0), "OpenMP threads (0: OMP_NUM_THREADS or all cores)")(
       "quick", "only the first few matmul shapes (for smoke tests)");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, opts), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "engine-bench: " << e.what() << "\n" << opts;
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts;
-    return 0;
-  }
+  if (auto status = tools::parse_flags(argc, argv, "engine-bench", opts, vm)) return *status;
   if (reps < 1 || threads < 0) {
     std::cerr << "engine-bench: --reps must be >= 1 and --threads >= 0\n";
     return 2;

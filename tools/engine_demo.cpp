@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "engine/engine.h"
+#include "tools/cli.h"
 
 using namespace engine;
 namespace po = boost::program_options;
@@ -22,17 +23,7 @@ int main(int argc, char** argv) {
       "seed", po::value<uint64_t>(&seed)->default_value(0), "random seed")("lr", po::value<double>(&lr)->default_value(0.05),
                                                                           "learning rate");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, opts), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "engine-demo: " << e.what() << "\n" << opts;
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts;
-    return 0;
-  }
+  if (auto status = tools::parse_flags(argc, argv, "engine-demo", opts, vm)) return *status;
   if (steps < 1 || !(lr > 0)) {
     std::cerr << "engine-demo: --steps must be >= 1 and --lr > 0\n";
     return 2;

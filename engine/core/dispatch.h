@@ -29,41 +29,30 @@ namespace engine {
   ((tensor).device().is_cuda() ? ::engine::throw_no_cuda_backend() : ::engine::cpu::kernel(__VA_ARGS__))
 #endif
 
-// Runs the body with `scalar_t` bound to float or double.
-#define DISPATCH_FLOAT(dtype, op_name, ...)                            \
-  switch (dtype) {                                                     \
-    case ::engine::DType::f32: {                                       \
-      using scalar_t = float;                                          \
-      __VA_ARGS__;                                                     \
-      break;                                                           \
-    }                                                                  \
-    case ::engine::DType::f64: {                                       \
-      using scalar_t = double;                                         \
-      __VA_ARGS__;                                                     \
-      break;                                                           \
-    }                                                                  \
-    default:                                                           \
-      ::engine::throw_bad_dtype(op_name, dtype);                       \
+// One case of a dtype switch: runs the body with `scalar_t` bound to `type`.
+#define ENGINE_DTYPE_CASE(dtype_value, type, ...) \
+  case dtype_value: {                             \
+    using scalar_t = type;                        \
+    __VA_ARGS__;                                  \
+    break;                                        \
+  }
+
+// Runs the body with `scalar_t` bound to float or double. (A #pragma cannot appear inside the
+// body, as it is a macro argument: put such loops in a function the body calls.)
+#define DISPATCH_FLOAT(dtype, op_name, ...)                         \
+  switch (dtype) {                                                  \
+    ENGINE_DTYPE_CASE(::engine::DType::f32, float, __VA_ARGS__)     \
+    ENGINE_DTYPE_CASE(::engine::DType::f64, double, __VA_ARGS__)    \
+    default:                                                        \
+      ::engine::throw_bad_dtype(op_name, dtype);                    \
   }
 
 // Same, with int32 too (copies, fills, gathers of index tensors).
-#define DISPATCH_ALL(dtype, op_name, ...)                              \
-  switch (dtype) {                                                     \
-    case ::engine::DType::f32: {                                       \
-      using scalar_t = float;                                          \
-      __VA_ARGS__;                                                     \
-      break;                                                           \
-    }                                                                  \
-    case ::engine::DType::f64: {                                       \
-      using scalar_t = double;                                         \
-      __VA_ARGS__;                                                     \
-      break;                                                           \
-    }                                                                  \
-    case ::engine::DType::i32: {                                       \
-      using scalar_t = int32_t;                                        \
-      __VA_ARGS__;                                                     \
-      break;                                                           \
-    }                                                                  \
-    default:                                                           \
-      ::engine::throw_bad_dtype(op_name, dtype);                       \
+#define DISPATCH_ALL(dtype, op_name, ...)                           \
+  switch (dtype) {                                                  \
+    ENGINE_DTYPE_CASE(::engine::DType::f32, float, __VA_ARGS__)     \
+    ENGINE_DTYPE_CASE(::engine::DType::f64, double, __VA_ARGS__)    \
+    ENGINE_DTYPE_CASE(::engine::DType::i32, int32_t, __VA_ARGS__)   \
+    default:                                                        \
+      ::engine::throw_bad_dtype(op_name, dtype);                    \
   }

@@ -1,0 +1,31 @@
+// Shared flag handling for the command-line programs: parse, print --help, and turn a bad flag
+// into a message naming it and exit status 2.
+#pragma once
+#include <boost/program_options.hpp>
+#include <iostream>
+#include <optional>
+#include <string>
+
+namespace tools {
+
+// Returns the parsed flags, or an exit status when the program should stop (0 after --help,
+// 2 after a bad flag). The options must include "help,h".
+inline std::optional<int> parse_flags(int argc, char** argv, const char* program,
+                                      const boost::program_options::options_description& opts,
+                                      boost::program_options::variables_map& vm) {
+  namespace po = boost::program_options;
+  try {
+    po::store(po::parse_command_line(argc, argv, opts), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << program << ": " << e.what() << "\n" << opts;
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << opts;
+    return 0;
+  }
+  return std::nullopt;
+}
+
+}  // namespace tools
