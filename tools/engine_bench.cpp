@@ -42,7 +42,8 @@ double median_seconds(int reps, const std::function<void()>& fn) {
 }
 
 // Two contenders timed in alternation, so drift in the machine's speed hits both alike.
-std::pair<double, double> paired_median_seconds(int reps, const std::function<void()>& a, const std::function<void()>& b) {
+std::pair<double, double> paired_median_seconds(int reps, const std::function<void()>& a,
+                                                const std::function<void()>& b) {
   for (int i = 0; i < 3; ++i) a(), b();
   std::vector<double> ta, tb;
   for (int i = 0; i < reps; ++i) {
@@ -101,8 +102,8 @@ void bench_matmuls(int reps, bool quick) {
     Tensor a = randn(c.ta ? Shape{c.K, c.M} : Shape{c.M, c.K}, gen);
     Tensor b = randn(c.tb ? Shape{c.N, c.K} : Shape{c.K, c.N}, gen);
     const double flops = 2.0 * c.M * c.K * c.N;
-    const auto [t_engine, t_direct] = paired_median_seconds(reps, [&] { Tensor out = matmul(a, b, c.ta, c.tb); },
-                                                            direct_onednn_matmul(c.M, c.K, c.N, c.ta, c.tb));
+    const auto [t_engine, t_direct] = paired_median_seconds(
+        reps, [&] { Tensor out = matmul(a, b, c.ta, c.tb); }, direct_onednn_matmul(c.M, c.K, c.N, c.ta, c.tb));
     std::printf("%-32s %6ld %6ld %6ld  %12.1f %12.1f %6.2fx\n", c.what, c.M, c.K, c.N, flops / t_engine * 1e-9,
                 flops / t_direct * 1e-9, t_direct / t_engine);
   }
@@ -128,7 +129,8 @@ struct OneDnnRowOps {
     };
   }
   std::function<void()> softmax(float* src, float* dst) {
-    auto pd = dnnl::softmax_forward::primitive_desc(dnnl::softmax_forward::desc(dnnl::prop_kind::forward_training, md, 1), eng);
+    auto pd = dnnl::softmax_forward::primitive_desc(
+        dnnl::softmax_forward::desc(dnnl::prop_kind::forward_training, md, 1), eng);
     auto prim = std::make_shared<dnnl::softmax_forward>(pd);
     auto in = std::make_shared<dnnl::memory>(md, eng, src), out = std::make_shared<dnnl::memory>(md, eng, dst);
     return [=] {
@@ -145,8 +147,12 @@ struct OneDnnRowOps {
     auto in = mem(md, src), out = mem(md, dst), sc = mem(pd.weights_desc(), scale), sh = mem(pd.weights_desc(), shift);
     auto mu = mem(pd.mean_desc(), mean), va = mem(pd.variance_desc(), var);
     return [=] {
-      prim->execute(stream, {{DNNL_ARG_SRC, *in}, {DNNL_ARG_DST, *out}, {DNNL_ARG_SCALE, *sc}, {DNNL_ARG_SHIFT, *sh},
-                             {DNNL_ARG_MEAN, *mu}, {DNNL_ARG_VARIANCE, *va}});
+      prim->execute(stream, {{DNNL_ARG_SRC, *in},
+                             {DNNL_ARG_DST, *out},
+                             {DNNL_ARG_SCALE, *sc},
+                             {DNNL_ARG_SHIFT, *sh},
+                             {DNNL_ARG_MEAN, *mu},
+                             {DNNL_ARG_VARIANCE, *va}});
       stream.wait();
     };
   }
@@ -175,14 +181,16 @@ void bench_elementwise(int reps) {
       {"silu (swish)", bytes1, [&] { Tensor o = silu(x); }, dn.eltwise(dnnl::algorithm::eltwise_swish, px, pd)},
       {"softmax (rows of 1024)", bytes1, [&] { Tensor o = softmax(x); }, dn.softmax(px, pd)},
       {"layernorm", bytes1, [&] { Tensor o = layernorm(x, gamma, beta); },
-       dn.layernorm(px, pd, gamma.data<float>(), beta.data<float>(), stats_mean.data<float>(), stats_var.data<float>())},
+       dn.layernorm(px, pd, gamma.data<float>(), beta.data<float>(), stats_mean.data<float>(),
+                    stats_var.data<float>())},
       {"sum over rows", bytes1 / 2, [&] { Tensor o = sum(x, 0); }, nullptr},
   };
   std::printf("\n%-32s %10s %10s %12s %7s\n", "forward f32 (4096 x 1024)", "ms", "GB/s", "oneDNN GB/s", "ratio");
   for (const Case& c : cases) {
     if (c.onednn_fn) {
       const auto [t, t_dn] = paired_median_seconds(reps, c.engine_fn, c.onednn_fn);
-      std::printf("%-32s %10.3f %10.1f %12.1f %6.2fx\n", c.what, t * 1e3, c.bytes / t * 1e-9, c.bytes / t_dn * 1e-9, t_dn / t);
+      std::printf("%-32s %10.3f %10.1f %12.1f %6.2fx\n", c.what, t * 1e3, c.bytes / t * 1e-9, c.bytes / t_dn * 1e-9,
+                  t_dn / t);
     } else {
       const double t = median_seconds(reps, c.engine_fn);
       std::printf("%-32s %10.3f %10.1f %12s %7s\n", c.what, t * 1e3, c.bytes / t * 1e-9, "-", "");
@@ -195,7 +203,8 @@ void bench_elementwise(int reps) {
 int main(int argc, char** argv) {
   po::options_description opts("engine-bench: matmul GFLOP/s against direct oneDNN, elementwise GB/s");
   int reps = 20, threads = 0;
-  opts.add_options()("help,h", "show this help")("reps", po::value<int>(&reps)->default_value(20), "timed repetitions per case")(
+  opts.add_options()("help,h", "show this help")("reps", po::value<int>(&reps)->default_value(20),
+                                                 "timed repetitions per case")(
       "threads", po::value<int>(&threads)->default_value(0), "OpenMP threads (0: OMP_NUM_THREADS or all cores)")(
       "quick", "only the first few matmul shapes (for smoke tests)");
   po::variables_map vm;

@@ -20,8 +20,8 @@ int main(int argc, char** argv) {
   double lr = 0.05;
   po::options_description opts("engine-demo: fit y = sin(3 x0) + x1 * x2 with a 3-64-64-1 GELU MLP");
   opts.add_options()("help,h", "show this help")("steps", po::value<int>(&steps)->default_value(300), "training steps")(
-      "seed", po::value<uint64_t>(&seed)->default_value(0), "random seed")("lr", po::value<double>(&lr)->default_value(0.05),
-                                                                          "learning rate");
+      "seed", po::value<uint64_t>(&seed)->default_value(0), "random seed")(
+      "lr", po::value<double>(&lr)->default_value(0.05), "learning rate");
   po::variables_map vm;
   if (auto status = tools::parse_flags(argc, argv, "engine-demo", opts, vm)) return *status;
   if (steps < 1 || !(lr > 0)) {
@@ -36,9 +36,9 @@ int main(int argc, char** argv) {
   for (int64_t i = 0; i < n; ++i) yv[i] = std::sin(3 * xv[i * 3]) + xv[i * 3 + 1] * xv[i * 3 + 2];
   Tensor y = Tensor::from_vector(yv, {n, 1});
 
-  std::vector<Tensor> params = {randn({hidden, 3}, gen, 0, 0.5), Tensor::zeros({hidden}),
+  std::vector<Tensor> params = {randn({hidden, 3}, gen, 0, 0.5),          Tensor::zeros({hidden}),
                                 randn({hidden, hidden}, gen, 0, 1.0 / 8), Tensor::zeros({hidden}),
-                                randn({1, hidden}, gen, 0, 1.0 / 8), Tensor::zeros({1})};
+                                randn({1, hidden}, gen, 0, 1.0 / 8),      Tensor::zeros({1})};
   std::vector<Tensor> velocity;
   for (Tensor& p : params) {
     p.set_requires_grad(true);

@@ -12,11 +12,11 @@
 namespace engine {
 
 struct MemoryStats {
-  size_t bytes_in_use = 0;    // handed out to live tensors (rounded sizes)
-  size_t peak_bytes = 0;      // max of bytes_in_use since start or reset_peak()
-  size_t bytes_cached = 0;    // held in free lists, ready for reuse
-  size_t raw_allocations = 0; // calls to the underlying malloc / cudaMalloc
-  size_t reuses = 0;          // allocations served from the cache
+  size_t bytes_in_use = 0;     // handed out to live tensors (rounded sizes)
+  size_t peak_bytes = 0;       // max of bytes_in_use since start or reset_peak()
+  size_t bytes_cached = 0;     // held in free lists, ready for reuse
+  size_t raw_allocations = 0;  // calls to the underlying malloc / cudaMalloc
+  size_t reuses = 0;           // allocations served from the cache
 };
 
 class CachingAllocator {

@@ -39,20 +39,20 @@ namespace engine {
 
 // Runs the body with `scalar_t` bound to float or double. (A #pragma cannot appear inside the
 // body, as it is a macro argument: put such loops in a function the body calls.)
-#define DISPATCH_FLOAT(dtype, op_name, ...)                         \
-  switch (dtype) {                                                  \
-    ENGINE_DTYPE_CASE(::engine::DType::f32, float, __VA_ARGS__)     \
-    ENGINE_DTYPE_CASE(::engine::DType::f64, double, __VA_ARGS__)    \
-    default:                                                        \
-      ::engine::throw_bad_dtype(op_name, dtype);                    \
+#define DISPATCH_FLOAT(dtype, op_name, ...)                      \
+  switch (dtype) {                                               \
+    ENGINE_DTYPE_CASE(::engine::DType::f32, float, __VA_ARGS__)  \
+    ENGINE_DTYPE_CASE(::engine::DType::f64, double, __VA_ARGS__) \
+    default:                                                     \
+      ::engine::throw_bad_dtype(op_name, dtype);                 \
   }
 
 // Same, with int32 too (copies, fills, gathers of index tensors).
-#define DISPATCH_ALL(dtype, op_name, ...)                           \
-  switch (dtype) {                                                  \
-    ENGINE_DTYPE_CASE(::engine::DType::f32, float, __VA_ARGS__)     \
-    ENGINE_DTYPE_CASE(::engine::DType::f64, double, __VA_ARGS__)    \
-    ENGINE_DTYPE_CASE(::engine::DType::i32, int32_t, __VA_ARGS__)   \
-    default:                                                        \
-      ::engine::throw_bad_dtype(op_name, dtype);                    \
+#define DISPATCH_ALL(dtype, op_name, ...)                         \
+  switch (dtype) {                                                \
+    ENGINE_DTYPE_CASE(::engine::DType::f32, float, __VA_ARGS__)   \
+    ENGINE_DTYPE_CASE(::engine::DType::f64, double, __VA_ARGS__)  \
+    ENGINE_DTYPE_CASE(::engine::DType::i32, int32_t, __VA_ARGS__) \
+    default:                                                      \
+      ::engine::throw_bad_dtype(op_name, dtype);                  \
   }

@@ -29,7 +29,10 @@ ENGINE_HD Philox4 philox4x32(uint64_t seed, uint64_t counter) {
     const uint32_t lo0 = mulhilo32(0xD2511F53u, c0, &hi0);
     const uint32_t lo1 = mulhilo32(0xCD9E8D57u, c2, &hi1);
     const uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
-    c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+    c0 = n0;
+    c1 = n1;
+    c2 = n2;
+    c3 = n3;
     k0 += 0x9E3779B9u;
     k1 += 0xBB67AE85u;
   }
@@ -62,7 +65,10 @@ class Generator {
   explicit Generator(uint64_t seed = 0) : seed_(seed) {}
   uint64_t seed() const { return seed_; }
   uint64_t offset() const { return offset_; }
-  void set_state(uint64_t seed, uint64_t offset) { seed_ = seed; offset_ = offset; }
+  void set_state(uint64_t seed, uint64_t offset) {
+    seed_ = seed;
+    offset_ = offset;
+  }
   uint64_t reserve(uint64_t count) {
     const uint64_t start = offset_;
     offset_ += (count + 3) / 4 * 4;  // whole Philox blocks, so streams stay aligned

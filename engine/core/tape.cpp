@@ -64,8 +64,8 @@ void accumulate_grad(GradSlot& slot, const Tensor& grad) {
 void GradSink::add(size_t input, const Tensor& grad) {
   if (!wants(input)) return;
   ENGINE_CHECK(grad.shape() == shapes_[input], "backward",
-        "gradient of input " + std::to_string(input) + " has shape " + shape_str(grad.shape()) +
-            ", the input has " + shape_str(shapes_[input]));
+               "gradient of input " + std::to_string(input) + " has shape " + shape_str(grad.shape()) +
+                   ", the input has " + shape_str(shapes_[input]));
   accumulate_grad(*slots_[input], grad);
 }
 

@@ -45,7 +45,8 @@ Shape contiguous_strides(const Shape& shape) {
 
 int normalize_axis(int axis, int ndim, const char* op) {
   const int a = axis < 0 ? axis + ndim : axis;
-  ENGINE_CHECK(a >= 0 && a < ndim, op, "axis " + std::to_string(axis) + " out of range for " + std::to_string(ndim) + " dims");
+  ENGINE_CHECK(a >= 0 && a < ndim, op,
+               "axis " + std::to_string(axis) + " out of range for " + std::to_string(ndim) + " dims");
   return a;
 }
 
@@ -74,7 +75,7 @@ namespace {
 template <class T>
 Tensor from_host(const std::vector<T>& values, const Shape& shape, Device device) {
   ENGINE_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "Tensor::from_vector",
-        std::to_string(values.size()) + " values do not fill shape " + shape_str(shape));
+               std::to_string(values.size()) + " values do not fill shape " + shape_str(shape));
   Tensor host = Tensor::empty(shape, dtype_of<T>::value, Device::cpu());
   if (!values.empty()) std::memcpy(host.raw_data(), values.data(), values.size() * sizeof(T));
   return device.is_cpu() ? host : host.to(device);
@@ -119,7 +120,8 @@ Tensor Tensor::clone() const {
 }
 
 Tensor& Tensor::set_requires_grad(bool on) {
-  ENGINE_CHECK(impl_ && impl_->is_leaf, "Tensor::set_requires_grad", "only leaf tensors (parameters, inputs) can be marked");
+  ENGINE_CHECK(impl_ && impl_->is_leaf, "Tensor::set_requires_grad",
+               "only leaf tensors (parameters, inputs) can be marked");
   if (on && !impl_->grad_slot) impl_->grad_slot = std::make_shared<GradSlot>();
   if (!on) impl_->grad_slot = nullptr;
   return *this;
@@ -129,8 +131,8 @@ Tensor Tensor::grad() const { return impl_ && impl_->grad_slot ? impl_->grad_slo
 
 void Tensor::set_grad(const Tensor& g) {
   ENGINE_CHECK(requires_grad(), "Tensor::set_grad", "tensor does not require a gradient");
-  ENGINE_CHECK(!g.defined() || g.shape() == shape(), "Tensor::set_grad", "gradient shape " + shape_str(g.shape()) +
-                                                                      " differs from tensor shape " + shape_str(shape()));
+  ENGINE_CHECK(!g.defined() || g.shape() == shape(), "Tensor::set_grad",
+               "gradient shape " + shape_str(g.shape()) + " differs from tensor shape " + shape_str(shape()));
   impl_->grad_slot->grad = g;
 }
 

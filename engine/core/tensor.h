@@ -40,7 +40,7 @@ struct TensorImpl {
   std::shared_ptr<Storage> storage;
   int64_t offset = 0;  // in elements
   Shape shape;
-  Shape strides;       // in elements
+  Shape strides;  // in elements
   DType dtype = DType::f32;
   std::shared_ptr<GradSlot> grad_slot;  // set when the tensor takes part in autodiff
   bool is_leaf = true;                  // false for tensors produced by recorded ops
@@ -74,7 +74,8 @@ class Tensor {
   const std::shared_ptr<Storage>& storage() const { return impl_->storage; }
 
   // Pointer to the first element; checks the element type.
-  template <class T> T* data() const;
+  template <class T>
+  T* data() const;
   void* raw_data() const;
 
   // Views and copies. These are differentiable ops (engine/ops/shape.h, engine/ops/copy.h).
@@ -89,9 +90,9 @@ class Tensor {
   bool requires_grad() const { return impl_ && impl_->grad_slot != nullptr; }
   Tensor& set_requires_grad(bool on);  // leaves only (parameters, inputs of a gradient check)
   bool is_leaf() const { return impl_->is_leaf; }
-  Tensor grad() const;                 // undefined until backward wrote one
+  Tensor grad() const;  // undefined until backward wrote one
   void set_grad(const Tensor& g);
-  void zero_grad();                    // drops the gradient (the next backward starts from zero)
+  void zero_grad();  // drops the gradient (the next backward starts from zero)
 
   // Host read-back, converted to double (or float). Copies from the device when needed.
   std::vector<double> to_vector() const;
@@ -117,14 +118,15 @@ int normalize_axis(int axis, int ndim, const char* op);
 // condition fails: checks sit on every op call, and string building would cost more than
 // a small op.
 [[noreturn]] void fail(const char* op, const std::string& message);
-#define ENGINE_CHECK(cond, op, message)   \
-  do {                                    \
+#define ENGINE_CHECK(cond, op, message)       \
+  do {                                        \
     if (!(cond)) ::engine::fail(op, message); \
   } while (0)
 
 [[noreturn]] void throw_dtype_mismatch(const TensorImpl* impl, DType wanted);
 
-template <class T> T* Tensor::data() const {
+template <class T>
+T* Tensor::data() const {
   // Hot path: no string is built unless the check fails.
   if (!impl_ || impl_->dtype != dtype_of<T>::value) throw_dtype_mismatch(impl_.get(), dtype_of<T>::value);
   return static_cast<T*>(impl_->storage->data) + impl_->offset;

@@ -32,8 +32,9 @@ Tensor activation(Activation kind, const Tensor& x_in) {
 }
 
 Tensor swiglu(const Tensor& gate_in, const Tensor& up_in) {
-  ENGINE_CHECK(gate_in.shape() == up_in.shape() && gate_in.dtype() == up_in.dtype() && gate_in.device() == up_in.device(),
-        "swiglu", "gate " + gate_in.str() + " and up " + up_in.str() + " must match");
+  ENGINE_CHECK(
+      gate_in.shape() == up_in.shape() && gate_in.dtype() == up_in.dtype() && gate_in.device() == up_in.device(),
+      "swiglu", "gate " + gate_in.str() + " and up " + up_in.str() + " must match");
   Tensor gate = kernel_input(gate_in), up = kernel_input(up_in);
   Tensor y = Tensor::empty(gate.shape(), gate.dtype(), gate.device());
   ON_DEVICE(y, swiglu_forward, gate, up, y);
@@ -87,15 +88,33 @@ ENGINE_SIMD_CLONES void swiglu_backward_span(const T* __restrict g, const T* __r
 template <class F>
 void with_kind(Activation kind, F&& f) {
   switch (kind) {
-    case Activation::gelu_tanh: f(std::integral_constant<Activation, Activation::gelu_tanh>{}); break;
-    case Activation::silu: f(std::integral_constant<Activation, Activation::silu>{}); break;
-    case Activation::sigmoid: f(std::integral_constant<Activation, Activation::sigmoid>{}); break;
-    case Activation::softplus: f(std::integral_constant<Activation, Activation::softplus>{}); break;
-    case Activation::relu: f(std::integral_constant<Activation, Activation::relu>{}); break;
-    case Activation::tanh: f(std::integral_constant<Activation, Activation::tanh>{}); break;
-    case Activation::exp: f(std::integral_constant<Activation, Activation::exp>{}); break;
-    case Activation::log: f(std::integral_constant<Activation, Activation::log>{}); break;
-    case Activation::square: f(std::integral_constant<Activation, Activation::square>{}); break;
+    case Activation::gelu_tanh:
+      f(std::integral_constant<Activation, Activation::gelu_tanh>{});
+      break;
+    case Activation::silu:
+      f(std::integral_constant<Activation, Activation::silu>{});
+      break;
+    case Activation::sigmoid:
+      f(std::integral_constant<Activation, Activation::sigmoid>{});
+      break;
+    case Activation::softplus:
+      f(std::integral_constant<Activation, Activation::softplus>{});
+      break;
+    case Activation::relu:
+      f(std::integral_constant<Activation, Activation::relu>{});
+      break;
+    case Activation::tanh:
+      f(std::integral_constant<Activation, Activation::tanh>{});
+      break;
+    case Activation::exp:
+      f(std::integral_constant<Activation, Activation::exp>{});
+      break;
+    case Activation::log:
+      f(std::integral_constant<Activation, Activation::log>{});
+      break;
+    case Activation::square:
+      f(std::integral_constant<Activation, Activation::square>{});
+      break;
   }
 }
 }  // namespace

@@ -57,15 +57,33 @@ template <class F>
 void with_kind(Activation kind, F&& f) {
   using A = Activation;
   switch (kind) {
-    case A::gelu_tanh: f(std::integral_constant<A, A::gelu_tanh>{}); break;
-    case A::silu: f(std::integral_constant<A, A::silu>{}); break;
-    case A::sigmoid: f(std::integral_constant<A, A::sigmoid>{}); break;
-    case A::softplus: f(std::integral_constant<A, A::softplus>{}); break;
-    case A::relu: f(std::integral_constant<A, A::relu>{}); break;
-    case A::tanh: f(std::integral_constant<A, A::tanh>{}); break;
-    case A::exp: f(std::integral_constant<A, A::exp>{}); break;
-    case A::log: f(std::integral_constant<A, A::log>{}); break;
-    case A::square: f(std::integral_constant<A, A::square>{}); break;
+    case A::gelu_tanh:
+      f(std::integral_constant<A, A::gelu_tanh>{});
+      break;
+    case A::silu:
+      f(std::integral_constant<A, A::silu>{});
+      break;
+    case A::sigmoid:
+      f(std::integral_constant<A, A::sigmoid>{});
+      break;
+    case A::softplus:
+      f(std::integral_constant<A, A::softplus>{});
+      break;
+    case A::relu:
+      f(std::integral_constant<A, A::relu>{});
+      break;
+    case A::tanh:
+      f(std::integral_constant<A, A::tanh>{});
+      break;
+    case A::exp:
+      f(std::integral_constant<A, A::exp>{});
+      break;
+    case A::log:
+      f(std::integral_constant<A, A::log>{});
+      break;
+    case A::square:
+      f(std::integral_constant<A, A::square>{});
+      break;
   }
 }
 

@@ -30,32 +30,43 @@ inline Tensor square(const Tensor& x) { return activation(Activation::square, x)
 Tensor swiglu(const Tensor& gate, const Tensor& up);
 
 // One exp of -|x| (never overflows), then the branch-free form for either sign.
-template <class T> ENGINE_HD T stable_sigmoid(T x) {
+template <class T>
+ENGINE_HD T stable_sigmoid(T x) {
   const T e = engine_exp(x >= T(0) ? -x : x);
   return (x >= T(0) ? T(1) : e) / (T(1) + e);
 }
 
 // f(x)
-template <class T> ENGINE_HD T activation_forward(Activation kind, T x) {
+template <class T>
+ENGINE_HD T activation_forward(Activation kind, T x) {
   switch (kind) {
     case Activation::gelu_tanh: {
       const T c = T(0.7978845608028654);  // sqrt(2/pi)
       return T(0.5) * x * (T(1) + engine_tanh(c * (x + T(0.044715) * x * x * x)));
     }
-    case Activation::silu: return x * stable_sigmoid(x);
-    case Activation::sigmoid: return stable_sigmoid(x);
-    case Activation::softplus: return (x > T(0) ? x : T(0)) + std::log1p(engine_exp(-(x > T(0) ? x : -x)));
-    case Activation::relu: return x > T(0) ? x : T(0);
-    case Activation::tanh: return engine_tanh(x);
-    case Activation::exp: return engine_exp(x);
-    case Activation::log: return std::log(x);
-    case Activation::square: return x * x;
+    case Activation::silu:
+      return x * stable_sigmoid(x);
+    case Activation::sigmoid:
+      return stable_sigmoid(x);
+    case Activation::softplus:
+      return (x > T(0) ? x : T(0)) + std::log1p(engine_exp(-(x > T(0) ? x : -x)));
+    case Activation::relu:
+      return x > T(0) ? x : T(0);
+    case Activation::tanh:
+      return engine_tanh(x);
+    case Activation::exp:
+      return engine_exp(x);
+    case Activation::log:
+      return std::log(x);
+    case Activation::square:
+      return x * x;
   }
   return x;
 }
 
 // f'(x), given x and y = f(x) (whichever is cheaper to use).
-template <class T> ENGINE_HD T activation_derivative(Activation kind, T x, T y) {
+template <class T>
+ENGINE_HD T activation_derivative(Activation kind, T x, T y) {
   switch (kind) {
     case Activation::gelu_tanh: {
       const T c = T(0.7978845608028654);
@@ -68,13 +79,20 @@ template <class T> ENGINE_HD T activation_derivative(Activation kind, T x, T y) 
       const T s = stable_sigmoid(x);
       return s * (T(1) + x * (T(1) - s));
     }
-    case Activation::sigmoid: return y * (T(1) - y);
-    case Activation::softplus: return stable_sigmoid(x);
-    case Activation::relu: return x > T(0) ? T(1) : T(0);
-    case Activation::tanh: return T(1) - y * y;
-    case Activation::exp: return y;
-    case Activation::log: return T(1) / x;
-    case Activation::square: return T(2) * x;
+    case Activation::sigmoid:
+      return y * (T(1) - y);
+    case Activation::softplus:
+      return stable_sigmoid(x);
+    case Activation::relu:
+      return x > T(0) ? T(1) : T(0);
+    case Activation::tanh:
+      return T(1) - y * y;
+    case Activation::exp:
+      return y;
+    case Activation::log:
+      return T(1) / x;
+    case Activation::square:
+      return T(2) * x;
   }
   return T(0);
 }

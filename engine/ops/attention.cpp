@@ -18,14 +18,16 @@ void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, d
   const char* op = "causal_attention";
   ENGINE_CHECK(q.defined() && k.defined() && v.defined(), op, "q, k and v must all be defined");
   ENGINE_CHECK(q.ndim() == 4, op, "q must be [B, H, T, D], got shape " + shape_str(q.shape()));
-  ENGINE_CHECK(k.shape() == q.shape() && v.shape() == q.shape(), op,
-        "k " + shape_str(k.shape()) + " and v " + shape_str(v.shape()) + " must have q's shape " + shape_str(q.shape()));
+  ENGINE_CHECK(
+      k.shape() == q.shape() && v.shape() == q.shape(), op,
+      "k " + shape_str(k.shape()) + " and v " + shape_str(v.shape()) + " must have q's shape " + shape_str(q.shape()));
   ENGINE_CHECK(is_floating(q.dtype()), op, std::string("needs f32 or f64 tensors, got ") + dtype_name(q.dtype()));
   ENGINE_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype(), op,
-        std::string("element types differ: q ") + dtype_name(q.dtype()) + ", k " + dtype_name(k.dtype()) + ", v " +
-            dtype_name(v.dtype()));
-  ENGINE_CHECK(k.device() == q.device() && v.device() == q.device(), op,
-        "q, k and v live on different devices: " + q.device().str() + ", " + k.device().str() + ", " + v.device().str());
+               std::string("element types differ: q ") + dtype_name(q.dtype()) + ", k " + dtype_name(k.dtype()) +
+                   ", v " + dtype_name(v.dtype()));
+  ENGINE_CHECK(
+      k.device() == q.device() && v.device() == q.device(), op,
+      "q, k and v live on different devices: " + q.device().str() + ", " + k.device().str() + ", " + v.device().str());
   ENGINE_CHECK(q.size(3) >= 1, op, "head dimension D must be at least 1, got shape " + shape_str(q.shape()));
   ENGINE_CHECK(std::isfinite(scale), op, "scale must be finite, got " + std::to_string(scale));
 }

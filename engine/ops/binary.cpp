@@ -21,7 +21,8 @@ Shape broadcast_shape(const Tensor& a, const Tensor& b, const char* op) {
   if (b.numel() == 1 || is_suffix(b.shape(), a.shape())) return a.shape();
   if (a.numel() == 1 || is_suffix(a.shape(), b.shape())) return b.shape();
   throw std::invalid_argument(std::string(op) + ": cannot broadcast shapes " + shape_str(a.shape()) + " and " +
-                              shape_str(b.shape()) + " (allowed: equal shapes, a trailing-axes suffix, or one element)");
+                              shape_str(b.shape()) +
+                              " (allowed: equal shapes, a trailing-axes suffix, or one element)");
 }
 
 Tensor reduce_to_shape(const Tensor& grad, const Shape& shape) {
@@ -34,10 +35,10 @@ Tensor reduce_to_shape(const Tensor& grad, const Shape& shape) {
 Tensor binary(BinaryOp op, const Tensor& a_in, const Tensor& b_in) {
   static const char* names[] = {"add", "sub", "mul", "div"};
   const char* name = names[static_cast<int>(op)];
-  ENGINE_CHECK(a_in.dtype() == b_in.dtype(), name, std::string("element types differ: ") + dtype_name(a_in.dtype()) + " vs " +
-                                              dtype_name(b_in.dtype()));
-  ENGINE_CHECK(a_in.device() == b_in.device(), name, "operands live on different devices: " + a_in.device().str() + " vs " +
-                                                b_in.device().str());
+  ENGINE_CHECK(a_in.dtype() == b_in.dtype(), name,
+               std::string("element types differ: ") + dtype_name(a_in.dtype()) + " vs " + dtype_name(b_in.dtype()));
+  ENGINE_CHECK(a_in.device() == b_in.device(), name,
+               "operands live on different devices: " + a_in.device().str() + " vs " + b_in.device().str());
   const Shape out_shape = broadcast_shape(a_in, b_in, name);
   Tensor a = kernel_input(a_in), b = kernel_input(b_in);
   Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
@@ -131,10 +132,18 @@ void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
     scalar_t* po = out.data<scalar_t>();
     const int64_t na = a.numel(), nb = b.numel(), n = out.numel();
     switch (op) {
-      case BinaryOp::add: binary_loop<BinaryOp::add>(pa, na, pb, nb, po, n); break;
-      case BinaryOp::sub: binary_loop<BinaryOp::sub>(pa, na, pb, nb, po, n); break;
-      case BinaryOp::mul: binary_loop<BinaryOp::mul>(pa, na, pb, nb, po, n); break;
-      case BinaryOp::div: binary_loop<BinaryOp::div>(pa, na, pb, nb, po, n); break;
+      case BinaryOp::add:
+        binary_loop<BinaryOp::add>(pa, na, pb, nb, po, n);
+        break;
+      case BinaryOp::sub:
+        binary_loop<BinaryOp::sub>(pa, na, pb, nb, po, n);
+        break;
+      case BinaryOp::mul:
+        binary_loop<BinaryOp::mul>(pa, na, pb, nb, po, n);
+        break;
+      case BinaryOp::div:
+        binary_loop<BinaryOp::div>(pa, na, pb, nb, po, n);
+        break;
     }
   });
 }

@@ -48,10 +48,18 @@ void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
   DeviceGuard guard(out.device());
   DISPATCH_FLOAT(out.dtype(), "binary", {
     switch (op) {
-      case BinaryOp::add: launch_binary<BinaryOp::add, scalar_t>(a, b, out); break;
-      case BinaryOp::sub: launch_binary<BinaryOp::sub, scalar_t>(a, b, out); break;
-      case BinaryOp::mul: launch_binary<BinaryOp::mul, scalar_t>(a, b, out); break;
-      case BinaryOp::div: launch_binary<BinaryOp::div, scalar_t>(a, b, out); break;
+      case BinaryOp::add:
+        launch_binary<BinaryOp::add, scalar_t>(a, b, out);
+        break;
+      case BinaryOp::sub:
+        launch_binary<BinaryOp::sub, scalar_t>(a, b, out);
+        break;
+      case BinaryOp::mul:
+        launch_binary<BinaryOp::mul, scalar_t>(a, b, out);
+        break;
+      case BinaryOp::div:
+        launch_binary<BinaryOp::div, scalar_t>(a, b, out);
+        break;
     }
   });
 }

@@ -54,7 +54,8 @@ Tensor cast(const Tensor& x, DType dtype) {
 }
 
 void copy_into(const Tensor& src, Tensor& dst) {
-  ENGINE_CHECK(src.shape() == dst.shape(), "copy_into", "shapes differ: " + shape_str(src.shape()) + " vs " + shape_str(dst.shape()));
+  ENGINE_CHECK(src.shape() == dst.shape(), "copy_into",
+               "shapes differ: " + shape_str(src.shape()) + " vs " + shape_str(dst.shape()));
   ENGINE_CHECK(src.dtype() == dst.dtype(), "copy_into", "element types differ");
   if (src.device() != dst.device()) {
     Tensor moved = to_device(src.detach(), dst.device());

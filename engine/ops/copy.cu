@@ -49,7 +49,7 @@ StridedLayout merge_axes(const Tensor& src, const Tensor& dst) {
     }
   }
   ENGINE_CHECK(nd <= kMaxDims, "strided_copy",
-        "more than " + std::to_string(kMaxDims) + " non-mergeable axes in " + src.str());
+               "more than " + std::to_string(kMaxDims) + " non-mergeable axes in " + src.str());
   out.ndim = nd;
   for (int a = 0; a < nd; ++a) {
     out.shape[a] = shape[a];
@@ -95,7 +95,7 @@ void fill(Tensor& out, double value) {
 
 void strided_copy(const Tensor& src, Tensor& dst) {
   ENGINE_CHECK(src.device().is_cuda() && dst.device() == src.device(), "strided_copy",
-        "both tensors must be on the same CUDA device: " + src.str() + " -> " + dst.str());
+               "both tensors must be on the same CUDA device: " + src.str() + " -> " + dst.str());
   const int64_t n = src.numel();
   if (n == 0) return;
   DeviceGuard guard(dst.device());
@@ -126,7 +126,7 @@ void cast(const Tensor& src, Tensor& dst) {
 void copy_bytes(const Tensor& src, Tensor& dst) {
   ENGINE_CHECK(src.is_contiguous() && dst.is_contiguous(), "copy_bytes", "both tensors must be contiguous");
   ENGINE_CHECK(src.numel() == dst.numel() && src.dtype() == dst.dtype(), "copy_bytes",
-        "size or type mismatch: " + src.str() + " -> " + dst.str());
+               "size or type mismatch: " + src.str() + " -> " + dst.str());
   const size_t bytes = static_cast<size_t>(src.numel()) * dtype_size(src.dtype());
   if (bytes == 0) return;
   const Device from = src.device(), to = dst.device();

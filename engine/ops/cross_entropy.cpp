@@ -14,11 +14,12 @@ namespace engine {
 
 Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int32_t ignore_index) {
   ENGINE_CHECK(is_floating(logits_in.dtype()) && logits_in.ndim() >= 1, "cross_entropy",
-        "logits must be a floating tensor [..., V], got " + logits_in.str());
+               "logits must be a floating tensor [..., V], got " + logits_in.str());
   ENGINE_CHECK(targets_in.dtype() == DType::i32, "cross_entropy", "targets must be i32, got " + targets_in.str());
   const Shape rows_shape(logits_in.shape().begin(), logits_in.shape().end() - 1);
-  ENGINE_CHECK(targets_in.shape() == rows_shape, "cross_entropy",
-        "targets " + targets_in.str() + " must have the logits' shape without the last axis " + shape_str(rows_shape));
+  ENGINE_CHECK(
+      targets_in.shape() == rows_shape, "cross_entropy",
+      "targets " + targets_in.str() + " must have the logits' shape without the last axis " + shape_str(rows_shape));
   ENGINE_CHECK(targets_in.device() == logits_in.device(), "cross_entropy", "logits and targets on different devices");
   Tensor logits = kernel_input(logits_in), targets = kernel_input(targets_in);
   const int64_t vocab = logits.size(-1), rows = targets.numel();
@@ -98,7 +99,8 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int32_t 
     parallel_for(rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(vocab, 1)), [&](int64_t b, int64_t e) {
       row_logsumexp(px + b * vocab, e - b, vocab, pl + b);
       for (int64_t r = b; r < e; ++r)
-        if (pt[r] != ignore_index) row_loss[r] = static_cast<double>(pl[r]) - static_cast<double>(px[r * vocab + pt[r]]);
+        if (pt[r] != ignore_index)
+          row_loss[r] = static_cast<double>(pl[r]) - static_cast<double>(px[r * vocab + pt[r]]);
     });
   });
   double total = 0.0;  // summed in row order: the same result for any thread count

@@ -34,7 +34,8 @@ void dropout_apply(const Tensor& x, double p, uint64_t seed, uint64_t offset, Te
     const scalar_t keep_scale = static_cast<scalar_t>(1.0 / (1.0 - p));
     const float threshold = static_cast<float>(p);
     parallel_for(x.numel(), 4096, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) py[i] = uniform_at(seed, offset, i) > threshold ? px[i] * keep_scale : scalar_t(0);
+      for (int64_t i = b; i < e; ++i)
+        py[i] = uniform_at(seed, offset, i) > threshold ? px[i] * keep_scale : scalar_t(0);
     });
   });
 }

@@ -19,9 +19,9 @@ namespace {
 
 void check_index_vector(const Tensor& index, const Tensor& data, const char* op) {
   ENGINE_CHECK(index.defined() && index.dtype() == DType::i32 && index.ndim() == 1, op,
-        "index must be a 1-D i32 tensor, got " + index.str());
+               "index must be a 1-D i32 tensor, got " + index.str());
   ENGINE_CHECK(index.device() == data.device(), op,
-        "index lives on " + index.device().str() + ", the data on " + data.device().str());
+               "index lives on " + index.device().str() + ", the data on " + data.device().str());
 }
 
 // CPU only (reads host memory). Runs serially before any parallel loop: an exception must not
@@ -56,9 +56,8 @@ Tensor gather_rows(const Tensor& x_in, const Tensor& index_in) {
   Tensor out = Tensor::empty({index.numel(), x.size(1)}, x.dtype(), x.device());
   ON_DEVICE(x, gather_rows, x, index, out);
   if (is_floating(x_in.dtype()) && needs_grad({x_in})) {
-    record(out, {x_in}, [index, num_rows](const Tensor& dout, GradSink& g) {
-      g.add(0, scatter_add_rows(dout, index, num_rows));
-    });
+    record(out, {x_in},
+           [index, num_rows](const Tensor& dout, GradSink& g) { g.add(0, scatter_add_rows(dout, index, num_rows)); });
   }
   return out;
 }
@@ -66,17 +65,17 @@ Tensor gather_rows(const Tensor& x_in, const Tensor& index_in) {
 Tensor scatter_add_rows(const Tensor& src_in, const Tensor& index_in, int64_t num_rows, const Tensor& weight_in) {
   const char* op = "scatter_add_rows";
   ENGINE_CHECK(src_in.defined() && src_in.ndim() == 2 && is_floating(src_in.dtype()), op,
-        "src must be a floating-point [M, d] tensor, got " + src_in.str());
+               "src must be a floating-point [M, d] tensor, got " + src_in.str());
   check_index_vector(index_in, src_in, op);
   const int64_t m = src_in.size(0);
   ENGINE_CHECK(index_in.numel() == m, op,
-        "index has " + std::to_string(index_in.numel()) + " entries, src has " + std::to_string(m) + " rows");
+               "index has " + std::to_string(index_in.numel()) + " entries, src has " + std::to_string(m) + " rows");
   ENGINE_CHECK(num_rows >= 0, op, "num_rows must be >= 0, got " + std::to_string(num_rows));
   if (weight_in.defined()) {
     ENGINE_CHECK(weight_in.ndim() == 1 && weight_in.numel() == m, op,
-          "weight must be [" + std::to_string(m) + "] (one per src row), got " + weight_in.str());
+                 "weight must be [" + std::to_string(m) + "] (one per src row), got " + weight_in.str());
     ENGINE_CHECK(weight_in.dtype() == src_in.dtype() && weight_in.device() == src_in.device(), op,
-          "weight " + weight_in.str() + " must match src " + src_in.str() + " in element type and device");
+                 "weight " + weight_in.str() + " must match src " + src_in.str() + " in element type and device");
   }
   Tensor src = kernel_input(src_in), index = kernel_input(index_in);
   Tensor weight = weight_in.defined() ? kernel_input(weight_in) : Tensor();
@@ -107,7 +106,7 @@ Tensor embedding(const Tensor& table, const Tensor& ids) {
   ENGINE_CHECK(table.defined() && table.ndim() == 2, op, "table must be [V, d], got " + table.str());
   ENGINE_CHECK(ids.defined() && ids.dtype() == DType::i32, op, "ids must be an i32 tensor, got " + ids.str());
   ENGINE_CHECK(ids.device() == table.device(), op,
-        "ids live on " + ids.device().str() + ", the table on " + table.device().str());
+               "ids live on " + ids.device().str() + ", the table on " + table.device().str());
   Tensor flat_ids = kernel_input(ids).reshape({ids.numel()});
   // gather_rows checks too, but this names the op the caller used and the flat id position.
   if (flat_ids.device().is_cpu()) check_row_indices(flat_ids, table.size(0), op, "id");

@@ -30,7 +30,8 @@ Tensor matmul_dense(const Tensor& a_in, const Tensor& b_in, bool ta, bool tb) {
   g.k = ta ? a.size(-2) : a.size(-1);
   const int64_t kb = tb ? b.size(-1) : b.size(-2);
   g.n = tb ? b.size(-2) : b.size(-1);
-  ENGINE_CHECK(g.k == kb, "matmul", "inner dimensions differ: " + a.str() + (ta ? "^T" : "") + " @ " + b.str() + (tb ? "^T" : ""));
+  ENGINE_CHECK(g.k == kb, "matmul",
+               "inner dimensions differ: " + a.str() + (ta ? "^T" : "") + " @ " + b.str() + (tb ? "^T" : ""));
   ENGINE_CHECK(!batched || b.size(0) == g.batch, "matmul", "batch sizes differ: " + a.str() + " @ " + b.str());
   Shape out_shape = batched ? Shape{g.batch, g.m, g.n} : Shape{g.m, g.n};
   Tensor c = Tensor::empty(out_shape, a.dtype(), a.device());
@@ -49,7 +50,8 @@ Tensor matmul_dense(const Tensor& a_in, const Tensor& b_in, bool ta, bool tb) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) {
-  ENGINE_CHECK(a.dtype() == b.dtype() && is_floating(a.dtype()), "matmul", "operands must share a floating type: " + a.str() + ", " + b.str());
+  ENGINE_CHECK(a.dtype() == b.dtype() && is_floating(a.dtype()), "matmul",
+               "operands must share a floating type: " + a.str() + ", " + b.str());
   ENGINE_CHECK(a.device() == b.device(), "matmul", "operands on different devices: " + a.str() + ", " + b.str());
   if (a.ndim() == b.ndim() && (a.ndim() == 2 || a.ndim() == 3)) return matmul_dense(a, b, transpose_a, transpose_b);
   if (a.ndim() > 2 && b.ndim() == 2 && !transpose_a) {
@@ -64,9 +66,10 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose
 
 Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
   ENGINE_CHECK(weight_in.ndim() == 2, "linear", "weight must be [out, in], got " + weight_in.str());
-  ENGINE_CHECK(x_in.size(-1) == weight_in.size(1), "linear", "input " + x_in.str() + " does not match weight " + weight_in.str());
+  ENGINE_CHECK(x_in.size(-1) == weight_in.size(1), "linear",
+               "input " + x_in.str() + " does not match weight " + weight_in.str());
   ENGINE_CHECK(!bias_in.defined() || (bias_in.ndim() == 1 && bias_in.size(0) == weight_in.size(0)), "linear",
-        "bias must be [" + std::to_string(weight_in.size(0)) + "], got " + bias_in.str());
+               "bias must be [" + std::to_string(weight_in.size(0)) + "], got " + bias_in.str());
   Tensor x = kernel_input(x_in), w = kernel_input(weight_in);
   x = make_view(x, {x.numel() / x.size(-1), x.size(-1)}, {x.size(-1), 1}, x.offset());
   Tensor bias = bias_in.defined() ? kernel_input(bias_in) : Tensor();
@@ -121,7 +124,7 @@ struct CachedMatmul {
 struct OneDnn {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
-  std::mutex mutex;  // held for a whole call: the cached memory objects are per primitive
+  std::mutex mutex;                                // held for a whole call: the cached memory objects are per primitive
   std::map<MatmulKey, CachedMatmul> exact;         // one primitive per full shape
   std::map<MatmulKey, dnnl::matmul> runtime_rows;  // m = runtime: shapes whose row count keeps changing
   std::map<MatmulKey, int> distinct_rows;          // per family (m = 0): how many row counts were seen
@@ -200,7 +203,8 @@ void gemm_onednn(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tens
     if (g.batch == 1 && seen >= kMaxExactRowCounts) {
       auto rt = st.runtime_rows.find(family);
       if (rt == st.runtime_rows.end())
-        rt = st.runtime_rows.emplace(family, make_primitive(st, family, make_descs(family, DNNL_RUNTIME_DIM_VAL))).first;
+        rt =
+            st.runtime_rows.emplace(family, make_primitive(st, family, make_descs(family, DNNL_RUNTIME_DIM_VAL))).first;
       rt->second.execute(st.stream, make_args(st, make_descs(key, g.m), a, b, bias, c));
       st.stream.wait();
       return;

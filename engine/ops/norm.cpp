@@ -16,9 +16,9 @@ Tensor normalize(const Tensor& x_in, const Tensor& gamma_in, const Tensor& beta_
   ENGINE_CHECK(is_floating(x_in.dtype()) && x_in.ndim() >= 1, name, "needs a floating tensor, got " + x_in.str());
   const int64_t n = x_in.size(-1);
   ENGINE_CHECK(gamma_in.defined() && gamma_in.shape() == Shape{n}, name,
-        "scale must have shape (" + std::to_string(n) + "), got " + gamma_in.str());
+               "scale must have shape (" + std::to_string(n) + "), got " + gamma_in.str());
   ENGINE_CHECK(!beta_in.defined() || beta_in.shape() == Shape{n}, name,
-        "shift must have shape (" + std::to_string(n) + "), got " + beta_in.str());
+               "shift must have shape (" + std::to_string(n) + "), got " + beta_in.str());
   ENGINE_CHECK(eps > 0, name, "eps must be positive");
   Tensor x = kernel_input(x_in), gamma = kernel_input(gamma_in);
   Tensor beta = beta_in.defined() ? kernel_input(beta_in) : Tensor();

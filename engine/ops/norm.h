@@ -15,17 +15,17 @@ Tensor rmsnorm(const Tensor& x, const Tensor& gamma, double eps = 1e-6);
 
 namespace cpu {
 // x, y [rows, n]; mean and rstd [rows] are saved for backward (mean unused by RMSNorm).
-void layernorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps, bool rms,
-                       Tensor& y, Tensor& mean, Tensor& rstd);
+void layernorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps, bool rms, Tensor& y,
+                       Tensor& mean, Tensor& rstd);
 // dgamma, dbeta are written (not accumulated); dbeta ignored when undefined.
-void layernorm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean, const Tensor& rstd,
-                        const Tensor& dy, bool rms, Tensor& dx, Tensor& dgamma, Tensor& dbeta);
+void layernorm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
+                        bool rms, Tensor& dx, Tensor& dgamma, Tensor& dbeta);
 }  // namespace cpu
 namespace cuda {
-void layernorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps, bool rms,
-                       Tensor& y, Tensor& mean, Tensor& rstd);
-void layernorm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean, const Tensor& rstd,
-                        const Tensor& dy, bool rms, Tensor& dx, Tensor& dgamma, Tensor& dbeta);
+void layernorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps, bool rms, Tensor& y,
+                       Tensor& mean, Tensor& rstd);
+void layernorm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean, const Tensor& rstd, const Tensor& dy,
+                        bool rms, Tensor& dx, Tensor& dgamma, Tensor& dbeta);
 }  // namespace cuda
 
 }  // namespace engine

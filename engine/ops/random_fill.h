@@ -8,8 +8,8 @@ namespace engine {
 
 Tensor randn(const Shape& shape, Generator& gen, double mean = 0.0, double std = 1.0, DType dtype = DType::f32,
              Device device = Device::cpu());
-Tensor rand_uniform(const Shape& shape, Generator& gen, double low = 0.0, double high = 1.0,
-                    DType dtype = DType::f32, Device device = Device::cpu());
+Tensor rand_uniform(const Shape& shape, Generator& gen, double low = 0.0, double high = 1.0, DType dtype = DType::f32,
+                    Device device = Device::cpu());
 
 namespace cpu {
 void normal_fill(Tensor& out, uint64_t seed, uint64_t offset, double mean, double std);

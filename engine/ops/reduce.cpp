@@ -22,8 +22,10 @@ Tensor reduce_axis(const Tensor& x_in, int axis_in, bool keepdim, bool average) 
   for (int i = axis + 1; i < x.ndim(); ++i) inner *= s[i];
   const int64_t n = s[axis];
   Shape out_shape = s;
-  if (keepdim) out_shape[axis] = 1;
-  else out_shape.erase(out_shape.begin() + axis);
+  if (keepdim)
+    out_shape[axis] = 1;
+  else
+    out_shape.erase(out_shape.begin() + axis);
   const double scale = average ? (n > 0 ? 1.0 / n : 0.0) : 1.0;
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
   ON_DEVICE(x, reduce_sum, x, outer, n, inner, scale, out);

@@ -23,11 +23,11 @@ Tensor reshape(const Tensor& x_in, const Shape& requested) {
   }
   if (infer >= 0) {
     ENGINE_CHECK(known > 0 && x_in.numel() % known == 0, "reshape",
-          "cannot infer -1 in " + shape_str(requested) + " from " + std::to_string(x_in.numel()) + " elements");
+                 "cannot infer -1 in " + shape_str(requested) + " from " + std::to_string(x_in.numel()) + " elements");
     shape[infer] = x_in.numel() / known;
   }
   ENGINE_CHECK(shape_numel(shape) == x_in.numel(), "reshape",
-        "cannot view " + shape_str(x_in.shape()) + " as " + shape_str(requested) + ": element counts differ");
+               "cannot view " + shape_str(x_in.shape()) + " as " + shape_str(requested) + ": element counts differ");
   if (shape == x_in.shape()) return x_in;
   Tensor x = x_in.contiguous();
   Tensor y = make_view(x, shape, contiguous_strides(shape), x.offset());
@@ -44,8 +44,8 @@ Tensor flatten_rows(const Tensor& x) {
 }
 
 Tensor permute(const Tensor& x, const std::vector<int>& order) {
-  ENGINE_CHECK(static_cast<int>(order.size()) == x.ndim(), "permute", "order names " + std::to_string(order.size()) +
-                                                                 " axes, tensor has " + std::to_string(x.ndim()));
+  ENGINE_CHECK(static_cast<int>(order.size()) == x.ndim(), "permute",
+               "order names " + std::to_string(order.size()) + " axes, tensor has " + std::to_string(x.ndim()));
   std::vector<int> seen(order.size(), 0), inverse(order.size());
   Shape shape(order.size()), strides(order.size());
   for (size_t i = 0; i < order.size(); ++i) {
@@ -70,8 +70,9 @@ Tensor transpose(const Tensor& x, int axis0, int axis1) {
 Tensor slice(const Tensor& x, int axis_in, int64_t start, int64_t end) {
   const int axis = normalize_axis(axis_in, x.ndim(), "slice");
   const int64_t n = x.shape()[axis];
-  ENGINE_CHECK(0 <= start && start <= end && end <= n, "slice",
-        "range [" + std::to_string(start) + ", " + std::to_string(end) + ") outside axis of size " + std::to_string(n));
+  ENGINE_CHECK(
+      0 <= start && start <= end && end <= n, "slice",
+      "range [" + std::to_string(start) + ", " + std::to_string(end) + ") outside axis of size " + std::to_string(n));
   Shape shape = x.shape();
   shape[axis] = end - start;
   Tensor y = make_view(x, shape, x.strides(), x.offset() + start * x.strides()[axis]);
@@ -97,8 +98,9 @@ Tensor concat(const std::vector<Tensor>& parts, int axis_in) {
     const Tensor& p = parts[i];
     bool same = p.ndim() == first.ndim() && p.dtype() == first.dtype() && p.device() == first.device();
     for (int a = 0; same && a < p.ndim(); ++a) same = a == axis || p.shape()[a] == first.shape()[a];
-    ENGINE_CHECK(same, "concat", "part " + std::to_string(i) + " " + p.str() + " does not match part 0 " + first.str() +
-                              " outside axis " + std::to_string(axis));
+    ENGINE_CHECK(same, "concat",
+                 "part " + std::to_string(i) + " " + p.str() + " does not match part 0 " + first.str() +
+                     " outside axis " + std::to_string(axis));
     shape[axis] += p.shape()[axis];
   }
   Tensor out = Tensor::empty(shape, first.dtype(), first.device());

@@ -15,7 +15,8 @@ namespace {
 
 Tensor softmax_op(const Tensor& x_in, bool log) {
   const char* name = log ? "log_softmax" : "softmax";
-  ENGINE_CHECK(is_floating(x_in.dtype()) && x_in.ndim() >= 1, name, "needs a floating tensor with at least one axis, got " + x_in.str());
+  ENGINE_CHECK(is_floating(x_in.dtype()) && x_in.ndim() >= 1, name,
+               "needs a floating tensor with at least one axis, got " + x_in.str());
   Tensor x = kernel_input(x_in);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   ON_DEVICE(x, softmax_forward, x, log, y);
@@ -36,7 +37,8 @@ Tensor softmax(const Tensor& x) { return softmax_op(x, false); }
 Tensor log_softmax(const Tensor& x) { return softmax_op(x, true); }
 
 Tensor logsumexp(const Tensor& x_in) {
-  ENGINE_CHECK(is_floating(x_in.dtype()) && x_in.ndim() >= 1, "logsumexp", "needs a floating tensor with at least one axis, got " + x_in.str());
+  ENGINE_CHECK(is_floating(x_in.dtype()) && x_in.ndim() >= 1, "logsumexp",
+               "needs a floating tensor with at least one axis, got " + x_in.str());
   Tensor x = kernel_input(x_in);
   Shape out_shape(x.shape().begin(), x.shape().end() - 1);
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
@@ -145,7 +147,8 @@ void softmax_forward(const Tensor& x, bool log, Tensor& y) {
   DISPATCH_FLOAT(x.dtype(), "softmax", {
     const scalar_t* px = x.data<scalar_t>();
     scalar_t* py = y.data<scalar_t>();
-    parallel_for(rows, row_grain(n), [&](int64_t b, int64_t e) { softmax_rows(px + b * n, py + b * n, e - b, n, log); });
+    parallel_for(rows, row_grain(n),
+                 [&](int64_t b, int64_t e) { softmax_rows(px + b * n, py + b * n, e - b, n, log); });
   });
 }
 
@@ -155,8 +158,9 @@ void softmax_backward(const Tensor& y, const Tensor& dy, bool log, Tensor& dx) {
     const scalar_t* py = y.data<scalar_t>();
     const scalar_t* pd = dy.data<scalar_t>();
     scalar_t* px = dx.data<scalar_t>();
-    parallel_for(rows, row_grain(n),
-                 [&](int64_t b, int64_t e) { softmax_backward_rows(py + b * n, pd + b * n, px + b * n, e - b, n, log); });
+    parallel_for(rows, row_grain(n), [&](int64_t b, int64_t e) {
+      softmax_backward_rows(py + b * n, pd + b * n, px + b * n, e - b, n, log);
+    });
   });
 }
 

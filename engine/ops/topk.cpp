@@ -20,8 +20,9 @@ TopK topk(const Tensor& x_in, int64_t k) {
   ENGINE_CHECK(is_floating(x_in.dtype()), op, std::string("needs f32 or f64, got ") + dtype_name(x_in.dtype()));
   const int64_t n = x_in.size(-1);
   ENGINE_CHECK(k >= 1 && k <= n, op,
-        "k must be in [1, " + std::to_string(n) + "] (the size of the last axis), got k = " + std::to_string(k));
-  ENGINE_CHECK(n <= std::numeric_limits<int32_t>::max(), op, "last axis of " + std::to_string(n) + " is too long for i32 indices");
+               "k must be in [1, " + std::to_string(n) + "] (the size of the last axis), got k = " + std::to_string(k));
+  ENGINE_CHECK(n <= std::numeric_limits<int32_t>::max(), op,
+               "last axis of " + std::to_string(n) + " is too long for i32 indices");
   Tensor x = kernel_input(x_in);
   Shape out_shape = x.shape();
   out_shape.back() = k;
@@ -102,8 +103,10 @@ void topk_forward(const Tensor& x, int64_t k, Tensor& values, Tensor& indices) {
     parallel_for(rows, std::max<int64_t>(1, 8192 / n), [&](int64_t row_begin, int64_t row_end) {
       std::vector<int32_t> order;  // reused by every row of the chunk
       for (int64_t r = row_begin; r < row_end; ++r) {
-        if (k <= kInsertionMaxK) topk_row_insertion(px + r * n, n, k, pv + r * k, pi + r * k);
-        else topk_row_partial_sort(px + r * n, n, k, order, pv + r * k, pi + r * k);
+        if (k <= kInsertionMaxK)
+          topk_row_insertion(px + r * n, n, k, pv + r * k, pi + r * k);
+        else
+          topk_row_partial_sort(px + r * n, n, k, order, pv + r * k, pi + r * k);
       }
     });
   });

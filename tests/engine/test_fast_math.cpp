@@ -37,13 +37,15 @@ TEST_CASE("f32 ops built on the fast exp match the f64 path", "[fast_math][softm
   auto rel = [](const Tensor& a32, const Tensor& b64) {
     const auto a = a32.to_vector(), b = b64.to_vector();
     double worst = 0;
-    for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]) / std::max(1.0, std::fabs(b[i])));
+    for (size_t i = 0; i < a.size(); ++i)
+      worst = std::max(worst, std::fabs(a[i] - b[i]) / std::max(1.0, std::fabs(b[i])));
     return worst;
   };
   CHECK(rel(softmax(x32), softmax(x64)) < 1e-6);
   CHECK(rel(log_softmax(x32), log_softmax(x64)) < 1e-5);
   CHECK(rel(logsumexp(x32), logsumexp(x64)) < 1e-6);
-  for (Activation kind : {Activation::gelu_tanh, Activation::silu, Activation::sigmoid, Activation::tanh, Activation::exp})
+  for (Activation kind :
+       {Activation::gelu_tanh, Activation::silu, Activation::sigmoid, Activation::tanh, Activation::exp})
     CHECK(rel(activation(kind, scale(x32, 0.25)), activation(kind, scale(x64, 0.25))) < 2e-6);
   std::vector<int32_t> t(37);
   for (int i = 0; i < 37; ++i) t[i] = (i * 31) % 129;

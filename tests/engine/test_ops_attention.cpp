@@ -52,7 +52,8 @@ std::vector<Tensor> attention_grads(Tensor q, Tensor k, Tensor v, const Tensor& 
 }  // namespace
 
 TEST_CASE("causal_attention: forward matches the naive reference", "[attention]") {
-  const std::vector<Shape> shapes = {{1, 1, 1, 1}, {1, 1, 7, 1}, {1, 1, 1, 5}, {2, 3, 13, 8}, {3, 2, 33, 16}, {1, 2, 64, 3}};
+  const std::vector<Shape> shapes = {{1, 1, 1, 1},  {1, 1, 7, 1},   {1, 1, 1, 5},
+                                     {2, 3, 13, 8}, {3, 2, 33, 16}, {1, 2, 64, 3}};
   for (const Shape& shape : shapes) {
     for (double scale : {0.0, 0.37}) {
       INFO("shape " << shape_str(shape) << " scale " << scale);
@@ -116,7 +117,8 @@ TEST_CASE("causal_attention: gradients through strided inputs and with a constan
   Tensor q = random_tensor({2, 4, 2, 3}, 13), k = random_tensor({2, 4, 2, 3}, 14), v = random_tensor({2, 4, 2, 3}, 15);
   REQUIRE_GRADCHECK(
       [](const std::vector<Tensor>& in) {
-        return causal_attention(permute(in[0], {0, 2, 1, 3}), permute(in[1], {0, 2, 1, 3}), permute(in[2], {0, 2, 1, 3}));
+        return causal_attention(permute(in[0], {0, 2, 1, 3}), permute(in[1], {0, 2, 1, 3}),
+                                permute(in[2], {0, 2, 1, 3}));
       },
       std::vector<Tensor>({q, k, v}));
   Tensor constant_v = random_tensor({1, 2, 5, 3}, 16);
@@ -174,8 +176,9 @@ TEST_CASE("causal_attention: rejects bad inputs with clear messages", "[attentio
   CHECK_THROWS_WITH(causal_attention(a, random_tensor({1, 2, 5, 3}, 30), a),
                     Catch::Contains("causal_attention") && Catch::Contains("must have q's shape (1, 2, 4, 3)"));
   CHECK_THROWS_WITH(causal_attention(a, a, random_tensor({1, 2, 4, 2}, 31)), Catch::Contains("must have q's shape"));
-  CHECK_THROWS_WITH(causal_attention(random_tensor({2, 4, 3}, 32), random_tensor({2, 4, 3}, 33), random_tensor({2, 4, 3}, 34)),
-                    Catch::Contains("q must be [B, H, T, D], got shape (2, 4, 3)"));
+  CHECK_THROWS_WITH(
+      causal_attention(random_tensor({2, 4, 3}, 32), random_tensor({2, 4, 3}, 33), random_tensor({2, 4, 3}, 34)),
+      Catch::Contains("q must be [B, H, T, D], got shape (2, 4, 3)"));
   CHECK_THROWS_WITH(causal_attention(a, a.to(DType::f32), a), Catch::Contains("element types differ"));
   Tensor ints = Tensor::zeros({1, 1, 2, 2}, DType::i32);
   CHECK_THROWS_WITH(causal_attention(ints, ints, ints), Catch::Contains("needs f32 or f64"));

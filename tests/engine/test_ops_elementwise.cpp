@@ -22,8 +22,9 @@ TEST_CASE("binary ops: forward values with each broadcast form", "[binary]") {
 }
 
 TEST_CASE("binary ops: gradients, equal shapes and broadcasts", "[binary][gradcheck]") {
-  const std::vector<std::pair<Shape, Shape>> shapes = {
-      {{3, 5}, {3, 5}}, {{4, 1, 3}, {1, 3}}, {{2, 3, 4}, {3, 4}}, {{1}, {1}}, {{5, 2}, {1}}, {{1}, {5, 2}}, {{7}, {2, 7}}};
+  const std::vector<std::pair<Shape, Shape>> shapes = {{{3, 5}, {3, 5}}, {{4, 1, 3}, {1, 3}}, {{2, 3, 4}, {3, 4}},
+                                                       {{1}, {1}},       {{5, 2}, {1}},       {{1}, {5, 2}},
+                                                       {{7}, {2, 7}}};
   for (BinaryOp op : {BinaryOp::add, BinaryOp::sub, BinaryOp::mul, BinaryOp::div}) {
     for (const auto& [sa, sb] : shapes) {
       INFO("op " << static_cast<int>(op) << " shapes " << shape_str(sa) << " " << shape_str(sb));
@@ -37,7 +38,8 @@ TEST_CASE("binary ops: gradients, equal shapes and broadcasts", "[binary][gradch
 
 TEST_CASE("the same tensor used twice accumulates both gradients", "[binary][gradcheck]") {
   Tensor a = random_tensor({4, 3}, 3);
-  REQUIRE_GRADCHECK([](const std::vector<Tensor>& in) { return mul(in[0], add(in[0], in[0])); }, std::vector<Tensor>({a}));
+  REQUIRE_GRADCHECK([](const std::vector<Tensor>& in) { return mul(in[0], add(in[0], in[0])); },
+                    std::vector<Tensor>({a}));
 }
 
 TEST_CASE("affine: gradient", "[affine][gradcheck]") {
@@ -48,7 +50,8 @@ TEST_CASE("affine: gradient", "[affine][gradcheck]") {
 TEST_CASE("activations: forward values against the closed forms", "[activation]") {
   Tensor x = Tensor::from_vector(std::vector<double>{-30.0, -1.0, 0.0, 0.5, 40.0}, {5});
   const std::vector<double> v = x.to_vector();
-  const auto s = sigmoid(x).to_vector(), sp = softplus(x).to_vector(), si = silu(x).to_vector(), g = gelu(x).to_vector();
+  const auto s = sigmoid(x).to_vector(), sp = softplus(x).to_vector(), si = silu(x).to_vector(),
+             g = gelu(x).to_vector();
   for (size_t i = 0; i < v.size(); ++i) {
     CHECK(s[i] == Approx(1.0 / (1.0 + std::exp(-v[i]))).epsilon(1e-12));
     CHECK(sp[i] == Approx(std::log1p(std::exp(v[i]))).epsilon(1e-12));
@@ -67,7 +70,8 @@ TEST_CASE("activations: gradients", "[activation][gradcheck]") {
       Tensor x = random_tensor(shape, 5 + shape.size());
       if (kind == Activation::log) x = add_scalar(mul(x, x), 0.2);
       if (kind == Activation::relu) x = add_scalar(x, 0.01);  // nudge off the kink at 0
-      REQUIRE_GRADCHECK([kind](const std::vector<Tensor>& in) { return activation(kind, in[0]); }, std::vector<Tensor>({x}));
+      REQUIRE_GRADCHECK([kind](const std::vector<Tensor>& in) { return activation(kind, in[0]); },
+                        std::vector<Tensor>({x}));
     }
   }
 }
@@ -75,7 +79,8 @@ TEST_CASE("activations: gradients", "[activation][gradcheck]") {
 TEST_CASE("swiglu: forward and gradient", "[swiglu][gradcheck]") {
   Tensor gate = random_tensor({4, 6}, 7), up = random_tensor({4, 6}, 8);
   CHECK(engine::testing::max_abs_diff(swiglu(gate, up), mul(silu(gate), up)) < 1e-14);
-  REQUIRE_GRADCHECK([](const std::vector<Tensor>& in) { return swiglu(in[0], in[1]); }, std::vector<Tensor>({gate, up}));
+  REQUIRE_GRADCHECK([](const std::vector<Tensor>& in) { return swiglu(in[0], in[1]); },
+                    std::vector<Tensor>({gate, up}));
   CHECK_THROWS_WITH(swiglu(gate, random_tensor({4, 5}, 9)), Catch::Contains("swiglu"));
 }
 
@@ -89,11 +94,14 @@ TEST_CASE("sum and mean: values and gradients over each axis", "[reduce][gradche
     for (bool keep : {false, true}) {
       INFO("axis " << axis << " keepdim " << keep);
       Tensor x = random_tensor({3, 1, 5}, 10);
-      REQUIRE_GRADCHECK([=](const std::vector<Tensor>& in) { return sum(in[0], axis, keep); }, std::vector<Tensor>({x}));
-      REQUIRE_GRADCHECK([=](const std::vector<Tensor>& in) { return mean(in[0], axis, keep); }, std::vector<Tensor>({x}));
+      REQUIRE_GRADCHECK([=](const std::vector<Tensor>& in) { return sum(in[0], axis, keep); },
+                        std::vector<Tensor>({x}));
+      REQUIRE_GRADCHECK([=](const std::vector<Tensor>& in) { return mean(in[0], axis, keep); },
+                        std::vector<Tensor>({x}));
     }
   }
-  REQUIRE_GRADCHECK([](const std::vector<Tensor>& in) { return mean_all(in[0]); }, std::vector<Tensor>({random_tensor({4, 3}, 11)}));
+  REQUIRE_GRADCHECK([](const std::vector<Tensor>& in) { return mean_all(in[0]); },
+                    std::vector<Tensor>({random_tensor({4, 3}, 11)}));
   CHECK_THROWS_WITH(sum(a, 2), Catch::Contains("axis 2 out of range"));
 }
 
@@ -104,4 +112,3 @@ TEST_CASE("sum over a long axis keeps float precision", "[reduce]") {
   Tensor x = Tensor::from_vector(v, {100001});
   CHECK(sum_all(x).item() == Approx(16777216.0 + 100000.0));
 }
-

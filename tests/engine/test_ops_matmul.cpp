@@ -40,7 +40,8 @@ TEST_CASE("matmul f32 (oneDNN) matches a double reference for every transpose co
     for (bool tb : {false, true})
       for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{{1, 1, 1}, {7, 5, 3}, {64, 33, 17}, {1, 128, 9}}) {
         INFO("M " << M << " K " << K << " N " << N << " ta " << ta << " tb " << tb);
-        Tensor a = random_tensor(stored(M, K, ta), 1, 1.0, DType::f32), b = random_tensor(stored(K, N, tb), 2, 1.0, DType::f32);
+        Tensor a = random_tensor(stored(M, K, ta), 1, 1.0, DType::f32),
+               b = random_tensor(stored(K, N, tb), 2, 1.0, DType::f32);
         Tensor c = matmul(a, b, ta, tb);
         CHECK(c.shape() == Shape{M, N});
         const auto ref = reference(a, b, ta, tb), got = c.to_vector();
@@ -51,7 +52,8 @@ TEST_CASE("matmul f32 (oneDNN) matches a double reference for every transpose co
 TEST_CASE("batched matmul matches the reference", "[matmul]") {
   for (bool ta : {false, true})
     for (bool tb : {false, true}) {
-      Tensor a = random_tensor(stored(5, 4, ta, 3), 3, 1.0, DType::f32), b = random_tensor(stored(4, 6, tb, 3), 4, 1.0, DType::f32);
+      Tensor a = random_tensor(stored(5, 4, ta, 3), 3, 1.0, DType::f32),
+             b = random_tensor(stored(4, 6, tb, 3), 4, 1.0, DType::f32);
       const auto ref = reference(a, b, ta, tb), got = matmul(a, b, ta, tb).to_vector();
       for (size_t i = 0; i < ref.size(); ++i) REQUIRE(got[i] == Approx(ref[i]).margin(1e-4));
     }
@@ -102,7 +104,8 @@ TEST_CASE("linear: x W^T + b with fused bias, values and gradients", "[linear][g
   CHECK(linear(x, w).shape() == Shape{2, 3, 5});
   REQUIRE_GRADCHECK([](const Ins& in) { return linear(in[0], in[1], in[2]); },
                     Ins({random_tensor({2, 3, 4}, 19), random_tensor({5, 4}, 20), random_tensor({5}, 21)}));
-  REQUIRE_GRADCHECK([](const Ins& in) { return linear(in[0], in[1]); }, Ins({random_tensor({1, 4}, 22), random_tensor({1, 4}, 23)}));
+  REQUIRE_GRADCHECK([](const Ins& in) { return linear(in[0], in[1]); },
+                    Ins({random_tensor({1, 4}, 22), random_tensor({1, 4}, 23)}));
   CHECK_THROWS_WITH(linear(x, Tensor::zeros({5, 3})), Catch::Contains("does not match weight"));
   CHECK_THROWS_WITH(linear(x, w, Tensor::zeros({4})), Catch::Contains("bias must be [5]"));
 }

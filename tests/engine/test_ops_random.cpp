@@ -22,7 +22,11 @@ TEST_CASE("randn and rand_uniform: reproducible streams with the right moments",
   Generator g4(7);
   const auto u = rand_uniform({10000}, g4, -1.0, 3.0, DType::f64).to_vector();
   double um = 0, lo = 10, hi = -10;
-  for (double x : u) { um += x / u.size(); lo = std::min(lo, x); hi = std::max(hi, x); }
+  for (double x : u) {
+    um += x / u.size();
+    lo = std::min(lo, x);
+    hi = std::max(hi, x);
+  }
   CHECK(um == Approx(1.0).margin(0.05));
   CHECK(lo >= -1.0);
   CHECK(hi <= 3.0);

@@ -105,7 +105,8 @@ TEST_CASE("topk: leading axes, strided input and f32", "[topk]") {
 
 TEST_CASE("topk: rejects k outside [1, n]", "[topk]") {
   Tensor x = random_tensor({2, 5}, 42);
-  CHECK_THROWS_WITH(topk(x, 6), Catch::Contains("topk") && Catch::Contains("k must be in [1, 5]") && Catch::Contains("k = 6"));
+  CHECK_THROWS_WITH(topk(x, 6),
+                    Catch::Contains("topk") && Catch::Contains("k must be in [1, 5]") && Catch::Contains("k = 6"));
   CHECK_THROWS_WITH(topk(x, 0), Catch::Contains("k must be in [1, 5]"));
   CHECK_THROWS_WITH(topk(x, -1), Catch::Contains("got k = -1"));
   CHECK_THROWS_WITH(topk(Tensor::zeros({3}, DType::i32), 1), Catch::Contains("needs f32 or f64"));
@@ -223,7 +224,8 @@ TEST_CASE("embedding: lookup keeps the id shape and its gradient sums over repea
 
 TEST_CASE("row ops: out-of-range indices name the op, position and value", "[gather][scatter][embedding]") {
   Tensor x = random_tensor({3, 2}, 64);
-  CHECK_THROWS_WITH(gather_rows(x, ids({0, 3})), Catch::Contains("gather_rows: index 3 at position 1 is out of range [0, 3)"));
+  CHECK_THROWS_WITH(gather_rows(x, ids({0, 3})),
+                    Catch::Contains("gather_rows: index 3 at position 1 is out of range [0, 3)"));
   CHECK_THROWS_WITH(gather_rows(x, ids({1, 2, -1})), Catch::Contains("gather_rows: index -1 at position 2"));
   CHECK_THROWS_WITH(scatter_add_rows(random_tensor({2, 2}, 65), ids({1, 5}), 4),
                     Catch::Contains("scatter_add_rows: index 5 at position 1 is out of range [0, 4)"));
@@ -233,7 +235,8 @@ TEST_CASE("row ops: out-of-range indices name the op, position and value", "[gat
   CHECK_THROWS_WITH(gather_rows(x, Tensor::zeros({2}, DType::f64)), Catch::Contains("index must be a 1-D i32 tensor"));
   CHECK_THROWS_WITH(gather_rows(random_tensor({6}, 66), ids({0})), Catch::Contains("x must be [N, d]"));
   CHECK_THROWS_WITH(scatter_add_rows(x, ids({0, 1}), 3), Catch::Contains("index has 2 entries, src has 3 rows"));
-  CHECK_THROWS_WITH(scatter_add_rows(x, ids({0, 1, 1}), 3, random_tensor({2}, 67)), Catch::Contains("weight must be [3]"));
+  CHECK_THROWS_WITH(scatter_add_rows(x, ids({0, 1, 1}), 3, random_tensor({2}, 67)),
+                    Catch::Contains("weight must be [3]"));
   CHECK_THROWS_WITH(scatter_add_rows(x, ids({0, 1, 1}), 3, random_tensor({3}, 68, 1.0, DType::f32)),
                     Catch::Contains("in element type and device"));
   CHECK_THROWS_WITH(embedding(x, Tensor::zeros({2}, DType::f64)), Catch::Contains("ids must be an i32 tensor"));

@@ -15,7 +15,8 @@ TEST_CASE("tensor creation, shape queries and read-back", "[tensor]") {
   CHECK(t.size(-1) == 3);
   CHECK(t.to_vector() == std::vector<double>(6, 1.5));
   CHECK(Tensor::zeros({0, 4}).numel() == 0);
-  CHECK_THROWS_WITH(Tensor::from_vector(std::vector<float>{1, 2, 3}, {2, 2}), Catch::Contains("3 values do not fill shape (2, 2)"));
+  CHECK_THROWS_WITH(Tensor::from_vector(std::vector<float>{1, 2, 3}, {2, 2}),
+                    Catch::Contains("3 values do not fill shape (2, 2)"));
   CHECK_THROWS_WITH(t.size(2), Catch::Contains("axis 2 out of range"));
   CHECK_THROWS_WITH(t.data<double>(), Catch::Contains("tensor is f32, asked for f64"));
   CHECK_THROWS_WITH(t.item(), Catch::Contains("more than one element"));
@@ -48,7 +49,8 @@ TEST_CASE("casts between element types", "[tensor][cast]") {
   CHECK(a.to(DType::f64).to_vector() == std::vector<double>{1.5, -2.0});
   CHECK(a.to(DType::i32).to_int_vector() == std::vector<int32_t>{1, -2});
   REQUIRE_GRADCHECK([](const std::vector<Tensor>& in) { return cast(cast(in[0], DType::f32), DType::f64); },
-                    std::vector<Tensor>({engine::testing::random_tensor({3}, 1)}), engine::testing::GradCheckOptions{1e-3, 1e-4, 1e-3});
+                    std::vector<Tensor>({engine::testing::random_tensor({3}, 1)}),
+                    engine::testing::GradCheckOptions{1e-3, 1e-4, 1e-3});
 }
 
 TEST_CASE("caching allocator reuses freed blocks and counts bytes", "[allocator]") {

@@ -26,7 +26,7 @@ GradCheckResult gradcheck(const TensorFn& f, std::vector<Tensor> inputs, GradChe
   GradCheckResult result;
   for (Tensor& x : inputs) {
     ENGINE_CHECK(x.dtype() == DType::f64 && x.device().is_cpu() && x.is_contiguous(), "gradcheck",
-          "inputs must be contiguous f64 CPU tensors, got " + x.str());
+                 "inputs must be contiguous f64 CPU tensors, got " + x.str());
     x.zero_grad();
     x.set_requires_grad(true);
   }
@@ -61,8 +61,8 @@ GradCheckResult gradcheck(const TensorFn& f, std::vector<Tensor> inputs, GradChe
       if (err - allowed > worst_excess || std::isnan(err)) {
         worst_excess = err - allowed;
         report.str("");
-        report << "input " << i << " " << x.str() << " element " << j << ": analytic " << analytic[j]
-               << ", numeric " << numeric << ", |error| " << err << ", allowed " << allowed
+        report << "input " << i << " " << x.str() << " element " << j << ": analytic " << analytic[j] << ", numeric "
+               << numeric << ", |error| " << err << ", allowed " << allowed
                << (grad.defined() ? "" : " (backward produced no gradient)");
       }
     }

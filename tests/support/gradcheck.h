@@ -42,9 +42,9 @@ double max_abs_diff(const Tensor& a, const Tensor& b);
 }  // namespace engine::testing
 
 // Catch2 assertion with the checker's report in the failure message.
-#define REQUIRE_GRADCHECK(f, inputs, ...)                                           \
-  do {                                                                              \
-    auto gc_result_ = ::engine::testing::gradcheck(f, inputs, ##__VA_ARGS__);       \
-    INFO(gc_result_.report);                                                        \
-    REQUIRE(gc_result_.ok);                                                         \
+#define REQUIRE_GRADCHECK(f, inputs, ...)                                     \
+  do {                                                                        \
+    auto gc_result_ = ::engine::testing::gradcheck(f, inputs, ##__VA_ARGS__); \
+    INFO(gc_result_.report);                                                  \
+    REQUIRE(gc_result_.ok);                                                   \
   } while (0)
