@@ -38,31 +38,38 @@ int current_device() {
   CUDA_CHECK(cudaGetDevice(&index));
   return index;
 }
+
+// This thread's handle for the current device, created by `create` on first use.
+template <class Handle, class Create>
+Handle thread_device_handle(std::vector<Handle>& handles, Create create) {
+  const int index = current_device();
+  if (static_cast<int>(handles.size()) <= index) handles.resize(index + 1, nullptr);
+  if (!handles[index]) handles[index] = create();
+  return handles[index];
+}
 }  // namespace
 
 cublasHandle_t cublas_handle() {
   thread_local std::vector<cublasHandle_t> handles;
-  const int index = current_device();
-  if (static_cast<int>(handles.size()) <= index) handles.resize(index + 1, nullptr);
-  if (!handles[index]) {
-    CUBLAS_CHECK(cublasCreate(&handles[index]));
-    CUBLAS_CHECK(cublasSetStream(handles[index], stream()));
+  return thread_device_handle(handles, [] {
+    cublasHandle_t h = nullptr;
+    CUBLAS_CHECK(cublasCreate(&h));
+    CUBLAS_CHECK(cublasSetStream(h, stream()));
     // Default math mode: no TF32 for f32 GEMMs, so CUDA results stay within f32 rounding of the
     // CPU's (TF32 would cost ~1e-3 relative accuracy).
-    CUBLAS_CHECK(cublasSetMathMode(handles[index], CUBLAS_DEFAULT_MATH));
-  }
-  return handles[index];
+    CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
+    return h;
+  });
 }
 
 cudnnHandle_t cudnn_handle() {
   thread_local std::vector<cudnnHandle_t> handles;
-  const int index = current_device();
-  if (static_cast<int>(handles.size()) <= index) handles.resize(index + 1, nullptr);
-  if (!handles[index]) {
-    CUDNN_CHECK(cudnnCreate(&handles[index]));
-    CUDNN_CHECK(cudnnSetStream(handles[index], stream()));
-  }
-  return handles[index];
+  return thread_device_handle(handles, [] {
+    cudnnHandle_t h = nullptr;
+    CUDNN_CHECK(cudnnCreate(&h));
+    CUDNN_CHECK(cudnnSetStream(h, stream()));
+    return h;
+  });
 }
 
 namespace {
