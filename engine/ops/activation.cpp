@@ -83,47 +83,13 @@ ENGINE_SIMD_CLONES void swiglu_backward_span(const T* __restrict g, const T* __r
   }
 }
 
-// Turns the runtime kind into a template argument, so each loop is compiled (and vectorized)
-// for one function with no switch inside.
-template <class F>
-void with_kind(Activation kind, F&& f) {
-  switch (kind) {
-    case Activation::gelu_tanh:
-      f(std::integral_constant<Activation, Activation::gelu_tanh>{});
-      break;
-    case Activation::silu:
-      f(std::integral_constant<Activation, Activation::silu>{});
-      break;
-    case Activation::sigmoid:
-      f(std::integral_constant<Activation, Activation::sigmoid>{});
-      break;
-    case Activation::softplus:
-      f(std::integral_constant<Activation, Activation::softplus>{});
-      break;
-    case Activation::relu:
-      f(std::integral_constant<Activation, Activation::relu>{});
-      break;
-    case Activation::tanh:
-      f(std::integral_constant<Activation, Activation::tanh>{});
-      break;
-    case Activation::exp:
-      f(std::integral_constant<Activation, Activation::exp>{});
-      break;
-    case Activation::log:
-      f(std::integral_constant<Activation, Activation::log>{});
-      break;
-    case Activation::square:
-      f(std::integral_constant<Activation, Activation::square>{});
-      break;
-  }
-}
 }  // namespace
 
 void activation_forward(Activation kind, const Tensor& x, Tensor& y) {
   DISPATCH_FLOAT(x.dtype(), "activation", {
     const scalar_t* px = x.data<scalar_t>();
     scalar_t* py = y.data<scalar_t>();
-    with_kind(kind, [&](auto k) { forward_loop<decltype(k)::value>(px, py, x.numel()); });
+    with_activation_kind(kind, [&](auto k) { forward_loop<decltype(k)::value>(px, py, x.numel()); });
   });
 }
 
@@ -132,7 +98,7 @@ void activation_backward(Activation kind, const Tensor& x, const Tensor& y, cons
     const scalar_t* saved = derivative_reads_output(kind) ? y.data<scalar_t>() : x.data<scalar_t>();
     const scalar_t* pdy = dy.data<scalar_t>();
     scalar_t* pdx = dx.data<scalar_t>();
-    with_kind(kind, [&](auto k) { backward_loop<decltype(k)::value>(saved, pdy, pdx, dy.numel()); });
+    with_activation_kind(kind, [&](auto k) { backward_loop<decltype(k)::value>(saved, pdy, pdx, dy.numel()); });
   });
 }
 

@@ -53,40 +53,6 @@ struct SwigluBackwardFn {
   }
 };
 
-template <class F>
-void with_kind(Activation kind, F&& f) {
-  using A = Activation;
-  switch (kind) {
-    case A::gelu_tanh:
-      f(std::integral_constant<A, A::gelu_tanh>{});
-      break;
-    case A::silu:
-      f(std::integral_constant<A, A::silu>{});
-      break;
-    case A::sigmoid:
-      f(std::integral_constant<A, A::sigmoid>{});
-      break;
-    case A::softplus:
-      f(std::integral_constant<A, A::softplus>{});
-      break;
-    case A::relu:
-      f(std::integral_constant<A, A::relu>{});
-      break;
-    case A::tanh:
-      f(std::integral_constant<A, A::tanh>{});
-      break;
-    case A::exp:
-      f(std::integral_constant<A, A::exp>{});
-      break;
-    case A::log:
-      f(std::integral_constant<A, A::log>{});
-      break;
-    case A::square:
-      f(std::integral_constant<A, A::square>{});
-      break;
-  }
-}
-
 template <class T>
 const T* optional_data(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
@@ -99,7 +65,9 @@ void activation_forward(Activation kind, const Tensor& x, Tensor& y) {
   DISPATCH_FLOAT(x.dtype(), "activation", {
     const scalar_t* px = x.data<scalar_t>();
     scalar_t* py = y.data<scalar_t>();
-    with_kind(kind, [&](auto k) { launch_elementwise(x.numel(), ForwardFn<decltype(k)::value, scalar_t>{px, py}); });
+    with_activation_kind(kind, [&](auto k) {
+      launch_elementwise(x.numel(), ForwardFn<decltype(k)::value, scalar_t>{px, py});
+    });
   });
 }
 
@@ -110,7 +78,7 @@ void activation_backward(Activation kind, const Tensor& x, const Tensor& y, cons
     const scalar_t* py = optional_data<scalar_t>(y);
     const scalar_t* pdy = dy.data<scalar_t>();
     scalar_t* pdx = dx.data<scalar_t>();
-    with_kind(kind, [&](auto k) {
+    with_activation_kind(kind, [&](auto k) {
       launch_elementwise(dy.numel(), BackwardFn<decltype(k)::value, scalar_t>{px, py, pdy, pdx});
     });
   });

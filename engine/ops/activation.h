@@ -6,6 +6,7 @@
 // log of non-positive input gives -inf/NaN as in every library.
 #pragma once
 #include <cmath>
+#include <type_traits>
 
 #include "engine/core/fast_math.h"
 #include "engine/core/hostdevice.h"
@@ -13,7 +14,7 @@
 
 namespace engine {
 
-enum class Activation : uint8_t { gelu_tanh, silu, sigmoid, softplus, relu, tanh, exp, log, square };
+enum class Activation : uint8_t { gelu_tanh, silu, sigmoid, softplus, relu, tanh, exp, log, square, normal_cdf };
 
 Tensor activation(Activation kind, const Tensor& x);
 inline Tensor gelu(const Tensor& x) { return activation(Activation::gelu_tanh, x); }
@@ -25,6 +26,8 @@ inline Tensor tanh(const Tensor& x) { return activation(Activation::tanh, x); }
 inline Tensor exp(const Tensor& x) { return activation(Activation::exp, x); }
 inline Tensor log(const Tensor& x) { return activation(Activation::log, x); }
 inline Tensor square(const Tensor& x) { return activation(Activation::square, x); }
+// Phi(x), the standard normal CDF (Shazeer's load loss).
+inline Tensor normal_cdf(const Tensor& x) { return activation(Activation::normal_cdf, x); }
 
 // silu(gate) * up, same shapes.
 Tensor swiglu(const Tensor& gate, const Tensor& up);
@@ -60,6 +63,8 @@ ENGINE_HD T activation_forward(Activation kind, T x) {
       return std::log(x);
     case Activation::square:
       return x * x;
+    case Activation::normal_cdf:
+      return T(0.5) * std::erfc(-x * T(0.7071067811865476));
   }
   return x;
 }
@@ -93,8 +98,39 @@ ENGINE_HD T activation_derivative(Activation kind, T x, T y) {
       return T(1) / x;
     case Activation::square:
       return T(2) * x;
+    case Activation::normal_cdf:
+      return T(0.3989422804014327) * engine_exp(T(-0.5) * x * x);  // the normal density
   }
   return T(0);
+}
+
+// Turns the runtime kind into a template argument, so each loop (CPU) or kernel (CUDA) is
+// compiled for one function with no switch inside.
+template <class F>
+void with_activation_kind(Activation kind, F&& f) {
+  using A = Activation;
+  switch (kind) {
+    case A::gelu_tanh:
+      return f(std::integral_constant<A, A::gelu_tanh>{});
+    case A::silu:
+      return f(std::integral_constant<A, A::silu>{});
+    case A::sigmoid:
+      return f(std::integral_constant<A, A::sigmoid>{});
+    case A::softplus:
+      return f(std::integral_constant<A, A::softplus>{});
+    case A::relu:
+      return f(std::integral_constant<A, A::relu>{});
+    case A::tanh:
+      return f(std::integral_constant<A, A::tanh>{});
+    case A::exp:
+      return f(std::integral_constant<A, A::exp>{});
+    case A::log:
+      return f(std::integral_constant<A, A::log>{});
+    case A::square:
+      return f(std::integral_constant<A, A::square>{});
+    case A::normal_cdf:
+      return f(std::integral_constant<A, A::normal_cdf>{});
+  }
 }
 
 namespace cpu {

@@ -14,22 +14,52 @@ bool is_suffix(const Shape& small, const Shape& big) {
   if (small.size() > big.size()) return false;
   return std::equal(small.begin(), small.end(), big.end() - small.size());
 }
+
+// The operand repeats with a period over the flat output: the kernels handle it directly.
+bool is_periodic_in(const Shape& operand, const Shape& out) {
+  return operand == out || shape_numel(operand) == 1 || is_suffix(operand, out);
+}
+
+// A stride-0 view of t over `shape` (right-aligned), materialized for the same-shape kernel.
+Tensor expand_to(const Tensor& t, const Shape& shape) {
+  const size_t lead = shape.size() - t.shape().size();
+  Shape strides(shape.size(), 0);
+  for (size_t i = 0; i < t.shape().size(); ++i)
+    strides[lead + i] = t.shape()[i] == 1 && shape[lead + i] != 1 ? 0 : t.strides()[i];
+  return kernel_input(make_view(t, shape, strides, t.offset()));
+}
 }  // namespace
 
 Shape broadcast_shape(const Tensor& a, const Tensor& b, const char* op) {
   if (a.shape() == b.shape()) return a.shape();
-  if (b.numel() == 1 || is_suffix(b.shape(), a.shape())) return a.shape();
-  if (a.numel() == 1 || is_suffix(a.shape(), b.shape())) return b.shape();
-  throw std::invalid_argument(std::string(op) + ": cannot broadcast shapes " + shape_str(a.shape()) + " and " +
-                              shape_str(b.shape()) +
-                              " (allowed: equal shapes, a trailing-axes suffix, or one element)");
+  const Shape &sa = a.shape(), &sb = b.shape();
+  Shape out(std::max(sa.size(), sb.size()));
+  for (size_t i = 0; i < out.size(); ++i) {  // NumPy rules, aligned at the last axis
+    const int64_t da = i < out.size() - sa.size() ? 1 : sa[i - (out.size() - sa.size())];
+    const int64_t db = i < out.size() - sb.size() ? 1 : sb[i - (out.size() - sb.size())];
+    if (da != db && da != 1 && db != 1)
+      throw std::invalid_argument(std::string(op) + ": cannot broadcast shapes " + shape_str(sa) + " and " +
+                                  shape_str(sb) + " (axis " + std::to_string(i) + ": " + std::to_string(da) + " vs " +
+                                  std::to_string(db) + "; sizes must match or one be 1)");
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
 }
 
 Tensor reduce_to_shape(const Tensor& grad, const Shape& shape) {
   if (grad.shape() == shape) return grad;
-  const int64_t period = shape_numel(shape);
-  Tensor rows = reshape(grad, {grad.numel() / period, period});
-  return reshape(sum(rows, 0), shape);
+  if (is_suffix(shape, grad.shape()) || shape_numel(shape) == 1) {
+    const int64_t period = shape_numel(shape);
+    Tensor rows = reshape(grad, {grad.numel() / period, period});
+    return reshape(sum(rows, 0), shape);
+  }
+  // General broadcast: sum the leading axes the operand lacks, then its size-1 axes.
+  Tensor g = grad;
+  const size_t lead = grad.shape().size() - shape.size();
+  for (size_t i = 0; i < lead; ++i) g = sum(g, 0);
+  for (size_t i = 0; i < shape.size(); ++i)
+    if (shape[i] == 1 && g.shape()[i] != 1) g = sum(g, static_cast<int>(i), true);
+  return g;
 }
 
 Tensor binary(BinaryOp op, const Tensor& a_in, const Tensor& b_in) {
@@ -40,7 +70,10 @@ Tensor binary(BinaryOp op, const Tensor& a_in, const Tensor& b_in) {
   ENGINE_CHECK(a_in.device() == b_in.device(), name,
                "operands live on different devices: " + a_in.device().str() + " vs " + b_in.device().str());
   const Shape out_shape = broadcast_shape(a_in, b_in, name);
-  Tensor a = kernel_input(a_in), b = kernel_input(b_in);
+  // Suffix and scalar broadcasts run in the kernels; other NumPy broadcasts (a column [m, 1]
+  // against [m, n]) materialize the expanded operand first.
+  Tensor a = is_periodic_in(a_in.shape(), out_shape) ? kernel_input(a_in) : expand_to(a_in, out_shape);
+  Tensor b = is_periodic_in(b_in.shape(), out_shape) ? kernel_input(b_in) : expand_to(b_in, out_shape);
   Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
   ON_DEVICE(out, binary, op, a, b, out);
   if (needs_grad({a_in, b_in})) {

@@ -1,9 +1,10 @@
 // Elementwise add, sub, mul, div of two tensors, and affine maps by scalars.
 //
-// Broadcasting: the operands have equal shapes, or one operand's shape is a suffix of the
-// other's (a bias row [n] against [m, n], a position table [T, d] against [B, T, d]), or one
-// operand has a single element. The smaller operand repeats with period numel(smaller) over the
-// flat output, and its gradient sums over the repeats.
+// Broadcasting follows NumPy (axes aligned at the end; sizes equal or 1). The common forms run
+// straight in the kernels: one operand's shape a suffix of the other's (a bias row [n] against
+// [m, n], a position table [T, d] against [B, T, d]) or a single element repeats with period
+// numel(smaller) over the flat output. Other forms (a column [m, 1] against [m, n]) materialize
+// the expanded operand first. Gradients sum over the repeats.
 #pragma once
 #include "engine/core/hostdevice.h"
 #include "engine/core/tensor.h"

@@ -17,6 +17,10 @@ TEST_CASE("binary ops: forward values with each broadcast form", "[binary]") {
   CHECK(mul(a, one).to_vector() == std::vector<double>{2, 4, 6, 8, 10, 12});
   CHECK(div(one, a).to_vector()[3] == Approx(0.5));
   CHECK(affine(a, 2.0, -1.0).to_vector() == std::vector<double>{1, 3, 5, 7, 9, 11});
+  Tensor col = Tensor::from_vector(std::vector<double>{10, 100}, {2, 1});
+  CHECK(mul(a, col).to_vector() == std::vector<double>{10, 20, 30, 400, 500, 600});
+  CHECK(add(col, row).shape() == Shape{2, 3});
+  CHECK(add(col, row).to_vector() == std::vector<double>{20, 30, 40, 110, 120, 130});
   CHECK_THROWS_WITH(add(a, Tensor::zeros({2}, DType::f64)), Catch::Contains("cannot broadcast shapes (2, 3) and (2)"));
   CHECK_THROWS_WITH(add(a, Tensor::zeros({2, 3}, DType::f32)), Catch::Contains("element types differ"));
 }
@@ -60,11 +64,15 @@ TEST_CASE("activations: forward values against the closed forms", "[activation]"
     CHECK(g[i] == Approx(0.5 * v[i] * (1 + std::tanh(c * (v[i] + 0.044715 * v[i] * v[i] * v[i])))).margin(1e-300));
   }
   CHECK(std::isfinite(softplus(x).to_vector()[4]));
+  const auto phi = normal_cdf(x).to_vector();
+  for (size_t i = 0; i < v.size(); ++i) CHECK(phi[i] == Approx(0.5 * std::erfc(-v[i] / std::sqrt(2.0))).margin(1e-15));
+  CHECK(phi[2] == 0.5);
 }
 
 TEST_CASE("activations: gradients", "[activation][gradcheck]") {
-  for (Activation kind : {Activation::gelu_tanh, Activation::silu, Activation::sigmoid, Activation::softplus,
-                          Activation::relu, Activation::tanh, Activation::exp, Activation::log, Activation::square}) {
+  for (Activation kind :
+       {Activation::gelu_tanh, Activation::silu, Activation::sigmoid, Activation::softplus, Activation::relu,
+        Activation::tanh, Activation::exp, Activation::log, Activation::square, Activation::normal_cdf}) {
     for (const Shape& shape : {Shape{7}, Shape{3, 1, 4}, Shape{1}}) {
       INFO("activation " << static_cast<int>(kind) << " shape " << shape_str(shape));
       Tensor x = random_tensor(shape, 5 + shape.size());

@@ -197,9 +197,9 @@ TEST_CASE("cuda affine, scale, neg, add_scalar", "[cuda][affine]") {
 }
 
 TEST_CASE("cuda activations: every kind and swiglu", "[cuda][activation]") {
-  const Activation kinds[] = {Activation::gelu_tanh, Activation::silu, Activation::sigmoid,
-                              Activation::softplus,  Activation::relu, Activation::tanh,
-                              Activation::exp,       Activation::log,  Activation::square};
+  const Activation kinds[] = {Activation::gelu_tanh, Activation::silu,      Activation::sigmoid, Activation::softplus,
+                              Activation::relu,      Activation::tanh,      Activation::exp,     Activation::log,
+                              Activation::square,    Activation::normal_cdf};
   for (DType dt : kFloatTypes) {
     for (Activation kind : kinds) {
       // log needs positive inputs; the others get both signs, including |x| large enough to
