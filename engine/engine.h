@@ -18,3 +18,6 @@
 #include "engine/ops/shape.h"
 #include "engine/ops/softmax.h"
 #include "engine/ops/topk.h"
+#include "engine/optim/adamw.h"
+#include "engine/optim/clip.h"
+#include "engine/optim/schedule.h"

@@ -1,0 +1,37 @@
+// clip_grad_norm, built from existing ops: the norm from sum_all(square(g in f64)) and the
+// scaling from scale() written back with copy_into, so it runs on any device the ops run on.
+#include "engine/optim/clip.h"
+
+#include <cmath>
+
+#include "engine/core/tape.h"
+#include "engine/ops/activation.h"
+#include "engine/ops/binary.h"
+#include "engine/ops/copy.h"
+#include "engine/ops/reduce.h"
+
+namespace engine {
+
+double clip_grad_norm(std::vector<Tensor>& params, double max_norm) {
+  NoGradScope no_grad;  // gradient bookkeeping is not part of the model
+  double sum_sq = 0.0;
+  for (const Tensor& p : params) {
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    // Squares in double: f32 squares of large gradients would overflow or lose the small ones.
+    const Tensor g64 = g.dtype() == DType::f64 ? g : cast(g, DType::f64);
+    sum_sq += sum_all(square(g64)).item();
+  }
+  const double norm = std::sqrt(sum_sq);
+  if (max_norm > 0.0 && std::isfinite(norm) && norm > max_norm) {
+    const double factor = max_norm / (norm + 1e-6);
+    for (const Tensor& p : params) {
+      Tensor g = p.grad();
+      if (!g.defined()) continue;
+      copy_into(scale(g, factor), g);  // g shares the slot's buffer: the gradient changes in place
+    }
+  }
+  return norm;
+}
+
+}  // namespace engine
