@@ -1,0 +1,20 @@
+// Switch Transformer / GShard auxiliary loss: L = E * sum_i f_i * P_i, with f_i = c_i / (N k)
+// the fraction of routed slots (before drops; no gradient) and P_i = mean_t p_ti (gradient).
+// 1 at perfect balance, about E/k at full collapse. Megatron-Core's aux_loss; HF Mixtral
+// omits the 1/k in f_i, so its balanced value is k.
+#include "models/balance/balance_loss.h"
+
+namespace moe {
+
+engine::Tensor switch_aux_loss(const Routing& r, const SequenceLayout&) {
+  using namespace engine;
+  if (!r.probs.defined() || r.assigned_expert.empty()) return Tensor();
+  const double total = static_cast<double>(r.assigned_expert.size());
+  std::vector<double> f(r.counts.begin(), r.counts.end());
+  for (double& v : f) v /= total;
+  Tensor fraction = Tensor::from_vector(f, {r.num_experts}).to(r.probs.dtype()).to(r.probs.device());
+  Tensor mean_prob = mean(r.probs, 0);
+  return scale(sum_all(mul(fraction, mean_prob)), static_cast<double>(r.num_experts));
+}
+
+}  // namespace moe

@@ -1,0 +1,102 @@
+#include "models/moe_layer.h"
+
+#include <stdexcept>
+
+namespace moe {
+
+using namespace engine;
+
+ExpertMlp ExpertMlp::create(ParamStore& params, const std::string& prefix, ExpertActivation activation, int64_t d_model,
+                            int64_t d_hidden, double init_std, double residual_std, Generator& gen, DType dtype) {
+  ExpertMlp m;
+  m.activation = activation;
+  if (activation == ExpertActivation::gelu) {
+    m.w1 = params.add(prefix + ".fc1.weight", randn({d_hidden, d_model}, gen, 0.0, init_std, dtype), true);
+    m.b1 = params.add(prefix + ".fc1.bias", Tensor::zeros({d_hidden}, dtype), false);
+    m.w2 = params.add(prefix + ".fc2.weight", randn({d_model, d_hidden}, gen, 0.0, residual_std, dtype), true);
+    m.b2 = params.add(prefix + ".fc2.bias", Tensor::zeros({d_model}, dtype), false);
+  } else {
+    m.w1 = params.add(prefix + ".gate_proj.weight", randn({d_hidden, d_model}, gen, 0.0, init_std, dtype), true);
+    m.w_up = params.add(prefix + ".up_proj.weight", randn({d_hidden, d_model}, gen, 0.0, init_std, dtype), true);
+    m.w2 = params.add(prefix + ".down_proj.weight", randn({d_model, d_hidden}, gen, 0.0, residual_std, dtype), true);
+  }
+  return m;
+}
+
+Tensor ExpertMlp::forward(const Tensor& x) const {
+  if (activation == ExpertActivation::gelu) return linear(gelu(linear(x, w1, b1)), w2, b2);
+  return linear(swiglu(linear(x, w1), linear(x, w_up)), w2);
+}
+
+MoeLayer::MoeLayer(const MoeLayerConfig& config, ParamStore& params, const std::string& prefix, double init_std,
+                   double residual_std, Generator& gen)
+    : config_(config), bias_(static_cast<size_t>(config.router.num_experts), 0.0f) {
+  const int64_t E = config.router.num_experts, d = config.d_model;
+  if (config.router.kind != RouterKind::hash)
+    router_.gate = params.add(prefix + ".router.weight", randn({E, d}, gen, 0.0, init_std, config.dtype), true);
+  if (config.router.kind == RouterKind::noisy_topk)
+    router_.noise = params.add(prefix + ".router.noise.weight", randn({E, d}, gen, 0.0, init_std, config.dtype), true);
+  for (int64_t e = 0; e < E; ++e)
+    experts_.push_back(ExpertMlp::create(params, prefix + ".experts." + std::to_string(e), config.activation, d,
+                                         config.d_expert, init_std, residual_std, gen, config.dtype));
+  const int64_t d_shared = config.d_shared > 0 ? config.d_shared : config.d_expert;
+  for (int64_t s = 0; s < config.num_shared_experts; ++s)
+    shared_.push_back(ExpertMlp::create(params, prefix + ".shared_experts." + std::to_string(s), config.activation, d,
+                                        d_shared, init_std, residual_std, gen, config.dtype));
+}
+
+Tensor dispatch(const Tensor& tokens, const Routing& routing) { return gather_rows(tokens, routing.slot_token); }
+
+Tensor run_experts(const std::vector<ExpertMlp>& experts, const Tensor& expert_rows, const Routing& routing) {
+  std::vector<Tensor> outputs;
+  for (size_t e = 0; e < experts.size(); ++e) {
+    const int64_t begin = routing.expert_offsets[e], end = routing.expert_offsets[e + 1];
+    if (begin == end) continue;  // an idle expert contributes no rows (and receives no gradient)
+    outputs.push_back(experts[e].forward(slice(expert_rows, 0, begin, end)));
+  }
+  if (outputs.empty()) return Tensor::zeros({0, expert_rows.size(1)}, expert_rows.dtype(), expert_rows.device());
+  return outputs.size() == 1 ? outputs[0] : concat(outputs, 0);
+}
+
+Tensor combine(const Tensor& expert_out, const Routing& routing) {
+  return scatter_add_rows(expert_out, routing.slot_token, routing.num_tokens, routing.slot_gate);
+}
+
+MoeForward MoeLayer::forward(const Tensor& x, const std::vector<int32_t>* token_ids, bool training, Generator* noise) {
+  const Shape shape = x.shape();
+  Tensor tokens = reshape(x, {-1, config_.d_model});
+  RouteInputs in;
+  in.x = tokens;
+  in.token_ids = token_ids;
+  in.training = training;
+  in.noise = noise;
+  bool any_bias = false;
+  for (float b : bias_) any_bias = any_bias || b != 0.0f;
+  in.bias = any_bias ? &bias_ : nullptr;
+
+  MoeForward out;
+  out.routing = route(config_.router, router_, in);
+  Tensor y = combine(run_experts(experts_, dispatch(tokens, out.routing), out.routing), out.routing);
+  for (const ExpertMlp& s : shared_) y = add(y, s.forward(tokens));
+  out.output = reshape(y, shape);
+  return out;
+}
+
+void MoeLayer::update_bias(const std::vector<int64_t>& step_counts) {
+  if (config_.bias_update_rate <= 0) return;
+  if (step_counts.size() != bias_.size()) throw std::invalid_argument("update_bias: one count per expert expected");
+  double mean = 0;
+  for (int64_t c : step_counts) mean += static_cast<double>(c) / static_cast<double>(step_counts.size());
+  for (size_t i = 0; i < bias_.size(); ++i) {
+    const double gap = mean - static_cast<double>(step_counts[i]);
+    const double sign = gap > 0 ? 1.0 : (gap < 0 ? -1.0 : 0.0);
+    bias_[i] += static_cast<float>(config_.bias_update_rate * sign);
+  }
+}
+
+void MoeLayer::set_bias(const std::vector<float>& bias) {
+  if (bias.size() != bias_.size()) throw std::invalid_argument("set_bias: one value per expert expected");
+  bias_ = bias;
+}
+
+}  // namespace moe

@@ -1,0 +1,77 @@
+// A Mixture-of-Experts feed-forward layer in four stages, kept as separate functions:
+//   route    (models/router.h)  scores, top-k, gates, capacity -> a plan grouped by expert
+//   dispatch                    gather the kept slots' token rows into contiguous expert blocks
+//   experts                     one MLP per expert on its own block (a GEMM per weight, no per-token loop)
+//   combine                     weighted scatter-add of the expert outputs back to the tokens
+// Shared experts (DeepSeekMoE) see every token and are added to the result.
+// dispatch and combine move rows by index only, so a later all-to-all can replace them.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "models/params.h"
+#include "models/router.h"
+
+namespace moe {
+
+enum class ExpertActivation { gelu, swiglu };
+
+struct ExpertMlp {
+  // gelu: fc2(gelu(fc1 x)) with biases; swiglu: down_proj(silu(gate_proj x) * up_proj x).
+  ExpertActivation activation = ExpertActivation::gelu;
+  engine::Tensor w1, b1, w2, b2, w_up;  // w_up only for swiglu (w1 = gate_proj, w2 = down_proj)
+
+  static ExpertMlp create(ParamStore& params, const std::string& prefix, ExpertActivation activation, int64_t d_model,
+                          int64_t d_hidden, double init_std, double residual_std, engine::Generator& gen,
+                          engine::DType dtype = engine::DType::f32);
+  engine::Tensor forward(const engine::Tensor& x) const;  // [n, d] -> [n, d]
+};
+
+struct MoeLayerConfig {
+  RouterConfig router;
+  int64_t d_model = 128, d_expert = 256;
+  int64_t num_shared_experts = 0, d_shared = 0;  // d_shared 0: d_expert
+  ExpertActivation activation = ExpertActivation::gelu;
+  double bias_update_rate = 0.0;             // loss-free balancing; 0 = off
+  engine::DType dtype = engine::DType::f32;  // of the parameters (f64 for gradient checks)
+};
+
+struct MoeForward {
+  engine::Tensor output;  // same shape as the input
+  Routing routing;        // for the balance losses and the diagnostics
+};
+
+class MoeLayer {
+ public:
+  MoeLayer(const MoeLayerConfig& config, ParamStore& params, const std::string& prefix, double init_std,
+           double residual_std, engine::Generator& gen);
+
+  // x [B, T, d]; token_ids [B*T] are read by the hash router only.
+  MoeForward forward(const engine::Tensor& x, const std::vector<int32_t>* token_ids, bool training,
+                     engine::Generator* noise);
+
+  // Loss-free balancing (DeepSeek): after an optimizer step, b_i += u * sign(mean(c) - c_i),
+  // with c the step's counts summed over its micro-batches. No gradient; checkpointed state.
+  void update_bias(const std::vector<int64_t>& step_counts);
+  const std::vector<float>& bias() const { return bias_; }
+  void set_bias(const std::vector<float>& bias);
+
+  const MoeLayerConfig& config() const { return config_; }
+  const RouterWeights& router_weights() const { return router_; }
+  const std::vector<ExpertMlp>& experts() const { return experts_; }
+
+ private:
+  MoeLayerConfig config_;
+  RouterWeights router_;
+  std::vector<ExpertMlp> experts_, shared_;
+  std::vector<float> bias_;
+};
+
+// The stages, usable on their own (tests, a distributed dispatch later).
+engine::Tensor dispatch(const engine::Tensor& tokens, const Routing& routing);  // [N, d] -> [S, d]
+engine::Tensor run_experts(const std::vector<ExpertMlp>& experts, const engine::Tensor& expert_rows,
+                           const Routing& routing);                                // [S, d] -> [S, d]
+engine::Tensor combine(const engine::Tensor& expert_out, const Routing& routing);  // [S, d] -> [N, d]
+
+}  // namespace moe

@@ -1,0 +1,76 @@
+// Routing: the first of the MoE layer's four stages (route -> dispatch -> experts -> combine).
+//
+// route() scores every token against every expert, selects experts (top-k of scores + the
+// loss-free bias b, which never enters the gates), applies capacity, and returns a plan whose
+// kept slots are grouped by expert (contiguous rows per expert, tokens in order inside), plus
+// the differentiable tensors the balance losses read. Notation and conventions:
+// ../shared/reference/moe-balancing.md (z logits, s scores, p normalized scores, g gates,
+// c_i counts before drops).
+//
+// The plan names tokens and experts by index only; dispatch and combine gather and scatter by
+// those indices, so they make no assumption that all experts live in this process.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace moe {
+
+enum class RouterKind { topk_softmax, switch_k1, noisy_topk, sigmoid_topk, expert_choice, hash };
+enum class DropPolicy { position, score };
+
+RouterKind parse_router_kind(const std::string& name);  // throws listing the allowed names
+const char* router_kind_name(RouterKind kind);
+
+struct RouterConfig {
+  RouterKind kind = RouterKind::topk_softmax;
+  int64_t num_experts = 8;
+  int64_t top_k = 2;
+  bool normalize_topk = false;   // always on for sigmoid_topk
+  double capacity_factor = 0.0;  // <= 0: dropless (expert_choice requires > 0)
+  DropPolicy drop_policy = DropPolicy::position;
+};
+
+// Capacity per expert, C = ceil(capacity_factor * N * k / E); 0 means unlimited.
+int64_t expert_capacity(const RouterConfig& config, int64_t num_tokens);
+
+struct Routing {
+  int64_t num_tokens = 0, num_experts = 0, top_k = 0;
+
+  // The dispatch plan: kept slots grouped by expert.
+  engine::Tensor slot_token;            // i32 [S]
+  engine::Tensor slot_gate;             // [S], differentiable: g of each kept slot
+  std::vector<int64_t> expert_offsets;  // [E + 1]: expert e owns slots [off[e], off[e+1])
+
+  // Assignments before capacity drops: token-choice routers assign N*k slots (token-major),
+  // expert_choice the slots its experts picked.
+  std::vector<int32_t> assigned_expert;  // [M]
+  std::vector<int32_t> assigned_token;   // [M]
+  engine::Tensor assigned_gate;          // [M], differentiable
+  std::vector<int64_t> counts;           // c_i over the assignments (sums to M)
+  int64_t dropped = 0;                   // slots dropped by capacity
+
+  // Differentiable tensors for the balance losses (undefined where a router has none).
+  engine::Tensor logits;      // z [N, E]
+  engine::Tensor probs;       // p [N, E], scores normalized over all experts
+  engine::Tensor load_probs;  // noisy_topk in training: P(token keeps expert i under new noise) [N, E]
+};
+
+// The router's learned weights for one layer.
+struct RouterWeights {
+  engine::Tensor gate;   // W_r [E, d]
+  engine::Tensor noise;  // W_noise [E, d], noisy_topk only
+};
+
+struct RouteInputs {
+  engine::Tensor x;                                 // [N, d]
+  const std::vector<int32_t>* token_ids = nullptr;  // hash router: the tokens' ids, [N]
+  const std::vector<float>* bias = nullptr;         // loss-free bias b [E], or null
+  bool training = true;
+  engine::Generator* noise = nullptr;  // noisy_topk in training
+};
+
+Routing route(const RouterConfig& config, const RouterWeights& weights, const RouteInputs& in);
+
+}  // namespace moe

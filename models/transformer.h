@@ -1,0 +1,92 @@
+// A decoder-only transformer language model with MoE feed-forward layers.
+//
+//   x = tok_embedding[ids] (+ pos_embedding[t], or RoPE inside attention)
+//   per layer: x = x + attn(norm1(x));  x = x + ffn(norm2(x))      (pre-norm; ffn dense or MoE)
+//   logits = norm_f(x) @ W_out^T, W_out = tok_embedding (tied) or lm_head
+//   loss = CE + sum over balance losses of coef * (mean over MoE layers of the layer's term)
+//
+// Initialization (GPT-2): every matrix ~ N(0, init_std); the projections that write into the
+// residual stream (attn.proj, fc2 / down_proj) ~ N(0, init_std / sqrt(2 n_layers)); token and
+// position embeddings ~ N(0, embedding_init_std); biases 0; norm scales 1. A large
+// embedding_init_std makes routers start confident, which is how short CPU runs collapse.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "models/balance/balance_loss.h"
+#include "models/moe_layer.h"
+#include "models/params.h"
+
+namespace moe {
+
+enum class NormKind { layernorm, rmsnorm };
+enum class PositionKind { learned, rope };
+enum class MoePlacement { all, every_n, none };
+
+struct ModelConfig {
+  int64_t vocab_size = 256, d_model = 128, n_layers = 4, n_heads = 4, max_seq_len = 128;
+  NormKind norm = NormKind::layernorm;
+  double norm_eps = 1e-5;
+  PositionKind position = PositionKind::learned;
+  bool tie_embeddings = true;
+  double dropout = 0.0;
+  int64_t d_ff = 512;  // dense feed-forward layers
+  ExpertActivation activation = ExpertActivation::gelu;
+  double init_std = 0.02, embedding_init_std = 0.02;
+
+  MoePlacement moe_layers = MoePlacement::all;
+  int64_t moe_every_n = 2, first_dense = 0;
+  MoeLayerConfig moe;                        // d_model, activation and dtype are taken from above
+  std::map<std::string, double> loss_coefs;  // balance loss name -> coefficient
+
+  engine::DType dtype = engine::DType::f32;
+  uint64_t seed = 0;
+};
+
+bool is_moe_layer(const ModelConfig& config, int64_t layer);
+
+struct ForwardResult {
+  engine::Tensor logits;                 // [B, T, V]
+  engine::Tensor loss, ce;               // loss = ce + weighted balance terms (when targets given)
+  std::map<std::string, double> terms;   // every balance term, averaged over MoE layers (logged even at coef 0)
+  std::vector<int64_t> moe_layer_index;  // which layers are MoE
+  std::vector<Routing> routings;         // one per MoE layer
+};
+
+class TransformerLM {
+ public:
+  explicit TransformerLM(const ModelConfig& config);
+
+  // inputs, targets: i32 [B, T]; targets may be undefined (no loss).
+  ForwardResult forward(const engine::Tensor& inputs, const engine::Tensor& targets, bool training);
+
+  const ModelConfig& config() const { return config_; }
+  ParamStore& params() { return params_; }
+  const ParamStore& params() const { return params_; }
+  std::vector<MoeLayer*> moe_layers();
+  engine::Generator& noise_generator() { return noise_gen_; }
+  engine::Generator& dropout_generator() { return dropout_gen_; }
+
+ private:
+  struct Block {
+    engine::Tensor norm1_w, norm1_b, norm2_w, norm2_b;
+    engine::Tensor qkv_w, qkv_b, proj_w, proj_b;
+    std::unique_ptr<ExpertMlp> mlp;  // dense layers
+    std::unique_ptr<MoeLayer> moe;   // MoE layers
+  };
+
+  engine::Tensor norm(const engine::Tensor& x, const engine::Tensor& w, const engine::Tensor& b) const;
+  engine::Tensor attention(const Block& block, const engine::Tensor& x, bool training);
+  engine::Tensor rope(const engine::Tensor& x) const;  // [B, H, T, Dh]
+
+  ModelConfig config_;
+  ParamStore params_;
+  engine::Tensor tok_embedding_, pos_embedding_, lm_head_, norm_f_w_, norm_f_b_;
+  std::vector<Block> blocks_;
+  engine::Generator noise_gen_, dropout_gen_;
+};
+
+}  // namespace moe
