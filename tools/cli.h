@@ -16,14 +16,14 @@ inline std::optional<int> parse_flags(int argc, char** argv, const char* program
   namespace po = boost::program_options;
   try {
     po::store(po::parse_command_line(argc, argv, opts), vm);
+    if (vm.count("help")) {  // before notify(): --help works without the required flags
+      std::cout << opts;
+      return 0;
+    }
     po::notify(vm);
   } catch (const po::error& e) {
     std::cerr << program << ": " << e.what() << "\n" << opts;
     return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts;
-    return 0;
   }
   return std::nullopt;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine.
-#   tools/setup.sh run    install what is missing, build (Release), run the main job
+#   tools/setup.sh run    install what is missing, build (Release), train configs/tiny.yaml
 #   tools/setup.sh test   install what is missing, build (Release, CUDA when nvcc exists) and run
 #                         every test with ctest; then build with ASan+UBSan and run the CPU tests
 # Installing needs root (apt-get); without it the script prints the apt-get line and stops.
@@ -37,8 +37,8 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$jobs"
 
 if [[ $mode == run ]]; then
-  echo "== main job: engine-demo (the model and moe-train come next)"
-  ./build/bin/engine-demo
+  echo "== main job: moe-train on configs/tiny.yaml (built-in synthetic data), metrics in runs/tiny/"
+  ./build/bin/moe-train --config configs/tiny.yaml
   exit 0
 fi
 

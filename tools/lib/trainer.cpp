@@ -1,0 +1,246 @@
+#include "tools/lib/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+#include <stdexcept>
+
+#include "data/synthetic.h"
+#include "data/text.h"
+#include "data/token_shards.h"
+
+namespace train {
+
+using namespace engine;
+namespace rc = runconfig;
+
+moe::ModelConfig to_model_config(const rc::RunConfig& c) {
+  moe::ModelConfig m;
+  m.vocab_size = c.model.vocab_size;
+  m.d_model = c.model.d_model;
+  m.n_layers = c.model.n_layers;
+  m.n_heads = c.model.n_heads;
+  m.max_seq_len = c.model.max_seq_len;
+  m.norm = c.model.norm == rc::NormKind::layernorm ? moe::NormKind::layernorm : moe::NormKind::rmsnorm;
+  m.norm_eps = c.model.norm_eps;
+  m.position = c.model.position == rc::PositionKind::learned ? moe::PositionKind::learned : moe::PositionKind::rope;
+  m.tie_embeddings = c.model.tie_embeddings;
+  m.dropout = c.model.dropout;
+  m.d_ff = c.model.d_ff;
+  m.activation =
+      c.model.activation == rc::Activation::gelu ? moe::ExpertActivation::gelu : moe::ExpertActivation::swiglu;
+  m.init_std = c.model.init_std;
+  m.embedding_init_std = c.model.embedding_init_std;
+  m.moe_layers = !c.moe.enabled || c.moe.layers == rc::MoeLayers::none ? moe::MoePlacement::none
+                 : c.moe.layers == rc::MoeLayers::all                  ? moe::MoePlacement::all
+                                                                       : moe::MoePlacement::every_n;
+  m.moe_every_n = c.moe.every_n;
+  m.first_dense = c.moe.first_dense;
+  m.moe.router.kind = moe::parse_router_kind(rc::to_string(c.moe.router));
+  m.moe.router.num_experts = c.moe.num_experts;
+  m.moe.router.top_k = c.moe.top_k;
+  m.moe.router.normalize_topk = c.moe.normalize_topk;
+  m.moe.router.capacity_factor = c.moe.capacity_factor;
+  m.moe.router.drop_policy =
+      c.moe.drop_policy == rc::DropPolicy::score ? moe::DropPolicy::score : moe::DropPolicy::position;
+  m.moe.d_expert = c.moe.d_expert;
+  m.moe.num_shared_experts = c.moe.num_shared_experts;
+  m.moe.d_shared = c.moe.d_shared;
+  m.moe.bias_update_rate = c.moe.bias_update_rate;
+  m.loss_coefs = {{"switch_aux", c.moe.losses.switch_aux},
+                  {"importance", c.moe.losses.importance},
+                  {"load", c.moe.losses.load},
+                  {"z_loss", c.moe.losses.z_loss},
+                  {"sequence_aux", c.moe.losses.sequence_aux}};
+  m.seed = static_cast<uint64_t>(c.training.seed);
+  return m;
+}
+
+std::unique_ptr<data::TokenSource> make_source(const rc::RunConfig& c, bool validation) {
+  // Validation draws from its own stream (a different seed) and, for text, its own split.
+  const uint64_t seed = static_cast<uint64_t>(c.data.seed) * 2 + (validation ? 1 : 0);
+  switch (c.data.kind) {
+    case rc::DataKind::synthetic: {
+      // The same domains (their tables come from data.seed) sampled by another stream.
+      auto source = std::make_unique<data::SyntheticDomains>(c.model.vocab_size, c.data.num_domains,
+                                                             static_cast<uint64_t>(c.data.seed), c.data.concentration);
+      if (validation) source->restore(data::LoaderCursor{seed, 0, 0});
+      return source;
+    }
+    case rc::DataKind::text:
+      return std::make_unique<data::TextSource>(c.data.paths, validation ? data::Split::validation : data::Split::train,
+                                                c.data.val_fraction, seed);
+    case rc::DataKind::shards:
+      return std::make_unique<data::TokenShards>(
+          validation && !c.data.val_shards.empty() ? c.data.val_shards : c.data.train_shards, c.model.vocab_size, seed);
+  }
+  throw std::logic_error("make_source: unknown data kind");
+}
+
+namespace {
+
+// Norms, biases and embeddings are excluded from weight decay unless the config says otherwise.
+bool decays(const std::string& name, const moe::NamedParam& p, const rc::OptimizerConfig& o) {
+  const bool embedding = name.find("embedding") != std::string::npos;
+  if (embedding) return o.decay_embeddings;
+  if (!p.decay) return o.decay_norms_and_biases;
+  return true;
+}
+
+std::string format_duration(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds + 0.5);
+  std::ostringstream out;
+  out << s / 60 << ":" << std::setw(2) << std::setfill('0') << s % 60;
+  return out.str();
+}
+
+}  // namespace
+
+Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress) : config_(config), progress_(progress) {
+  if (config.device != rc::DeviceKind::cpu)
+    throw std::runtime_error("moe-train: device '" + std::string(rc::to_string(config.device)) +
+                             "' is not supported by the training loop yet (the CUDA ops are; the loop runs on cpu)");
+  model_ = std::make_unique<moe::TransformerLM>(to_model_config(config));
+  std::vector<ParamGroupEntry> groups;
+  for (const moe::NamedParam& p : model_->params().all())
+    groups.push_back({p.name, p.tensor, decays(p.name, p, config.optimizer)});
+  AdamWConfig opt;
+  opt.lr = config.optimizer.lr;
+  opt.beta1 = config.optimizer.beta1;
+  opt.beta2 = config.optimizer.beta2;
+  opt.eps = config.optimizer.eps;
+  opt.weight_decay = config.optimizer.weight_decay;
+  optimizer_ = std::make_unique<AdamW>(groups, opt);
+  schedule_.base_lr = config.optimizer.lr;
+  schedule_.warmup_steps = config.schedule.warmup_steps;
+  schedule_.total_steps = config.schedule.total_steps > 0 ? config.schedule.total_steps : config.training.steps;
+  schedule_.decay = config.schedule.decay == rc::DecayKind::cosine ? LrSchedule::cosine : LrSchedule::constant;
+  schedule_.min_lr_ratio = config.schedule.min_lr_ratio;
+  schedule_.validate();
+  train_data_ = make_source(config, false);
+  eval_data_ = make_source(config, true);
+
+  const std::filesystem::path out(config.logging.out_dir);
+  std::filesystem::create_directories(out);
+  std::ofstream(out / "config.yaml") << rc::to_yaml(config);
+  jsonl_ = std::make_unique<std::ofstream>(out / "metrics.jsonl");
+  csv_ = std::make_unique<std::ofstream>(out / "metrics.csv");
+  if (!*jsonl_ || !*csv_) throw std::runtime_error("moe-train: cannot write metrics into " + out.string());
+  *csv_ << "step,loss,ce,lr,grad_norm,tokens_per_s,dropped";
+  for (const moe::BalanceLoss& bl : moe::balance_losses()) *csv_ << "," << bl.name;
+  for (size_t l = 0; l < model_->moe_layers().size(); ++l)
+    for (int e = 0; e < config.moe.num_experts; ++e) *csv_ << ",moe" << l << "_expert" << e;
+  *csv_ << "\n";
+  progress_ << "moe-train: " << model_->params().count_elements() << " parameters, " << model_->moe_layers().size()
+            << " MoE layers, writing " << out.string() << "\n";
+}
+
+Trainer::~Trainer() = default;
+
+StepMetrics Trainer::step() {
+  const auto start = std::chrono::steady_clock::now();
+  const rc::TrainingConfig& t = config_.training;
+  StepMetrics m;
+  m.step = ++step_;
+  m.lr = schedule_.lr_at(step_);
+  std::vector<moe::MoeLayer*> layers = model_->moe_layers();
+  m.counts.assign(layers.size(), std::vector<int64_t>(config_.moe.num_experts, 0));
+  const double micro = 1.0 / t.grad_accum;
+  for (int a = 0; a < t.grad_accum; ++a) {
+    data::Batch batch = train_data_->next_batch(t.batch_size, t.seq_len);
+    moe::ForwardResult out = model_->forward(batch.inputs, batch.targets, true);
+    backward(scale(out.loss, micro));  // the step's gradient is the mean over micro-batches
+    m.loss += out.loss.item() * micro;
+    m.ce += out.ce.item() * micro;
+    for (const auto& [name, value] : out.terms) m.terms[name] += value * micro;
+    for (size_t l = 0; l < out.routings.size(); ++l) {
+      for (size_t e = 0; e < out.routings[l].counts.size(); ++e) m.counts[l][e] += out.routings[l].counts[e];
+      m.dropped += out.routings[l].dropped;
+    }
+  }
+  std::vector<Tensor> params;
+  for (const moe::NamedParam& p : model_->params().all()) params.push_back(p.tensor);
+  m.grad_norm = clip_grad_norm(params, config_.optimizer.grad_clip);
+  if (!std::isfinite(m.grad_norm) || !std::isfinite(m.loss))
+    throw std::runtime_error("moe-train: non-finite loss or gradient at step " + std::to_string(step_) + " (loss " +
+                             std::to_string(m.loss) + ", grad norm " + std::to_string(m.grad_norm) + ")");
+  optimizer_->step(m.lr);
+  optimizer_->zero_grad();
+  for (size_t l = 0; l < layers.size(); ++l) layers[l]->update_bias(m.counts[l]);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  elapsed_seconds_ += seconds;
+  m.tokens_per_second = static_cast<double>(t.batch_size) * t.seq_len * t.grad_accum / seconds;
+  return m;
+}
+
+double Trainer::evaluate() {
+  NoGradScope no_grad;
+  double total = 0;
+  for (int b = 0; b < config_.training.eval_batches; ++b) {
+    data::Batch batch = eval_data_->next_batch(config_.training.batch_size, config_.training.seq_len);
+    total += model_->forward(batch.inputs, batch.targets, false).ce.item();
+  }
+  return total / config_.training.eval_batches;
+}
+
+void Trainer::log(const StepMetrics& m) {
+  std::ostringstream line;
+  line << "step " << m.step << "/" << config_.training.steps << " | loss " << std::fixed << std::setprecision(4)
+       << m.loss << " ce " << m.ce;
+  for (const auto& [name, value] : m.terms) line << " " << name << " " << std::setprecision(4) << value;
+  const double eta = elapsed_seconds_ / m.step * (config_.training.steps - m.step);
+  line << " | lr " << std::scientific << std::setprecision(2) << m.lr << std::fixed << std::setprecision(0) << " | "
+       << m.tokens_per_second << " tok/s | ETA " << format_duration(eta);
+  progress_ << line.str() << "\n";
+
+  *jsonl_ << std::setprecision(8) << "{\"step\": " << m.step << ", \"loss\": " << m.loss << ", \"ce\": " << m.ce
+          << ", \"lr\": " << m.lr << ", \"grad_norm\": " << m.grad_norm << ", \"tokens_per_s\": " << m.tokens_per_second
+          << ", \"dropped\": " << m.dropped << ", \"terms\": {";
+  bool first = true;
+  for (const auto& [name, value] : m.terms) {
+    *jsonl_ << (first ? "" : ", ") << "\"" << name << "\": " << value;
+    first = false;
+  }
+  *jsonl_ << "}, \"expert_counts\": [";
+  for (size_t l = 0; l < m.counts.size(); ++l) {
+    *jsonl_ << (l ? ", " : "") << "[";
+    for (size_t e = 0; e < m.counts[l].size(); ++e) *jsonl_ << (e ? ", " : "") << m.counts[l][e];
+    *jsonl_ << "]";
+  }
+  *jsonl_ << "]}\n";
+  jsonl_->flush();
+
+  *csv_ << std::setprecision(8) << m.step << "," << m.loss << "," << m.ce << "," << m.lr << "," << m.grad_norm << ","
+        << m.tokens_per_second << "," << m.dropped;
+  for (const moe::BalanceLoss& bl : moe::balance_losses()) {
+    auto it = m.terms.find(bl.name);
+    *csv_ << ",";
+    if (it != m.terms.end()) *csv_ << it->second;
+  }
+  for (const auto& layer : m.counts)
+    for (int64_t c : layer) *csv_ << "," << c;
+  *csv_ << "\n";
+  csv_->flush();
+}
+
+void Trainer::log_eval(double loss) {
+  progress_ << "eval at step " << step_ << " | loss " << std::fixed << std::setprecision(4) << loss << " perplexity "
+            << std::setprecision(2) << std::exp(loss) << "\n";
+  *jsonl_ << std::setprecision(8) << "{\"step\": " << step_ << ", \"eval_loss\": " << loss
+          << ", \"eval_perplexity\": " << std::exp(loss) << "}\n";
+  jsonl_->flush();
+}
+
+void Trainer::run() {
+  const rc::TrainingConfig& t = config_.training;
+  while (step_ < t.steps) {
+    StepMetrics m = step();
+    if (m.step == 1 || m.step % config_.logging.every == 0 || m.step == t.steps) log(m);
+    if ((t.eval_every > 0 && m.step % t.eval_every == 0) || m.step == t.steps) log_eval(evaluate());
+  }
+}
+
+}  // namespace train
