@@ -103,6 +103,15 @@ RouterKind parse_router_kind(const std::string& name) {
 
 const char* router_kind_name(RouterKind kind) { return kRouterNames[static_cast<int>(kind)]; }
 
+double load_cv(const std::vector<int64_t>& counts) {
+  if (counts.empty()) return 0.0;
+  double mean = 0, var = 0;
+  for (int64_t c : counts) mean += static_cast<double>(c) / static_cast<double>(counts.size());
+  if (mean == 0) return 0.0;
+  for (int64_t c : counts) var += (c - mean) * (c - mean) / static_cast<double>(counts.size());
+  return std::sqrt(var) / mean;
+}
+
 int64_t expert_capacity(const RouterConfig& config, int64_t num_tokens) {
   if (config.capacity_factor <= 0) return 0;
   return static_cast<int64_t>(

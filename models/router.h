@@ -73,4 +73,8 @@ struct RouteInputs {
 
 Routing route(const RouterConfig& config, const RouterWeights& weights, const RouteInputs& in);
 
+// Coefficient of variation of per-expert counts, std / mean (population std): 0 when balanced,
+// sqrt(E/k - 1) when k of E experts take every slot.
+double load_cv(const std::vector<int64_t>& counts);
+
 }  // namespace moe

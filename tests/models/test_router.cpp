@@ -164,3 +164,9 @@ TEST_CASE("noisy_topk: noise in training only; load probabilities in [0, 1]", "[
   CHECK(c.assigned_expert == d.assigned_expert);
   CHECK_FALSE(c.load_probs.defined());
 }
+
+TEST_CASE("load_cv: 0 when balanced, sqrt(E/k - 1) at full collapse", "[router][load_cv]") {
+  CHECK(load_cv({5, 5, 5, 5}) == 0.0);
+  CHECK(load_cv({10, 10, 0, 0, 0, 0, 0, 0}) == Approx(std::sqrt(3.0)).epsilon(1e-12));
+  CHECK(load_cv({0, 0}) == 0.0);
+}

@@ -30,13 +30,6 @@ ModelConfig tiny_config() {
 
 Tensor ids(const std::vector<int32_t>& v, int64_t B, int64_t T) { return Tensor::from_vector(v, {B, T}); }
 
-double load_cv(const std::vector<int64_t>& counts) {
-  double mean = 0, var = 0;
-  for (int64_t c : counts) mean += static_cast<double>(c) / counts.size();
-  for (int64_t c : counts) var += (c - mean) * (c - mean) / counts.size();
-  return std::sqrt(var) / mean;
-}
-
 // Trains on synthetic data and returns the load CV over the last 10 steps, averaged over MoE layers.
 double train_and_measure_cv(ModelConfig c, int steps) {
   TransformerLM model(c);

@@ -18,13 +18,6 @@ runconfig::RunConfig shipped(const std::string& name, std::vector<std::string> o
   return runconfig::load_run_config(std::string(ENGINE_SOURCE_DIR) + "/configs/" + name + ".yaml", overrides);
 }
 
-double load_cv(const std::vector<int64_t>& counts) {
-  double mean = 0, var = 0;
-  for (int64_t c : counts) mean += static_cast<double>(c) / counts.size();
-  for (int64_t c : counts) var += (c - mean) * (c - mean) / counts.size();
-  return std::sqrt(var) / mean;
-}
-
 // Mean load CV over the MoE layers at the last of `steps` steps.
 double final_cv(const std::string& name, int steps) {
   std::ostringstream progress;
@@ -32,7 +25,7 @@ double final_cv(const std::string& name, int steps) {
   train::StepMetrics m;
   for (int s = 0; s < steps; ++s) m = trainer.step();
   double cv = 0;
-  for (const auto& layer : m.counts) cv += load_cv(layer) / m.counts.size();
+  for (const auto& layer : m.counts) cv += moe::load_cv(layer) / m.counts.size();
   return cv;
 }
 }  // namespace
