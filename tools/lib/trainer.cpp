@@ -194,7 +194,7 @@ void Trainer::log(const StepMetrics& m) {
   const double eta = elapsed_seconds_ / m.step * (config_.training.steps - m.step);
   line << " | lr " << std::scientific << std::setprecision(2) << m.lr << std::fixed << std::setprecision(0) << " | "
        << m.tokens_per_second << " tok/s | ETA " << format_duration(eta);
-  progress_ << line.str() << "\n";
+  progress_ << line.str() << std::endl;  // flushed: progress shows up in redirected logs too
 
   *jsonl_ << std::setprecision(8) << "{\"step\": " << m.step << ", \"loss\": " << m.loss << ", \"ce\": " << m.ce
           << ", \"lr\": " << m.lr << ", \"grad_norm\": " << m.grad_norm << ", \"tokens_per_s\": " << m.tokens_per_second
@@ -228,7 +228,7 @@ void Trainer::log(const StepMetrics& m) {
 
 void Trainer::log_eval(double loss) {
   progress_ << "eval at step " << step_ << " | loss " << std::fixed << std::setprecision(4) << loss << " perplexity "
-            << std::setprecision(2) << std::exp(loss) << "\n";
+            << std::setprecision(2) << std::exp(loss) << std::endl;
   *jsonl_ << std::setprecision(8) << "{\"step\": " << step_ << ", \"eval_loss\": " << loss
           << ", \"eval_perplexity\": " << std::exp(loss) << "}\n";
   jsonl_->flush();
