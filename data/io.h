@@ -54,4 +54,33 @@ std::vector<int32_t> sample_windows(const std::vector<Segment<T>>& segments, int
   return windows;
 }
 
+// A source that serves random windows from segments of T tokens (text bytes, token shards).
+// Subclasses fill segments_ in their constructor; `unit` names the tokens in error messages.
+template <class T>
+class WindowSource : public TokenSource {
+ public:
+  WindowSource(uint64_t seed, const char* name, const char* unit) : TokenSource(seed), name_(name), unit_(unit) {}
+
+  Batch next_batch(int64_t batch, int64_t seq_len) override {
+    check_batch_args(name_, batch, seq_len);
+    std::vector<int32_t> windows = sample_windows(segments_, batch, seq_len, gen_, unit_);
+    ++position_;
+    return make_batch(windows, batch, seq_len, std::vector<int32_t>(static_cast<size_t>(batch), -1));
+  }
+
+  // Tokens over all segments.
+  int64_t total_tokens() const {
+    int64_t total = 0;
+    for (const auto& s : segments_) total += s.size;
+    return total;
+  }
+
+ protected:
+  std::vector<Segment<T>> segments_;
+
+ private:
+  const char* name_;
+  const char* unit_;
+};
+
 }  // namespace data

@@ -6,7 +6,7 @@
 namespace data {
 
 TextSource::TextSource(const std::vector<std::string>& paths, Split split, double val_fraction, uint64_t seed)
-    : TokenSource(seed) {
+    : WindowSource(seed, "TextSource::next_batch", "bytes") {
   if (paths.empty()) throw std::invalid_argument("TextSource: no input files given");
   if (!(val_fraction >= 0.0 && val_fraction < 1.0))
     throw std::invalid_argument("TextSource: val_fraction must be in [0, 1) (got " + std::to_string(val_fraction) +
@@ -32,19 +32,6 @@ TextSource::TextSource(const std::vector<std::string>& paths, Split split, doubl
     }
     segments_.push_back(s);
   }
-}
-
-int64_t TextSource::split_bytes() const {
-  int64_t total = 0;
-  for (const auto& s : segments_) total += s.size;
-  return total;
-}
-
-Batch TextSource::next_batch(int64_t batch, int64_t seq_len) {
-  check_batch_args("TextSource::next_batch", batch, seq_len);
-  std::vector<int32_t> windows = sample_windows(segments_, batch, seq_len, gen_, "bytes");
-  ++position_;
-  return make_batch(windows, batch, seq_len, std::vector<int32_t>(static_cast<size_t>(batch), -1));
 }
 
 }  // namespace data

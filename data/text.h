@@ -15,19 +15,17 @@ namespace data {
 
 enum class Split { train, validation };
 
-class TextSource : public TokenSource {
+class TextSource : public WindowSource<uint8_t> {
  public:
   TextSource(const std::vector<std::string>& paths, Split split, double val_fraction, uint64_t seed);
 
-  Batch next_batch(int64_t batch, int64_t seq_len) override;
   int32_t vocab_size() const override { return 256; }
 
   // Bytes in this source's split, summed over the files.
-  int64_t split_bytes() const;
+  int64_t split_bytes() const { return total_tokens(); }
 
  private:
   std::vector<std::vector<uint8_t>> files_;
-  std::vector<Segment<uint8_t>> segments_;
 };
 
 }  // namespace data

@@ -54,7 +54,7 @@ std::vector<uint16_t> load_token_shard(const std::string& path, int32_t vocab) {
 }
 
 TokenShards::TokenShards(const std::vector<std::string>& paths, int32_t vocab, uint64_t seed)
-    : TokenSource(seed), vocab_(vocab) {
+    : WindowSource(seed, "TokenShards::next_batch", "tokens"), vocab_(vocab) {
   if (paths.empty()) throw std::invalid_argument("TokenShards: no shard files given");
   if (vocab < 1 || vocab > 65536)
     throw std::invalid_argument("TokenShards: vocab must be in [1, 65536] for uint16 tokens (got " +
@@ -69,19 +69,6 @@ TokenShards::TokenShards(const std::vector<std::string>& paths, int32_t vocab, u
     s.size = static_cast<int64_t>(shards_.back().size());
     segments_.push_back(s);
   }
-}
-
-int64_t TokenShards::num_tokens() const {
-  int64_t total = 0;
-  for (const auto& s : segments_) total += s.size;
-  return total;
-}
-
-Batch TokenShards::next_batch(int64_t batch, int64_t seq_len) {
-  check_batch_args("TokenShards::next_batch", batch, seq_len);
-  std::vector<int32_t> windows = sample_windows(segments_, batch, seq_len, gen_, "tokens");
-  ++position_;
-  return make_batch(windows, batch, seq_len, std::vector<int32_t>(static_cast<size_t>(batch), -1));
 }
 
 }  // namespace data

@@ -23,18 +23,16 @@ constexpr int64_t kLlmcHeaderInts = 256;
 // Reads one shard (either layout) and checks every token against vocab.
 std::vector<uint16_t> load_token_shard(const std::string& path, int32_t vocab);
 
-class TokenShards : public TokenSource {
+class TokenShards : public WindowSource<uint16_t> {
  public:
   TokenShards(const std::vector<std::string>& paths, int32_t vocab, uint64_t seed);
 
-  Batch next_batch(int64_t batch, int64_t seq_len) override;
   int32_t vocab_size() const override { return vocab_; }
-  int64_t num_tokens() const;
+  int64_t num_tokens() const { return total_tokens(); }
 
  private:
   int32_t vocab_;
   std::vector<std::vector<uint16_t>> shards_;
-  std::vector<Segment<uint16_t>> segments_;
 };
 
 }  // namespace data
