@@ -105,8 +105,10 @@ Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress) : config_(
                              "' is not supported by the training loop yet (the CUDA ops are; the loop runs on cpu)");
   model_ = std::make_unique<moe::TransformerLM>(to_model_config(config));
   std::vector<ParamGroupEntry> groups;
-  for (const moe::NamedParam& p : model_->params().all())
+  for (const moe::NamedParam& p : model_->params().all()) {
     groups.push_back({p.name, p.tensor, decays(p.name, p, config.optimizer)});
+    params_.push_back(p.tensor);
+  }
   AdamWConfig opt;
   opt.lr = config.optimizer.lr;
   opt.beta1 = config.optimizer.beta1;
@@ -161,9 +163,7 @@ StepMetrics Trainer::step() {
       m.dropped += out.routings[l].dropped;
     }
   }
-  std::vector<Tensor> params;
-  for (const moe::NamedParam& p : model_->params().all()) params.push_back(p.tensor);
-  m.grad_norm = clip_grad_norm(params, config_.optimizer.grad_clip);
+  m.grad_norm = clip_grad_norm(params_, config_.optimizer.grad_clip);
   if (!std::isfinite(m.grad_norm) || !std::isfinite(m.loss))
     throw std::runtime_error("moe-train: non-finite loss or gradient at step " + std::to_string(step_) + " (loss " +
                              std::to_string(m.loss) + ", grad norm " + std::to_string(m.grad_norm) + ")");

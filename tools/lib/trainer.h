@@ -46,6 +46,7 @@ class Trainer {
   std::ostream& progress_;
   std::unique_ptr<moe::TransformerLM> model_;
   std::unique_ptr<engine::AdamW> optimizer_;
+  std::vector<engine::Tensor> params_;  // the model's parameters, for clipping
   engine::LrSchedule schedule_;
   std::unique_ptr<data::TokenSource> train_data_, eval_data_;
   std::unique_ptr<std::ofstream> jsonl_, csv_;
