@@ -2,6 +2,7 @@
 // balance losses, training that lowers the loss, and collapse vs. balancing on skewed data.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <functional>
 
 #include "data/synthetic.h"
 #include "models/transformer.h"
@@ -30,29 +31,37 @@ ModelConfig tiny_config() {
 
 Tensor ids(const std::vector<int32_t>& v, int64_t B, int64_t T) { return Tensor::from_vector(v, {B, T}); }
 
-// Trains on synthetic data and returns the load CV over the last 10 steps, averaged over MoE layers.
-double train_and_measure_cv(ModelConfig c, int steps) {
+// Trains a fresh model with AdamW (and loss-free bias updates where configured), calling
+// observe(step, result) after every step.
+void train(const ModelConfig& c, double lr, data::TokenSource& source, int steps, int64_t batch, int64_t seq_len,
+           const std::function<void(int, const ForwardResult&)>& observe) {
   TransformerLM model(c);
   std::vector<ParamGroupEntry> groups;
   for (const NamedParam& p : model.params().all()) groups.push_back({p.name, p.tensor, p.decay});
   AdamWConfig opt;
-  opt.lr = 3e-3;
+  opt.lr = lr;
   AdamW adamw(groups, opt);
-  data::SyntheticDomains source(c.vocab_size, 4, 11, 0.9);
-  double cv = 0;
-  int measured = 0;
   for (int step = 0; step < steps; ++step) {
-    data::Batch batch = source.next_batch(8, 32);
-    ForwardResult out = model.forward(batch.inputs, batch.targets, true);
+    data::Batch b = source.next_batch(batch, seq_len);
+    ForwardResult out = model.forward(b.inputs, b.targets, true);
     backward(out.loss);
     adamw.step();
     adamw.zero_grad();
     for (size_t l = 0; l < out.routings.size(); ++l) model.moe_layers()[l]->update_bias(out.routings[l].counts);
-    if (step >= steps - 10) {
-      for (const Routing& r : out.routings) cv += load_cv(r.counts) / static_cast<double>(out.routings.size());
-      ++measured;
-    }
+    observe(step, out);
   }
+}
+
+// Trains on synthetic data and returns the load CV over the last 10 steps, averaged over MoE layers.
+double train_and_measure_cv(const ModelConfig& c, int steps) {
+  data::SyntheticDomains source(c.vocab_size, 4, 11, 0.9);
+  double cv = 0;
+  int measured = 0;
+  train(c, 3e-3, source, steps, 8, 32, [&](int step, const ForwardResult& out) {
+    if (step < steps - 10) return;
+    for (const Routing& r : out.routings) cv += load_cv(r.counts) / static_cast<double>(out.routings.size());
+    ++measured;
+  });
   return cv / measured;
 }
 }  // namespace
@@ -127,23 +136,12 @@ TEST_CASE("transformer: training lowers the loss on synthetic data", "[transform
   c.embedding_init_std = 0.02;
   c.d_ff = 64;
   c.moe.d_expert = 32;
-  TransformerLM model(c);
-  std::vector<ParamGroupEntry> groups;
-  for (const NamedParam& p : model.params().all()) groups.push_back({p.name, p.tensor, p.decay});
-  AdamWConfig opt;
-  opt.lr = 1e-2;
-  AdamW adamw(groups, opt);
   data::SyntheticDomains source(16, 2, 3, 0.95);
   double first = 0, last = 0;
-  for (int step = 0; step < 150; ++step) {
-    data::Batch batch = source.next_batch(8, 16);
-    ForwardResult out = model.forward(batch.inputs, batch.targets, true);
-    backward(out.loss);
-    adamw.step();
-    adamw.zero_grad();
+  train(c, 1e-2, source, 150, 8, 16, [&](int step, const ForwardResult& out) {
     if (step < 5) first += out.ce.item() / 5;
     if (step >= 145) last += out.ce.item() / 5;
-  }
+  });
   INFO("first " << first << " last " << last);
   CHECK(last < first - 0.5);
 }
