@@ -22,7 +22,7 @@ TEST_CASE("tensor creation, shape queries and read-back", "[tensor]") {
   CHECK_THROWS_WITH(t.item(), Catch::Contains("more than one element"));
 }
 
-TEST_CASE("views share storage; contiguous() copies only when needed", "[tensor][shape]") {
+TEST_CASE("views share storage, contiguous() copies only when needed", "[tensor][shape]") {
   Tensor a = Tensor::from_vector(std::vector<float>{0, 1, 2, 3, 4, 5}, {2, 3});
   Tensor r = a.reshape({3, 2});
   CHECK(r.same_storage(a));

@@ -139,7 +139,7 @@ TEST_CASE("hash router: a fixed expert per token id, gate 1", "[router][hash]") 
   CHECK_THROWS_WITH(route(cfg, RouterWeights{}, RouteInputs{in.x}), Catch::Contains("needs the token id"));
 }
 
-TEST_CASE("noisy_topk: noise in training only; load probabilities in [0, 1]", "[router][noisy_topk]") {
+TEST_CASE("noisy_topk: noise in training only, load probabilities in [0, 1]", "[router][noisy_topk]") {
   RouterConfig cfg;
   cfg.kind = RouterKind::noisy_topk;
   cfg.num_experts = 6;

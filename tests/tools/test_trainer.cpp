@@ -62,7 +62,7 @@ TEST_CASE("counts cover every slot of the accumulated micro-batches", "[trainer]
   CHECK(std::isfinite(m.grad_norm));
 }
 
-TEST_CASE("collapse.yaml collapses; its balanced variants do not", "[trainer][collapse]") {
+TEST_CASE("collapse.yaml collapses, its balanced variants do not", "[trainer][collapse]") {
   const double plain = final_cv("collapse", 120);
   const double aux = final_cv("collapse_switch_aux", 120);
   const double bias = final_cv("collapse_bias", 120);
