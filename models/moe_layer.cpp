@@ -62,7 +62,8 @@ Tensor combine(const Tensor& expert_out, const Routing& routing) {
   return scatter_add_rows(expert_out, routing.slot_token, routing.num_tokens, routing.slot_gate);
 }
 
-MoeForward MoeLayer::forward(const Tensor& x, const std::vector<int32_t>* token_ids, bool training, Generator* noise) {
+MoeForward MoeLayer::forward(const Tensor& x, const std::vector<int32_t>* token_ids, bool training, Generator* noise,
+                             const Tensor& replay_noise) {
   const Shape shape = x.shape();
   Tensor tokens = reshape(x, {-1, config_.d_model});
   RouteInputs in;
@@ -70,6 +71,7 @@ MoeForward MoeLayer::forward(const Tensor& x, const std::vector<int32_t>* token_
   in.token_ids = token_ids;
   in.training = training;
   in.noise = noise;
+  in.replay_noise = replay_noise;
   bool any_bias = false;
   for (float b : bias_) any_bias = any_bias || b != 0.0f;
   in.bias = any_bias ? &bias_ : nullptr;

@@ -149,10 +149,19 @@ Routing route(const RouterConfig& config, const RouterWeights& w, const RouteInp
       r.probs = softmax(r.logits);
       Tensor noisy = r.logits, noise_std;
       if (in.training) {
-        ENGINE_CHECK(in.noise != nullptr && w.noise.defined(), "route",
-                     "noisy_topk needs a noise generator and W_noise");
+        ENGINE_CHECK((in.noise != nullptr || in.replay_noise.defined()) && w.noise.defined(), "route",
+                     "noisy_topk needs a noise generator (or replayed noise) and W_noise");
+        Tensor eps;
+        if (in.replay_noise.defined()) {
+          ENGINE_CHECK(in.replay_noise.shape() == Shape({N, E}), "route",
+                       "replayed noise must be [" + std::to_string(N) + ", " + std::to_string(E) + "], got " +
+                           in.replay_noise.str());
+          eps = in.replay_noise.to(r.logits.dtype()).to(r.logits.device());
+        } else {
+          eps = randn({N, E}, *in.noise, 0.0, 1.0, r.logits.dtype(), r.logits.device());
+        }
         noise_std = softplus(linear(in.x, w.noise));
-        noisy = add(r.logits, mul(randn({N, E}, *in.noise, 0.0, 1.0, r.logits.dtype(), r.logits.device()), noise_std));
+        noisy = add(r.logits, mul(eps, noise_std));
       }
       Selection sel = select_topk(noisy, k, in.bias);
       assign_token_choice(r, sel, softmax(sel.gates));  // softmax over the top-k of H

@@ -69,6 +69,9 @@ struct RouteInputs {
   const std::vector<float>* bias = nullptr;         // loss-free bias b [E], or null
   bool training = true;
   engine::Generator* noise = nullptr;  // noisy_topk in training
+  // noisy_topk in training: standard-normal draws eps [N, E] to use instead of drawing from
+  // `noise` (a reference file's noise replayed by moe-refcheck).
+  engine::Tensor replay_noise;
 };
 
 Routing route(const RouterConfig& config, const RouterWeights& weights, const RouteInputs& in);

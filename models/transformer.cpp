@@ -125,7 +125,11 @@ ForwardResult TransformerLM::forward(const Tensor& inputs, const Tensor& targets
     x = add(x, attention(b, norm(x, b.norm1_w, b.norm1_b), training));
     Tensor h = norm(x, b.norm2_w, b.norm2_b);
     if (b.moe) {
-      MoeForward m = b.moe->forward(h, &ids, training, &noise_gen_);
+      const size_t moe_index = out.routings.size();
+      ENGINE_CHECK(replay_noise_.empty() || moe_index < replay_noise_.size(), "TransformerLM::forward",
+                   "replayed router noise covers " + std::to_string(replay_noise_.size()) + " MoE layers, not all");
+      MoeForward m = b.moe->forward(h, &ids, training, &noise_gen_,
+                                    replay_noise_.empty() ? Tensor() : replay_noise_[moe_index]);
       x = add(x, dropout(m.output, c.dropout, dropout_gen_, training));
       out.moe_layer_index.push_back(static_cast<int64_t>(l));
       out.routings.push_back(std::move(m.routing));

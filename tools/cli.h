@@ -12,10 +12,14 @@ namespace tools {
 // 2 after a bad flag). The options must include "help,h".
 inline std::optional<int> parse_flags(int argc, char** argv, const char* program,
                                       const boost::program_options::options_description& opts,
-                                      boost::program_options::variables_map& vm) {
+                                      boost::program_options::variables_map& vm,
+                                      const boost::program_options::positional_options_description* positional = nullptr) {
   namespace po = boost::program_options;
   try {
-    po::store(po::parse_command_line(argc, argv, opts), vm);
+    po::command_line_parser parser(argc, argv);
+    parser.options(opts);
+    if (positional) parser.positional(*positional);
+    po::store(parser.run(), vm);
     if (vm.count("help")) {  // before notify(): --help works without the required flags
       std::cout << opts;
       return 0;

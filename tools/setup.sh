@@ -10,8 +10,10 @@ cd "$(dirname "$0")/.."
 mode=${1:-run}
 case "$mode" in run|test) ;; *) echo "usage: tools/setup.sh run|test" >&2; exit 2 ;; esac
 
-packages=(build-essential cmake ninja-build libdnnl-dev libhdf5-dev hdf5-tools libyaml-cpp-dev
-          libboost-program-options-dev catch2)
+# Debian's oneDNN CMake config looks for OpenCL (its GPU runtime) even for CPU use, so the
+# OpenCL headers and loader are needed to configure, though nothing here runs OpenCL.
+packages=(build-essential cmake ninja-build libdnnl-dev ocl-icd-opencl-dev opencl-headers libhdf5-dev hdf5-tools
+          libyaml-cpp-dev libboost-program-options-dev catch2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

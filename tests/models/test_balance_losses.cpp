@@ -18,7 +18,7 @@ Routing route_random(RouterKind kind, const Tensor& x, const Tensor& w, const Te
   cfg.top_k = k;
   cfg.capacity_factor = kind == RouterKind::expert_choice ? 1.0 : 0.0;
   Generator noise(4);
-  RouteInputs in{x, nullptr, nullptr, true, &noise};
+  RouteInputs in{x, nullptr, nullptr, true, &noise, {}};
   return route(cfg, RouterWeights{w, w_noise}, in);
 }
 

@@ -99,7 +99,8 @@ std::string format_duration(double seconds) {
 
 }  // namespace
 
-Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress) : config_(config), progress_(progress) {
+Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::unique_ptr<data::TokenSource> train_source)
+    : config_(config), progress_(progress) {
   if (config.device != rc::DeviceKind::cpu)
     throw std::runtime_error("moe-train: device '" + std::string(rc::to_string(config.device)) +
                              "' is not supported by the training loop yet (the CUDA ops are; the loop runs on cpu)");
@@ -122,8 +123,9 @@ Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress) : config_(
   schedule_.decay = config.schedule.decay == rc::DecayKind::cosine ? LrSchedule::cosine : LrSchedule::constant;
   schedule_.min_lr_ratio = config.schedule.min_lr_ratio;
   schedule_.validate();
-  train_data_ = make_source(config, false);
+  train_data_ = train_source ? std::move(train_source) : make_source(config, false);
   eval_data_ = make_source(config, true);
+  if (config.logging.out_dir.empty()) return;
 
   const std::filesystem::path out(config.logging.out_dir);
   std::filesystem::create_directories(out);
@@ -195,6 +197,7 @@ void Trainer::log(const StepMetrics& m) {
   line << " | lr " << std::scientific << std::setprecision(2) << m.lr << std::fixed << std::setprecision(0) << " | "
        << m.tokens_per_second << " tok/s | ETA " << format_duration(eta);
   progress_ << line.str() << std::endl;  // flushed: progress shows up in redirected logs too
+  if (!jsonl_) return;
 
   *jsonl_ << std::setprecision(8) << "{\"step\": " << m.step << ", \"loss\": " << m.loss << ", \"ce\": " << m.ce
           << ", \"lr\": " << m.lr << ", \"grad_norm\": " << m.grad_norm << ", \"tokens_per_s\": " << m.tokens_per_second
@@ -229,6 +232,7 @@ void Trainer::log(const StepMetrics& m) {
 void Trainer::log_eval(double loss) {
   progress_ << "eval at step " << step_ << " | loss " << std::fixed << std::setprecision(4) << loss << " perplexity "
             << std::setprecision(2) << std::exp(loss) << std::endl;
+  if (!jsonl_) return;
   *jsonl_ << std::setprecision(8) << "{\"step\": " << step_ << ", \"eval_loss\": " << loss
           << ", \"eval_perplexity\": " << std::exp(loss) << "}\n";
   jsonl_->flush();

@@ -29,7 +29,10 @@ struct StepMetrics {
 
 class Trainer {
  public:
-  Trainer(const runconfig::RunConfig& config, std::ostream& progress);
+  // train_source replaces the config's training data when given (moe-refcheck feeds one fixed
+  // batch). An empty logging.out_dir writes no files (progress still goes to `progress`).
+  Trainer(const runconfig::RunConfig& config, std::ostream& progress,
+          std::unique_ptr<data::TokenSource> train_source = nullptr);
   ~Trainer();
 
   StepMetrics step();  // one optimizer step

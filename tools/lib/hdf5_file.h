@@ -1,0 +1,57 @@
+// A small typed layer over the HDF5 C library for the engine's files (reference files now,
+// checkpoints later). Objects are named by absolute paths ("/expected/grads/tok_embedding.weight").
+//
+// Contract: every failure throws h5::Error with a message "FILE: /OBJECT: what is wrong", never
+// an HDF5 error stack on stderr and never a crash: a missing object, a dataset of the wrong
+// class (float vs integer), an unreadable or non-HDF5 file. Reads convert from any stored
+// float (or integer) width to the requested one, as h5py writes float32 or float64.
+#pragma once
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace h5 {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+using Dims = std::vector<int64_t>;
+
+class File {
+ public:
+  enum class Mode { read, read_write, create };  // create truncates an existing file
+  File(const std::string& path, Mode mode);
+  ~File();
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+
+  const std::string& path() const { return path_; }
+  bool exists(const std::string& object) const;                   // any link along the path may be missing
+  std::vector<std::string> members(const std::string& group) const;  // names, sorted
+  Dims dims(const std::string& dataset) const;                      // {} for a scalar
+
+  std::vector<float> read_floats(const std::string& dataset, Dims* dims = nullptr) const;
+  std::vector<int32_t> read_ints(const std::string& dataset, Dims* dims = nullptr) const;
+  double read_scalar(const std::string& dataset) const;  // a float dataset holding one value
+  std::string read_string_attribute(const std::string& object, const std::string& name) const;
+
+  // Writes create missing groups along the path; an existing dataset of the same shape is
+  // overwritten in place, one of another shape is an error.
+  void write_floats(const std::string& dataset, const std::vector<float>& values, const Dims& dims);
+  void write_ints(const std::string& dataset, const std::vector<int32_t>& values, const Dims& dims);
+  void write_string_attribute(const std::string& object, const std::string& name, const std::string& value);
+
+ private:
+  [[noreturn]] void fail(const std::string& object, const std::string& what) const;
+  int64_t open_dataset(const std::string& dataset, int type_class) const;  // an hid_t; checks the class
+  void write(const std::string& dataset, const void* data, int64_t mem_type, int64_t file_type, const Dims& dims);
+  void make_groups(const std::string& object);
+
+  std::string path_;
+  int64_t file_ = -1;  // hid_t
+};
+
+}  // namespace h5

@@ -1,0 +1,544 @@
+#!/usr/bin/env python3
+"""PyTorch reference for the engine's MoE transformer (as llm.c checks itself against PyTorch).
+
+Builds the model of a moe-train YAML config in plain PyTorch, written independently of the
+engine from the formulas in ../shared/reference/moe-balancing.md, runs one forward and backward
+on a random batch and S AdamW training steps, and writes everything to an HDF5 reference file
+that `build/bin/moe-refcheck FILE` compares the engine against. Layout: tests/data/reference/README.md.
+
+    python3 tools/torch_reference.py --config configs/tiny.yaml --out ref.h5 [--set key=value ...]
+    python3 tools/torch_reference.py --suite tests/data/reference     # regenerate the committed set
+
+Needs torch, h5py, numpy and PyYAML (pip); never needed to build or train the engine.
+
+Choices that make the comparison decisive:
+- The reference is computed in float64 from float32 parameters, so what refcheck measures is the
+  engine's float32 error against the exact result.
+- Norm gains and biases are perturbed away from 1 and 0 (--no-perturb keeps the init), so a
+  bias or gain applied in the wrong place shows in the forward pass, not only in gradients.
+- noisy_topk: the reference CARRIES the noise. The standard-normal draws eps [N, E] of each MoE
+  layer and step are stored under /noise and the engine replays them instead of drawing its own.
+- Dropout must be 0 (its masks are not carried).
+"""
+import argparse
+import copy
+import math
+import os
+import sys
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+# Every key the engine reads, with its default (configs/README.md is the reference).
+DEFAULTS = {
+    "model": {"vocab_size": 256, "d_model": 128, "n_layers": 4, "n_heads": 4, "max_seq_len": 128,
+              "norm": "layernorm", "norm_eps": 1e-5, "position": "learned", "tie_embeddings": True,
+              "dropout": 0.0, "d_ff": 512, "activation": "gelu", "init_std": 0.02, "embedding_init_std": 0.02},
+    "moe": {"enabled": True, "layers": "all", "every_n": 2, "first_dense": 0, "num_experts": 8, "top_k": 2,
+            "d_expert": 256, "num_shared_experts": 0, "d_shared": 0, "router": "topk_softmax",
+            "normalize_topk": False, "capacity_factor": 0.0, "drop_policy": "position",
+            "losses": {"switch_aux": 0.0, "importance": 0.0, "load": 0.0, "z_loss": 0.0, "sequence_aux": 0.0},
+            "bias_update_rate": 0.0},
+    "optimizer": {"lr": 3e-3, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1,
+                  "decay_embeddings": False, "decay_norms_and_biases": False, "grad_clip": 1.0},
+    "schedule": {"warmup_steps": 20, "decay": "cosine", "min_lr_ratio": 0.1, "total_steps": 0},
+    "training": {"steps": 200, "batch_size": 16, "seq_len": 64, "grad_accum": 1, "seed": 0},
+}
+LOSS_NAMES = ["switch_aux", "importance", "load", "z_loss", "sequence_aux"]  # the engine's log order
+
+
+def merge(base, override, path=""):
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(out.get(key), dict) and isinstance(value, dict):
+            out[key] = merge(out[key], value, path + key + ".")
+        else:
+            out[key] = value
+    return out
+
+
+def apply_override(cfg, item):
+    key, _, value = item.partition("=")
+    node = cfg
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def is_moe_layer(cfg, layer):
+    m = cfg["moe"]
+    if not m["enabled"] or m["layers"] == "none" or layer < m["first_dense"]:
+        return False
+    return m["layers"] == "all" or (layer - m["first_dense"]) % m["every_n"] == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters: the engine's names (PyTorch state_dict style) and shapes.
+
+def parameter_specs(cfg):
+    """(name, shape, kind) in the engine's order; kind: matrix, residual, embedding, gain, bias."""
+    mc, moe = cfg["model"], cfg["moe"]
+    d, V, E = mc["d_model"], mc["vocab_size"], moe["num_experts"]
+    ln = mc["norm"] == "layernorm"
+    specs = [("tok_embedding.weight", (V, d), "embedding")]
+    if mc["position"] == "learned":
+        specs.append(("pos_embedding.weight", (mc["max_seq_len"], d), "embedding"))
+
+    def norm(prefix):
+        specs.append((prefix + ".weight", (d,), "gain"))
+        if ln:
+            specs.append((prefix + ".bias", (d,), "bias"))
+
+    def mlp(prefix, hidden):
+        if mc["activation"] == "gelu":
+            specs.extend([(prefix + ".fc1.weight", (hidden, d), "matrix"), (prefix + ".fc1.bias", (hidden,), "bias"),
+                          (prefix + ".fc2.weight", (d, hidden), "residual"), (prefix + ".fc2.bias", (d,), "bias")])
+        else:
+            specs.extend([(prefix + ".gate_proj.weight", (hidden, d), "matrix"),
+                          (prefix + ".up_proj.weight", (hidden, d), "matrix"),
+                          (prefix + ".down_proj.weight", (d, hidden), "residual")])
+
+    for l in range(mc["n_layers"]):
+        p = f"layers.{l}"
+        norm(p + ".norm1")
+        specs.extend([(p + ".attn.qkv.weight", (3 * d, d), "matrix"), (p + ".attn.qkv.bias", (3 * d,), "bias"),
+                      (p + ".attn.proj.weight", (d, d), "residual"), (p + ".attn.proj.bias", (d,), "bias")])
+        norm(p + ".norm2")
+        if is_moe_layer(cfg, l):
+            if moe["router"] != "hash":
+                specs.append((p + ".moe.router.weight", (E, d), "matrix"))
+            if moe["router"] == "noisy_topk":
+                specs.append((p + ".moe.router.noise.weight", (E, d), "matrix"))
+            for e in range(E):
+                mlp(f"{p}.moe.experts.{e}", moe["d_expert"])
+            for s in range(moe["num_shared_experts"]):
+                mlp(f"{p}.moe.shared_experts.{s}", moe["d_shared"] or moe["d_expert"])
+        else:
+            mlp(p + ".mlp", mc["d_ff"])
+    norm("norm_f")
+    if not mc["tie_embeddings"]:
+        specs.append(("lm_head.weight", (V, d), "matrix"))
+    return specs
+
+
+def init_parameters(cfg, gen, perturb):
+    """GPT-2 init as the engine documents it; float32 values (the engine's storage type)."""
+    mc = cfg["model"]
+    residual_std = mc["init_std"] / math.sqrt(2.0 * mc["n_layers"])
+    params = {}
+    for name, shape, kind in parameter_specs(cfg):
+        if kind == "embedding":
+            t = torch.randn(shape, generator=gen) * mc["embedding_init_std"]
+        elif kind == "matrix":
+            t = torch.randn(shape, generator=gen) * mc["init_std"]
+        elif kind == "residual":
+            t = torch.randn(shape, generator=gen) * residual_std
+        elif kind == "gain":
+            t = 1.0 + (0.1 * torch.randn(shape, generator=gen) if perturb else torch.zeros(shape))
+        else:
+            t = 0.02 * torch.randn(shape, generator=gen) if perturb else torch.zeros(shape)
+        params[name] = t.float()
+    return params
+
+
+def decays(name, kind, opt):
+    if "embedding" in name:
+        return opt["decay_embeddings"]
+    if kind in ("gain", "bias"):
+        return opt["decay_norms_and_biases"]
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# The model.
+
+def norm(cfg, x, p, prefix):
+    mc = cfg["model"]
+    if mc["norm"] == "layernorm":
+        return F.layer_norm(x, (x.shape[-1],), p[prefix + ".weight"], p[prefix + ".bias"], mc["norm_eps"])
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + mc["norm_eps"]) * p[prefix + ".weight"]
+
+
+def rope(x):  # [B, H, T, Dh], rotate-half form
+    T, Dh = x.shape[2], x.shape[3]
+    half = Dh // 2
+    i = torch.arange(Dh, dtype=torch.float64) % half
+    angle = torch.arange(T, dtype=torch.float64)[:, None] * torch.pow(10000.0, -2.0 * i / Dh)[None, :]
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * angle.cos().to(x.dtype) + rotated * angle.sin().to(x.dtype)
+
+
+def attention(cfg, x, p, prefix):
+    B, T, C = x.shape
+    H = cfg["model"]["n_heads"]
+    qkv = F.linear(x, p[prefix + ".qkv.weight"], p[prefix + ".qkv.bias"])
+    q, k, v = (t.reshape(B, T, H, C // H).transpose(1, 2) for t in qkv.split(C, dim=-1))
+    if cfg["model"]["position"] == "rope":
+        q, k = rope(q), rope(k)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(C // H)
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    a = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1) @ v
+    return F.linear(a.transpose(1, 2).reshape(B, T, C), p[prefix + ".proj.weight"], p[prefix + ".proj.bias"])
+
+
+def mlp(cfg, x, p, prefix):
+    if cfg["model"]["activation"] == "gelu":
+        h = F.gelu(F.linear(x, p[prefix + ".fc1.weight"], p[prefix + ".fc1.bias"]), approximate="tanh")
+        return F.linear(h, p[prefix + ".fc2.weight"], p[prefix + ".fc2.bias"])
+    h = F.silu(F.linear(x, p[prefix + ".gate_proj.weight"])) * F.linear(x, p[prefix + ".up_proj.weight"])
+    return F.linear(h, p[prefix + ".down_proj.weight"])
+
+
+def hash_expert(token, E):
+    return ((int(token) * 2654435761) >> 7) % E
+
+
+def route(cfg, x, p, prefix, token_ids, bias, noise):
+    """Returns assignments (expert, token, differentiable gate) before drops, plus probs/logits/load_probs."""
+    moe = cfg["moe"]
+    E, k, kind = moe["num_experts"], moe["top_k"], moe["router"]
+    N = x.shape[0]
+    r = {"logits": None, "probs": None, "load_probs": None}
+    b = torch.tensor(bias, dtype=x.dtype)
+
+    def token_choice(scores, gates_from):
+        sel = torch.topk(scores + b, k, dim=-1).indices  # the bias picks, never weighs
+        gates = gates_from(sel)
+        r["expert"] = sel.reshape(-1).tolist()
+        r["token"] = [m // k for m in range(N * k)]
+        r["gate"] = gates.reshape(-1)
+
+    if kind in ("topk_softmax", "switch"):
+        r["logits"] = F.linear(x, p[prefix + ".router.weight"])
+        r["probs"] = torch.softmax(r["logits"], dim=-1)
+        def gates(sel):
+            g = r["probs"].gather(1, sel)
+            return g / g.sum(-1, keepdim=True) if moe["normalize_topk"] else g
+        token_choice(r["probs"], gates)
+    elif kind == "sigmoid_topk":
+        r["logits"] = F.linear(x, p[prefix + ".router.weight"])
+        scores = torch.sigmoid(r["logits"])
+        r["probs"] = scores / scores.sum(-1, keepdim=True)
+        def gates(sel):
+            g = scores.gather(1, sel)
+            return g / g.sum(-1, keepdim=True)
+        token_choice(scores, gates)
+    elif kind == "noisy_topk":
+        r["logits"] = F.linear(x, p[prefix + ".router.weight"])
+        r["probs"] = torch.softmax(r["logits"], dim=-1)
+        noise_std = F.softplus(F.linear(x, p[prefix + ".router.noise.weight"]))
+        H = r["logits"] + noise.to(x.dtype) * noise_std
+        token_choice(H, lambda sel: torch.softmax(H.gather(1, sel), dim=-1))
+        if k < E:  # P(expert i kept under fresh noise), the k-th largest of H without i as threshold
+            top = torch.topk(H, k + 1, dim=-1).values
+            kth, nxt = top[:, k - 1:k], top[:, k:k + 1]
+            chosen = torch.zeros(N, E, dtype=torch.bool)
+            chosen[torch.tensor(r["token"]), torch.tensor(r["expert"])] = True
+            threshold = torch.where(chosen, nxt, kth)
+            r["load_probs"] = torch.distributions.Normal(0.0, 1.0).cdf((r["logits"] - threshold) / noise_std)
+    elif kind == "expert_choice":
+        r["logits"] = F.linear(x, p[prefix + ".router.weight"])
+        r["probs"] = torch.softmax(r["logits"], dim=-1)
+        C = min(N, math.ceil(moe["capacity_factor"] * N * k / E))
+        picks = torch.topk(r["probs"].t(), C, dim=-1)
+        r["token"] = picks.indices.reshape(-1).tolist()
+        r["expert"] = [m // C for m in range(E * C)]
+        r["gate"] = picks.values.reshape(-1)
+    elif kind == "hash":
+        experts = [hash_expert(t, E) for t in token_ids]
+        r["probs"] = F.one_hot(torch.tensor(experts), E).to(x.dtype)
+        r["expert"], r["token"] = experts, list(range(N))
+        r["gate"] = torch.ones(N, dtype=x.dtype)
+    else:
+        raise SystemExit(f"unknown router {kind}")
+    r["counts"] = np.bincount(np.array(r["expert"], dtype=np.int64), minlength=E)
+    return r
+
+
+def kept_slots(cfg, r, N):
+    """Per expert, the assignment indices that survive capacity, in token order."""
+    moe = cfg["moe"]
+    E, k = moe["num_experts"], moe["top_k"]
+    per_expert = [[] for _ in range(E)]
+    for m, e in enumerate(r["expert"]):
+        per_expert[e].append(m)
+    if moe["router"] == "expert_choice" or moe["capacity_factor"] <= 0:
+        return per_expert
+    C = math.ceil(moe["capacity_factor"] * N * k / E)
+    gate = r["gate"].detach().tolist()
+    out = []
+    for lst in per_expert:
+        if moe["drop_policy"] == "score":
+            lst = sorted(sorted(lst, key=lambda m: -gate[m])[:C])
+        out.append(lst[:C])
+    return out
+
+
+def moe_layer(cfg, h, p, prefix, token_ids, bias, noise):
+    B, T, d = h.shape
+    x = h.reshape(-1, d)
+    r = route(cfg, x, p, prefix, token_ids, bias, noise)
+    y = torch.zeros_like(x)
+    for e, slots in enumerate(kept_slots(cfg, r, x.shape[0])):
+        if not slots:
+            continue
+        tokens = torch.tensor([r["token"][m] for m in slots])
+        out = mlp(cfg, x[tokens], p, f"{prefix}.experts.{e}") * r["gate"][torch.tensor(slots)][:, None]
+        y = y.index_add(0, tokens, out)
+    for s in range(cfg["moe"]["num_shared_experts"]):
+        y = y + mlp(cfg, x, p, f"{prefix}.shared_experts.{s}")
+    return y.reshape(B, T, d), r
+
+
+def cv_squared(v):
+    m = v.mean()
+    return ((v - m) ** 2).mean() / (m * m + 1e-10)
+
+
+def balance_terms(cfg, r, B, T):
+    E, k = cfg["moe"]["num_experts"], cfg["moe"]["top_k"]
+    M = len(r["expert"])
+    experts = torch.tensor(r["expert"])
+    out = {}
+    if r["probs"] is not None and M:
+        f = torch.tensor(r["counts"] / M, dtype=r["probs"].dtype)
+        out["switch_aux"] = E * (f * r["probs"].mean(0)).sum()
+        fs = torch.zeros(B, E, dtype=r["probs"].dtype)
+        for m in range(M):
+            fs[r["token"][m] // T, r["expert"][m]] += 1.0 / (T * k)
+        out["sequence_aux"] = E / B * (fs * r["probs"].reshape(B, T, E).mean(1)).sum()
+    if M:
+        out["importance"] = cv_squared(torch.zeros(E, dtype=r["gate"].dtype).index_add(0, experts, r["gate"]))
+    if r["load_probs"] is not None:
+        out["load"] = cv_squared(r["load_probs"].sum(0))
+    if r["logits"] is not None:
+        out["z_loss"] = (torch.logsumexp(r["logits"], dim=-1) ** 2).mean()
+    return out
+
+
+def forward(cfg, p, inputs, targets, biases, noises):
+    mc = cfg["model"]
+    B, T = inputs.shape
+    x = p["tok_embedding.weight"][inputs]
+    if mc["position"] == "learned":
+        x = x + p["pos_embedding.weight"][:T]
+    ids = inputs.reshape(-1).tolist()
+    routings = []
+    for l in range(mc["n_layers"]):
+        pre = f"layers.{l}"
+        x = x + attention(cfg, norm(cfg, x, p, pre + ".norm1"), p, pre + ".attn")
+        h = norm(cfg, x, p, pre + ".norm2")
+        if is_moe_layer(cfg, l):
+            y, r = moe_layer(cfg, h, p, pre + ".moe", ids, biases[pre], noises.get(pre))
+            routings.append(r)
+            x = x + y
+        else:
+            x = x + mlp(cfg, h, p, pre + ".mlp")
+    x = norm(cfg, x, p, "norm_f")
+    logits = x @ (p["tok_embedding.weight"] if mc["tie_embeddings"] else p["lm_head.weight"]).t()
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    terms, total = {}, ce
+    per_layer = [balance_terms(cfg, r, B, T) for r in routings]
+    for name in LOSS_NAMES:
+        values = [t[name] for t in per_layer if name in t]
+        if not values:
+            continue
+        terms[name] = sum(values) / len(routings)
+        coef = cfg["moe"]["losses"][name]
+        if coef > 0:
+            total = total + coef * terms[name]
+    return logits, total, ce, terms, routings
+
+
+def lr_at(cfg, step):
+    s, base = cfg["schedule"], cfg["optimizer"]["lr"]
+    total = s["total_steps"] or cfg["training"]["steps"]
+    warm = s["warmup_steps"]
+    if step <= warm:
+        return base * step / warm
+    if s["decay"] == "constant":
+        return base
+    low = base * s["min_lr_ratio"]
+    if step >= total:
+        return low
+    return low + (base - low) * 0.5 * (1 + math.cos(math.pi * (step - warm) / (total - warm)))
+
+
+def update_bias(cfg, bias, counts):
+    u = cfg["moe"]["bias_update_rate"]
+    if u <= 0:
+        return bias
+    mean = counts.mean()
+    return (np.asarray(bias, dtype=np.float32) + np.float32(u) * np.sign(mean - counts).astype(np.float32)).astype(
+        np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def make_reference(cfg, out_path, steps, seed, perturb, dtype):
+    mc, moe, tr = cfg["model"], cfg["moe"], cfg["training"]
+    if mc["dropout"] != 0:
+        raise SystemExit("torch_reference: model.dropout must be 0 (dropout masks are not carried)")
+    if tr["grad_accum"] != 1:
+        raise SystemExit("torch_reference: training.grad_accum must be 1 (one batch per step)")
+    gen = torch.Generator().manual_seed(seed)
+    B, T, V = tr["batch_size"], tr["seq_len"], mc["vocab_size"]
+    params32 = init_parameters(cfg, gen, perturb)
+    tokens = torch.randint(0, V, (B, T + 1), generator=gen)
+    inputs, targets = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+    moe_prefixes = [f"layers.{l}" for l in range(mc["n_layers"]) if is_moe_layer(cfg, l)]
+    noise = {}
+    if moe["router"] == "noisy_topk":
+        for pre in moe_prefixes:
+            noise[pre] = torch.randn(max(steps, 1), B * T, moe["num_experts"], generator=gen).float()
+
+    specs = {name: kind for name, _, kind in parameter_specs(cfg)}
+    p = {n: t.to(dtype).requires_grad_(True) for n, t in params32.items()}
+    biases = {pre: np.zeros(moe["num_experts"], dtype=np.float32) for pre in moe_prefixes}
+    step_noise = lambda s: {pre: noise[pre][s] for pre in noise}
+
+    logits, total, ce, terms, _ = forward(cfg, p, inputs, targets, biases, step_noise(0))
+    total.backward()
+    grads = {n: (t.grad if t.grad is not None else torch.zeros_like(t)).detach().clone() for n, t in p.items()}
+
+    # S training steps on this batch, as moe-train runs them: backward, clip, AdamW, bias update.
+    opt = cfg["optimizer"]
+    groups = [{"params": [p[n] for n in p if decays(n, specs[n], opt)], "weight_decay": opt["weight_decay"]},
+              {"params": [p[n] for n in p if not decays(n, specs[n], opt)], "weight_decay": 0.0}]
+    adamw = torch.optim.AdamW(groups, lr=opt["lr"], betas=(opt["beta1"], opt["beta2"]), eps=opt["eps"])
+    step_losses = []
+    for s in range(steps):
+        adamw.zero_grad(set_to_none=True)
+        _, loss, _, _, routings = forward(cfg, p, inputs, targets, biases, step_noise(s))
+        loss.backward()
+        step_losses.append(loss.item())
+        if opt["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_([t for t in p.values() if t.grad is not None], opt["grad_clip"])
+        for g in adamw.param_groups:
+            g["lr"] = lr_at(cfg, s + 1)
+        adamw.step()
+        for pre, r in zip(moe_prefixes, routings):
+            biases[pre] = update_bias(cfg, biases[pre], r["counts"])
+
+    tmp = out_path + ".tmp"
+    with h5py.File(tmp, "w") as f:
+        f.attrs["config"] = yaml.safe_dump(cfg, sort_keys=False)
+        f.attrs["format"] = "moe-engine reference 1"
+        f.attrs["generator"] = f"tools/torch_reference.py, torch {torch.__version__}, {str(dtype).split('.')[-1]}"
+        z = {}  # contiguous storage: chunk indexes would cost more than these small tensors save
+        for n, t in params32.items():
+            f.create_dataset("params/" + n, data=t.numpy(), **z)
+        f.create_dataset("batch/inputs", data=inputs.numpy().astype(np.int32))
+        f.create_dataset("batch/targets", data=targets.numpy().astype(np.int32))
+        for pre, t in noise.items():
+            f.create_dataset("noise/" + pre, data=t.numpy(), **z)
+        f.create_dataset("expected/logits", data=logits.detach().float().numpy(), **z)
+        f.create_dataset("expected/loss/total", data=np.float32(total.item()))
+        f.create_dataset("expected/loss/ce", data=np.float32(ce.item()))
+        for name, v in terms.items():
+            f.create_dataset("expected/loss/" + name, data=np.float32(v.item()))
+        for n, g in grads.items():
+            f.create_dataset("expected/grads/" + n, data=g.float().numpy(), **z)
+        f.create_dataset("expected/steps/loss", data=np.array(step_losses, dtype=np.float32))
+    os.replace(tmp, out_path)
+    return total.item(), terms
+
+
+# The committed suite: every router with each balance loss it supports, plus the model's options
+# (norms, positions, activations, shared experts, placement, capacity policies, loss-free bias).
+SUITE_BASE = {
+    "model": {"vocab_size": 48, "d_model": 16, "n_layers": 2, "n_heads": 2, "max_seq_len": 16, "d_ff": 24,
+              "embedding_init_std": 0.5, "init_std": 0.2},
+    "moe": {"num_experts": 4, "top_k": 2, "d_expert": 12},
+    "optimizer": {"lr": 1e-2},
+    "schedule": {"warmup_steps": 2},
+    "training": {"steps": 6, "batch_size": 2, "seq_len": 12},
+}
+SUITE_ROUTERS = {
+    "topk_softmax": {"router": "topk_softmax"},
+    "switch": {"router": "switch", "top_k": 1},
+    "noisy_topk": {"router": "noisy_topk"},
+    "sigmoid_topk": {"router": "sigmoid_topk"},
+    "expert_choice": {"router": "expert_choice", "capacity_factor": 1.0},
+    "hash": {"router": "hash", "top_k": 1},
+}
+SUITE_OPTIONS = {  # checked with every loss the router supports on at once
+    "topk_softmax_normalized_capacity_position": {
+        "moe": {"router": "topk_softmax", "normalize_topk": True, "capacity_factor": 1.0}},
+    "topk_softmax_capacity_score_bias": {
+        "moe": {"router": "topk_softmax", "capacity_factor": 1.0, "drop_policy": "score", "bias_update_rate": 0.05}},
+    "switch_capacity_score": {"moe": {"router": "switch", "top_k": 1, "capacity_factor": 1.25, "drop_policy": "score"}},
+    "noisy_topk_capacity_bias": {"moe": {"router": "noisy_topk", "capacity_factor": 1.0, "bias_update_rate": 0.05}},
+    "sigmoid_topk_bias": {"moe": {"router": "sigmoid_topk", "bias_update_rate": 0.05}},
+    "rmsnorm_rope_swiglu_shared_untied": {
+        "model": {"norm": "rmsnorm", "position": "rope", "activation": "swiglu", "tie_embeddings": False,
+                  "n_layers": 3},
+        "moe": {"num_shared_experts": 1, "d_shared": 8, "layers": "every_n", "every_n": 2}},
+    "first_dense_fine_grained": {
+        "model": {"n_layers": 3}, "moe": {"first_dense": 1, "num_experts": 8, "top_k": 4, "d_expert": 6}},
+}
+SUITE_LOSSES = {  # coefficients large enough that each term visibly moves the gradients
+    "switch_aux": 0.1, "importance": 0.1, "load": 0.1, "z_loss": 0.01, "sequence_aux": 0.1}
+
+
+def supported_losses(router):
+    """load needs noisy routing; hash has no router logits, so no z_loss."""
+    return [n for n in SUITE_LOSSES if (n != "load" or router == "noisy_topk") and (n != "z_loss" or router != "hash")]
+
+
+def suite():
+    """name -> config: each router with CE only and with each balance loss alone, then the options."""
+    out = {}
+    for router, moe in SUITE_ROUTERS.items():
+        base = merge(SUITE_BASE, {"moe": moe})
+        out[router + "__ce_only"] = base
+        for name in supported_losses(router):
+            out[f"{router}__{name}"] = merge(base, {"moe": {"losses": {name: SUITE_LOSSES[name]}}})
+    for option, over in SUITE_OPTIONS.items():
+        cfg = merge(SUITE_BASE, over)
+        losses = {n: SUITE_LOSSES[n] for n in supported_losses(cfg["moe"].get("router", "topk_softmax"))}
+        out[option + "__all_losses"] = merge(cfg, {"moe": {"losses": losses}})
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", help="a moe-train YAML config")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    ap.add_argument("--out", help="the reference file to write")
+    ap.add_argument("--steps", type=int, default=5, help="AdamW steps recorded in /expected/steps/loss")
+    ap.add_argument("--seed", type=int, default=1234, help="seed of the parameters, batch and noise")
+    ap.add_argument("--no-perturb", action="store_true", help="keep norm gains at 1 and biases at 0")
+    ap.add_argument("--float32", action="store_true", help="compute the reference in float32, not float64")
+    ap.add_argument("--suite", metavar="DIR", help="write the committed reference set into DIR")
+    a = ap.parse_args()
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+    dtype = torch.float32 if a.float32 else torch.float64
+    if a.suite:
+        os.makedirs(a.suite, exist_ok=True)
+        for name, cfg in suite().items():
+            cfg = merge(DEFAULTS, cfg)
+            total, terms = make_reference(cfg, os.path.join(a.suite, name + ".h5"), a.steps, a.seed, not a.no_perturb,
+                                          dtype)
+            print(f"{name}: loss {total:.6f} " + " ".join(f"{k} {v.item():.5f}" for k, v in terms.items()))
+        return
+    if not a.config or not a.out:
+        ap.error("--config and --out are required (or --suite DIR)")
+    with open(a.config) as fh:
+        user = yaml.safe_load(fh) or {}
+    for key in ("data", "logging", "checkpointing", "device"):
+        user.pop(key, None)  # not part of the model or the step; the engine uses its defaults
+    for item in a.set:
+        apply_override(user, item)
+    cfg = merge(DEFAULTS, user)
+    total, terms = make_reference(cfg, a.out, a.steps, a.seed, not a.no_perturb, dtype)
+    print(f"wrote {a.out}: loss {total:.6f} " + " ".join(f"{k} {v.item():.5f}" for k, v in terms.items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
