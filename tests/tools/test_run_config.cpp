@@ -252,7 +252,7 @@ TEST_CASE("config: overrides set scalars, nested keys and lists, after the file"
   TempDir tmp("overrides");
   const std::string a = tmp.write("a.txt", "hello");
   const std::string b = tmp.write("b.txt", "world");
-  const std::string cfg = tmp.write("run.yaml", "moe:\n  top_k: 2\ntraining:\n  steps: 10\n");
+  const std::string cfg = tmp.write("run.yaml", "moe:\n  top_k: 2\ntraining:\n  steps: 40\n");
   const RunConfig c =
       load_run_config(cfg, {"moe.top_k=1", "moe.losses.switch_aux=0.01", "model.tie_embeddings=false", "data.kind=text",
                             "data.paths=[" + a + ", " + b + "]", "moe.router=switch", "logging.out_dir=runs/x"});
@@ -263,7 +263,7 @@ TEST_CASE("config: overrides set scalars, nested keys and lists, after the file"
   CHECK(c.data.paths == std::vector<std::string>{a, b});
   CHECK(c.moe.router == RouterKind::switch_);
   CHECK(c.logging.out_dir == "runs/x");
-  CHECK(c.training.steps == 10);  // untouched keys keep the file's value
+  CHECK(c.training.steps == 40);  // untouched keys keep the file's value
   // A whole section as a map merges into it.
   const RunConfig d = parse("", {"moe.losses={z_loss: 0.001, importance: 0.5}"});
   CHECK(d.moe.losses.z_loss == 0.001);
@@ -379,6 +379,17 @@ TEST_CASE("config: load loss with a router other than noisy_topk", "[config]") {
   CHECK_NOTHROW(parse("moe:\n  router: noisy_topk\n  losses: {load: 0.1}\n"));
 }
 
+TEST_CASE("config: a warm-up longer than the schedule", "[config]") {
+  TempDir tmp("warmup");
+  const std::string path = tmp.write("run.yaml", "schedule:\n  warmup_steps: 50\ntraining:\n  steps: 30\n");
+  CHECK_THROWS_WITH(load_run_config(path),
+                    Contains(path + ":2:17: schedule.warmup_steps: must not exceed the schedule's length "
+                                    "(training.steps = 30), got 50 (allowed: 0..30)"));
+  CHECK_THROWS_WITH(parse("", {"schedule.total_steps=10"}),
+                    Contains("schedule.warmup_steps") && Contains("(schedule.total_steps = 10), got 20"));
+  CHECK(parse("", {"training.steps=5", "schedule.total_steps=100"}).schedule.warmup_steps == 20);
+}
+
 TEST_CASE("config: training.seq_len longer than model.max_seq_len", "[config]") {
   TempDir tmp("seq");
   const std::string path = tmp.write("run.yaml", "model:\n  max_seq_len: 32\ntraining:\n  seq_len: 64\n");
@@ -406,7 +417,7 @@ TEST_CASE("config: missing data files are named", "[config]") {
 
 TEST_CASE("config: device cuda without a GPU gives the reason", "[config]") {
   TempDir tmp("device");
-  const std::string path = tmp.write("run.yaml", "training:\n  steps: 5\ndevice: cuda\n");
+  const std::string path = tmp.write("run.yaml", "training:\n  steps: 50\ndevice: cuda\n");
   const CudaProbe no_gpu = [](std::string* reason) {
     *reason = "cudaGetDeviceCount: no CUDA-capable device is detected";
     return false;
