@@ -7,18 +7,22 @@ namespace moe {
 using namespace engine;
 
 ExpertMlp ExpertMlp::create(ParamStore& params, const std::string& prefix, ExpertActivation activation, int64_t d_model,
-                            int64_t d_hidden, double init_std, double residual_std, Generator& gen, DType dtype) {
+                            int64_t d_hidden, double init_std, double residual_std, Generator& gen, DType dtype,
+                            Device device) {
   ExpertMlp m;
   m.activation = activation;
   if (activation == ExpertActivation::gelu) {
-    m.w1 = params.add(prefix + ".fc1.weight", randn({d_hidden, d_model}, gen, 0.0, init_std, dtype), true);
-    m.b1 = params.add(prefix + ".fc1.bias", Tensor::zeros({d_hidden}, dtype), false);
-    m.w2 = params.add(prefix + ".fc2.weight", randn({d_model, d_hidden}, gen, 0.0, residual_std, dtype), true);
-    m.b2 = params.add(prefix + ".fc2.bias", Tensor::zeros({d_model}, dtype), false);
+    m.w1 = params.add(prefix + ".fc1.weight", randn({d_hidden, d_model}, gen, 0.0, init_std, dtype, device), true);
+    m.b1 = params.add(prefix + ".fc1.bias", Tensor::zeros({d_hidden}, dtype, device), false);
+    m.w2 = params.add(prefix + ".fc2.weight", randn({d_model, d_hidden}, gen, 0.0, residual_std, dtype, device), true);
+    m.b2 = params.add(prefix + ".fc2.bias", Tensor::zeros({d_model}, dtype, device), false);
   } else {
-    m.w1 = params.add(prefix + ".gate_proj.weight", randn({d_hidden, d_model}, gen, 0.0, init_std, dtype), true);
-    m.w_up = params.add(prefix + ".up_proj.weight", randn({d_hidden, d_model}, gen, 0.0, init_std, dtype), true);
-    m.w2 = params.add(prefix + ".down_proj.weight", randn({d_model, d_hidden}, gen, 0.0, residual_std, dtype), true);
+    m.w1 =
+        params.add(prefix + ".gate_proj.weight", randn({d_hidden, d_model}, gen, 0.0, init_std, dtype, device), true);
+    m.w_up =
+        params.add(prefix + ".up_proj.weight", randn({d_hidden, d_model}, gen, 0.0, init_std, dtype, device), true);
+    m.w2 = params.add(prefix + ".down_proj.weight", randn({d_model, d_hidden}, gen, 0.0, residual_std, dtype, device),
+                      true);
   }
   return m;
 }
@@ -33,16 +37,18 @@ MoeLayer::MoeLayer(const MoeLayerConfig& config, ParamStore& params, const std::
     : config_(config), bias_(static_cast<size_t>(config.router.num_experts), 0.0f) {
   const int64_t E = config.router.num_experts, d = config.d_model;
   if (config.router.kind != RouterKind::hash)
-    router_.gate = params.add(prefix + ".router.weight", randn({E, d}, gen, 0.0, init_std, config.dtype), true);
+    router_.gate =
+        params.add(prefix + ".router.weight", randn({E, d}, gen, 0.0, init_std, config.dtype, config.device), true);
   if (config.router.kind == RouterKind::noisy_topk)
-    router_.noise = params.add(prefix + ".router.noise.weight", randn({E, d}, gen, 0.0, init_std, config.dtype), true);
+    router_.noise = params.add(prefix + ".router.noise.weight",
+                               randn({E, d}, gen, 0.0, init_std, config.dtype, config.device), true);
   for (int64_t e = 0; e < E; ++e)
     experts_.push_back(ExpertMlp::create(params, prefix + ".experts." + std::to_string(e), config.activation, d,
-                                         config.d_expert, init_std, residual_std, gen, config.dtype));
+                                         config.d_expert, init_std, residual_std, gen, config.dtype, config.device));
   const int64_t d_shared = config.d_shared > 0 ? config.d_shared : config.d_expert;
   for (int64_t s = 0; s < config.num_shared_experts; ++s)
     shared_.push_back(ExpertMlp::create(params, prefix + ".shared_experts." + std::to_string(s), config.activation, d,
-                                        d_shared, init_std, residual_std, gen, config.dtype));
+                                        d_shared, init_std, residual_std, gen, config.dtype, config.device));
 }
 
 Tensor dispatch(const Tensor& tokens, const Routing& routing) { return gather_rows(tokens, routing.slot_token); }

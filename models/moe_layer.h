@@ -24,7 +24,7 @@ struct ExpertMlp {
 
   static ExpertMlp create(ParamStore& params, const std::string& prefix, ExpertActivation activation, int64_t d_model,
                           int64_t d_hidden, double init_std, double residual_std, engine::Generator& gen,
-                          engine::DType dtype = engine::DType::f32);
+                          engine::DType dtype = engine::DType::f32, engine::Device device = engine::Device::cpu());
   engine::Tensor forward(const engine::Tensor& x) const;  // [n, d] -> [n, d]
 };
 
@@ -35,6 +35,7 @@ struct MoeLayerConfig {
   ExpertActivation activation = ExpertActivation::gelu;
   double bias_update_rate = 0.0;             // loss-free balancing; 0 = off
   engine::DType dtype = engine::DType::f32;  // of the parameters (f64 for gradient checks)
+  engine::Device device = engine::Device::cpu();
 };
 
 struct MoeForward {

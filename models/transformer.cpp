@@ -21,42 +21,46 @@ TransformerLM::TransformerLM(const ModelConfig& config)
                                 " is not divisible by n_heads " + std::to_string(c.n_heads));
   Generator gen(c.seed);
   const DType dt = c.dtype;
+  const Device dev = c.device;
   const double residual_std = c.init_std / std::sqrt(2.0 * static_cast<double>(c.n_layers));
   const bool layernorm = c.norm == NormKind::layernorm;
   auto norm_params = [&](const std::string& prefix, Tensor& w, Tensor& b) {
-    w = params_.add(prefix + ".weight", Tensor::full({c.d_model}, 1.0, dt), false);
-    if (layernorm) b = params_.add(prefix + ".bias", Tensor::zeros({c.d_model}, dt), false);
+    w = params_.add(prefix + ".weight", Tensor::full({c.d_model}, 1.0, dt, dev), false);
+    if (layernorm) b = params_.add(prefix + ".bias", Tensor::zeros({c.d_model}, dt, dev), false);
   };
 
-  tok_embedding_ =
-      params_.add("tok_embedding.weight", randn({c.vocab_size, c.d_model}, gen, 0.0, c.embedding_init_std, dt), false);
+  tok_embedding_ = params_.add("tok_embedding.weight",
+                               randn({c.vocab_size, c.d_model}, gen, 0.0, c.embedding_init_std, dt, dev), false);
   if (c.position == PositionKind::learned)
     pos_embedding_ = params_.add("pos_embedding.weight",
-                                 randn({c.max_seq_len, c.d_model}, gen, 0.0, c.embedding_init_std, dt), false);
+                                 randn({c.max_seq_len, c.d_model}, gen, 0.0, c.embedding_init_std, dt, dev), false);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "layers." + std::to_string(l);
     Block b;
     norm_params(p + ".norm1", b.norm1_w, b.norm1_b);
-    b.qkv_w = params_.add(p + ".attn.qkv.weight", randn({3 * c.d_model, c.d_model}, gen, 0.0, c.init_std, dt), true);
-    b.qkv_b = params_.add(p + ".attn.qkv.bias", Tensor::zeros({3 * c.d_model}, dt), false);
-    b.proj_w = params_.add(p + ".attn.proj.weight", randn({c.d_model, c.d_model}, gen, 0.0, residual_std, dt), true);
-    b.proj_b = params_.add(p + ".attn.proj.bias", Tensor::zeros({c.d_model}, dt), false);
+    b.qkv_w =
+        params_.add(p + ".attn.qkv.weight", randn({3 * c.d_model, c.d_model}, gen, 0.0, c.init_std, dt, dev), true);
+    b.qkv_b = params_.add(p + ".attn.qkv.bias", Tensor::zeros({3 * c.d_model}, dt, dev), false);
+    b.proj_w =
+        params_.add(p + ".attn.proj.weight", randn({c.d_model, c.d_model}, gen, 0.0, residual_std, dt, dev), true);
+    b.proj_b = params_.add(p + ".attn.proj.bias", Tensor::zeros({c.d_model}, dt, dev), false);
     norm_params(p + ".norm2", b.norm2_w, b.norm2_b);
     if (is_moe_layer(c, l)) {
       MoeLayerConfig mc = c.moe;
       mc.d_model = c.d_model;
       mc.activation = c.activation;
       mc.dtype = dt;
+      mc.device = dev;
       b.moe = std::make_unique<MoeLayer>(mc, params_, p + ".moe", c.init_std, residual_std, gen);
     } else {
-      b.mlp = std::make_unique<ExpertMlp>(
-          ExpertMlp::create(params_, p + ".mlp", c.activation, c.d_model, c.d_ff, c.init_std, residual_std, gen, dt));
+      b.mlp = std::make_unique<ExpertMlp>(ExpertMlp::create(params_, p + ".mlp", c.activation, c.d_model, c.d_ff,
+                                                            c.init_std, residual_std, gen, dt, dev));
     }
     blocks_.push_back(std::move(b));
   }
   norm_params("norm_f", norm_f_w_, norm_f_b_);
   if (!c.tie_embeddings)
-    lm_head_ = params_.add("lm_head.weight", randn({c.vocab_size, c.d_model}, gen, 0.0, c.init_std, dt), true);
+    lm_head_ = params_.add("lm_head.weight", randn({c.vocab_size, c.d_model}, gen, 0.0, c.init_std, dt, dev), true);
 }
 
 std::vector<MoeLayer*> TransformerLM::moe_layers() {
@@ -116,7 +120,7 @@ ForwardResult TransformerLM::forward(const Tensor& inputs, const Tensor& targets
                      std::to_string(c.vocab_size) + ")");
 
   ForwardResult out;
-  Tensor x = embedding(tok_embedding_, inputs);
+  Tensor x = embedding(tok_embedding_, inputs.to(c.device));
   if (c.position == PositionKind::learned) x = add(x, slice(pos_embedding_, 0, 0, T));
   x = dropout(x, c.dropout, dropout_gen_, training);
   const SequenceLayout layout{B, T};
@@ -128,8 +132,8 @@ ForwardResult TransformerLM::forward(const Tensor& inputs, const Tensor& targets
       const size_t moe_index = out.routings.size();
       ENGINE_CHECK(replay_noise_.empty() || moe_index < replay_noise_.size(), "TransformerLM::forward",
                    "replayed router noise covers " + std::to_string(replay_noise_.size()) + " MoE layers, not all");
-      MoeForward m = b.moe->forward(h, &ids, training, &noise_gen_,
-                                    replay_noise_.empty() ? Tensor() : replay_noise_[moe_index]);
+      MoeForward m =
+          b.moe->forward(h, &ids, training, &noise_gen_, replay_noise_.empty() ? Tensor() : replay_noise_[moe_index]);
       x = add(x, dropout(m.output, c.dropout, dropout_gen_, training));
       out.moe_layer_index.push_back(static_cast<int64_t>(l));
       out.routings.push_back(std::move(m.routing));
@@ -141,7 +145,7 @@ ForwardResult TransformerLM::forward(const Tensor& inputs, const Tensor& targets
   out.logits = matmul(x, c.tie_embeddings ? tok_embedding_ : lm_head_, false, true);
   if (!targets.defined()) return out;
 
-  out.ce = cross_entropy(out.logits, targets);
+  out.ce = cross_entropy(out.logits, targets.to(c.device));
   out.loss = out.ce;
   const double layers = static_cast<double>(out.routings.size());
   for (const BalanceLoss& bl : balance_losses()) {

@@ -43,6 +43,7 @@ struct ModelConfig {
   std::map<std::string, double> loss_coefs;  // balance loss name -> coefficient
 
   engine::DType dtype = engine::DType::f32;
+  engine::Device device = engine::Device::cpu();  // where parameters live; inputs are moved there
   uint64_t seed = 0;
 };
 

@@ -15,7 +15,8 @@ namespace po = boost::program_options;
 int main(int argc, char** argv) {
   std::vector<std::string> files;
   refcheck::Tolerances tol;
-  po::options_description opts("moe-refcheck: compare the engine with PyTorch reference files (layout: tests/data/reference/README.md)");
+  po::options_description opts(
+      "moe-refcheck: compare the engine with PyTorch reference files (layout: tests/data/reference/README.md)");
   opts.add_options()("help,h", "show this help")("verbose,v", "print every comparison, not only failures")(
       "loss-tol", po::value<double>(&tol.loss)->default_value(tol.loss), "relative tolerance of the loss terms")(
       "logits-tol", po::value<double>(&tol.logits)->default_value(tol.logits), "tolerance of the logits")(

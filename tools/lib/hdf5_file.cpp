@@ -72,7 +72,9 @@ File::~File() {
   if (file_ >= 0) H5Fclose(file_);
 }
 
-void File::fail(const std::string& object, const std::string& what) const { throw Error(path_ + ": " + object + ": " + what); }
+void File::fail(const std::string& object, const std::string& what) const {
+  throw Error(path_ + ": " + object + ": " + what);
+}
 
 bool File::exists(const std::string& object) const {
   if (object == "/") return true;
@@ -205,8 +207,7 @@ void File::write(const std::string& dataset, const void* data, int64_t mem_type,
   std::vector<hsize_t> h(dims.begin(), dims.end());
   Handle space(dims.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(static_cast<int>(h.size()), h.data(), nullptr),
                H5Sclose);
-  Handle d(H5Dcreate2(file_, dataset.c_str(), file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-           H5Dclose);
+  Handle d(H5Dcreate2(file_, dataset.c_str(), file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
   if (!d.ok()) fail(dataset, "cannot create the dataset");
   if (count(dims) > 0 && H5Dwrite(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
     fail(dataset, "write failed");
@@ -230,8 +231,8 @@ void File::write_string_attribute(const std::string& object, const std::string& 
   H5Tset_size(type.get(), H5T_VARIABLE);
   H5Tset_cset(type.get(), H5T_CSET_UTF8);
   Handle space(H5Screate(H5S_SCALAR), H5Sclose);
-  Handle attr(H5Acreate_by_name(file_, object.c_str(), name.c_str(), type.get(), space.get(), H5P_DEFAULT,
-                                H5P_DEFAULT, H5P_DEFAULT),
+  Handle attr(H5Acreate_by_name(file_, object.c_str(), name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT,
+                                H5P_DEFAULT),
               H5Aclose);
   const char* text = value.c_str();
   if (!attr.ok() || H5Awrite(attr.get(), type.get(), &text) < 0) fail(object, "cannot write attribute '" + name + "'");

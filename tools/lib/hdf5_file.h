@@ -29,9 +29,9 @@ class File {
   File& operator=(const File&) = delete;
 
   const std::string& path() const { return path_; }
-  bool exists(const std::string& object) const;                   // any link along the path may be missing
+  bool exists(const std::string& object) const;                      // any link along the path may be missing
   std::vector<std::string> members(const std::string& group) const;  // names, sorted
-  Dims dims(const std::string& dataset) const;                      // {} for a scalar
+  Dims dims(const std::string& dataset) const;                       // {} for a scalar
 
   std::vector<float> read_floats(const std::string& dataset, Dims* dims = nullptr) const;
   std::vector<int32_t> read_ints(const std::string& dataset, Dims* dims = nullptr) const;

@@ -74,8 +74,9 @@ void load_parameters(const h5::File& f, moe::ParamStore& store) {
     h5::Dims dims;
     std::vector<float> values = f.read_floats(ds, &dims);
     if (engine::Shape(dims.begin(), dims.end()) != p.tensor.shape())
-      bad_file(f, ds, "has shape " + dims_str(engine::Shape(dims.begin(), dims.end())) + ", the model expects " +
-                          dims_str(p.tensor.shape()));
+      bad_file(f, ds,
+               "has shape " + dims_str(engine::Shape(dims.begin(), dims.end())) + ", the model expects " +
+                   dims_str(p.tensor.shape()));
     std::copy(values.begin(), values.end(), p.tensor.data<float>());
   }
   if (!in_file.empty())
@@ -121,7 +122,8 @@ const Comparison* Report::worst() const {
 Report check_reference(const std::string& path, const Tolerances& tol) {
   h5::File f(path, h5::File::Mode::read);
   rc::RunConfig cfg = rc::parse_run_config(f.read_string_attribute("/", "config"), path + ":/config");
-  cfg.logging.out_dir.clear();  // no run folder: nothing is written
+  cfg.logging.out_dir.clear();       // no run folder: nothing is written
+  cfg.device = rc::DeviceKind::cpu;  // the tolerances are the CPU's float32
   if (cfg.model.dropout != 0) bad_file(f, "/config", "model.dropout must be 0 in a reference (masks are not carried)");
   if (cfg.training.grad_accum != 1) bad_file(f, "/config", "training.grad_accum must be 1 in a reference");
   Report report;
@@ -151,8 +153,8 @@ Report check_reference(const std::string& path, const Tolerances& tol) {
   train::Trainer trainer(cfg, quiet, std::make_unique<FixedBatch>(batch, cfg.model.vocab_size));
   moe::TransformerLM& model = trainer.model();
   load_parameters(f, model.params());
-  const auto noise = read_noise(f, cfg, model.config(), in_dims[0] * in_dims[1],
-                                static_cast<int64_t>(step_losses.size()));
+  const auto noise =
+      read_noise(f, cfg, model.config(), in_dims[0] * in_dims[1], static_cast<int64_t>(step_losses.size()));
 
   // Forward and backward at the reference's parameters.
   model.replay_router_noise(noise[0]);
@@ -204,8 +206,8 @@ void print_report(const Report& r, std::ostream& out, bool verbose) {
   for (const Comparison& c : r.rows) {
     if (!c.ok()) ++failed;
     if (!verbose && c.ok()) continue;
-    std::snprintf(line, sizeof line, "  %-52s max abs %9.3e  max rel %9.3e  tol %7.1e  %s\n", c.what.c_str(),
-                  c.max_abs, c.max_rel, c.tolerance, c.ok() ? "ok" : "FAIL");
+    std::snprintf(line, sizeof line, "  %-52s max abs %9.3e  max rel %9.3e  tol %7.1e  %s\n", c.what.c_str(), c.max_abs,
+                  c.max_rel, c.tolerance, c.ok() ? "ok" : "FAIL");
     out << line;
   }
   const Comparison* w = r.worst();

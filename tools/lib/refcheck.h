@@ -32,8 +32,8 @@ struct Comparison {
 };
 
 struct Report {
-  std::string source;    // the file
-  std::string router;    // from its config, for the summary line
+  std::string source;  // the file
+  std::string router;  // from its config, for the summary line
   std::vector<Comparison> rows;
   bool ok() const;
   const Comparison* worst() const;  // the row closest to (or furthest past) its tolerance

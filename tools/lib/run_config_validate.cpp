@@ -159,10 +159,10 @@ void check_training(const Checker& c, const RunConfig& cfg) {
   // A warm-up longer than the schedule would never reach the peak lr: almost surely a mistake.
   const int length = s.total_steps > 0 ? s.total_steps : t.steps;
   const std::string length_key = s.total_steps > 0 ? "schedule.total_steps" : "training.steps";
-  c.require(s.warmup_steps <= length, "schedule.warmup_steps",
-            "must not exceed the schedule's length (" + length_key + " = " + num(length) + "), got " +
-                num(s.warmup_steps),
-            "0.." + num(length), {length_key});
+  c.require(
+      s.warmup_steps <= length, "schedule.warmup_steps",
+      "must not exceed the schedule's length (" + length_key + " = " + num(length) + "), got " + num(s.warmup_steps),
+      "0.." + num(length), {length_key});
 
   c.at_least(cfg.logging.every, 1, "logging.every");
   c.require(!cfg.logging.out_dir.empty(), "logging.out_dir", "must not be empty", "a directory path");

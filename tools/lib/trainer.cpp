@@ -56,6 +56,7 @@ moe::ModelConfig to_model_config(const rc::RunConfig& c) {
                   {"z_loss", c.moe.losses.z_loss},
                   {"sequence_aux", c.moe.losses.sequence_aux}};
   m.seed = static_cast<uint64_t>(c.training.seed);
+  m.device = c.device == rc::DeviceKind::cuda ? engine::Device::cuda() : engine::Device::cpu();
   return m;
 }
 
@@ -101,9 +102,6 @@ std::string format_duration(double seconds) {
 
 Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::unique_ptr<data::TokenSource> train_source)
     : config_(config), progress_(progress) {
-  if (config.device != rc::DeviceKind::cpu)
-    throw std::runtime_error("moe-train: device '" + std::string(rc::to_string(config.device)) +
-                             "' is not supported by the training loop yet (the CUDA ops are; the loop runs on cpu)");
   model_ = std::make_unique<moe::TransformerLM>(to_model_config(config));
   std::vector<ParamGroupEntry> groups;
   for (const moe::NamedParam& p : model_->params().all()) {
