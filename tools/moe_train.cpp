@@ -1,7 +1,11 @@
 // moe-train: trains a MoE transformer from a YAML config.
 //
-//   moe-train --config FILE [--set key.path=value ...] [--out DIR]
+//   moe-train --config FILE [--set key.path=value ...] [--out DIR] [--resume PATH|latest]
+//
+// Exit status: 0 finished; 2 bad flags or config; 1 any other error (bad checkpoint, NaN stop);
+// 130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint.
 #include <boost/program_options.hpp>
+#include <csignal>
 #include <iostream>
 
 #include "engine/engine.h"
@@ -10,22 +14,49 @@
 
 namespace po = boost::program_options;
 
+namespace {
+std::atomic<bool> g_stop{false};
+volatile std::sig_atomic_t g_signal = 0;
+
+void on_signal(int sig) {
+  if (g_stop.load()) std::_Exit(128 + sig);  // a second signal: the user insists, leave at once
+  g_signal = sig;
+  g_stop.store(true);
+}
+}  // namespace
+
 int main(int argc, char** argv) {
-  std::string config_path, out_dir;
+  std::string config_path, out_dir, resume;
   std::vector<std::string> overrides;
   po::options_description opts("moe-train: train a MoE transformer from a YAML config (keys: configs/README.md)");
   opts.add_options()("help,h", "show this help")("config", po::value<std::string>(&config_path)->required(),
                                                  "YAML run configuration")(
       "set", po::value<std::vector<std::string>>(&overrides)->composing(), "override a key: --set moe.top_k=1")(
-      "out", po::value<std::string>(&out_dir), "output folder (default: logging.out_dir)");
+      "out", po::value<std::string>(&out_dir), "output folder (default: logging.out_dir)")(
+      "resume", po::value<std::string>(&resume),
+      "continue from a checkpoint file, or 'latest' for the newest good one in the output folder");
   po::variables_map vm;
   if (auto status = tools::parse_flags(argc, argv, "moe-train", opts, vm)) return *status;
   try {
     if (!out_dir.empty()) overrides.push_back("logging.out_dir=" + out_dir);
     runconfig::RunConfig config = runconfig::load_run_config(
         config_path, overrides, [](std::string* why) { return engine::cuda_available(why); });
+    std::string resume_path = resume;
+    if (resume == "latest") {
+      std::vector<std::string> skipped;
+      resume_path = train::latest_checkpoint(config.logging.out_dir, &skipped);
+      for (const std::string& why : skipped) std::cout << "moe-train: skipping " << why << "\n";
+    }
     train::Trainer trainer(config, std::cout);
-    trainer.run();
+    if (!resume_path.empty()) trainer.resume(resume_path);
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    if (trainer.run(&g_stop) == train::RunEnd::stopped) {
+      const int sig = g_signal;
+      std::cout << "moe-train: stopped by " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << " after step "
+                << trainer.steps_done() << "; continue with --resume latest" << std::endl;
+      return 128 + sig;
+    }
   } catch (const runconfig::ConfigError& e) {
     std::cerr << "moe-train: " << e.what() << "\n";
     return 2;

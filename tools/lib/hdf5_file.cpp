@@ -136,6 +136,17 @@ template <class T>
 static std::vector<T> read_as(const File& f, hid_t dataset, hid_t mem_type, const std::string& name, Dims* out_dims) {
   Handle d(dataset, H5Dclose);
   const Dims shape = f.dims(name);
+  // Shapes come from the file: a damaged header must not make us allocate terabytes.
+  int64_t n = 1;
+  for (int64_t v : shape) {
+    if (v < 0 || (v > 0 && n > (int64_t{1} << 34) / v)) throw Error(f.path() + ": " + name + ": implausible shape");
+    n *= v;
+  }
+  Handle plist(H5Dget_create_plist(d.get()), H5Pclose);
+  Handle file_type(H5Dget_type(d.get()), H5Tclose);
+  if (plist.ok() && file_type.ok() && H5Pget_layout(plist.get()) == H5D_CONTIGUOUS && n > 0 &&
+      H5Dget_storage_size(d.get()) < static_cast<hsize_t>(n) * H5Tget_size(file_type.get()))
+    throw Error(f.path() + ": " + name + ": holds less data than its shape says (truncated file?)");
   std::vector<T> values(static_cast<size_t>(count(shape)));
   if (!values.empty() && H5Dread(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) < 0)
     throw Error(f.path() + ": " + name + ": cannot read the data (truncated or corrupted file?)");
@@ -147,8 +158,28 @@ std::vector<float> File::read_floats(const std::string& dataset, Dims* out_dims)
   return read_as<float>(*this, open_dataset(dataset, H5T_FLOAT), H5T_NATIVE_FLOAT, dataset, out_dims);
 }
 
+std::vector<double> File::read_doubles(const std::string& dataset, Dims* out_dims) const {
+  return read_as<double>(*this, open_dataset(dataset, H5T_FLOAT), H5T_NATIVE_DOUBLE, dataset, out_dims);
+}
+
 std::vector<int32_t> File::read_ints(const std::string& dataset, Dims* out_dims) const {
   return read_as<int32_t>(*this, open_dataset(dataset, H5T_INTEGER), H5T_NATIVE_INT32, dataset, out_dims);
+}
+
+std::vector<int64_t> File::read_int64s(const std::string& dataset, Dims* out_dims) const {
+  return read_as<int64_t>(*this, open_dataset(dataset, H5T_INTEGER), H5T_NATIVE_INT64, dataset, out_dims);
+}
+
+std::vector<uint64_t> File::read_uint64s(const std::string& dataset, Dims* out_dims) const {
+  return read_as<uint64_t>(*this, open_dataset(dataset, H5T_INTEGER), H5T_NATIVE_UINT64, dataset, out_dims);
+}
+
+bool File::has_attribute(const std::string& object, const std::string& name) const {
+  return exists(object) && H5Aexists_by_name(file_, object.c_str(), name.c_str(), H5P_DEFAULT) > 0;
+}
+
+void File::flush() {
+  if (H5Fflush(file_, H5F_SCOPE_GLOBAL) < 0) throw Error(path_ + ": flush failed (disk full?)");
 }
 
 double File::read_scalar(const std::string& dataset) const {
@@ -218,9 +249,24 @@ void File::write_floats(const std::string& dataset, const std::vector<float>& va
   write(dataset, values.data(), H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, dims);
 }
 
+void File::write_doubles(const std::string& dataset, const std::vector<double>& values, const Dims& dims) {
+  if (static_cast<int64_t>(values.size()) != count(dims)) fail(dataset, "value count does not match " + dims_str(dims));
+  write(dataset, values.data(), H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, dims);
+}
+
 void File::write_ints(const std::string& dataset, const std::vector<int32_t>& values, const Dims& dims) {
   if (static_cast<int64_t>(values.size()) != count(dims)) fail(dataset, "value count does not match " + dims_str(dims));
   write(dataset, values.data(), H5T_NATIVE_INT32, H5T_STD_I32LE, dims);
+}
+
+void File::write_int64s(const std::string& dataset, const std::vector<int64_t>& values, const Dims& dims) {
+  if (static_cast<int64_t>(values.size()) != count(dims)) fail(dataset, "value count does not match " + dims_str(dims));
+  write(dataset, values.data(), H5T_NATIVE_INT64, H5T_STD_I64LE, dims);
+}
+
+void File::write_uint64s(const std::string& dataset, const std::vector<uint64_t>& values, const Dims& dims) {
+  if (static_cast<int64_t>(values.size()) != count(dims)) fail(dataset, "value count does not match " + dims_str(dims));
+  write(dataset, values.data(), H5T_NATIVE_UINT64, H5T_STD_U64LE, dims);
 }
 
 void File::write_string_attribute(const std::string& object, const std::string& name, const std::string& value) {

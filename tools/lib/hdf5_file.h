@@ -34,14 +34,22 @@ class File {
   Dims dims(const std::string& dataset) const;                       // {} for a scalar
 
   std::vector<float> read_floats(const std::string& dataset, Dims* dims = nullptr) const;
+  std::vector<double> read_doubles(const std::string& dataset, Dims* dims = nullptr) const;
   std::vector<int32_t> read_ints(const std::string& dataset, Dims* dims = nullptr) const;
+  std::vector<int64_t> read_int64s(const std::string& dataset, Dims* dims = nullptr) const;
+  std::vector<uint64_t> read_uint64s(const std::string& dataset, Dims* dims = nullptr) const;
   double read_scalar(const std::string& dataset) const;  // a float dataset holding one value
   std::string read_string_attribute(const std::string& object, const std::string& name) const;
+  bool has_attribute(const std::string& object, const std::string& name) const;
 
   // Writes create missing groups along the path; an existing dataset of the same shape is
   // overwritten in place, one of another shape is an error.
   void write_floats(const std::string& dataset, const std::vector<float>& values, const Dims& dims);
+  void write_doubles(const std::string& dataset, const std::vector<double>& values, const Dims& dims);
   void write_ints(const std::string& dataset, const std::vector<int32_t>& values, const Dims& dims);
+  void write_int64s(const std::string& dataset, const std::vector<int64_t>& values, const Dims& dims);
+  void write_uint64s(const std::string& dataset, const std::vector<uint64_t>& values, const Dims& dims);
+  void flush();  // pushes HDF5's buffers to the operating system (not to the disk: fsync the closed file)
   void write_string_attribute(const std::string& object, const std::string& name, const std::string& value);
 
  private:

@@ -91,6 +91,12 @@ bool decays(const std::string& name, const moe::NamedParam& p, const rc::Optimiz
   return true;
 }
 
+std::vector<std::string> balance_term_names() {
+  std::vector<std::string> names;
+  for (const moe::BalanceLoss& bl : moe::balance_losses()) names.push_back(bl.name);
+  return names;
+}
+
 std::string format_duration(double seconds) {
   const int64_t s = static_cast<int64_t>(seconds + 0.5);
   std::ostringstream out;
@@ -101,8 +107,10 @@ std::string format_duration(double seconds) {
 }  // namespace
 
 Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::unique_ptr<data::TokenSource> train_source)
-    : config_(config), progress_(progress) {
-  model_ = std::make_unique<moe::TransformerLM>(to_model_config(config));
+    : config_(config),
+      progress_(progress),
+      model_(std::make_unique<moe::TransformerLM>(to_model_config(config))),
+      metrics_(balance_term_names(), static_cast<int64_t>(model_->moe_layers().size()), config.moe.num_experts) {
   std::vector<ParamGroupEntry> groups;
   for (const moe::NamedParam& p : model_->params().all()) {
     groups.push_back({p.name, p.tensor, decays(p.name, p, config.optimizer)});
@@ -124,38 +132,60 @@ Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::uniqu
   train_data_ = train_source ? std::move(train_source) : make_source(config, false);
   eval_data_ = make_source(config, true);
   if (config.logging.out_dir.empty()) return;
-
-  const std::filesystem::path out(config.logging.out_dir);
-  std::filesystem::create_directories(out);
-  std::ofstream(out / "config.yaml") << rc::to_yaml(config);
-  jsonl_ = std::make_unique<std::ofstream>(out / "metrics.jsonl");
-  csv_ = std::make_unique<std::ofstream>(out / "metrics.csv");
-  if (!*jsonl_ || !*csv_) throw std::runtime_error("moe-train: cannot write metrics into " + out.string());
-  *csv_ << "step,loss,ce,lr,grad_norm,tokens_per_s,dropped";
-  for (const moe::BalanceLoss& bl : moe::balance_losses()) *csv_ << "," << bl.name;
-  for (size_t l = 0; l < model_->moe_layers().size(); ++l)
-    for (int e = 0; e < config.moe.num_experts; ++e) *csv_ << ",moe" << l << "_expert" << e;
-  *csv_ << "\n";
+  std::filesystem::create_directories(config.logging.out_dir);
+  std::ofstream(std::filesystem::path(config.logging.out_dir) / "config.yaml") << rc::to_yaml(config);
+  metrics_.open(config.logging.out_dir);
   progress_ << "moe-train: " << model_->params().count_elements() << " parameters, " << model_->moe_layers().size()
-            << " MoE layers, writing " << out.string() << "\n";
+            << " MoE layers, writing " << config.logging.out_dir << "\n";
 }
 
 Trainer::~Trainer() = default;
+
+void Trainer::check_finite(const moe::ForwardResult& out) const {
+  auto finite = [](const Tensor& t) {
+    for (double v : t.to_vector())
+      if (!std::isfinite(v)) return false;
+    return true;
+  };
+  for (const moe::NamedParam& p : model_->params().all())
+    if (!finite(p.tensor)) throw NonFiniteError("parameter " + p.name + " holds NaN or Inf");
+  if (!finite(out.logits)) throw NonFiniteError("the logits hold NaN or Inf (parameters are finite)");
+  if (!std::isfinite(out.ce.item())) throw NonFiniteError("the cross-entropy is not finite");
+  for (const auto& [name, value] : out.terms)
+    if (!std::isfinite(value)) throw NonFiniteError("balance term " + name + " is not finite");
+  throw NonFiniteError("the loss is not finite");
+}
+
+void Trainer::check_finite_gradients() const {
+  for (const moe::NamedParam& p : model_->params().all()) {
+    const Tensor g = p.tensor.grad();
+    if (!g.defined()) continue;
+    for (double v : g.to_vector())
+      if (!std::isfinite(v)) throw NonFiniteError("gradient of " + p.name + " holds NaN or Inf");
+  }
+  throw NonFiniteError("the gradient norm is not finite");
+}
 
 StepMetrics Trainer::step() {
   const auto start = std::chrono::steady_clock::now();
   const rc::TrainingConfig& t = config_.training;
   StepMetrics m;
-  m.step = ++step_;
-  m.lr = schedule_.lr_at(step_);
+  m.step = step_ + 1;
+  m.lr = schedule_.lr_at(m.step);
   std::vector<moe::MoeLayer*> layers = model_->moe_layers();
   m.counts.assign(layers.size(), std::vector<int64_t>(config_.moe.num_experts, 0));
   const double micro = 1.0 / t.grad_accum;
   for (int a = 0; a < t.grad_accum; ++a) {
     data::Batch batch = train_data_->next_batch(t.batch_size, t.seq_len);
     moe::ForwardResult out = model_->forward(batch.inputs, batch.targets, true);
+    const double loss = out.loss.item();
+    if (!std::isfinite(loss)) {
+      clear_tape();
+      optimizer_->zero_grad();
+      check_finite(out);
+    }
     backward(scale(out.loss, micro));  // the step's gradient is the mean over micro-batches
-    m.loss += out.loss.item() * micro;
+    m.loss += loss * micro;
     m.ce += out.ce.item() * micro;
     for (const auto& [name, value] : out.terms) m.terms[name] += value * micro;
     for (size_t l = 0; l < out.routings.size(); ++l) {
@@ -164,12 +194,21 @@ StepMetrics Trainer::step() {
     }
   }
   m.grad_norm = clip_grad_norm(params_, config_.optimizer.grad_clip);
-  if (!std::isfinite(m.grad_norm) || !std::isfinite(m.loss))
-    throw std::runtime_error("moe-train: non-finite loss or gradient at step " + std::to_string(step_) + " (loss " +
-                             std::to_string(m.loss) + ", grad norm " + std::to_string(m.grad_norm) + ")");
+  if (!std::isfinite(m.grad_norm)) {
+    const auto cleanup = [&] { optimizer_->zero_grad(); };
+    try {
+      check_finite_gradients();
+    } catch (...) {
+      cleanup();
+      throw;
+    }
+  }
   optimizer_->step(m.lr);
   optimizer_->zero_grad();
   for (size_t l = 0; l < layers.size(); ++l) layers[l]->update_bias(m.counts[l]);
+  step_ = m.step;
+  last_lr_ = m.lr;
+  tokens_seen_ += static_cast<int64_t>(t.batch_size) * t.seq_len * t.grad_accum;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   elapsed_seconds_ += seconds;
   m.tokens_per_second = static_cast<double>(t.batch_size) * t.seq_len * t.grad_accum / seconds;
@@ -191,58 +230,38 @@ void Trainer::log(const StepMetrics& m) {
   line << "step " << m.step << "/" << config_.training.steps << " | loss " << std::fixed << std::setprecision(4)
        << m.loss << " ce " << m.ce;
   for (const auto& [name, value] : m.terms) line << " " << name << " " << std::setprecision(4) << value;
-  const double eta = elapsed_seconds_ / m.step * (config_.training.steps - m.step);
+  const double eta = elapsed_seconds_ / static_cast<double>(m.step - start_step_) * (config_.training.steps - m.step);
   line << " | lr " << std::scientific << std::setprecision(2) << m.lr << std::fixed << std::setprecision(0) << " | "
        << m.tokens_per_second << " tok/s | ETA " << format_duration(eta);
   progress_ << line.str() << std::endl;  // flushed: progress shows up in redirected logs too
-  if (!jsonl_) return;
-
-  *jsonl_ << std::setprecision(8) << "{\"step\": " << m.step << ", \"loss\": " << m.loss << ", \"ce\": " << m.ce
-          << ", \"lr\": " << m.lr << ", \"grad_norm\": " << m.grad_norm << ", \"tokens_per_s\": " << m.tokens_per_second
-          << ", \"dropped\": " << m.dropped << ", \"terms\": {";
-  bool first = true;
-  for (const auto& [name, value] : m.terms) {
-    *jsonl_ << (first ? "" : ", ") << "\"" << name << "\": " << value;
-    first = false;
-  }
-  *jsonl_ << "}, \"expert_counts\": [";
-  for (size_t l = 0; l < m.counts.size(); ++l) {
-    *jsonl_ << (l ? ", " : "") << "[";
-    for (size_t e = 0; e < m.counts[l].size(); ++e) *jsonl_ << (e ? ", " : "") << m.counts[l][e];
-    *jsonl_ << "]";
-  }
-  *jsonl_ << "]}\n";
-  jsonl_->flush();
-
-  *csv_ << std::setprecision(8) << m.step << "," << m.loss << "," << m.ce << "," << m.lr << "," << m.grad_norm << ","
-        << m.tokens_per_second << "," << m.dropped;
-  for (const moe::BalanceLoss& bl : moe::balance_losses()) {
-    auto it = m.terms.find(bl.name);
-    *csv_ << ",";
-    if (it != m.terms.end()) *csv_ << it->second;
-  }
-  for (const auto& layer : m.counts)
-    for (int64_t c : layer) *csv_ << "," << c;
-  *csv_ << "\n";
-  csv_->flush();
+  metrics_.record_step(m);
 }
 
-void Trainer::log_eval(double loss) {
-  progress_ << "eval at step " << step_ << " | loss " << std::fixed << std::setprecision(4) << loss << " perplexity "
-            << std::setprecision(2) << std::exp(loss) << std::endl;
-  if (!jsonl_) return;
-  *jsonl_ << std::setprecision(8) << "{\"step\": " << step_ << ", \"eval_loss\": " << loss
-          << ", \"eval_perplexity\": " << std::exp(loss) << "}\n";
-  jsonl_->flush();
-}
-
-void Trainer::run() {
+RunEnd Trainer::run(const std::atomic<bool>* stop) {
   const rc::TrainingConfig& t = config_.training;
+  const int every = config_.checkpointing.every;
   while (step_ < t.steps) {
-    StepMetrics m = step();
+    StepMetrics m;
+    try {
+      m = step();
+    } catch (const NonFiniteError& e) {
+      const std::string path = config_.logging.out_dir.empty() ? "" : save_checkpoint(e.what());
+      throw NonFiniteError("training stopped at step " + std::to_string(step_ + 1) + ": " + e.what() +
+                           (path.empty() ? "" : "; diagnostic checkpoint (state before that step): " + path));
+    }
     if (m.step == 1 || m.step % config_.logging.every == 0 || m.step == t.steps) log(m);
-    if ((t.eval_every > 0 && m.step % t.eval_every == 0) || m.step == t.steps) log_eval(evaluate());
+    if ((t.eval_every > 0 && m.step % t.eval_every == 0) || m.step == t.steps) {
+      const double loss = evaluate();
+      progress_ << "eval at step " << step_ << " | loss " << std::fixed << std::setprecision(4) << loss
+                << " perplexity " << std::setprecision(2) << std::exp(loss) << std::endl;
+      metrics_.record_eval(step_, loss);
+    }
+    const bool stopping = stop && stop->load();
+    if (!config_.logging.out_dir.empty() && ((every > 0 && m.step % every == 0) || m.step == t.steps || stopping))
+      progress_ << "checkpoint: " << save_checkpoint() << std::endl;
+    if (stopping) return RunEnd::stopped;
   }
+  return RunEnd::finished;
 }
 
 }  // namespace train

@@ -1,0 +1,309 @@
+#include "tools/lib/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "tools/lib/hdf5_file.h"
+
+namespace ckpt {
+
+const char* const kEngineVersion = "0.4.0";
+
+namespace {
+
+const char* const kFormatName = "moe-engine checkpoint";
+
+void crash_point(const char* point) {
+  const char* at = std::getenv("MOE_ENGINE_CRASH_IN_SAVE");
+  if (at && std::strcmp(at, point) == 0) std::raise(SIGKILL);
+}
+
+// FNV-1a over typed chunks, each prefixed by its length so that boundaries matter.
+class Hasher {
+ public:
+  void bytes(const void* data, size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < n; ++i) h_ = (h_ ^ p[i]) * 1099511628211ull;
+  }
+  void text(const std::string& s) {
+    u64(s.size());
+    bytes(s.data(), s.size());
+  }
+  void u64(uint64_t v) { bytes(&v, sizeof v); }
+  template <class T>
+  void vec(const std::vector<T>& v) {
+    u64(v.size());
+    bytes(v.data(), v.size() * sizeof(T));
+  }
+  void array(const NamedArray& a) {
+    text(a.name);
+    vec(a.shape);
+    vec(a.values);
+  }
+  std::string hex() const {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h_));
+    return buf;
+  }
+
+ private:
+  uint64_t h_ = 1469598103934665603ull;
+};
+
+int64_t numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+void fsync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) throw CheckpointError(path + ": cannot open to sync: " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) throw CheckpointError(path + ": fsync failed: " + std::strerror(errno));
+}
+
+void write_array(h5::File& f, const std::string& group, const NamedArray& a) {
+  if (static_cast<int64_t>(a.values.size()) != numel(a.shape))
+    throw CheckpointError(f.path() + ": " + group + a.name + ": value count does not match its shape");
+  f.write_floats(group + a.name, a.values, a.shape);
+}
+
+std::vector<NamedArray> read_arrays(const h5::File& f, const std::string& group) {
+  std::vector<NamedArray> out;
+  for (const std::string& name : f.members(group)) {
+    NamedArray a;
+    a.name = name;
+    a.values = f.read_floats(group + "/" + name, &a.shape);
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+int64_t read_int64_scalar(const h5::File& f, const std::string& ds) {
+  h5::Dims dims;
+  const std::vector<int64_t> v = f.read_int64s(ds, &dims);
+  if (v.size() != 1) throw CheckpointError(f.path() + ": " + ds + ": must hold one integer");
+  return v[0];
+}
+
+double read_double_scalar(const h5::File& f, const std::string& ds) {
+  const std::vector<double> v = f.read_doubles(ds);
+  if (v.size() != 1) throw CheckpointError(f.path() + ": " + ds + ": must hold one number");
+  return v[0];
+}
+
+std::vector<uint64_t> read_u64s(const h5::File& f, const std::string& ds, size_t n) {
+  const std::vector<uint64_t> v = f.read_uint64s(ds);
+  if (v.size() != n) throw CheckpointError(f.path() + ": " + ds + ": must hold " + std::to_string(n) + " values");
+  return v;
+}
+
+void write_metrics(h5::File& f, const MetricsHistory& m) {
+  const int64_t n = static_cast<int64_t>(m.size());
+  f.write_int64s("/metrics/step", m.step, {n});
+  f.write_int64s("/metrics/dropped", m.dropped, {n});
+  f.write_doubles("/metrics/loss", m.loss, {n});
+  f.write_doubles("/metrics/ce", m.ce, {n});
+  f.write_doubles("/metrics/lr", m.lr, {n});
+  f.write_doubles("/metrics/grad_norm", m.grad_norm, {n});
+  f.write_doubles("/metrics/tokens_per_s", m.tokens_per_s, {n});
+  for (const auto& [name, values] : m.terms) f.write_doubles("/metrics/terms/" + name, values, {n});
+  f.write_int64s("/metrics/expert_counts", m.expert_counts, {n, m.layers, m.experts});
+  f.write_int64s("/metrics/eval/step", m.eval_step, {static_cast<int64_t>(m.eval_step.size())});
+  f.write_doubles("/metrics/eval/loss", m.eval_loss, {static_cast<int64_t>(m.eval_loss.size())});
+}
+
+MetricsHistory read_metrics(const h5::File& f) {
+  MetricsHistory m;
+  m.step = f.read_int64s("/metrics/step");
+  const size_t n = m.step.size();
+  auto same_length = [&](const std::string& ds, size_t got) {
+    if (got != n)
+      throw CheckpointError(f.path() + ": " + ds + ": has " + std::to_string(got) + " entries, /metrics/step has " +
+                            std::to_string(n));
+  };
+  m.dropped = f.read_int64s("/metrics/dropped");
+  same_length("/metrics/dropped", m.dropped.size());
+  const std::pair<const char*, std::vector<double>*> columns[] = {{"/metrics/loss", &m.loss},
+                                                                  {"/metrics/ce", &m.ce},
+                                                                  {"/metrics/lr", &m.lr},
+                                                                  {"/metrics/grad_norm", &m.grad_norm},
+                                                                  {"/metrics/tokens_per_s", &m.tokens_per_s}};
+  for (const auto& [ds, column] : columns) {
+    *column = f.read_doubles(ds);
+    same_length(ds, column->size());
+  }
+  if (f.exists("/metrics/terms"))
+    for (const std::string& name : f.members("/metrics/terms")) {
+      m.terms[name] = f.read_doubles("/metrics/terms/" + name);
+      same_length("/metrics/terms/" + name, m.terms[name].size());
+    }
+  h5::Dims dims;
+  m.expert_counts = f.read_int64s("/metrics/expert_counts", &dims);
+  if (dims.size() != 3 || dims[0] != static_cast<int64_t>(n))
+    throw CheckpointError(f.path() + ": /metrics/expert_counts: must be [logged steps, layers, experts]");
+  m.layers = dims[1];
+  m.experts = dims[2];
+  m.eval_step = f.read_int64s("/metrics/eval/step");
+  m.eval_loss = f.read_doubles("/metrics/eval/loss");
+  if (m.eval_step.size() != m.eval_loss.size())
+    throw CheckpointError(f.path() + ": /metrics/eval: step and loss differ in length");
+  return m;
+}
+
+}  // namespace
+
+std::string checksum(const Checkpoint& c) {
+  Hasher h;
+  h.text(c.config_yaml);
+  h.text(c.diagnostic);
+  for (const auto* arrays : {&c.params, &c.adam_m, &c.adam_v}) {
+    // By name: a file lists its datasets alphabetically, the model in its own order.
+    std::vector<const NamedArray*> sorted;
+    for (const NamedArray& a : *arrays) sorted.push_back(&a);
+    std::sort(sorted.begin(), sorted.end(), [](const NamedArray* x, const NamedArray* y) { return x->name < y->name; });
+    h.u64(sorted.size());
+    for (const NamedArray* a : sorted) h.array(*a);
+  }
+  h.u64(static_cast<uint64_t>(c.optimizer_step));
+  for (const auto& [k, v] : c.hyperparameters) {
+    h.text(k);
+    h.bytes(&v, sizeof v);
+  }
+  for (const auto& [layer, bias] : c.router_bias) {
+    h.u64(static_cast<uint64_t>(layer));
+    h.vec(bias);
+  }
+  h.u64(static_cast<uint64_t>(c.step));
+  h.u64(static_cast<uint64_t>(c.tokens_seen));
+  h.bytes(&c.lr, sizeof c.lr);
+  for (const auto* states : {&c.rng, &c.loaders})
+    for (const auto& [k, v] : *states) {
+      h.text(k);
+      h.vec(v);
+    }
+  const MetricsHistory& m = c.metrics;
+  h.vec(m.step);
+  h.vec(m.dropped);
+  for (const auto* column : {&m.loss, &m.ce, &m.lr, &m.grad_norm, &m.tokens_per_s}) h.vec(*column);
+  for (const auto& [k, v] : m.terms) {
+    h.text(k);
+    h.vec(v);
+  }
+  h.u64(static_cast<uint64_t>(m.layers));
+  h.u64(static_cast<uint64_t>(m.experts));
+  h.vec(m.expert_counts);
+  h.vec(m.eval_step);
+  h.vec(m.eval_loss);
+  return h.hex();
+}
+
+void write_checkpoint(const std::string& path, const Checkpoint& c) {
+  namespace fs = std::filesystem;
+  const std::string tmp = path + ".tmp";
+  {
+    h5::File f(tmp, h5::File::Mode::create);
+    crash_point("open");
+    f.write_string_attribute("/", "format", kFormatName);
+    f.write_string_attribute("/", "format_version", std::to_string(kFormatVersion));
+    f.write_string_attribute("/", "engine_version", kEngineVersion);
+    f.write_string_attribute("/", "config", c.config_yaml);
+    f.write_string_attribute("/", "diagnostic", c.diagnostic);
+    for (const NamedArray& a : c.params) write_array(f, "/model/", a);
+    crash_point("params");
+    f.write_int64s("/optimizer/step", {c.optimizer_step}, {});
+    for (const NamedArray& a : c.adam_m) write_array(f, "/optimizer/m/", a);
+    for (const NamedArray& a : c.adam_v) write_array(f, "/optimizer/v/", a);
+    for (const auto& [k, v] : c.hyperparameters) f.write_doubles("/optimizer/hyperparameters/" + k, {v}, {});
+    crash_point("optimizer");
+    for (const auto& [layer, bias] : c.router_bias)
+      f.write_floats("/router/" + std::to_string(layer) + "/bias", bias, {static_cast<int64_t>(bias.size())});
+    f.write_int64s("/state/step", {c.step}, {});
+    f.write_int64s("/state/tokens_seen", {c.tokens_seen}, {});
+    f.write_doubles("/state/lr", {c.lr}, {});
+    for (const auto& [name, v] : c.rng) f.write_uint64s("/state/rng/" + name, v, {static_cast<int64_t>(v.size())});
+    for (const auto& [name, v] : c.loaders)
+      f.write_uint64s("/state/loader/" + name, v, {static_cast<int64_t>(v.size())});
+    write_metrics(f, c.metrics);
+    f.write_string_attribute("/", "checksum", checksum(c));  // last: marks the file complete
+    f.flush();
+    crash_point("flush");
+  }
+  fsync_path(tmp, false);
+  crash_point("rename");
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) throw CheckpointError(path + ": cannot move the new checkpoint into place: " + ec.message());
+  const fs::path folder = fs::path(path).parent_path();
+  fsync_path(folder.empty() ? "." : folder.string(), true);
+  crash_point("cleanup");
+}
+
+Checkpoint read_checkpoint(const std::string& path) {
+  try {
+    h5::File f(path, h5::File::Mode::read);
+    if (!f.has_attribute("/", "format") || f.read_string_attribute("/", "format") != kFormatName)
+      throw CheckpointError(path + ": not a moe-engine checkpoint (no 'format' attribute saying so)");
+    const std::string version = f.read_string_attribute("/", "format_version");
+    if (version != std::to_string(kFormatVersion))
+      throw CheckpointError(path + ": checkpoint format version " + version + ", this build reads version " +
+                            std::to_string(kFormatVersion));
+    if (!f.has_attribute("/", "checksum"))
+      throw CheckpointError(path + ": incomplete checkpoint (no checksum: the save did not finish)");
+    Checkpoint c;
+    c.config_yaml = f.read_string_attribute("/", "config");
+    c.diagnostic = f.read_string_attribute("/", "diagnostic");
+    c.params = read_arrays(f, "/model");
+    c.optimizer_step = read_int64_scalar(f, "/optimizer/step");
+    c.adam_m = read_arrays(f, "/optimizer/m");
+    c.adam_v = read_arrays(f, "/optimizer/v");
+    if (f.exists("/optimizer/hyperparameters"))
+      for (const std::string& k : f.members("/optimizer/hyperparameters"))
+        c.hyperparameters[k] = read_double_scalar(f, "/optimizer/hyperparameters/" + k);
+    if (f.exists("/router"))
+      for (const std::string& layer : f.members("/router")) {
+        char* end = nullptr;
+        const long long index = std::strtoll(layer.c_str(), &end, 10);
+        if (layer.empty() || *end != '\0' || index < 0)
+          throw CheckpointError(path + ": /router/" + layer + ": a layer index is expected");
+        c.router_bias[index] = f.read_floats("/router/" + layer + "/bias");
+      }
+    c.step = read_int64_scalar(f, "/state/step");
+    c.tokens_seen = read_int64_scalar(f, "/state/tokens_seen");
+    c.lr = read_double_scalar(f, "/state/lr");
+    for (const std::string& name : f.members("/state/rng")) c.rng[name] = read_u64s(f, "/state/rng/" + name, 2);
+    for (const std::string& name : f.members("/state/loader"))
+      c.loaders[name] = read_u64s(f, "/state/loader/" + name, 3);
+    c.metrics = read_metrics(f);
+
+    const std::string stored = f.read_string_attribute("/", "checksum");
+    if (stored != checksum(c))
+      throw CheckpointError(path + ": corrupted checkpoint: checksum " + checksum(c) + " does not match the stored " +
+                            stored);
+    auto same_names = [&](const std::vector<NamedArray>& a, const char* group) {
+      if (a.size() != c.params.size())
+        throw CheckpointError(path + ": " + group + ": holds " + std::to_string(a.size()) + " tensors, /model holds " +
+                              std::to_string(c.params.size()));
+      for (size_t i = 0; i < a.size(); ++i)
+        if (a[i].name != c.params[i].name || a[i].shape != c.params[i].shape)
+          throw CheckpointError(path + ": " + group + "/" + a[i].name + ": does not match /model/" + c.params[i].name);
+    };
+    same_names(c.adam_m, "/optimizer/m");
+    same_names(c.adam_v, "/optimizer/v");
+    return c;
+  } catch (const h5::Error& e) {
+    throw CheckpointError(e.what());
+  }
+}
+
+}  // namespace ckpt

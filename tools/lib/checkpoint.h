@@ -1,0 +1,82 @@
+// Checkpoint files: what a training run needs to continue bit for bit, in one HDF5 file that
+// h5py and h5ls read. This library knows the file format only (no engine, no model), so the
+// fuzz target can exercise the reader alone; train::Trainer fills and applies a Checkpoint.
+//
+// Layout (format_version 1; documented for users in configs/README.md, "Checkpoints"):
+//   /                         attributes: format "moe-engine checkpoint", format_version "1",
+//                             engine_version, config (the resolved YAML), diagnostic (empty, or
+//                             why training stopped), checksum (written last: the completeness mark)
+//   /model/<name>             float32, each parameter (PyTorch state_dict names)
+//   /optimizer/step           int64 scalar, AdamW's step count
+//   /optimizer/m/<name>, /optimizer/v/<name>   float32, AdamW's moments
+//   /optimizer/hyperparameters/{lr,beta1,beta2,eps,weight_decay}   float64 scalars
+//   /router/<layer>/bias      float32 [E], the loss-free balancing bias of MoE layer <layer>
+//   /state/{step,tokens_seen} int64 scalars; /state/lr float64 (the lr of the last step)
+//   /state/rng/<name>         uint64 [2]: Philox (seed, offset) of each generator
+//   /state/loader/<name>      uint64 [3]: data cursor (seed, offset, position) of train and eval
+//   /metrics/...              the run's logged history (MetricsHistory below)
+//
+// Contract: write_checkpoint is atomic: it writes `path`.tmp in the same folder, flushes, fsyncs,
+// renames over `path` and fsyncs the folder, so at any moment either the old file or the complete
+// new one exists under `path`. read_checkpoint returns only a complete, self-consistent file and
+// otherwise throws CheckpointError with "FILE: what is wrong (which tensor or key)".
+#pragma once
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace ckpt {
+
+constexpr int kFormatVersion = 1;
+extern const char* const kEngineVersion;
+
+class CheckpointError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct NamedArray {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+};
+
+struct MetricsHistory {
+  std::vector<int64_t> step, dropped;
+  std::vector<double> loss, ce, lr, grad_norm, tokens_per_s;
+  std::map<std::string, std::vector<double>> terms;  // balance term -> value at each logged step
+  int64_t layers = 0, experts = 0;
+  std::vector<int64_t> expert_counts;  // [step][layer][expert], row-major
+  std::vector<int64_t> eval_step;
+  std::vector<double> eval_loss;
+  size_t size() const { return step.size(); }
+};
+
+struct Checkpoint {
+  std::string config_yaml;
+  std::string diagnostic;  // non-empty: saved because training stopped; such files are not resumed from
+  std::vector<NamedArray> params;  // read back sorted by name
+  int64_t optimizer_step = 0;
+  std::vector<NamedArray> adam_m, adam_v;  // same names and order as params
+  std::map<std::string, double> hyperparameters;
+  std::map<int64_t, std::vector<float>> router_bias;  // model layer index -> bias
+  int64_t step = 0, tokens_seen = 0;
+  double lr = 0;
+  std::map<std::string, std::vector<uint64_t>> rng;     // name -> {seed, offset}
+  std::map<std::string, std::vector<uint64_t>> loaders;  // name -> {seed, offset, position}
+  MetricsHistory metrics;
+};
+
+// Test hook: when the environment variable MOE_ENGINE_CRASH_IN_SAVE names a point of the save
+// ("open", "params", "optimizer", "flush", "rename", "cleanup"), the process kills itself with
+// SIGKILL there, so tests can check what a crash at that moment leaves behind.
+void write_checkpoint(const std::string& path, const Checkpoint& c);
+Checkpoint read_checkpoint(const std::string& path);
+
+// The FNV-1a hash of everything a checkpoint holds, in a fixed order: written last as the
+// completeness mark and recomputed on read.
+std::string checksum(const Checkpoint& c);
+
+}  // namespace ckpt

@@ -1,0 +1,122 @@
+#include "tools/lib/metrics_log.h"
+
+#include <cmath>
+#include <filesystem>
+#include <iomanip>
+#include <stdexcept>
+
+namespace train {
+
+MetricsLog::MetricsLog(std::vector<std::string> term_names, int64_t layers, int64_t experts)
+    : term_names_(std::move(term_names)) {
+  history_.layers = layers;
+  history_.experts = experts;
+}
+
+void MetricsLog::set_history(const ckpt::MetricsHistory& h) {
+  if (h.layers != history_.layers || h.experts != history_.experts)
+    throw std::runtime_error("metrics history has " + std::to_string(h.layers) + " layers x " +
+                             std::to_string(h.experts) + " experts, the model " + std::to_string(history_.layers) +
+                             " x " + std::to_string(history_.experts));
+  history_ = h;
+}
+
+void MetricsLog::open(const std::string& dir) {
+  jsonl_.reset();
+  csv_.reset();
+  if (dir.empty()) return;
+  const std::filesystem::path out(dir);
+  std::filesystem::create_directories(out);
+  jsonl_ = std::make_unique<std::ofstream>(out / "metrics.jsonl");
+  csv_ = std::make_unique<std::ofstream>(out / "metrics.csv");
+  if (!*jsonl_ || !*csv_) throw std::runtime_error("moe-train: cannot write metrics into " + out.string());
+  *csv_ << "step,loss,ce,lr,grad_norm,tokens_per_s,dropped";
+  for (const std::string& name : term_names_) *csv_ << "," << name;
+  for (int64_t l = 0; l < history_.layers; ++l)
+    for (int64_t e = 0; e < history_.experts; ++e) *csv_ << ",moe" << l << "_expert" << e;
+  *csv_ << "\n";
+  // Evaluations come right after the step they follow, as they were logged.
+  size_t next_eval = 0;
+  for (size_t i = 0; i < history_.size(); ++i) {
+    write_step(i);
+    while (next_eval < history_.eval_step.size() && history_.eval_step[next_eval] <= history_.step[i])
+      write_eval(next_eval++);
+  }
+  while (next_eval < history_.eval_step.size()) write_eval(next_eval++);
+  jsonl_->flush();
+  csv_->flush();
+}
+
+void MetricsLog::record_step(const StepMetrics& m) {
+  ckpt::MetricsHistory& h = history_;
+  h.step.push_back(m.step);
+  h.loss.push_back(m.loss);
+  h.ce.push_back(m.ce);
+  h.lr.push_back(m.lr);
+  h.grad_norm.push_back(m.grad_norm);
+  h.tokens_per_s.push_back(m.tokens_per_second);
+  h.dropped.push_back(m.dropped);
+  for (const std::string& name : term_names_) {
+    auto it = m.terms.find(name);
+    if (it == m.terms.end()) continue;
+    std::vector<double>& column = h.terms[name];
+    column.resize(h.size() - 1, std::nan(""));  // a term that appears late (never, for ours) is padded
+    column.push_back(it->second);
+  }
+  for (int64_t l = 0; l < h.layers; ++l)
+    for (int64_t e = 0; e < h.experts; ++e) h.expert_counts.push_back(m.counts.at(l).at(e));
+  if (jsonl_) {
+    write_step(h.size() - 1);
+    jsonl_->flush();
+    csv_->flush();
+  }
+}
+
+void MetricsLog::record_eval(int64_t step, double loss) {
+  history_.eval_step.push_back(step);
+  history_.eval_loss.push_back(loss);
+  if (jsonl_) {
+    write_eval(history_.eval_step.size() - 1);
+    jsonl_->flush();
+  }
+}
+
+void MetricsLog::write_step(size_t i) {
+  const ckpt::MetricsHistory& h = history_;
+  std::ofstream& j = *jsonl_;
+  j << std::setprecision(8) << "{\"step\": " << h.step[i] << ", \"loss\": " << h.loss[i] << ", \"ce\": " << h.ce[i]
+    << ", \"lr\": " << h.lr[i] << ", \"grad_norm\": " << h.grad_norm[i] << ", \"tokens_per_s\": " << h.tokens_per_s[i]
+    << ", \"dropped\": " << h.dropped[i] << ", \"terms\": {";
+  bool first = true;
+  for (const auto& [name, column] : h.terms) {
+    j << (first ? "" : ", ") << "\"" << name << "\": " << column[i];
+    first = false;
+  }
+  j << "}, \"expert_counts\": [";
+  const int64_t* counts = h.expert_counts.data() + i * h.layers * h.experts;
+  for (int64_t l = 0; l < h.layers; ++l) {
+    j << (l ? ", " : "") << "[";
+    for (int64_t e = 0; e < h.experts; ++e) j << (e ? ", " : "") << counts[l * h.experts + e];
+    j << "]";
+  }
+  j << "]}\n";
+
+  std::ofstream& c = *csv_;
+  c << std::setprecision(8) << h.step[i] << "," << h.loss[i] << "," << h.ce[i] << "," << h.lr[i] << ","
+    << h.grad_norm[i] << "," << h.tokens_per_s[i] << "," << h.dropped[i];
+  for (const std::string& name : term_names_) {
+    auto it = h.terms.find(name);
+    c << ",";
+    if (it != h.terms.end()) c << it->second[i];
+  }
+  for (int64_t k = 0; k < h.layers * h.experts; ++k) c << "," << counts[k];
+  c << "\n";
+}
+
+void MetricsLog::write_eval(size_t i) {
+  *jsonl_ << std::setprecision(8) << "{\"step\": " << history_.eval_step[i]
+          << ", \"eval_loss\": " << history_.eval_loss[i] << ", \"eval_perplexity\": " << std::exp(history_.eval_loss[i])
+          << "}\n";
+}
+
+}  // namespace train
