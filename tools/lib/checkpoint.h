@@ -56,7 +56,7 @@ struct MetricsHistory {
 
 struct Checkpoint {
   std::string config_yaml;
-  std::string diagnostic;  // non-empty: saved because training stopped; such files are not resumed from
+  std::string diagnostic;          // non-empty: saved because training stopped; such files are not resumed from
   std::vector<NamedArray> params;  // read back sorted by name
   int64_t optimizer_step = 0;
   std::vector<NamedArray> adam_m, adam_v;  // same names and order as params
@@ -64,7 +64,7 @@ struct Checkpoint {
   std::map<int64_t, std::vector<float>> router_bias;  // model layer index -> bias
   int64_t step = 0, tokens_seen = 0;
   double lr = 0;
-  std::map<std::string, std::vector<uint64_t>> rng;     // name -> {seed, offset}
+  std::map<std::string, std::vector<uint64_t>> rng;      // name -> {seed, offset}
   std::map<std::string, std::vector<uint64_t>> loaders;  // name -> {seed, offset, position}
   MetricsHistory metrics;
 };

@@ -115,8 +115,8 @@ void MetricsLog::write_step(size_t i) {
 
 void MetricsLog::write_eval(size_t i) {
   *jsonl_ << std::setprecision(8) << "{\"step\": " << history_.eval_step[i]
-          << ", \"eval_loss\": " << history_.eval_loss[i] << ", \"eval_perplexity\": " << std::exp(history_.eval_loss[i])
-          << "}\n";
+          << ", \"eval_loss\": " << history_.eval_loss[i]
+          << ", \"eval_perplexity\": " << std::exp(history_.eval_loss[i]) << "}\n";
 }
 
 }  // namespace train

@@ -66,8 +66,8 @@ ckpt::Checkpoint Trainer::snapshot(const std::string& diagnostic) const {
     c.adam_v.push_back(to_array(optimizer_->params()[i].name, optimizer_->v(i)));
   }
   const engine::AdamWConfig& o = optimizer_->config();
-  c.hyperparameters = {{"lr", o.lr}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps},
-                       {"weight_decay", o.weight_decay}};
+  c.hyperparameters = {
+      {"lr", o.lr}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps}, {"weight_decay", o.weight_decay}};
   std::vector<moe::MoeLayer*> layers = model_->moe_layers();
   size_t next = 0;
   for (int64_t l = 0; l < model_->config().n_layers; ++l)

@@ -1,0 +1,246 @@
+// Checkpoints: bit-exact resume for every router and balance loss, keep-last-K, a save killed
+// at several points, every kind of bad file with its message, config-mismatch refusal, and the
+// NaN stop with its diagnostic checkpoint.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "tools/lib/checkpoint.h"
+#include "tools/lib/hdf5_file.h"
+#include "tools/lib/trainer.h"
+
+namespace fs = std::filesystem;
+using Catch::Contains;
+
+namespace {
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("ckpt_test_" + name);
+  fs::remove_all(dir);
+  return dir;
+}
+
+// A small, fast run; `extra` are overrides (router, losses, ...).
+runconfig::RunConfig small_run(const fs::path& out, std::vector<std::string> extra = {}) {
+  std::vector<std::string> o = {"model.vocab_size=64",
+                                "model.d_model=16",
+                                "model.n_layers=2",
+                                "model.n_heads=2",
+                                "model.max_seq_len=16",
+                                "model.d_ff=24",
+                                "moe.num_experts=4",
+                                "moe.d_expert=12",
+                                "model.embedding_init_std=0.5",
+                                "training.batch_size=2",
+                                "training.seq_len=16",
+                                "training.steps=6",
+                                "schedule.warmup_steps=2",
+                                "training.eval_every=2",
+                                "training.eval_batches=1",
+                                "logging.every=1",
+                                "logging.out_dir=" + out.string()};
+  o.insert(o.end(), extra.begin(), extra.end());
+  return runconfig::parse_run_config("{}", "test", o);
+}
+
+std::vector<std::vector<float>> parameters(train::Trainer& t) {
+  std::vector<std::vector<float>> out;
+  for (const moe::NamedParam& p : t.model().params().all()) out.push_back(p.tensor.to_float_vector());
+  return out;
+}
+
+std::string save_a_checkpoint(const std::string& name, int steps = 2) {
+  const fs::path dir = fresh_dir(name);
+  std::ostringstream quiet;
+  train::Trainer t(small_run(dir), quiet);
+  for (int s = 0; s < steps; ++s) t.step();
+  return t.save_checkpoint();
+}
+
+}  // namespace
+
+TEST_CASE("resume: N steps, save, resume, N more is bit-identical to 2N straight", "[checkpoint][resume]") {
+  const std::vector<std::vector<std::string>> runs = {
+      {"moe.router=topk_softmax", "moe.losses={switch_aux: 0.01, importance: 0.01, z_loss: 0.001, sequence_aux: 0.01}"},
+      {"moe.router=topk_softmax", "moe.bias_update_rate=0.01", "moe.capacity_factor=1.0", "moe.drop_policy=score"},
+      {"moe.router=switch", "moe.top_k=1", "moe.capacity_factor=1.25", "moe.losses={switch_aux: 0.01}"},
+      {"moe.router=noisy_topk", "moe.losses={load: 0.01, importance: 0.01}"},
+      {"moe.router=sigmoid_topk", "moe.bias_update_rate=0.01", "moe.losses={sequence_aux: 0.01}"},
+      {"moe.router=expert_choice", "moe.capacity_factor=1.0", "moe.losses={z_loss: 0.001}"},
+      {"moe.router=hash", "moe.top_k=1", "moe.losses={importance: 0.01}"},
+      {"model.dropout=0.1", "training.grad_accum=2", "model.norm=rmsnorm", "model.position=rope"},
+  };
+  for (const auto& extra : runs) {
+    std::string label;
+    for (const auto& e : extra) label += e + " ";
+    INFO(label);
+    const fs::path straight_dir = fresh_dir("straight"), split_dir = fresh_dir("split");
+    std::ostringstream quiet;
+    train::Trainer straight(small_run(straight_dir, extra), quiet);
+    std::vector<double> losses;
+    for (int s = 0; s < 6; ++s) losses.push_back(straight.step().loss);
+    const double straight_eval = straight.evaluate();
+
+    std::string path;
+    {
+      train::Trainer first(small_run(split_dir, extra), quiet);
+      for (int s = 0; s < 3; ++s) CHECK(first.step().loss == losses[s]);
+      path = first.save_checkpoint();
+    }
+    train::Trainer second(small_run(split_dir, extra), quiet);
+    second.resume(path);
+    CHECK(second.steps_done() == 3);
+    for (int s = 3; s < 6; ++s) CHECK(second.step().loss == losses[s]);  // bit for bit
+    CHECK(parameters(second) == parameters(straight));
+    CHECK(second.evaluate() == straight_eval);
+  }
+}
+
+TEST_CASE("moe-train keeps the last K checkpoints, and the history across a resume", "[checkpoint]") {
+  const fs::path dir = fresh_dir("keep");
+  std::ostringstream progress;
+  train::Trainer t(small_run(dir, {"training.steps=10", "checkpointing.every=2", "checkpointing.keep_last=3"}),
+                   progress);
+  CHECK(t.run() == train::RunEnd::finished);
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir / "checkpoints")) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"step_00000006.h5", "step_00000008.h5", "step_00000010.h5"});
+  CHECK(train::latest_checkpoint(dir.string()) == (dir / "checkpoints" / "step_00000010.h5").string());
+  const ckpt::Checkpoint c = ckpt::read_checkpoint((dir / "checkpoints" / "step_00000010.h5").string());
+  CHECK(c.metrics.size() == 10);  // logging.every = 1
+  CHECK(c.metrics.eval_step == std::vector<int64_t>{2, 4, 6, 8, 10});
+  CHECK(c.metrics.expert_counts.size() == 10 * 2 * 4);
+  CHECK(c.step == 10);
+  CHECK(c.tokens_seen == 10 * 2 * 16);
+}
+
+TEST_CASE("resume refuses a config that changes the model and names the keys", "[checkpoint][errors]") {
+  const std::string path = save_a_checkpoint("mismatch");
+  std::ostringstream quiet;
+  train::Trainer other(small_run(fresh_dir("mismatch2"), {"model.d_model=32", "moe.top_k=1"}), quiet);
+  CHECK_THROWS_WITH(other.resume(path), Contains("refusing to resume") && Contains("model.d_model") &&
+                                            Contains("moe.top_k") && Contains(path));
+  std::ostringstream said;
+  train::Trainer longer(small_run(fresh_dir("mismatch3"), {"training.steps=20", "optimizer.lr=0.001"}), said);
+  longer.resume(path);
+  CHECK_THAT(said.str(), Contains("resumed from " + path + " at step 2") && Contains("changed training keys:") &&
+                             Contains("optimizer.lr") && Contains("training.steps"));
+}
+
+TEST_CASE("bad checkpoint files give one clear error naming the file and what is wrong", "[checkpoint][errors]") {
+  const std::string good = save_a_checkpoint("bad");
+  const fs::path dir = fs::path(good).parent_path();
+  auto copy = [&](const std::string& name) {
+    const fs::path p = dir / name;
+    fs::copy_file(good, p, fs::copy_options::overwrite_existing);
+    return p.string();
+  };
+  SECTION("missing") { CHECK_THROWS_WITH(ckpt::read_checkpoint("nope.h5"), Contains("nope.h5: no such file")); }
+  SECTION("not HDF5") {
+    const std::string p = (dir / "text.h5").string();
+    std::ofstream(p) << "hello";
+    CHECK_THROWS_WITH(ckpt::read_checkpoint(p), Contains(p + ": not an HDF5 file"));
+  }
+  SECTION("truncated") {
+    const std::string p = copy("truncated.h5");
+    fs::resize_file(p, fs::file_size(p) / 2);
+    CHECK_THROWS_AS(ckpt::read_checkpoint(p), ckpt::CheckpointError);
+    CHECK_THROWS_WITH(ckpt::read_checkpoint(p), Contains(p));
+  }
+  SECTION("corrupted data") {
+    const std::string p = copy("corrupted.h5");
+    {
+      h5::File f(p, h5::File::Mode::read_write);
+      std::vector<float> w = f.read_floats("/model/layers.1.attn.qkv.weight");
+      w[5] += 1.0f;
+      f.write_floats("/model/layers.1.attn.qkv.weight", w, f.dims("/model/layers.1.attn.qkv.weight"));
+    }
+    CHECK_THROWS_WITH(ckpt::read_checkpoint(p), Contains(p + ": corrupted checkpoint: checksum"));
+  }
+  SECTION("foreign HDF5 file") {
+    const std::string ref = std::string(ENGINE_SOURCE_DIR) + "/tests/data/reference/hash__ce_only.h5";
+    CHECK_THROWS_WITH(ckpt::read_checkpoint(ref), Contains("not a moe-engine checkpoint"));
+  }
+  SECTION("wrong version") {
+    const std::string p = copy("version.h5");
+    h5::File(p, h5::File::Mode::read_write).write_string_attribute("/", "format_version", "7");
+    CHECK_THROWS_WITH(ckpt::read_checkpoint(p), Contains("format version 7, this build reads version 1"));
+  }
+  SECTION("incomplete, or with a wrong completeness mark") {
+    const std::string p = copy("badmark.h5");
+    h5::File(p, h5::File::Mode::read_write).write_string_attribute("/", "checksum", "x");
+    const std::string q = (dir / "nomark.h5").string();
+    {
+      h5::File f(q, h5::File::Mode::create);
+      f.write_string_attribute("/", "format", "moe-engine checkpoint");
+      f.write_string_attribute("/", "format_version", "1");
+    }
+    CHECK_THROWS_WITH(ckpt::read_checkpoint(q), Contains("incomplete checkpoint"));
+    CHECK_THROWS_WITH(ckpt::read_checkpoint(p), Contains("corrupted checkpoint"));
+  }
+  SECTION("tensor shapes that do not match the file's own config") {
+    ckpt::Checkpoint c = ckpt::read_checkpoint(good);
+    for (ckpt::NamedArray* a : {&c.params[3], &c.adam_m[3], &c.adam_v[3]}) {
+      a->shape = {static_cast<int64_t>(a->values.size())};  // flattened
+    }
+    const std::string name = c.params[3].name;
+    const std::string p = (dir / "shapes.h5").string();
+    ckpt::write_checkpoint(p, c);  // a complete file, checksum and all
+    std::ostringstream quiet;
+    train::Trainer t(small_run(fresh_dir("shapes2")), quiet);
+    CHECK_THROWS_WITH(t.resume(p), Contains(p + ": /model/" + name + ": has shape"));
+  }
+}
+
+TEST_CASE("a NaN stops training, names the tensor and leaves a diagnostic checkpoint", "[checkpoint][nan]") {
+  const fs::path dir = fresh_dir("nan");
+  std::ostringstream progress;
+  train::Trainer t(small_run(dir, {"training.steps=5"}), progress);
+  t.step();
+  const moe::NamedParam& p = t.model().params().all()[5];
+  p.tensor.data<float>()[2] = std::nanf("");
+  CHECK_THROWS_WITH(t.run(), Contains("training stopped at step 2") && Contains("parameter " + p.name) &&
+                                 Contains("diagnostic checkpoint") && Contains("diagnostic_step_00000001.h5"));
+  const std::string diag = (dir / "checkpoints" / "diagnostic_step_00000001.h5").string();
+  const ckpt::Checkpoint c = ckpt::read_checkpoint(diag);
+  CHECK_THAT(c.diagnostic, Contains(p.name));
+  std::ostringstream quiet;
+  train::Trainer again(small_run(fresh_dir("nan2"), {"training.steps=5"}), quiet);
+  CHECK_THROWS_WITH(again.resume(diag), Contains("a diagnostic checkpoint"));
+  CHECK_THROWS_WITH(train::latest_checkpoint(dir.string()), Contains("no complete checkpoint"));
+}
+
+#ifdef MOE_TRAIN_BINARY
+// The real program, killed (SIGKILL) at several points of a save: the previous checkpoint must
+// stay loadable, `--resume latest` must find a good one, and the run must complete from it.
+TEST_CASE("a save killed at any point leaves the previous checkpoint loadable", "[checkpoint][crash]") {
+  for (const char* point : {"open", "params", "optimizer", "flush", "rename", "cleanup"}) {
+    INFO("killed at " << point);
+    const fs::path dir = fresh_dir(std::string("crash_") + point);
+    const std::string base = std::string(MOE_TRAIN_BINARY) + " --config " + ENGINE_SOURCE_DIR +
+                             "/configs/collapse.yaml --set training.steps=2 --set model.d_model=16 --set "
+                             "model.n_heads=2 --set training.seq_len=16 --set training.batch_size=2 --out " +
+                             dir.string() + " > " + (dir.string() + ".log") + " 2>&1";
+    REQUIRE(std::system(base.c_str()) == 0);
+    const std::string crash = "MOE_ENGINE_CRASH_IN_SAVE=" + std::string(point) + " " + std::string(MOE_TRAIN_BINARY) +
+                              " --config " + ENGINE_SOURCE_DIR +
+                              "/configs/collapse.yaml --set training.steps=4 --set model.d_model=16 --set "
+                              "model.n_heads=2 --set training.seq_len=16 --set training.batch_size=2 --out " +
+                              dir.string() + " --resume latest >> " + (dir.string() + ".log") + " 2>&1";
+    CHECK(std::system(crash.c_str()) != 0);  // killed
+    const std::string latest = train::latest_checkpoint(dir.string());
+    const bool renamed = std::string(point) == "cleanup";
+    CHECK(fs::path(latest).filename() == (renamed ? "step_00000004.h5" : "step_00000002.h5"));
+    CHECK_NOTHROW(ckpt::read_checkpoint((dir / "checkpoints" / "step_00000002.h5").string()));
+    const std::string finish =
+        base.substr(0, base.find(" > ")) + " --set training.steps=4 --resume latest >> " + dir.string() + ".log 2>&1";
+    CHECK(std::system(finish.c_str()) == 0);
+    CHECK(ckpt::read_checkpoint((dir / "checkpoints" / "step_00000004.h5").string()).step == 4);
+    for (const auto& e : fs::directory_iterator(dir / "checkpoints")) CHECK(e.path().extension() != ".tmp");
+  }
+}
+#endif
