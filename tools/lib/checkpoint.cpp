@@ -262,6 +262,7 @@ Checkpoint read_checkpoint(const std::string& path) {
       throw CheckpointError(path + ": incomplete checkpoint (no checksum: the save did not finish)");
     Checkpoint c;
     c.config_yaml = f.read_string_attribute("/", "config");
+    c.engine_version = f.read_string_attribute("/", "engine_version");
     c.diagnostic = f.read_string_attribute("/", "diagnostic");
     c.params = read_arrays(f, "/model");
     c.optimizer_step = read_int64_scalar(f, "/optimizer/step");

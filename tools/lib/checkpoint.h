@@ -56,6 +56,7 @@ struct MetricsHistory {
 
 struct Checkpoint {
   std::string config_yaml;
+  std::string engine_version;  // filled by read_checkpoint (the writer stamps its own)
   std::string diagnostic;          // non-empty: saved because training stopped; such files are not resumed from
   std::vector<NamedArray> params;  // read back sorted by name
   int64_t optimizer_step = 0;
