@@ -379,6 +379,14 @@ TEST_CASE("config: load loss with a router other than noisy_topk", "[config]") {
   CHECK_NOTHROW(parse("moe:\n  router: noisy_topk\n  losses: {load: 0.1}\n"));
 }
 
+TEST_CASE("config: strings must be UTF-8 without NUL bytes (found by fuzzing)", "[config]") {
+  CHECK_THROWS_WITH(parse("logging:\n  out_dir: run\xff\xfe\n"),
+                    Contains("test.yaml:2:12: logging.out_dir: expected UTF-8 text without NUL bytes"));
+  CHECK_THROWS_WITH(parse("data:\n  paths: [a.txt, \"b\\0c\"]\n"),
+                    Contains("data.paths: item 2: expected UTF-8 text without NUL bytes"));
+  CHECK(parse("logging:\n  out_dir: runs/caf\xc3\xa9\n").logging.out_dir == "runs/caf\xc3\xa9");
+}
+
 TEST_CASE("config: a warm-up longer than the schedule", "[config]") {
   TempDir tmp("warmup");
   const std::string path = tmp.write("run.yaml", "schedule:\n  warmup_steps: 50\ntraining:\n  steps: 30\n");

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <set>
+#include <vector>
 
 #include "tools/lib/hdf5_file.h"
 
@@ -62,6 +63,86 @@ int64_t numel(const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   return n;
+}
+
+// The file header: HDF5's user block, 512 bytes that HDF5 skips (h5py and h5ls read such files
+// as usual). It holds a magic line, the format version, the file size and a hash of every byte
+// after the header, so a truncated or damaged file is refused before HDF5 parses it: the HDF5
+// library does not survive every corrupted file (fuzzing found heap overflows in it).
+constexpr size_t kHeaderBytes = 512;
+const char* const kHeaderMagic = "MOE-ENGINE-CHECKPOINT";
+
+uint64_t hash_file_tail(std::FILE* f, uint64_t from) {
+  std::fseek(f, static_cast<long>(from), SEEK_SET);
+  uint64_t h = 1469598103934665603ull;
+  std::vector<unsigned char> buf(1 << 20);
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {  // word at a time: the same FNV-1a mixing, 8x fewer steps
+      uint64_t w;
+      std::memcpy(&w, buf.data() + i, 8);
+      h = (h ^ w) * 1099511628211ull;
+    }
+    for (; i < n; ++i) h = (h ^ buf[i]) * 1099511628211ull;
+  }
+  return h;
+}
+
+void write_header(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "r+b");
+  if (!f) throw CheckpointError(path + ": cannot reopen to write the header: " + std::strerror(errno));
+  std::fseek(f, 0, SEEK_END);
+  const uint64_t size = static_cast<uint64_t>(std::ftell(f));
+  const uint64_t hash = hash_file_tail(f, kHeaderBytes);
+  char header[kHeaderBytes] = {};
+  std::snprintf(header, sizeof header, "%s\nformat_version %d\nsize %llu\nhash %016llx\n", kHeaderMagic, kFormatVersion,
+                static_cast<unsigned long long>(size), static_cast<unsigned long long>(hash));
+  std::fseek(f, 0, SEEK_SET);
+  const bool ok = std::fwrite(header, 1, sizeof header, f) == sizeof header;
+  if (std::fclose(f) != 0 || !ok) throw CheckpointError(path + ": cannot write the header (disk full?)");
+}
+
+// Throws unless the header is ours, of this version, and matches the bytes that follow it.
+void check_header(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) {
+    if (!std::filesystem::exists(path)) throw CheckpointError(path + ": no such file");
+    throw CheckpointError(path + ": cannot open: " + std::strerror(errno));
+  }
+  char header[kHeaderBytes + 1] = {};
+  const size_t got = std::fread(header, 1, kHeaderBytes, f);
+  std::fseek(f, 0, SEEK_END);
+  const uint64_t size = static_cast<uint64_t>(std::ftell(f));
+  auto fail = [&](const std::string& what) {
+    std::fclose(f);
+    throw CheckpointError(path + ": " + what);
+  };
+  if (std::strncmp(header, kHeaderMagic, std::strlen(kHeaderMagic)) != 0) {
+    // A save that died before its last act leaves a zero header in front of the HDF5 data.
+    char signature[8] = {};
+    const bool blank = got == kHeaderBytes && std::all_of(header, header + kHeaderBytes, [](char c) { return c == 0; });
+    std::fseek(f, static_cast<long>(kHeaderBytes), SEEK_SET);
+    if (blank && std::fread(signature, 1, 8, f) == 8 && std::memcmp(signature, "\x89HDF\r\n\x1a\n", 8) == 0)
+      fail("incomplete checkpoint: its save did not finish (no header)");
+    const bool hdf5 = got >= 8 && std::memcmp(header, "\x89HDF\r\n\x1a\n", 8) == 0;
+    fail(hdf5 ? "not a moe-engine checkpoint (an HDF5 file without the checkpoint header)"
+              : "not a moe-engine checkpoint (no checkpoint header, and not an HDF5 file)");
+  }
+  int version = -1;
+  unsigned long long want_size = 0, want_hash = 0;
+  const char* fields = header + std::strlen(kHeaderMagic);
+  if (std::sscanf(fields, "\nformat_version %d\nsize %llu\nhash %llx", &version, &want_size, &want_hash) != 3)
+    fail("damaged checkpoint header");
+  if (version != kFormatVersion)
+    fail("checkpoint format version " + std::to_string(version) + ", this build reads version " +
+         std::to_string(kFormatVersion));
+  if (size != want_size)
+    fail(size < want_size ? "truncated checkpoint: " + std::to_string(size) + " bytes of " + std::to_string(want_size)
+                          : "damaged checkpoint: " + std::to_string(size - want_size) + " bytes more than written");
+  const uint64_t hash = hash_file_tail(f, kHeaderBytes);
+  if (hash != want_hash) fail("corrupted checkpoint: the file's bytes do not match the hash in its header");
+  std::fclose(f);
 }
 
 void fsync_path(const std::string& path, bool directory) {
@@ -212,7 +293,7 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
   namespace fs = std::filesystem;
   const std::string tmp = path + ".tmp";
   {
-    h5::File f(tmp, h5::File::Mode::create);
+    h5::File f(tmp, h5::File::Mode::create, kHeaderBytes);
     crash_point("open");
     f.write_string_attribute("/", "format", kFormatName);
     f.write_string_attribute("/", "format_version", std::to_string(kFormatVersion));
@@ -239,6 +320,7 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
     f.flush();
     crash_point("flush");
   }
+  write_header(tmp);
   fsync_path(tmp, false);
   crash_point("rename");
   std::error_code ec;
@@ -250,6 +332,7 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
 }
 
 Checkpoint read_checkpoint(const std::string& path) {
+  check_header(path);
   try {
     h5::File f(path, h5::File::Mode::read);
     if (!f.has_attribute("/", "format") || f.read_string_attribute("/", "format") != kFormatName)

@@ -3,6 +3,8 @@
 // fuzz target can exercise the reader alone; train::Trainer fills and applies a Checkpoint.
 //
 // Layout (format_version 1; documented for users in configs/README.md, "Checkpoints"):
+//   bytes 0-511               a text header (HDF5 user block): magic, format version, file size,
+//                             and a hash of every later byte, checked before HDF5 reads the file
 //   /                         attributes: format "moe-engine checkpoint", format_version "1",
 //                             engine_version, config (the resolved YAML), diagnostic (empty, or
 //                             why training stopped), checksum (written last: the completeness mark)
@@ -56,7 +58,7 @@ struct MetricsHistory {
 
 struct Checkpoint {
   std::string config_yaml;
-  std::string engine_version;  // filled by read_checkpoint (the writer stamps its own)
+  std::string engine_version;      // filled by read_checkpoint (the writer stamps its own)
   std::string diagnostic;          // non-empty: saved because training stopped; such files are not resumed from
   std::vector<NamedArray> params;  // read back sorted by name
   int64_t optimizer_step = 0;

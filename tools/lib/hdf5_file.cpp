@@ -50,10 +50,13 @@ int64_t count(const Dims& d) {
 
 }  // namespace
 
-File::File(const std::string& path, Mode mode) : path_(path) {
+File::File(const std::string& path, Mode mode, uint64_t userblock_bytes) : path_(path) {
   silence_hdf5();
   if (mode == Mode::create) {
-    file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    Handle fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
+    if (userblock_bytes > 0 && H5Pset_userblock(fcpl.get(), userblock_bytes) < 0)
+      throw Error(path + ": invalid user block size " + std::to_string(userblock_bytes));
+    file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT);
     if (file_ < 0) throw Error(path + ": cannot create the file (is the folder writable?)");
     return;
   }

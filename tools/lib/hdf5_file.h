@@ -23,7 +23,9 @@ using Dims = std::vector<int64_t>;
 class File {
  public:
   enum class Mode { read, read_write, create };  // create truncates an existing file
-  File(const std::string& path, Mode mode);
+  // userblock_bytes (create only; 0 or a power of two >= 512): room HDF5 leaves untouched at
+  // the start of the file, for a header of the caller's own.
+  File(const std::string& path, Mode mode, uint64_t userblock_bytes = 0);
   ~File();
   File(const File&) = delete;
   File& operator=(const File&) = delete;

@@ -292,6 +292,21 @@ bool parse_int64(const std::string& s, std::int64_t* out) {
   return true;
 }
 
+// Paths and names must survive a round trip through to_yaml and the filesystem: well-formed
+// UTF-8 (as YAML requires) and no NUL bytes.
+bool clean_utf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const int extra = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xE ? 2 : (c >> 3) == 0x1E ? 3 : -1;
+    if (c == 0 || extra < 0 || (extra == 1 && c < 0xC2) || i + extra >= s.size() + (extra == 0 ? 1 : 0)) return false;
+    for (int k = 1; k <= extra; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+    i += static_cast<size_t>(extra) + 1;
+  }
+  return true;
+}
+
 // Reads one value of type T from a node; on failure throws naming the key.
 template <class T>
 void read_value(const YAML::Node& n, const std::string& at, const std::string& key, T* out) {
@@ -322,6 +337,7 @@ void read_value(const YAML::Node& n, const std::string& at, const std::string& k
     }
   } else if constexpr (std::is_same_v<T, std::string>) {
     if (!scalar) fail(at, key, "expected a string, got " + describe(n));
+    if (!clean_utf8(text)) fail(at, key, "expected UTF-8 text without NUL bytes");
     *out = text;
   } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
     if (!n || !n.IsSequence()) fail(at, key, "expected a list of strings, got " + describe(n));
@@ -329,6 +345,8 @@ void read_value(const YAML::Node& n, const std::string& at, const std::string& k
     for (size_t i = 0; i < n.size(); ++i) {
       if (!n[i].IsScalar())
         fail(at, key, "expected a list of strings, item " + std::to_string(i + 1) + " is " + describe(n[i]));
+      if (!clean_utf8(n[i].Scalar()))
+        fail(at, key, "item " + std::to_string(i + 1) + ": expected UTF-8 text without NUL bytes");
       items.push_back(n[i].Scalar());
     }
     *out = std::move(items);
