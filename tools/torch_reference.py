@@ -230,6 +230,11 @@ def route(cfg, x, p, prefix, token_ids, bias, noise):
     elif kind == "noisy_topk":
         r["logits"] = F.linear(x, p[prefix + ".router.weight"])
         r["probs"] = torch.softmax(r["logits"], dim=-1)
+        if noise is None:  # evaluation: no noise, as in the engine
+            H = r["logits"]
+            token_choice(H, lambda sel: torch.softmax(H.gather(1, sel), dim=-1))
+            r["counts"] = np.bincount(np.array(r["expert"], dtype=np.int64), minlength=E)
+            return r
         noise_std = F.softplus(F.linear(x, p[prefix + ".router.noise.weight"]))
         H = r["logits"] + noise.to(x.dtype) * noise_std
         token_choice(H, lambda sel: torch.softmax(H.gather(1, sel), dim=-1))

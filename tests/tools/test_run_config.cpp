@@ -226,7 +226,7 @@ TEST_CASE("config: to_yaml writes every key and parses back to an equal config",
   const std::string text = to_yaml(RunConfig{});
   for (const char* key : {"vocab_size:", "embedding_init_std:", "sequence_aux:", "bias_update_rate:", "val_shards:",
                           "decay_norms_and_biases:", "total_steps:", "eval_batches:", "out_dir:", "keep_last:",
-                          "device: cpu", "router: topk_softmax", "norm_eps: 1e-05"})
+                          "device: cpu", "router: topk_softmax", "norm_eps: 1.0e-05", "eps: 1.0e-08"})
     CHECK_THAT(text, Contains(key));
   // Awkward values survive too: a double with no short form, a string that looks like a number.
   RunConfig odd;

@@ -2,7 +2,7 @@
 // h5py and h5ls read. This library knows the file format only (no engine, no model), so the
 // fuzz target can exercise the reader alone; train::Trainer fills and applies a Checkpoint.
 //
-// Layout (format_version 1; documented for users in configs/README.md, "Checkpoints"):
+// Layout (format_version 1; documented for users in README.md, "Checkpoints and resuming"):
 //   bytes 0-511               a text header (HDF5 user block): magic, format version, file size,
 //                             and a hash of every later byte, checked before HDF5 reads the file
 //   /                         attributes: format "moe-engine checkpoint", format_version "1",

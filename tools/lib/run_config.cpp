@@ -220,7 +220,8 @@ std::string join(const std::vector<std::string>& items) {
   return out;
 }
 
-// Shortest decimal form that reads back to the same double; always looks like a float.
+// Shortest decimal form that reads back to the same double; always looks like a float, also to
+// YAML 1.1 readers such as PyYAML, which take "1e-05" for a string but "1.0e-05" for a number.
 std::string format_double(double v) {
   char buf[64];
   for (int prec = 6; prec <= 17; ++prec) {
@@ -228,7 +229,8 @@ std::string format_double(double v) {
     if (std::strtod(buf, nullptr) == v) break;
   }
   std::string s = buf;
-  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+  const size_t exponent = s.find_first_of("eE");
+  if (s.find('.') == std::string::npos) s.insert(exponent == std::string::npos ? s.size() : exponent, ".0");
   return s;
 }
 
