@@ -121,9 +121,16 @@ TEST_CASE("moe-train keeps the last K checkpoints, and the history across a resu
 TEST_CASE("resume refuses a config that changes the model and names the keys", "[checkpoint][errors]") {
   const std::string path = save_a_checkpoint("mismatch");
   std::ostringstream quiet;
-  train::Trainer other(small_run(fresh_dir("mismatch2"), {"model.d_model=32", "moe.top_k=1"}), quiet);
+  const fs::path dir2 = fresh_dir("mismatch2");
+  fs::create_directories(dir2);
+  std::ofstream(dir2 / "metrics.csv") << "precious\n";
+  train::Trainer other(small_run(dir2, {"model.d_model=32", "moe.top_k=1", "data.seed=5"}), quiet);
   CHECK_THROWS_WITH(other.resume(path), Contains("refusing to resume") && Contains("model.d_model") &&
-                                            Contains("moe.top_k") && Contains(path));
+                                            Contains("moe.top_k") && Contains("data.seed") && Contains(path));
+  std::ifstream kept(dir2 / "metrics.csv");  // a refused resume leaves the run folder alone
+  std::string line;
+  std::getline(kept, line);
+  CHECK(line == "precious");
   std::ostringstream said;
   train::Trainer longer(small_run(fresh_dir("mismatch3"), {"training.steps=20", "optimizer.lr=0.001"}), said);
   longer.resume(path);
@@ -206,6 +213,27 @@ TEST_CASE("bad checkpoint files give one clear error naming the file and what is
   }
 }
 
+TEST_CASE("a fresh run refuses a folder with checkpoints; resuming an older one sets later ones aside",
+          "[checkpoint]") {
+  const fs::path dir = fresh_dir("folder");
+  std::ostringstream quiet;
+  {
+    train::Trainer t(small_run(dir, {"checkpointing.every=2"}), quiet);
+    t.run();
+  }
+  train::Trainer fresh(small_run(dir, {"checkpointing.every=2"}), quiet);
+  CHECK_THROWS_WITH(fresh.run(),
+                    Contains("holds checkpoints of an earlier run (newest: step 6)") && Contains("--resume latest"));
+  std::ostringstream said;
+  train::Trainer again(small_run(dir, {"checkpointing.every=2"}), said);
+  again.resume((dir / "checkpoints" / "step_00000002.h5").string());
+  CHECK_THAT(said.str(), Contains("moved step_00000004.h5") && Contains("moved step_00000006.h5"));
+  CHECK(fs::exists(dir / "checkpoints" / "superseded" / "step_00000006.h5"));
+  CHECK(train::checkpoint_steps((dir / "checkpoints").string()) == std::vector<int64_t>{2});
+  CHECK(again.run() == train::RunEnd::finished);
+  CHECK(train::checkpoint_steps((dir / "checkpoints").string()) == std::vector<int64_t>{2, 4, 6});
+}
+
 TEST_CASE("a NaN stops training, names the tensor and leaves a diagnostic checkpoint", "[checkpoint][nan]") {
   const fs::path dir = fresh_dir("nan");
   std::ostringstream progress;
@@ -218,6 +246,7 @@ TEST_CASE("a NaN stops training, names the tensor and leaves a diagnostic checkp
   const std::string diag = (dir / "checkpoints" / "diagnostic_step_00000001.h5").string();
   const ckpt::Checkpoint c = ckpt::read_checkpoint(diag);
   CHECK_THAT(c.diagnostic, Contains(p.name));
+  CHECK(c.loaders.at("train")[2] == 1);  // the data cursor before the failing step: it can be replayed
   std::ostringstream quiet;
   train::Trainer again(small_run(fresh_dir("nan2"), {"training.steps=5"}), quiet);
   CHECK_THROWS_WITH(again.resume(diag), Contains("a diagnostic checkpoint"));

@@ -14,6 +14,10 @@
 
 #include "tools/lib/hdf5_file.h"
 
+// Hashes and checksums read integers and words in the machine's byte order; every platform the
+// engine builds for (x86-64, AArch64) is little-endian, and this keeps it that way.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "checkpoint hashing assumes a little-endian host");
+
 namespace ckpt {
 
 const char* const kEngineVersion = "0.4.0";
@@ -27,7 +31,7 @@ void crash_point(const char* point) {
   if (at && std::strcmp(at, point) == 0) std::raise(SIGKILL);
 }
 
-// FNV-1a over typed chunks, each prefixed by its length so that boundaries matter.
+// FNV-1a (byte-wise) over typed chunks, each prefixed by its length so that boundaries matter.
 class Hasher {
  public:
   void bytes(const void* data, size_t n) {
@@ -79,7 +83,7 @@ uint64_t hash_file_tail(std::FILE* f, uint64_t from) {
   size_t n;
   while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) {
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {  // word at a time: the same FNV-1a mixing, 8x fewer steps
+    for (; i + 8 <= n; i += 8) {  // FNV-1a's mixing on 64-bit little-endian words: 8x fewer steps
       uint64_t w;
       std::memcpy(&w, buf.data() + i, 8);
       h = (h ^ w) * 1099511628211ull;
@@ -149,8 +153,11 @@ void fsync_path(const std::string& path, bool directory) {
   const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
   if (fd < 0) throw CheckpointError(path + ": cannot open to sync: " + std::strerror(errno));
   const int rc = ::fsync(fd);
+  const int err = errno;
   ::close(fd);
-  if (rc != 0) throw CheckpointError(path + ": fsync failed: " + std::strerror(errno));
+  // Some filesystems (FUSE, network mounts) cannot sync a folder; the rename itself stands.
+  if (rc != 0 && !(directory && (err == EINVAL || err == ENOTSUP)))
+    throw CheckpointError(path + ": fsync failed: " + std::strerror(err));
 }
 
 void write_array(h5::File& f, const std::string& group, const NamedArray& a) {
@@ -319,6 +326,7 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
     f.write_string_attribute("/", "checksum", checksum(c));  // last: marks the file complete
     f.flush();
     crash_point("flush");
+    f.close();
   }
   write_header(tmp);
   fsync_path(tmp, false);

@@ -75,6 +75,13 @@ File::~File() {
   if (file_ >= 0) H5Fclose(file_);
 }
 
+void File::close() {
+  if (file_ < 0) return;
+  const herr_t rc = H5Fclose(file_);
+  file_ = -1;
+  if (rc < 0) throw Error(path_ + ": closing the file failed (disk full?)");
+}
+
 void File::fail(const std::string& object, const std::string& what) const {
   throw Error(path_ + ": " + object + ": " + what);
 }
@@ -199,6 +206,8 @@ std::string File::read_string_attribute(const std::string& object, const std::st
   Handle attr(H5Aopen_by_name(file_, object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
   Handle type(H5Aget_type(attr.get()), H5Tclose);
   if (H5Tget_class(type.get()) != H5T_STRING) fail(object, "attribute '" + name + "' is not a string");
+  Handle space(H5Aget_space(attr.get()), H5Sclose);
+  if (H5Sget_simple_extent_npoints(space.get()) != 1) fail(object, "attribute '" + name + "' must be one string");
   if (H5Tis_variable_str(type.get()) > 0) {
     Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
     H5Tset_size(mem.get(), H5T_VARIABLE);

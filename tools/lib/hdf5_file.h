@@ -52,6 +52,7 @@ class File {
   void write_int64s(const std::string& dataset, const std::vector<int64_t>& values, const Dims& dims);
   void write_uint64s(const std::string& dataset, const std::vector<uint64_t>& values, const Dims& dims);
   void flush();  // pushes HDF5's buffers to the operating system (not to the disk: fsync the closed file)
+  void close();  // closes now and throws if HDF5 could not write everything out; the destructor cannot
   void write_string_attribute(const std::string& object, const std::string& name, const std::string& value);
 
  private:

@@ -3,9 +3,18 @@
 #include <cmath>
 #include <filesystem>
 #include <iomanip>
+#include <sstream>
 #include <stdexcept>
 
 namespace train {
+
+// JSON has no NaN or Infinity: such values are written as null.
+std::string json_number(double v) {
+  if (!std::isfinite(v)) return "null";
+  std::ostringstream s;
+  s << std::setprecision(8) << v;
+  return s.str();
+}
 
 MetricsLog::MetricsLog(std::vector<std::string> term_names, int64_t layers, int64_t experts)
     : term_names_(std::move(term_names)) {
@@ -89,7 +98,7 @@ void MetricsLog::write_step(size_t i) {
     << ", \"dropped\": " << h.dropped[i] << ", \"terms\": {";
   bool first = true;
   for (const auto& [name, column] : h.terms) {
-    j << (first ? "" : ", ") << "\"" << name << "\": " << column[i];
+    j << (first ? "" : ", ") << "\"" << name << "\": " << json_number(column[i]);
     first = false;
   }
   j << "}, \"expert_counts\": [";
@@ -114,9 +123,8 @@ void MetricsLog::write_step(size_t i) {
 }
 
 void MetricsLog::write_eval(size_t i) {
-  *jsonl_ << std::setprecision(8) << "{\"step\": " << history_.eval_step[i]
-          << ", \"eval_loss\": " << history_.eval_loss[i]
-          << ", \"eval_perplexity\": " << std::exp(history_.eval_loss[i]) << "}\n";
+  *jsonl_ << "{\"step\": " << history_.eval_step[i] << ", \"eval_loss\": " << json_number(history_.eval_loss[i])
+          << ", \"eval_perplexity\": " << json_number(std::exp(history_.eval_loss[i])) << "}\n";
 }
 
 }  // namespace train

@@ -22,6 +22,8 @@ struct StepMetrics {
   int64_t dropped = 0;
 };
 
+std::string json_number(double v);  // finite: the number; NaN or Inf: null
+
 class MetricsLog {
  public:
   // term_names: every balance term in log order (csv columns); layers x experts: the counts.

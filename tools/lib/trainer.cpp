@@ -131,12 +131,26 @@ Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::uniqu
   schedule_.validate();
   train_data_ = train_source ? std::move(train_source) : make_source(config, false);
   eval_data_ = make_source(config, true);
-  if (config.logging.out_dir.empty()) return;
-  std::filesystem::create_directories(config.logging.out_dir);
-  std::ofstream(std::filesystem::path(config.logging.out_dir) / "config.yaml") << rc::to_yaml(config);
-  metrics_.open(config.logging.out_dir);
   progress_ << "moe-train: " << model_->params().count_elements() << " parameters, " << model_->moe_layers().size()
-            << " MoE layers, writing " << config.logging.out_dir << "\n";
+            << " MoE layers" << (config.logging.out_dir.empty() ? "" : ", writing " + config.logging.out_dir) << "\n";
+}
+
+// The run folder is touched only once the run is known to be good: a fresh start, or after a
+// checkpoint was checked and restored; a refused resume leaves the folder as it was.
+void Trainer::open_outputs() {
+  if (outputs_open_ || config_.logging.out_dir.empty()) return;
+  const std::filesystem::path out(config_.logging.out_dir);
+  if (!resumed_) {
+    const auto existing = checkpoint_steps(checkpoint_dir());
+    if (!existing.empty())
+      throw ckpt::CheckpointError(checkpoint_dir() + " holds checkpoints of an earlier run (newest: step " +
+                                  std::to_string(existing.back()) +
+                                  "); continue it with --resume latest, or use another --out or delete them");
+  }
+  std::filesystem::create_directories(out);
+  std::ofstream(out / "config.yaml") << rc::to_yaml(config_);
+  metrics_.open(config_.logging.out_dir);
+  outputs_open_ = true;
 }
 
 Trainer::~Trainer() = default;
@@ -175,13 +189,23 @@ StepMetrics Trainer::step() {
   std::vector<moe::MoeLayer*> layers = model_->moe_layers();
   m.counts.assign(layers.size(), std::vector<int64_t>(config_.moe.num_experts, 0));
   const double micro = 1.0 / t.grad_accum;
+  // A step that fails leaves the data and generators where it found them, so a diagnostic
+  // checkpoint replays exactly the failing step.
+  const data::LoaderCursor cursor = train_data_->cursor();
+  const Generator noise = model_->noise_generator(), dropout = model_->dropout_generator();
+  auto rewind = [&] {
+    clear_tape();
+    optimizer_->zero_grad();
+    train_data_->restore(cursor);
+    model_->noise_generator() = noise;
+    model_->dropout_generator() = dropout;
+  };
   for (int a = 0; a < t.grad_accum; ++a) {
     data::Batch batch = train_data_->next_batch(t.batch_size, t.seq_len);
     moe::ForwardResult out = model_->forward(batch.inputs, batch.targets, true);
     const double loss = out.loss.item();
     if (!std::isfinite(loss)) {
-      clear_tape();
-      optimizer_->zero_grad();
+      rewind();
       check_finite(out);
     }
     backward(scale(out.loss, micro));  // the step's gradient is the mean over micro-batches
@@ -195,11 +219,10 @@ StepMetrics Trainer::step() {
   }
   m.grad_norm = clip_grad_norm(params_, config_.optimizer.grad_clip);
   if (!std::isfinite(m.grad_norm)) {
-    const auto cleanup = [&] { optimizer_->zero_grad(); };
     try {
       check_finite_gradients();
     } catch (...) {
-      cleanup();
+      rewind();
       throw;
     }
   }
@@ -238,6 +261,7 @@ void Trainer::log(const StepMetrics& m) {
 }
 
 RunEnd Trainer::run(const std::atomic<bool>* stop) {
+  open_outputs();
   const rc::TrainingConfig& t = config_.training;
   const int every = config_.checkpointing.every;
   while (step_ < t.steps) {
@@ -259,7 +283,7 @@ RunEnd Trainer::run(const std::atomic<bool>* stop) {
     const bool stopping = stop && stop->load();
     if (!config_.logging.out_dir.empty() && ((every > 0 && m.step % every == 0) || m.step == t.steps || stopping))
       progress_ << "checkpoint: " << save_checkpoint() << std::endl;
-    if (stopping) return RunEnd::stopped;
+    if (stopping) return step_ >= t.steps ? RunEnd::finished : RunEnd::stopped;
   }
   return RunEnd::finished;
 }

@@ -65,6 +65,7 @@ class Trainer {
 
  private:
   void log(const StepMetrics& m);
+  void open_outputs();
   void check_finite(const moe::ForwardResult& out) const;
   void check_finite_gradients() const;
 
@@ -78,7 +79,11 @@ class Trainer {
   MetricsLog metrics_;
   int64_t step_ = 0, tokens_seen_ = 0, start_step_ = 0;
   double last_lr_ = 0, elapsed_seconds_ = 0;
+  bool resumed_ = false, outputs_open_ = false;
 };
+
+// Steps of the regular checkpoints (step_N.h5) in a checkpoint folder, ascending.
+std::vector<int64_t> checkpoint_steps(const std::string& dir);
 
 // The newest complete, non-diagnostic checkpoint in a run folder's checkpoints/ (files that
 // fail to load are skipped, with a note in *skipped); throws when there is none.

@@ -36,7 +36,7 @@ std::vector<uint64_t> cursor_values(const data::LoaderCursor& c) {
 
 // Step number of a checkpoint file name "step_00000042.h5"; -1 for anything else.
 int64_t step_of(const fs::path& p) {
-  static const std::regex pattern("step_([0-9]+)\\.h5");
+  static const std::regex pattern("step_([0-9]{1,18})\\.h5");
   std::smatch m;
   const std::string name = p.filename().string();
   return std::regex_match(name, m, pattern) ? std::stoll(m[1]) : -1;
@@ -137,7 +137,6 @@ void Trainer::restore(const ckpt::Checkpoint& c, const std::string& source) {
   tokens_seen_ = c.tokens_seen;
   last_lr_ = c.lr;
   elapsed_seconds_ = 0;
-  if (!config_.logging.out_dir.empty()) metrics_.open(config_.logging.out_dir);  // rewritten from the history
 }
 
 void Trainer::resume(const std::string& path) {
@@ -151,19 +150,35 @@ void Trainer::resume(const std::string& path) {
   } catch (const rc::ConfigError& e) {
     throw ckpt::CheckpointError(std::string("the checkpoint's config is invalid: ") + e.what());
   }
-  const std::vector<std::string> model_keys = rc::model_keys_differing(saved, config_);
-  if (!model_keys.empty()) {
+  // The model keys, and the data and seed keys whose restored state would silently override them.
+  std::vector<std::string> fixed = rc::model_keys_differing(saved, config_), changed;
+  for (const std::string& k : rc::keys_differing(saved, config_)) {
+    if (k.rfind("model.", 0) == 0 || k.rfind("moe.", 0) == 0 || k == "logging.out_dir") continue;
+    (k.rfind("data.", 0) == 0 || k == "training.seed" ? fixed : changed).push_back(k);
+  }
+  if (!fixed.empty()) {
     std::string keys;
-    for (const std::string& k : model_keys) keys += (keys.empty() ? "" : ", ") + k;
-    throw ckpt::CheckpointError(path + ": refusing to resume: the config changes the model (" + keys +
+    for (const std::string& k : fixed) keys += (keys.empty() ? "" : ", ") + k;
+    throw ckpt::CheckpointError(path + ": refusing to resume: the config changes the model or its data (" + keys +
                                 "); only training keys may change");
   }
-  std::vector<std::string> changed = rc::keys_differing(saved, config_);
-  changed.erase(std::remove(changed.begin(), changed.end(), "logging.out_dir"), changed.end());
   if (c.step > config_.training.steps)
     throw ckpt::CheckpointError(path + ": the checkpoint is at step " + std::to_string(c.step) +
                                 ", beyond training.steps = " + std::to_string(config_.training.steps));
   restore(c, path);
+  resumed_ = true;
+  // Later checkpoints of this folder belong to the run being replaced: keep them, out of the way.
+  const fs::path dir = checkpoint_dir();
+  for (int64_t s : checkpoint_steps(dir.string()))
+    if (s > c.step && !config_.logging.out_dir.empty()) {
+      char name[32];
+      std::snprintf(name, sizeof name, "step_%08lld.h5", static_cast<long long>(s));
+      fs::create_directories(dir / "superseded");
+      fs::rename(dir / name, dir / "superseded" / name);
+      progress_ << "moe-train: moved " << name << " (after the resumed step) to " << (dir / "superseded").string()
+                << "\n";
+    }
+  open_outputs();  // metrics files are rewritten from the restored history
   progress_ << "moe-train: resumed from " << path << " at step " << c.step;
   if (!changed.empty()) {
     progress_ << "; changed training keys:";
@@ -180,16 +195,25 @@ std::string Trainer::save_checkpoint(const std::string& diagnostic) {
                 static_cast<long long>(step_));
   const std::string path = (dir / name).string();
   std::error_code ec;
+  static const std::regex leftover("(diagnostic_)?step_[0-9]+\\.h5\\.tmp");
   for (const auto& entry : fs::directory_iterator(dir, ec))  // left by a save that was killed
-    if (entry.path().extension() == ".tmp") fs::remove(entry.path(), ec);
+    if (std::regex_match(entry.path().filename().string(), leftover)) fs::remove(entry.path(), ec);
   ckpt::write_checkpoint(path, snapshot(diagnostic));
   if (!diagnostic.empty()) return path;
   // Keep the newest K regular checkpoints; the one just written is the newest, so it stays.
   auto all = checkpoints_in(dir);
   const size_t keep = static_cast<size_t>(config_.checkpointing.keep_last);
   for (size_t i = 0; i + keep < all.size(); ++i)
-    if (all[i].second != fs::path(path)) fs::remove(all[i].second);
+    if (all[i].second != fs::path(path) && !fs::remove(all[i].second, ec))
+      progress_ << "moe-train: could not delete old checkpoint " << all[i].second.string() << ": " << ec.message()
+                << "\n";
   return path;
+}
+
+std::vector<int64_t> checkpoint_steps(const std::string& dir) {
+  std::vector<int64_t> steps;
+  for (const auto& [step, path] : checkpoints_in(dir)) steps.push_back(step);
+  return steps;
 }
 
 std::string latest_checkpoint(const std::string& run_dir, std::vector<std::string>* skipped) {
