@@ -141,6 +141,13 @@ logging:
 checkpointing:
   every: 100
   keep_last: 1
+diagnostics:
+  warnings: false
+  max_vio: 2.5
+  max_dead: 1
+  topk_share: 0.8
+  dead_fraction: 0.05
+  starved_fraction: 0.25
 device: cpu
 )";
 }  // namespace
@@ -212,8 +219,14 @@ TEST_CASE("config: every section and key is parsed", "[config]") {
   CHECK(c.checkpointing.every == 100);
   CHECK(c.checkpointing.keep_last == 1);
   CHECK(c.device == DeviceKind::cpu);
+  CHECK_FALSE(c.diagnostics.warnings);
+  CHECK(c.diagnostics.max_vio == 2.5);
+  CHECK(c.diagnostics.max_dead == 1);
+  CHECK(c.diagnostics.topk_share == 0.8);
+  CHECK(c.diagnostics.dead_fraction == 0.05);
+  CHECK(c.diagnostics.starved_fraction == 0.25);
   // Every key differs from its default.
-  CHECK(keys_differing(c, RunConfig{}).size() == 63);
+  CHECK(keys_differing(c, RunConfig{}).size() == 69);
 }
 
 TEST_CASE("config: to_yaml writes every key and parses back to an equal config", "[config]") {
@@ -302,10 +315,11 @@ TEST_CASE("config: unknown key is named, with a suggestion and the allowed keys"
   const std::string far = tmp.write("far.yaml", "training:\n  banana: 1\n");
   CHECK_THROWS_WITH(load_run_config(far), Contains(far + ":2:3: training.banana: unknown key (allowed: steps,"));
   const std::string top = tmp.write("top.yaml", "optimiser:\n  lr: 0.1\n");
-  CHECK_THROWS_WITH(load_run_config(top),
-                    Contains(top + ":1:1: optimiser: unknown key, did you mean 'optimizer'?") &&
-                        Contains("allowed: model, moe, data, optimizer, schedule, training, logging, checkpointing, "
-                                 "device"));
+  CHECK_THROWS_WITH(
+      load_run_config(top),
+      Contains(top + ":1:1: optimiser: unknown key, did you mean 'optimizer'?") &&
+          Contains("allowed: model, moe, data, optimizer, schedule, training, logging, checkpointing, diagnostics, "
+                   "device"));
   const std::string loss = tmp.write("loss.yaml", "moe:\n  losses:\n    aux: 0.01\n");
   CHECK_THROWS_WITH(load_run_config(loss),
                     Contains(loss + ":3:5: moe.losses.aux: unknown key") &&
@@ -469,6 +483,10 @@ TEST_CASE("config: other range checks name the key and the allowed values", "[co
   CHECK_THROWS_WITH(parse("training:\n  grad_accum: 0\n"),
                     Contains("training.grad_accum: must be >= 1") && Contains("(allowed: >= 1)"));
   CHECK_THROWS_WITH(parse("checkpointing:\n  keep_last: 0\n"), Contains("checkpointing.keep_last"));
+  CHECK_THROWS_WITH(parse("diagnostics:\n  topk_share: 1.5\n"),
+                    Contains("test.yaml:2:15: diagnostics.topk_share: must be in (0, 1], got 1.5"));
+  CHECK_THROWS_WITH(parse("diagnostics:\n  dead_fraction: 0.6\n"),
+                    Contains("diagnostics.dead_fraction: must not exceed diagnostics.starved_fraction (0.5)"));
   CHECK_THROWS_WITH(parse("logging:\n  every: 0\n"), Contains("logging.every"));
   CHECK_THROWS_WITH(parse("model:\n  n_heads: 8\n  d_model: 24\n  position: rope\n"),
                     Contains("test.yaml:4:13: model.position: rope needs an even head size"));

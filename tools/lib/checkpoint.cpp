@@ -207,6 +207,7 @@ void write_metrics(h5::File& f, const MetricsHistory& m) {
   f.write_doubles("/metrics/tokens_per_s", m.tokens_per_s, {n});
   for (const auto& [name, values] : m.terms) f.write_doubles("/metrics/terms/" + name, values, {n});
   f.write_int64s("/metrics/expert_counts", m.expert_counts, {n, m.layers, m.experts});
+  for (const auto& [name, values] : m.layer_metrics) f.write_doubles("/metrics/layers/" + name, values, {n, m.layers});
   f.write_int64s("/metrics/eval/step", m.eval_step, {static_cast<int64_t>(m.eval_step.size())});
   f.write_doubles("/metrics/eval/loss", m.eval_loss, {static_cast<int64_t>(m.eval_loss.size())});
 }
@@ -242,6 +243,13 @@ MetricsHistory read_metrics(const h5::File& f) {
     throw CheckpointError(f.path() + ": /metrics/expert_counts: must be [logged steps, layers, experts]");
   m.layers = dims[1];
   m.experts = dims[2];
+  if (f.exists("/metrics/layers"))
+    for (const std::string& name : f.members("/metrics/layers")) {
+      h5::Dims d;
+      m.layer_metrics[name] = f.read_doubles("/metrics/layers/" + name, &d);
+      if (d != h5::Dims{static_cast<int64_t>(n), m.layers})
+        throw CheckpointError(f.path() + ": /metrics/layers/" + name + ": must be [logged steps, layers]");
+    }
   m.eval_step = f.read_int64s("/metrics/eval/step");
   m.eval_loss = f.read_doubles("/metrics/eval/loss");
   if (m.eval_step.size() != m.eval_loss.size())
@@ -291,6 +299,10 @@ std::string checksum(const Checkpoint& c) {
   h.u64(static_cast<uint64_t>(m.layers));
   h.u64(static_cast<uint64_t>(m.experts));
   h.vec(m.expert_counts);
+  for (const auto& [k, v] : m.layer_metrics) {
+    h.text(k);
+    h.vec(v);
+  }
   h.vec(m.eval_step);
   h.vec(m.eval_loss);
   return h.hex();

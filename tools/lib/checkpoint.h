@@ -16,7 +16,8 @@
 //   /state/{step,tokens_seen} int64 scalars; /state/lr float64 (the lr of the last step)
 //   /state/rng/<name>         uint64 [2]: Philox (seed, offset) of each generator
 //   /state/loader/<name>      uint64 [3]: data cursor (seed, offset, position) of train and eval
-//   /metrics/...              the run's logged history (MetricsHistory below)
+//   /metrics/...              the run's logged history (MetricsHistory below); per-layer collapse
+//                             metrics under /metrics/layers/<metric> [logged steps, MoE layers]
 //
 // Contract: write_checkpoint is atomic: it writes `path`.tmp in the same folder, flushes, fsyncs,
 // renames over `path` and fsyncs the folder, so at any moment either the old file or the complete
@@ -50,7 +51,8 @@ struct MetricsHistory {
   std::vector<double> loss, ce, lr, grad_norm, tokens_per_s;
   std::map<std::string, std::vector<double>> terms;  // balance term -> value at each logged step
   int64_t layers = 0, experts = 0;
-  std::vector<int64_t> expert_counts;  // [step][layer][expert], row-major
+  std::vector<int64_t> expert_counts;                        // [step][layer][expert], row-major
+  std::map<std::string, std::vector<double>> layer_metrics;  // collapse metric -> [step][layer]
   std::vector<int64_t> eval_step;
   std::vector<double> eval_loss;
   size_t size() const { return step.size(); }

@@ -74,6 +74,14 @@ void MetricsLog::record_step(const StepMetrics& m) {
   }
   for (int64_t l = 0; l < h.layers; ++l)
     for (int64_t e = 0; e < h.experts; ++e) h.expert_counts.push_back(m.counts.at(l).at(e));
+  if (static_cast<int64_t>(m.layers.size()) == h.layers && h.layers > 0)
+    for (const diag::LayerStats& s : m.layers)
+      for (const auto& [name, value] : diag::scalar_metrics(s)) {
+        std::vector<double>& column = h.layer_metrics[name];
+        column.resize((h.size() - 1) * h.layers + (&s - m.layers.data()), diag::kNaN);
+        column.push_back(value);
+      }
+  for (auto& [name, column] : h.layer_metrics) column.resize(h.size() * h.layers, diag::kNaN);  // a step without them
   if (jsonl_) {
     write_step(h.size() - 1);
     jsonl_->flush();
@@ -108,7 +116,22 @@ void MetricsLog::write_step(size_t i) {
     for (int64_t e = 0; e < h.experts; ++e) j << (e ? ", " : "") << counts[l * h.experts + e];
     j << "]";
   }
-  j << "]}\n";
+  j << "]";
+  if (!h.layer_metrics.empty()) {
+    j << ", \"layers\": [";
+    for (int64_t l = 0; l < h.layers; ++l) {
+      j << (l ? ", " : "") << "{";
+      bool first_metric = true;
+      for (const auto& [name, column] : h.layer_metrics) {
+        const size_t at = i * static_cast<size_t>(h.layers) + static_cast<size_t>(l);
+        j << (first_metric ? "" : ", ") << "\"" << name << "\": " << json_number(at < column.size() ? column[at] : NAN);
+        first_metric = false;
+      }
+      j << "}";
+    }
+    j << "]";
+  }
+  j << "}\n";
 
   std::ofstream& c = *csv_;
   c << std::setprecision(8) << h.step[i] << "," << h.loss[i] << "," << h.ce[i] << "," << h.lr[i] << ","

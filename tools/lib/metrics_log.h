@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tools/lib/checkpoint.h"
+#include "tools/lib/diagnostics.h"
 
 namespace train {
 
@@ -20,6 +21,7 @@ struct StepMetrics {
   std::map<std::string, double> terms;       // balance terms, averaged over micro-batches
   std::vector<std::vector<int64_t>> counts;  // [MoE layer][expert], summed over micro-batches
   int64_t dropped = 0;
+  std::vector<diag::LayerStats> layers;  // collapse metrics per MoE layer (log steps only)
 };
 
 std::string json_number(double v);  // finite: the number; NaN or Inf: null

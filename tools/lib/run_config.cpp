@@ -180,6 +180,15 @@ void schema(V& v, Tag<CheckpointingConfig>) {
   v.field("keep_last", &CheckpointingConfig::keep_last);
 }
 template <class V>
+void schema(V& v, Tag<DiagnosticsConfig>) {
+  v.field("warnings", &DiagnosticsConfig::warnings);
+  v.field("max_vio", &DiagnosticsConfig::max_vio);
+  v.field("max_dead", &DiagnosticsConfig::max_dead);
+  v.field("topk_share", &DiagnosticsConfig::topk_share);
+  v.field("dead_fraction", &DiagnosticsConfig::dead_fraction);
+  v.field("starved_fraction", &DiagnosticsConfig::starved_fraction);
+}
+template <class V>
 void schema(V& v, Tag<RunConfig>) {
   v.section("model", &RunConfig::model);
   v.section("moe", &RunConfig::moe);
@@ -189,6 +198,7 @@ void schema(V& v, Tag<RunConfig>) {
   v.section("training", &RunConfig::training);
   v.section("logging", &RunConfig::logging);
   v.section("checkpointing", &RunConfig::checkpointing);
+  v.section("diagnostics", &RunConfig::diagnostics);
   v.field("device", &RunConfig::device);
 }
 

@@ -134,6 +134,17 @@ struct CheckpointingConfig {
   int keep_last = 3;
 };
 
+// Collapse diagnostics: the thresholds of moe-train's live warnings and of moe-diagnose's
+// verdicts (definitions: ../shared/reference/moe-balancing.md, "Collapse metrics").
+struct DiagnosticsConfig {
+  bool warnings = true;           // print a line when a layer crosses a threshold
+  double max_vio = 1.0;           // warn / imbalanced above this MaxVio
+  int max_dead = 0;               // warn / imbalanced with more dead experts than this
+  double topk_share = 0.9;        // warn / collapsed when the k busiest experts take more
+  double dead_fraction = 0.1;     // dead: load share < dead_fraction / E
+  double starved_fraction = 0.5;  // starved: load share < starved_fraction / E
+};
+
 struct RunConfig {
   ModelConfig model;
   MoeConfig moe;
@@ -143,6 +154,7 @@ struct RunConfig {
   TrainingConfig training;
   LoggingConfig logging;
   CheckpointingConfig checkpointing;
+  DiagnosticsConfig diagnostics;
   DeviceKind device = DeviceKind::cpu;
 };
 

@@ -168,6 +168,16 @@ void check_training(const Checker& c, const RunConfig& cfg) {
   c.require(!cfg.logging.out_dir.empty(), "logging.out_dir", "must not be empty", "a directory path");
   c.at_least(cfg.checkpointing.every, 0, "checkpointing.every");
   c.at_least(cfg.checkpointing.keep_last, 1, "checkpointing.keep_last");
+
+  const DiagnosticsConfig& d = cfg.diagnostics;
+  c.at_least(d.max_vio, 0.0, "diagnostics.max_vio");
+  c.at_least(d.max_dead, 0, "diagnostics.max_dead");
+  c.in_range(d.topk_share, 0.0, 1.0, true, "diagnostics.topk_share", true);
+  c.in_range(d.dead_fraction, 0.0, 1.0, true, "diagnostics.dead_fraction");
+  c.in_range(d.starved_fraction, 0.0, 1.0, true, "diagnostics.starved_fraction");
+  c.require(d.dead_fraction <= d.starved_fraction, "diagnostics.dead_fraction",
+            "must not exceed diagnostics.starved_fraction (" + num(d.starved_fraction) + ")", "0 .. starved_fraction",
+            {"diagnostics.starved_fraction"});
 }
 
 }  // namespace

@@ -111,6 +111,8 @@ Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::uniqu
       progress_(progress),
       model_(std::make_unique<moe::TransformerLM>(to_model_config(config))),
       metrics_(balance_term_names(), static_cast<int64_t>(model_->moe_layers().size()), config.moe.num_experts) {
+  for (int64_t l = 0; l < model_->config().n_layers; ++l)
+    if (moe::is_moe_layer(model_->config(), l)) moe_blocks_.push_back(l);
   std::vector<ParamGroupEntry> groups;
   for (const moe::NamedParam& p : model_->params().all()) {
     groups.push_back({p.name, p.tensor, decays(p.name, p, config.optimizer)});
@@ -200,6 +202,11 @@ StepMetrics Trainer::step() {
     model_->noise_generator() = noise;
     model_->dropout_generator() = dropout;
   };
+  // At log steps the collapse metrics come from what the routers already computed.
+  std::vector<RoutingObserver> observers;
+  if (is_log_step(m.step))
+    for (size_t l = 0; l < layers.size(); ++l)
+      observers.emplace_back(config_.moe.num_experts, layers[l]->config().router.top_k, domain_count());
   for (int a = 0; a < t.grad_accum; ++a) {
     data::Batch batch = train_data_->next_batch(t.batch_size, t.seq_len);
     moe::ForwardResult out = model_->forward(batch.inputs, batch.targets, true);
@@ -215,6 +222,7 @@ StepMetrics Trainer::step() {
     for (size_t l = 0; l < out.routings.size(); ++l) {
       for (size_t e = 0; e < out.routings[l].counts.size(); ++e) m.counts[l][e] += out.routings[l].counts[e];
       m.dropped += out.routings[l].dropped;
+      if (!observers.empty()) observers[l].add(out.routings[l], batch.domains, t.seq_len);
     }
   }
   m.grad_norm = clip_grad_norm(params_, config_.optimizer.grad_clip);
@@ -225,6 +233,11 @@ StepMetrics Trainer::step() {
       rewind();
       throw;
     }
+  }
+  const diag::Thresholds thresholds = thresholds_from(config_.diagnostics);
+  for (size_t l = 0; l < observers.size(); ++l) {
+    m.layers.push_back(observers[l].stats(moe_blocks_[l], thresholds));
+    set_expert_similarity(m.layers.back(), *layers[l]);
   }
   optimizer_->step(m.lr);
   optimizer_->zero_grad();
@@ -257,7 +270,33 @@ void Trainer::log(const StepMetrics& m) {
   line << " | lr " << std::scientific << std::setprecision(2) << m.lr << std::fixed << std::setprecision(0) << " | "
        << m.tokens_per_second << " tok/s | ETA " << format_duration(eta);
   progress_ << line.str() << std::endl;  // flushed: progress shows up in redirected logs too
+  warn_on_collapse(m);
   metrics_.record_step(m);
+}
+
+bool Trainer::is_log_step(int64_t step) const {
+  return step == 1 || step % config_.logging.every == 0 || step == config_.training.steps;
+}
+
+int64_t Trainer::domain_count() const {
+  return config_.data.kind == rc::DataKind::synthetic ? config_.data.num_domains : 0;
+}
+
+// One line when a layer newly crosses a threshold (or crosses a different set of them), so a
+// collapse that persists is reported once, not at every log step.
+void Trainer::warn_on_collapse(const StepMetrics& m) {
+  if (!config_.diagnostics.warnings) return;
+  const diag::Thresholds t = thresholds_from(config_.diagnostics);
+  warned_.resize(m.layers.size(), 0);
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    const diag::LayerStats& s = m.layers[l];
+    const int crossed = (s.max_vio > t.max_vio ? 1 : 0) | (static_cast<int>(s.dead.size()) > t.max_dead ? 2 : 0) |
+                        (s.experts > s.top_k && s.topk_share > t.topk_share ? 4 : 0);
+    if (crossed != 0 && crossed != warned_[l])
+      progress_ << "warning: step " << m.step << ", MoE layer " << l << " (block " << s.block
+                << "): " << diag::live_warning(s, t) << std::endl;
+    warned_[l] = crossed;
+  }
 }
 
 RunEnd Trainer::run(const std::atomic<bool>* stop) {
@@ -273,7 +312,7 @@ RunEnd Trainer::run(const std::atomic<bool>* stop) {
       throw NonFiniteError("training stopped at step " + std::to_string(step_ + 1) + ": " + e.what() +
                            (path.empty() ? "" : "; diagnostic checkpoint (state before that step): " + path));
     }
-    if (m.step == 1 || m.step % config_.logging.every == 0 || m.step == t.steps) log(m);
+    if (is_log_step(m.step)) log(m);
     if ((t.eval_every > 0 && m.step % t.eval_every == 0) || m.step == t.steps) {
       const double loss = evaluate();
       progress_ << "eval at step " << step_ << " | loss " << std::fixed << std::setprecision(4) << loss

@@ -24,6 +24,7 @@
 #include "models/transformer.h"
 #include "tools/lib/checkpoint.h"
 #include "tools/lib/metrics_log.h"
+#include "tools/lib/routing_stats.h"
 #include "tools/lib/run_config.h"
 
 namespace train {
@@ -66,6 +67,9 @@ class Trainer {
  private:
   void log(const StepMetrics& m);
   void open_outputs();
+  bool is_log_step(int64_t step) const;
+  int64_t domain_count() const;
+  void warn_on_collapse(const StepMetrics& m);
   void check_finite(const moe::ForwardResult& out) const;
   void check_finite_gradients() const;
 
@@ -80,6 +84,8 @@ class Trainer {
   int64_t step_ = 0, tokens_seen_ = 0, start_step_ = 0;
   double last_lr_ = 0, elapsed_seconds_ = 0;
   bool resumed_ = false, outputs_open_ = false;
+  std::vector<int64_t> moe_blocks_;  // the block index of each MoE layer
+  std::vector<int> warned_;          // per MoE layer: the thresholds crossed at the last log step
 };
 
 // Steps of the regular checkpoints (step_N.h5) in a checkpoint folder, ascending.
