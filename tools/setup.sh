@@ -15,7 +15,8 @@ case "$mode" in run|test) ;; *) echo "usage: tools/setup.sh run|test" >&2; exit 
 # OpenCL headers and loader are needed to configure, though nothing here runs OpenCL.
 packages=(build-essential cmake ninja-build libdnnl-dev ocl-icd-opencl-dev opencl-headers libhdf5-dev hdf5-tools
           libyaml-cpp-dev libboost-program-options-dev catch2)
-[[ ${1:-run} == test ]] && packages+=(clang libclang-rt-14-dev)  # libFuzzer for the fuzz step
+# The test mode also needs libFuzzer (the fuzz step) and a browser (the HTML report test).
+[[ ${1:-run} == test ]] && packages+=(clang libclang-rt-14-dev chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -15,9 +15,11 @@ std::string fmt(const char* format, double v) {
   return buf;
 }
 
+// Expert lists stay short enough to read: the first 12, then how many more.
 std::string join(const std::vector<int>& v) {
   std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  for (size_t i = 0; i < v.size() && i < 12; ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  if (v.size() > 12) s += " and " + std::to_string(v.size() - 12) + " more";
   return s;
 }
 

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# moe-diagnose --report rendered in a real browser (headless chromium): the DOM after rendering
+# holds every section and chart, for a 2-layer E = 8 run and a 12-layer E = 64 run, and a
+# screenshot is taken. Without chromium the test reports itself skipped (exit 77).
+# Usage: report_test.sh MOE_TRAIN MOE_DIAGNOSE SOURCE_DIR OUT_DIR
+set -u
+train=$1 diagnose=$2 src=$3 out=$4
+browser=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
+if [[ -z $browser ]]; then
+  echo "SKIPPED: the report test needs chromium (apt-get install chromium)"
+  exit 77
+fi
+rm -rf "$out"
+mkdir -p "$out"
+fail() { echo "FAIL: $*"; exit 1; }
+
+render() {  # render NAME: DOM to NAME.dom.html, screenshot to NAME.png
+  local page="file://$out/$1.html"
+  timeout 120 "$browser" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --dump-dom "$page" \
+    >"$out/$1.dom.html" 2>"$out/$1.browser.log" || fail "chromium could not render $1.html"
+  timeout 120 "$browser" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --hide-scrollbars \
+    --window-size=1400,2600 --screenshot="$out/$1.png" "$page" >>"$out/$1.browser.log" 2>&1 ||
+    fail "chromium could not take a screenshot of $1.html"
+  [[ $(stat -c %s "$out/$1.png") -gt 20000 ]] || fail "$1.png is too small to show the report"
+}
+
+count() { grep -o "$1" "$out/$2.dom.html" | wc -l; }
+
+# 1. collapse.yaml, shortened: two layers, eight experts, four domains.
+"$train" --config "$src/configs/collapse.yaml" --set training.steps=80 --out "$out/collapse" >"$out/train.log" 2>&1 ||
+  fail "training collapse.yaml"
+"$diagnose" "$out/collapse/checkpoints/step_00000080.h5" --report "$out/collapse.html" --json "$out/collapse.json" \
+  --compare "$out/collapse/checkpoints/step_00000080.h5" >"$out/diagnose.log" 2>&1
+[[ $? -eq 3 ]] || fail "moe-diagnose should exit 3 for a collapsed run"
+render collapse
+for id in summary verdicts load history similarity domains spread compare; do
+  grep -q "<section id=\"$id\"" "$out/collapse.dom.html" || fail "section $id missing from the rendered page"
+done
+for kind in load history similarity; do
+  [[ $(count "class=\"chart\" data-kind=\"$kind\"" collapse) -eq 2 ]] || fail "expected 2 $kind charts"
+done
+[[ $(count "<table class=\"domains\"" collapse) -eq 2 ]] || fail "expected 2 domain tables"
+grep -q "collapsed" "$out/collapse.dom.html" || fail "the verdict is not on the page"
+if command -v python3 >/dev/null; then
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['overall']=='collapsed' and len(d['layers'])==2" \
+    "$out/collapse.json" || fail "the JSON output is not valid or incomplete"
+fi
+
+# 2. Twelve MoE layers of 64 experts: every chart still drawn, one per layer.
+"$train" --config "$src/configs/collapse.yaml" --set model.n_layers=12 --set moe.num_experts=64 --set moe.d_expert=8 \
+  --set training.steps=6 --set logging.every=1 --out "$out/wide" >>"$out/train.log" 2>&1 || fail "training the wide model"
+"$diagnose" "$out/wide/checkpoints/step_00000006.h5" --batches 2 --report "$out/wide.html" >>"$out/diagnose.log" 2>&1
+[[ $? -eq 0 || $? -eq 3 ]] || fail "moe-diagnose failed on the wide model"
+render wide
+for kind in load history similarity; do
+  [[ $(count "class=\"chart\" data-kind=\"$kind\"" wide) -eq 12 ]] || fail "expected 12 $kind charts for 12 layers"
+done
+echo "PASS: report rendered by $("$browser" --version 2>/dev/null | head -1); screenshots in $out"

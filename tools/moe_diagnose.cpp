@@ -1,0 +1,56 @@
+// moe-diagnose: expert-collapse diagnostics of a checkpoint.
+//
+//   moe-diagnose CHECKPOINT [--data CONFIG_OR_PATH] [--batches N] [--json OUT] [--report OUT.html]
+//                [--compare OTHER_CHECKPOINT]
+//
+// Prints a per-layer table, the spread of each metric across layers and a verdict per layer.
+// Exit status: 0 when every layer is healthy, 3 when any is imbalanced, collapsing or collapsed
+// (so scripts can use it as an alarm), 2 on errors (bad flags, bad file, bad data).
+#include <boost/program_options.hpp>
+#include <fstream>
+#include <iostream>
+
+#include "tools/cli.h"
+#include "tools/lib/diagnose.h"
+#include "tools/lib/report_html.h"
+
+namespace po = boost::program_options;
+
+int main(int argc, char** argv) {
+  std::string checkpoint, json_path, report_path;
+  diagnose::Options options;
+  po::options_description opts("moe-diagnose: is each MoE layer balanced, imbalanced, collapsing or collapsed?");
+  opts.add_options()("help,h", "show this help")(
+      "data", po::value<std::string>(&options.data),
+      "evaluation data: a YAML config (its data section), a token shard (.bin) or a text file; default: the "
+      "checkpoint's own data config (validation stream)")(
+      "batches", po::value<int>(&options.batches)->default_value(options.batches), "evaluation batches")(
+      "json", po::value<std::string>(&json_path), "write everything as JSON to this file")(
+      "report", po::value<std::string>(&report_path), "write a self-contained HTML report to this file")(
+      "compare", po::value<std::string>(&options.compare), "a second checkpoint: routing stability and metric changes")(
+      "checkpoint", po::value<std::string>(&checkpoint)->required(), "the checkpoint to diagnose");
+  po::positional_options_description positional;
+  positional.add("checkpoint", 1);
+  po::variables_map vm;
+  if (auto status = tools::parse_flags(argc, argv, "moe-diagnose", opts, vm, &positional)) return *status;
+  try {
+    const diagnose::Result result = diagnose::run(checkpoint, options);
+    diagnose::print_table(result, std::cout);
+    if (!json_path.empty()) {
+      std::ofstream out(json_path);
+      diagnose::write_json(result, out);
+      if (!out) throw std::runtime_error("cannot write " + json_path);
+      std::cout << "wrote " << json_path << "\n";
+    }
+    if (!report_path.empty()) {
+      std::ofstream out(report_path);
+      report::write_html(result, out);
+      if (!out) throw std::runtime_error("cannot write " + report_path);
+      std::cout << "wrote " << report_path << "\n";
+    }
+    return diagnose::exit_status(result);
+  } catch (const std::exception& e) {
+    std::cerr << "moe-diagnose: " << e.what() << "\n";
+    return 2;
+  }
+}
