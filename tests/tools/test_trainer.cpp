@@ -49,6 +49,9 @@ TEST_CASE("moe-train's loop writes progress, metrics.jsonl and metrics.csv with 
   std::string first;
   std::getline(jsonl, first);
   CHECK_THAT(first, Catch::Contains("\"expert_counts\": [["));
+  // The collapse metrics of every MoE layer and their spread across layers, at each log step.
+  CHECK_THAT(first, Catch::Contains("\"layers\": [{\"confidence\": ") && Catch::Contains("\"max_vio\": ") &&
+                        Catch::Contains("\"across_layers\": {\"confidence\": {\"min\": "));
   CHECK(fs::exists(fs::path(cfg.logging.out_dir) / "config.yaml"));
 }
 

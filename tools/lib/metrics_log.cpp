@@ -129,7 +129,17 @@ void MetricsLog::write_step(size_t i) {
       }
       j << "}";
     }
-    j << "]";
+    j << "], \"across_layers\": {";
+    bool first_metric = true;
+    for (const auto& [name, column] : h.layer_metrics) {
+      const auto begin = column.begin() + static_cast<std::ptrdiff_t>(i * h.layers);
+      const diag::Spread s = diag::spread(std::vector<double>(begin, begin + h.layers));
+      j << (first_metric ? "" : ", ") << "\"" << name << "\": {\"min\": " << json_number(s.min)
+        << ", \"median\": " << json_number(s.median) << ", \"p90\": " << json_number(s.p90)
+        << ", \"max\": " << json_number(s.max) << "}";
+      first_metric = false;
+    }
+    j << "}";
   }
   j << "}\n";
 
