@@ -42,8 +42,14 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$jobs"
 
 if [[ $mode == run ]]; then
-  echo "== main job: moe-train on configs/tiny.yaml (built-in synthetic data), metrics in runs/tiny/"
-  ./build/bin/moe-train --config configs/tiny.yaml
+  # A run folder that already holds checkpoints belongs to an earlier run (moe-train refuses to
+  # start over it): each invocation gets a fresh folder.
+  out=runs/tiny
+  n=2
+  while [[ -d $out/checkpoints ]]; do out=runs/tiny-$n; n=$((n + 1)); done
+  echo "== main job: moe-train on configs/tiny.yaml (built-in synthetic data), metrics and checkpoints in $out/"
+  ./build/bin/moe-train --config configs/tiny.yaml --out "$out"
+  echo "== done; diagnose the run with: build/bin/moe-diagnose $out/checkpoints/step_00000400.h5 --report $out/report.html"
   exit 0
 fi
 
