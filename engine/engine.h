@@ -1,6 +1,7 @@
 // The engine's public surface: tensors, the tape and every op.
 #pragma once
 #include "engine/core/allocator.h"
+#include "engine/core/profile.h"
 #include "engine/core/random.h"
 #include "engine/core/tape.h"
 #include "engine/core/tensor.h"

@@ -83,9 +83,27 @@ MoeForward MoeLayer::forward(const Tensor& x, const std::vector<int32_t>* token_
   in.bias = any_bias ? &bias_ : nullptr;
 
   MoeForward out;
-  out.routing = route(config_.router, router_, in);
-  Tensor y = combine(run_experts(experts_, dispatch(tokens, out.routing), out.routing), out.routing);
-  for (const ExpertMlp& s : shared_) y = add(y, s.forward(tokens));
+  {
+    StageTimer stage("router");
+    out.routing = route(config_.router, router_, in);
+  }
+  Tensor rows, expert_out, y;
+  {
+    StageTimer stage("dispatch");
+    rows = dispatch(tokens, out.routing);
+  }
+  {
+    StageTimer stage("experts");
+    expert_out = run_experts(experts_, rows, out.routing);
+  }
+  {
+    StageTimer stage("combine");
+    y = combine(expert_out, out.routing);
+  }
+  if (!shared_.empty()) {
+    StageTimer stage("experts");
+    for (const ExpertMlp& s : shared_) y = add(y, s.forward(tokens));
+  }
   out.output = reshape(y, shape);
   return out;
 }

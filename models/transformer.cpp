@@ -120,14 +120,25 @@ ForwardResult TransformerLM::forward(const Tensor& inputs, const Tensor& targets
                      std::to_string(c.vocab_size) + ")");
 
   ForwardResult out;
-  Tensor x = embedding(tok_embedding_, inputs.to(c.device));
-  if (c.position == PositionKind::learned) x = add(x, slice(pos_embedding_, 0, 0, T));
-  x = dropout(x, c.dropout, dropout_gen_, training);
+  Tensor x;
+  {
+    StageTimer stage("embedding");
+    x = embedding(tok_embedding_, inputs.to(c.device));
+    if (c.position == PositionKind::learned) x = add(x, slice(pos_embedding_, 0, 0, T));
+    x = dropout(x, c.dropout, dropout_gen_, training);
+  }
   const SequenceLayout layout{B, T};
   for (size_t l = 0; l < blocks_.size(); ++l) {
     Block& b = blocks_[l];
-    x = add(x, attention(b, norm(x, b.norm1_w, b.norm1_b), training));
-    Tensor h = norm(x, b.norm2_w, b.norm2_b);
+    {
+      StageTimer stage("attention");
+      x = add(x, attention(b, norm(x, b.norm1_w, b.norm1_b), training));
+    }
+    Tensor h;
+    {
+      StageTimer stage("norm");
+      h = norm(x, b.norm2_w, b.norm2_b);
+    }
     if (b.moe) {
       const size_t moe_index = out.routings.size();
       ENGINE_CHECK(replay_noise_.empty() || moe_index < replay_noise_.size(), "TransformerLM::forward",
@@ -138,13 +149,18 @@ ForwardResult TransformerLM::forward(const Tensor& inputs, const Tensor& targets
       out.moe_layer_index.push_back(static_cast<int64_t>(l));
       out.routings.push_back(std::move(m.routing));
     } else {
+      StageTimer stage("dense_ffn");
       x = add(x, dropout(b.mlp->forward(h), c.dropout, dropout_gen_, training));
     }
   }
-  x = norm(x, norm_f_w_, norm_f_b_);
-  out.logits = matmul(x, c.tie_embeddings ? tok_embedding_ : lm_head_, false, true);
+  {
+    StageTimer stage("lm_head");
+    x = norm(x, norm_f_w_, norm_f_b_);
+    out.logits = matmul(x, c.tie_embeddings ? tok_embedding_ : lm_head_, false, true);
+  }
   if (!targets.defined()) return out;
 
+  StageTimer stage("loss");
   out.ce = cross_entropy(out.logits, targets.to(c.device));
   out.loss = out.ce;
   const double layers = static_cast<double>(out.routings.size());

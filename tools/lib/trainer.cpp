@@ -215,16 +215,23 @@ StepMetrics Trainer::step() {
       rewind();
       check_finite(out);
     }
-    backward(scale(out.loss, micro));  // the step's gradient is the mean over micro-batches
+    {
+      StageTimer stage("backward");
+      backward(scale(out.loss, micro));  // the step's gradient is the mean over micro-batches
+    }
     m.loss += loss * micro;
     m.ce += out.ce.item() * micro;
     for (const auto& [name, value] : out.terms) m.terms[name] += value * micro;
     for (size_t l = 0; l < out.routings.size(); ++l) {
       for (size_t e = 0; e < out.routings[l].counts.size(); ++e) m.counts[l][e] += out.routings[l].counts[e];
       m.dropped += out.routings[l].dropped;
-      if (!observers.empty()) observers[l].add(out.routings[l], batch.domains, t.seq_len);
+      if (!observers.empty()) {
+        StageTimer diagnostics_stage("diagnostics");
+        observers[l].add(out.routings[l], batch.domains, t.seq_len);
+      }
     }
   }
+  StageTimer optimizer_stage("optimizer");
   m.grad_norm = clip_grad_norm(params_, config_.optimizer.grad_clip);
   if (!std::isfinite(m.grad_norm)) {
     try {
@@ -234,10 +241,13 @@ StepMetrics Trainer::step() {
       throw;
     }
   }
-  const diag::Thresholds thresholds = thresholds_from(config_.diagnostics);
-  for (size_t l = 0; l < observers.size(); ++l) {
-    m.layers.push_back(observers[l].stats(moe_blocks_[l], thresholds));
-    set_expert_similarity(m.layers.back(), *layers[l]);
+  if (!observers.empty()) {
+    StageTimer diagnostics_stage("diagnostics");
+    const diag::Thresholds thresholds = thresholds_from(config_.diagnostics);
+    for (size_t l = 0; l < observers.size(); ++l) {
+      m.layers.push_back(observers[l].stats(moe_blocks_[l], thresholds));
+      set_expert_similarity(m.layers.back(), *layers[l]);
+    }
   }
   optimizer_->step(m.lr);
   optimizer_->zero_grad();

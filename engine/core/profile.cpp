@@ -1,0 +1,52 @@
+#include "engine/core/profile.h"
+
+#include <chrono>
+
+namespace engine {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Frame {
+  size_t stage;
+  Clock::time_point start;
+  double children = 0;  // seconds spent in nested stages
+};
+
+struct State {
+  bool on = false;
+  std::vector<std::pair<std::string, double>> totals;
+  std::vector<Frame> stack;
+};
+
+State& state() {
+  static State s;
+  return s;
+}
+
+}  // namespace
+
+void set_profiling(bool on) { state().on = on; }
+bool profiling() { return state().on; }
+void reset_stage_times() { state().totals.clear(); }
+std::vector<std::pair<std::string, double>> stage_times() { return state().totals; }
+
+void StageTimer::begin(const char* stage) {
+  State& s = state();
+  size_t index = 0;
+  while (index < s.totals.size() && s.totals[index].first != stage) ++index;
+  if (index == s.totals.size()) s.totals.emplace_back(stage, 0.0);
+  s.stack.push_back({index, Clock::now()});
+}
+
+void StageTimer::end() {
+  State& s = state();
+  const Frame f = s.stack.back();
+  s.stack.pop_back();
+  const double elapsed = std::chrono::duration<double>(Clock::now() - f.start).count();
+  s.totals[f.stage].second += elapsed - f.children;
+  if (!s.stack.empty()) s.stack.back().children += elapsed;
+}
+
+}  // namespace engine
