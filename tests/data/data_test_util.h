@@ -1,5 +1,7 @@
 // Helpers for the data tests: a per-test temp folder, file writers, and batch checks.
 #pragma once
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <filesystem>
@@ -15,7 +17,7 @@ namespace datatest {
 struct TempDir {
   std::filesystem::path dir;
   explicit TempDir(const std::string& name) {
-    dir = std::filesystem::temp_directory_path() / ("moe_data_test_" + name);
+    dir = std::filesystem::temp_directory_path() / ("moe_data_test_" + name + "_" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
   }

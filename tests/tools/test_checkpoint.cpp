@@ -1,6 +1,8 @@
 // Checkpoints: bit-exact resume for every router and balance loss, keep-last-K, a save killed
 // at several points, every kind of bad file with its message, config-mismatch refusal, and the
 // NaN stop with its diagnostic checkpoint.
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdlib>
@@ -18,7 +20,7 @@ using Catch::Contains;
 namespace {
 
 fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("ckpt_test_" + name);
+  const fs::path dir = fs::temp_directory_path() / ("ckpt_test_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   return dir;
 }

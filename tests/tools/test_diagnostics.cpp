@@ -1,6 +1,8 @@
 // Collapse diagnostics: each metric on hand-made counts and tables, the verdict rules, and
 // moe-diagnose on real checkpoints: collapse.yaml collapsed on the right layers and experts,
 // its balanced variants healthy, a router edited to favour one expert flagged on its layer.
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
@@ -84,7 +86,7 @@ TEST_CASE("diagnostics: domain mutual information, similarity, spread", "[diagno
 namespace {
 // Trains a shipped config in a fresh folder and returns its final checkpoint.
 std::string trained(const std::string& name, std::string* progress_text = nullptr) {
-  const fs::path out = fs::temp_directory_path() / ("diag_test_" + name);
+  const fs::path out = fs::temp_directory_path() / ("diag_test_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(out);
   runconfig::RunConfig cfg = runconfig::load_run_config(std::string(ENGINE_SOURCE_DIR) + "/configs/" + name + ".yaml",
                                                         {"logging.out_dir=" + out.string()});

@@ -1,6 +1,8 @@
 // moe-refcheck's library against the committed PyTorch references (tests/data/reference), and
 // against copies edited so that the engine and the reference disagree: the check must catch
 // each disagreement, and name bad files instead of crashing.
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -16,7 +18,7 @@ const std::string kRefDir = std::string(ENGINE_SOURCE_DIR) + "/tests/data/refere
 
 // A scratch copy of a committed reference that a test may edit.
 std::string scratch_copy(const std::string& name) {
-  const fs::path out = fs::temp_directory_path() / ("refcheck_test_" + name + ".h5");
+  const fs::path out = fs::temp_directory_path() / ("refcheck_test_" + name + "_" + std::to_string(::getpid()) + ".h5");
   fs::copy_file(kRefDir + name + ".h5", out, fs::copy_options::overwrite_existing);
   return out.string();
 }

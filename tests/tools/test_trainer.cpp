@@ -1,5 +1,7 @@
 // The training loop library: metrics files, gradient accumulation, and the shipped collapse
 // configs doing what their comments say.
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
@@ -11,8 +13,11 @@
 namespace fs = std::filesystem;
 
 namespace {
+// Each call gets its own run folder: ctest runs test cases side by side, in separate processes.
 runconfig::RunConfig shipped(const std::string& name, std::vector<std::string> overrides) {
-  const fs::path out = fs::temp_directory_path() / ("moe_trainer_test_" + name);
+  static int calls = 0;
+  const fs::path out = fs::temp_directory_path() /
+                       ("moe_trainer_test_" + name + "_" + std::to_string(::getpid()) + "_" + std::to_string(++calls));
   fs::remove_all(out);
   overrides.push_back("logging.out_dir=" + out.string());
   return runconfig::load_run_config(std::string(ENGINE_SOURCE_DIR) + "/configs/" + name + ".yaml", overrides);
