@@ -23,6 +23,7 @@ namespace engine {
 struct GradSlot {
   Tensor grad;          // contiguous, same shape, dtype and device as the tensor
   bool is_leaf = true;  // leaves own their gradient buffer: optimizers may scale it in place
+  bool owned = false;  // grad's buffer is this slot's alone (not adopted from a closure), so it may be updated in place
 };
 
 // Where a backward closure writes the gradients of its inputs.
@@ -32,6 +33,10 @@ class GradSink {
       : slots_(slots), shapes_(shapes) {}
   bool wants(size_t input) const { return input < slots_.size() && slots_[input] != nullptr; }
   void add(size_t input, const Tensor& grad);  // accumulates; checks shape
+  // Accumulates `grad` into the window [start, start + grad.size(axis)) of the input's gradient
+  // along `axis`, in place: slicing many windows of one tensor (MoE experts' rows, q/k/v) then
+  // costs each window's size, not a zero-filled full-size tensor per window.
+  void add_window(size_t input, int axis, int64_t start, const Tensor& grad);
 
  private:
   const std::vector<std::shared_ptr<GradSlot>>& slots_;

@@ -77,13 +77,7 @@ Tensor slice(const Tensor& x, int axis_in, int64_t start, int64_t end) {
   shape[axis] = end - start;
   Tensor y = make_view(x, shape, x.strides(), x.offset() + start * x.strides()[axis]);
   if (needs_grad({x})) {
-    const Shape in_shape = x.shape();
-    record(y, {x}, [in_shape, axis, start, end](const Tensor& dy, GradSink& g) {
-      Tensor dx = Tensor::zeros(in_shape, dy.dtype(), dy.device());
-      Tensor window = slice(dx, axis, start, end);
-      copy_into(dy, window);
-      g.add(0, dx);
-    });
+    record(y, {x}, [axis, start](const Tensor& dy, GradSink& g) { g.add_window(0, axis, start, dy); });
   }
   return y;
 }

@@ -76,3 +76,14 @@ TEST_CASE("backward rejects a loss that is not a scalar or has no history", "[ta
   CHECK_THROWS_WITH(mul(w, w).set_requires_grad(true), Catch::Contains("only leaf tensors"));
   clear_tape();
 }
+
+TEST_CASE("slice gradients accumulate into windows in place, never into an adopted buffer", "[tape][slice]") {
+  Tensor x = Tensor::from_vector(std::vector<double>{1, 2, 3, 4, 5, 6}, {6}).set_requires_grad(true);
+  Tensor h = scale(x, 1.0);  // an intermediate: its first gradient is adopted from upstream
+  Tensor other = add(h, h);  // a second consumer whose upstream gradient must stay intact
+  Tensor loss = add(add(sum_all(other), sum_all(scale(slice(h, 0, 0, 4), 2.0))),
+                    sum_all(scale(slice(h, 0, 2, 6), 3.0)));  // overlapping windows
+  backward(loss);
+  // d/dh: 2 (other) + 2 on [0, 4) + 3 on [2, 6)
+  CHECK(x.grad().to_vector() == std::vector<double>{4, 4, 7, 7, 5, 5});
+}
