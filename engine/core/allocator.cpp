@@ -11,9 +11,9 @@ CachingAllocator::~CachingAllocator() { release_cached(); }
 size_t CachingAllocator::round_size(size_t bytes) {
   if (bytes == 0) bytes = 1;
   constexpr size_t kSmallStep = 512;
-  if (bytes < (size_t{1} << 20)) return (bytes + kSmallStep - 1) / kSmallStep * kSmallStep;
+  if (bytes < (size_t{1} << 16)) return (bytes + kSmallStep - 1) / kSmallStep * kSmallStep;
   size_t pow2 = size_t{1} << (63 - __builtin_clzll(bytes));
-  size_t step = pow2 / 4;
+  size_t step = pow2 / 8;
   return (bytes + step - 1) / step * step;
 }
 
