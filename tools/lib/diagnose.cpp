@@ -62,8 +62,9 @@ rc::DataConfig data_for(const rc::RunConfig& cfg, const std::string& spec, std::
   return d;
 }
 
-Evaluation evaluate(const std::string& path, const ckpt::Checkpoint& c, const rc::DataConfig& data, int batches) {
-  rc::RunConfig cfg = config_of(c, path);
+// cfg: the checkpoint's own config (config_of).
+Evaluation evaluate(const std::string& path, const ckpt::Checkpoint& c, const rc::RunConfig& cfg,
+                    const rc::DataConfig& data, int batches) {
   std::ostringstream quiet;
   train::Trainer trainer(cfg, quiet);
   trainer.restore(c, path);
@@ -99,12 +100,7 @@ Evaluation evaluate(const std::string& path, const ckpt::Checkpoint& c, const rc
   return ev;
 }
 
-std::string num(double v, const char* format = "%.3f") {
-  if (std::isnan(v)) return "-";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, format, v);
-  return buf;
-}
+std::string num(double v, const char* format = "%.3f") { return diag::format_number(v, format); }
 
 // A minimal JSON writer: objects and arrays by hand, numbers through json_number.
 std::string quoted(const std::string& s) {
@@ -144,7 +140,7 @@ Result run(const std::string& path, const Options& options) {
   r.batches = options.batches;
   r.thresholds = train::thresholds_from(cfg.diagnostics);
   const rc::DataConfig data = data_for(cfg, options.data, &r.data_description);
-  const Evaluation ev = evaluate(path, c, data, options.batches);
+  const Evaluation ev = evaluate(path, c, cfg, data, options.batches);
   r.tokens = ev.tokens;
   if (ev.layers.empty()) throw std::runtime_error(path + ": the model has no MoE layer to diagnose");
 
@@ -176,7 +172,7 @@ Result run(const std::string& path, const Options& options) {
 
   if (!options.compare.empty()) {
     const ckpt::Checkpoint other = ckpt::read_checkpoint(options.compare);
-    const Evaluation ov = evaluate(options.compare, other, data, options.batches);
+    const Evaluation ov = evaluate(options.compare, other, config_of(other, options.compare), data, options.batches);
     if (ov.layers.size() != ev.layers.size() || ov.layers[0].experts != ev.layers[0].experts)
       throw std::runtime_error(options.compare + ": has " + std::to_string(ov.layers.size()) + " MoE layers of " +
                                std::to_string(ov.layers[0].experts) + " experts; " + path + " has " +

@@ -7,13 +7,16 @@
 
 namespace diag {
 
-namespace {
-
-std::string fmt(const char* format, double v) {
+std::string format_number(double v, const char* format, const char* if_nan) {
+  if (std::isnan(v)) return if_nan;
   char buf[64];
   std::snprintf(buf, sizeof buf, format, v);
   return buf;
 }
+
+namespace {
+
+std::string fmt(const char* format, double v) { return format_number(v, format); }
 
 // Expert lists stay short enough to read: the first 12, then how many more.
 std::string join(const std::vector<int>& v) {

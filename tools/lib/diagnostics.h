@@ -75,6 +75,9 @@ struct LayerVerdict {
 LayerVerdict judge(const LayerStats& s, const std::vector<double>& cv_history, const Thresholds& t);
 Verdict worst(const std::vector<LayerVerdict>& verdicts);
 
+// A metric for tables and reports: printf-formatted, `if_nan` where there is no value.
+std::string format_number(double v, const char* format = "%.3f", const char* if_nan = "-");
+
 // What a layer crosses of the live thresholds, as one line (empty when none is crossed).
 std::string live_warning(const LayerStats& s, const Thresholds& t);
 

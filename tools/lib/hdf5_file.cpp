@@ -238,7 +238,9 @@ void File::make_groups(const std::string& object) {
   }
 }
 
-void File::write(const std::string& dataset, const void* data, int64_t mem_type, int64_t file_type, const Dims& dims) {
+void File::write(const std::string& dataset, const void* data, size_t values, int64_t mem_type, int64_t file_type,
+                 const Dims& dims) {
+  if (static_cast<int64_t>(values) != count(dims)) fail(dataset, "value count does not match " + dims_str(dims));
   if (exists(dataset)) {
     if (this->dims(dataset) != dims)
       fail(dataset, "exists with shape " + dims_str(this->dims(dataset)) + ", cannot write " + dims_str(dims));
@@ -257,28 +259,23 @@ void File::write(const std::string& dataset, const void* data, int64_t mem_type,
 }
 
 void File::write_floats(const std::string& dataset, const std::vector<float>& values, const Dims& dims) {
-  if (static_cast<int64_t>(values.size()) != count(dims)) fail(dataset, "value count does not match " + dims_str(dims));
-  write(dataset, values.data(), H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, dims);
+  write(dataset, values.data(), values.size(), H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, dims);
 }
 
 void File::write_doubles(const std::string& dataset, const std::vector<double>& values, const Dims& dims) {
-  if (static_cast<int64_t>(values.size()) != count(dims)) fail(dataset, "value count does not match " + dims_str(dims));
-  write(dataset, values.data(), H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, dims);
+  write(dataset, values.data(), values.size(), H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, dims);
 }
 
 void File::write_ints(const std::string& dataset, const std::vector<int32_t>& values, const Dims& dims) {
-  if (static_cast<int64_t>(values.size()) != count(dims)) fail(dataset, "value count does not match " + dims_str(dims));
-  write(dataset, values.data(), H5T_NATIVE_INT32, H5T_STD_I32LE, dims);
+  write(dataset, values.data(), values.size(), H5T_NATIVE_INT32, H5T_STD_I32LE, dims);
 }
 
 void File::write_int64s(const std::string& dataset, const std::vector<int64_t>& values, const Dims& dims) {
-  if (static_cast<int64_t>(values.size()) != count(dims)) fail(dataset, "value count does not match " + dims_str(dims));
-  write(dataset, values.data(), H5T_NATIVE_INT64, H5T_STD_I64LE, dims);
+  write(dataset, values.data(), values.size(), H5T_NATIVE_INT64, H5T_STD_I64LE, dims);
 }
 
 void File::write_uint64s(const std::string& dataset, const std::vector<uint64_t>& values, const Dims& dims) {
-  if (static_cast<int64_t>(values.size()) != count(dims)) fail(dataset, "value count does not match " + dims_str(dims));
-  write(dataset, values.data(), H5T_NATIVE_UINT64, H5T_STD_U64LE, dims);
+  write(dataset, values.data(), values.size(), H5T_NATIVE_UINT64, H5T_STD_U64LE, dims);
 }
 
 void File::write_string_attribute(const std::string& object, const std::string& name, const std::string& value) {

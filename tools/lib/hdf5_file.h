@@ -58,7 +58,9 @@ class File {
  private:
   [[noreturn]] void fail(const std::string& object, const std::string& what) const;
   int64_t open_dataset(const std::string& dataset, int type_class) const;  // an hid_t; checks the class
-  void write(const std::string& dataset, const void* data, int64_t mem_type, int64_t file_type, const Dims& dims);
+  // Checks that `values` elements fill `dims`, then writes (see the public writers).
+  void write(const std::string& dataset, const void* data, size_t values, int64_t mem_type, int64_t file_type,
+             const Dims& dims);
   void make_groups(const std::string& object);
 
   std::string path_;

@@ -3,8 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <numeric>
 #include <sstream>
+
+#include "tools/lib/diagnostics.h"
 
 namespace inspect {
 
@@ -22,21 +23,14 @@ std::string with_commas(int64_t v) {
   return s;
 }
 
-// Load of one layer: counts, each expert's share, CV and MaxVio (definitions:
-// ../shared/reference/moe-balancing.md).
+// Load of one layer: counts, CV, MaxVio and the busiest expert's share (tools/lib/diagnostics).
 void describe_load(const int64_t* counts, int64_t experts, std::ostream& out) {
-  const double total = std::accumulate(counts, counts + experts, 0.0);
-  const double mean = total / static_cast<double>(experts);
-  double var = 0;
-  int64_t busiest = 0;
-  for (int64_t e = 0; e < experts; ++e) {
-    var += (counts[e] - mean) * (counts[e] - mean) / static_cast<double>(experts);
-    if (counts[e] > counts[busiest]) busiest = e;
-  }
+  diag::LayerStats s;
+  diag::compute_load(s, std::vector<int64_t>(counts, counts + experts), 1, 0, diag::Thresholds{});
+  const int busiest = s.busiest.at(0);
   char line[160];
-  std::snprintf(line, sizeof line, "CV %.3f  MaxVio %.3f  busiest expert %lld (%.1f%% of slots, uniform %.1f%%)\n",
-                mean > 0 ? std::sqrt(var) / mean : 0.0, mean > 0 ? (counts[busiest] - mean) / mean : 0.0,
-                static_cast<long long>(busiest), total > 0 ? 100.0 * counts[busiest] / total : 0.0, 100.0 / experts);
+  std::snprintf(line, sizeof line, "CV %.3f  MaxVio %.3f  busiest expert %d (%.1f%% of slots, uniform %.1f%%)\n", s.cv,
+                s.max_vio, busiest, 100.0 * s.share[busiest], 100.0 / experts);
   out << line << "      counts:";
   for (int64_t e = 0; e < experts; ++e) out << " " << counts[e];
   out << "\n";

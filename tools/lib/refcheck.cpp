@@ -62,8 +62,6 @@ Comparison missing(const std::string& what, const std::string& where, double tol
   throw std::runtime_error(f.path() + ": " + object + ": " + what);
 }
 
-std::string dims_str(const engine::Shape& s) { return engine::shape_str(s); }
-
 // Copies /params into the model, requiring the same names and shapes in both.
 void load_parameters(const h5::File& f, moe::ParamStore& store) {
   std::set<std::string> in_file;
@@ -75,8 +73,8 @@ void load_parameters(const h5::File& f, moe::ParamStore& store) {
     std::vector<float> values = f.read_floats(ds, &dims);
     if (engine::Shape(dims.begin(), dims.end()) != p.tensor.shape())
       bad_file(f, ds,
-               "has shape " + dims_str(engine::Shape(dims.begin(), dims.end())) + ", the model expects " +
-                   dims_str(p.tensor.shape()));
+               "has shape " + engine::shape_str(engine::Shape(dims.begin(), dims.end())) + ", the model expects " +
+                   engine::shape_str(p.tensor.shape()));
     std::copy(values.begin(), values.end(), p.tensor.data<float>());
   }
   if (!in_file.empty())
@@ -163,7 +161,7 @@ Report check_reference(const std::string& path, const Tolerances& tol) {
   h5::Dims logit_dims;
   const std::vector<float> ref_logits = f.read_floats("/expected/logits", &logit_dims);
   if (engine::Shape(logit_dims.begin(), logit_dims.end()) != out.logits.shape())
-    bad_file(f, "/expected/logits", "must be " + dims_str(out.logits.shape()));
+    bad_file(f, "/expected/logits", "must be " + engine::shape_str(out.logits.shape()));
   report.rows.push_back(compare_tensor("logits", out.logits.to_float_vector(), ref_logits, tol.logits));
   report.rows.push_back(compare_scalar("loss/total", out.loss.item(), f.read_scalar("/expected/loss/total"), tol.loss));
   report.rows.push_back(compare_scalar("loss/ce", out.ce.item(), f.read_scalar("/expected/loss/ce"), tol.loss));
@@ -185,7 +183,7 @@ Report check_reference(const std::string& path, const Tolerances& tol) {
     h5::Dims dims;
     const std::vector<float> ref = f.read_floats(ds, &dims);
     if (engine::Shape(dims.begin(), dims.end()) != p.tensor.shape())
-      bad_file(f, ds, "must be " + dims_str(p.tensor.shape()));
+      bad_file(f, ds, "must be " + engine::shape_str(p.tensor.shape()));
     const Tensor g = p.tensor.grad();
     const std::vector<float> mine = g.defined() ? g.to_float_vector() : std::vector<float>(ref.size(), 0.0f);
     report.rows.push_back(compare_tensor("grad/" + p.name, mine, ref, tol.grads));

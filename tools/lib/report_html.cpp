@@ -33,12 +33,7 @@ std::string esc(const std::string& s) {
   return out;
 }
 
-std::string num(double v, const char* format = "%.3f") {
-  if (std::isnan(v)) return "&ndash;";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, format, v);
-  return buf;
-}
+std::string num(double v, const char* format = "%.3f") { return diag::format_number(v, format, "&ndash;"); }
 
 std::string rgb(double r, double g, double b) {
   char buf[16];

@@ -150,11 +150,13 @@ void Trainer::resume(const std::string& path) {
   } catch (const rc::ConfigError& e) {
     throw ckpt::CheckpointError(std::string("the checkpoint's config is invalid: ") + e.what());
   }
-  // The model keys, and the data and seed keys whose restored state would silently override them.
-  std::vector<std::string> fixed = rc::model_keys_differing(saved, config_), changed;
+  // Fixed: the model keys, and the data and seed keys whose restored state would silently
+  // override them. Everything else may change and is listed.
+  std::vector<std::string> fixed, changed;
   for (const std::string& k : rc::keys_differing(saved, config_)) {
-    if (k.rfind("model.", 0) == 0 || k.rfind("moe.", 0) == 0 || k == "logging.out_dir") continue;
-    (k.rfind("data.", 0) == 0 || k == "training.seed" ? fixed : changed).push_back(k);
+    if (k == "logging.out_dir") continue;
+    const bool model = k.rfind("model.", 0) == 0 || k.rfind("moe.", 0) == 0;
+    (model || k.rfind("data.", 0) == 0 || k == "training.seed" ? fixed : changed).push_back(k);
   }
   if (!fixed.empty()) {
     std::string keys;
@@ -168,15 +170,14 @@ void Trainer::resume(const std::string& path) {
   restore(c, path);
   resumed_ = true;
   // Later checkpoints of this folder belong to the run being replaced: keep them, out of the way.
-  const fs::path dir = checkpoint_dir();
-  for (int64_t s : checkpoint_steps(dir.string()))
-    if (s > c.step && !config_.logging.out_dir.empty()) {
-      char name[32];
-      std::snprintf(name, sizeof name, "step_%08lld.h5", static_cast<long long>(s));
-      fs::create_directories(dir / "superseded");
-      fs::rename(dir / name, dir / "superseded" / name);
-      progress_ << "moe-train: moved " << name << " (after the resumed step) to " << (dir / "superseded").string()
-                << "\n";
+  const fs::path superseded = fs::path(checkpoint_dir()) / "superseded";
+  if (!config_.logging.out_dir.empty())
+    for (const auto& [step, file] : checkpoints_in(checkpoint_dir())) {
+      if (step <= c.step) continue;
+      fs::create_directories(superseded);
+      fs::rename(file, superseded / file.filename());
+      progress_ << "moe-train: moved " << file.filename().string() << " (after the resumed step) to "
+                << superseded.string() << "\n";
     }
   open_outputs();  // metrics files are rewritten from the restored history
   progress_ << "moe-train: resumed from " << path << " at step " << c.step;
