@@ -49,9 +49,9 @@ Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_
     record(out, {q_in, k_in, v_in}, [q, k, v, saved_out, lse, scale](const Tensor& grad_out, GradSink& g) {
       Tensor dout = kernel_input(grad_out);
       // One fused pass yields all three gradients; the ones no input wants are dropped by add().
-      Tensor dq = Tensor::zeros(q.shape(), q.dtype(), q.device());
-      Tensor dk = Tensor::zeros(q.shape(), q.dtype(), q.device());
-      Tensor dv = Tensor::zeros(q.shape(), q.dtype(), q.device());
+      Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device());
+      Tensor dk = Tensor::empty(q.shape(), q.dtype(), q.device());
+      Tensor dv = Tensor::empty(q.shape(), q.dtype(), q.device());
       ON_DEVICE(dout, attention_backward, q, k, v, saved_out, lse, dout, scale, dq, dk, dv);
       if (g.wants(0)) g.add(0, dq);
       if (g.wants(1)) g.add(1, dk);
@@ -70,82 +70,98 @@ namespace cpu {
 // head dimension (measured: 12 ms -> see the README profile, B 16, H 4, T 128, D 32).
 namespace {
 
-Tensor heads3(const Tensor& x) {  // [B, H, T, D] contiguous -> [B H, T, D]
-  return make_view(x, {x.size(0) * x.size(1), x.size(2), x.size(3)}, {x.size(2) * x.size(3), x.size(3), 1}, x.offset());
+// One score row, in place: P = exp(scale S - lse) on keys 0..n-1, 0 after. With compute_lse the
+// row's log-sum-exp is computed first and written to *lse. Max-subtracted, so no overflow.
+template <class T>
+ENGINE_SIMD_CLONES void causal_softmax_row(T* __restrict row, int64_t n, int64_t len, T scale, T* lse,
+                                           bool compute_lse) {
+  if (compute_lse) {
+    T row_max = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : row_max)
+    for (int64_t j = 0; j < n; ++j) row_max = std::max(row_max, scale * row[j]);
+    T total = 0;
+#pragma omp simd reduction(+ : total)
+    for (int64_t j = 0; j < n; ++j) total += engine_exp(scale * row[j] - row_max);
+    *lse = row_max + std::log(total);
+  }
+  const T l = *lse;
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) row[j] = engine_exp(scale * row[j] - l);
+  for (int64_t j = n; j < len; ++j) row[j] = T(0);
 }
 
-// In place on S [BH, T, T]: P = exp(scale S - lse) on and below the diagonal, 0 above. When
-// `lse` is to be computed (forward), each row's log-sum-exp is written there first.
+// In place on S [BH, T, T], row r being query r % T: see causal_softmax_row.
 template <class T>
 void causal_softmax_rows(T* s, int64_t rows, int64_t len, T scale, T* lse, bool compute_lse) {
   parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      T* row = s + r * len;
-      const int64_t n = r % len + 1;  // query t sees keys 0..t
-      if (compute_lse) {
-        T row_max = -std::numeric_limits<T>::infinity();
-        for (int64_t j = 0; j < n; ++j) row_max = scale * row[j] > row_max ? scale * row[j] : row_max;
-        T total = 0;
-#pragma omp simd reduction(+ : total)
-        for (int64_t j = 0; j < n; ++j) total += engine_exp(scale * row[j] - row_max);
-        lse[r] = row_max + std::log(total);
-      }
-      const T l = lse[r];
-#pragma omp simd
-      for (int64_t j = 0; j < n; ++j) row[j] = engine_exp(scale * row[j] - l);
-      std::fill(row + n, row + len, T(0));
-    }
+    for (int64_t r = begin; r < end; ++r)
+      causal_softmax_row(s + r * len, r % len + 1, len, scale, lse + r, compute_lse);
   });
 }
 
-// Turns S into P (recomputed from lse) and dP into dS = scale * P * (dP - rowsum(dO * O)),
-// zero above the diagonal because P is.
+// dS = scale * P * (dP - rowsum(dO * O)) for one row, in place on dP.
+template <class T>
+ENGINE_SIMD_CLONES void score_gradient_row(const T* __restrict p, T* __restrict dp, const T* __restrict dout,
+                                           const T* __restrict out, int64_t len, int64_t D, T scale) {
+  T correction = 0;
+#pragma omp simd reduction(+ : correction)
+  for (int64_t d = 0; d < D; ++d) correction += dout[d] * out[d];
+#pragma omp simd
+  for (int64_t j = 0; j < len; ++j) dp[j] = scale * p[j] * (dp[j] - correction);
+}
+
+// Turns S into P (recomputed from lse) and dP into dS, zero above the diagonal because P is.
 template <class T>
 void score_gradients(T* p, T* dp, const T* dout, const T* out, const T* lse, int64_t rows, int64_t len, int64_t D,
                      T scale) {
   causal_softmax_rows(p, rows, len, scale, const_cast<T*>(lse), false);
   parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      T correction = 0;
-#pragma omp simd reduction(+ : correction)
-      for (int64_t d = 0; d < D; ++d) correction += dout[r * D + d] * out[r * D + d];
-      const T* prow = p + r * len;
-      T* row = dp + r * len;
-#pragma omp simd
-      for (int64_t j = 0; j < len; ++j) row[j] = scale * prow[j] * (row[j] - correction);
-    }
+    for (int64_t r = begin; r < end; ++r)
+      score_gradient_row(p + r * len, dp + r * len, dout + r * D, out + r * D, len, D, scale);
   });
+}
+
+// C[b] = op(A[b]) op(B[b]) over the B*H (batch, head) pairs, written straight into C.
+void head_gemm(const Tensor& a, const Tensor& b, bool ta, bool tb, int64_t m, int64_t n, int64_t k, Tensor& c) {
+  GemmArgs g;
+  g.batch = a.size(0) * a.size(1);
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.transpose_a = ta;
+  g.transpose_b = tb;
+  gemm(g, a, b, Tensor(), c);
 }
 
 }  // namespace
 
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, Tensor& out, Tensor& lse) {
-  NoGradScope no_grad;
-  const int64_t len = q.size(2);
-  Tensor p = matmul(heads3(q), heads3(k), false, true);  // [BH, T, T]
+  const int64_t len = q.size(2), D = q.size(3);
+  if (q.numel() == 0) return;
+  Tensor p = Tensor::empty({q.size(0), q.size(1), len, len}, q.dtype(), q.device());
+  head_gemm(q, k, false, true, len, len, D, p);  // S = Q K^T
   DISPATCH_FLOAT(q.dtype(), "causal_attention", {
-    causal_softmax_rows(p.data<scalar_t>(), p.size(0) * len, len, static_cast<scalar_t>(scale), lse.data<scalar_t>(),
-                        true);
+    causal_softmax_rows(p.data<scalar_t>(), q.size(0) * q.size(1) * len, len, static_cast<scalar_t>(scale),
+                        lse.data<scalar_t>(), true);
   });
-  Tensor o = heads3(out);
-  copy_into(matmul(p, heads3(v)), o);
+  head_gemm(p, v, false, false, len, D, len, out);  // O = P V
 }
 
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                         const Tensor& dout, double scale, Tensor& dq, Tensor& dk, Tensor& dv) {
-  NoGradScope no_grad;
-  const int64_t len = q.size(2);
-  const Tensor q3 = heads3(q), k3 = heads3(k), v3 = heads3(v), do3 = heads3(dout), o3 = heads3(out);
-  Tensor p = matmul(q3, k3, false, true);
-  Tensor dp = matmul(do3, v3, false, true);  // dP = dO V^T
+  const int64_t len = q.size(2), D = q.size(3);
+  if (q.numel() == 0) return;
+  Tensor p = Tensor::empty({q.size(0), q.size(1), len, len}, q.dtype(), q.device());
+  Tensor dp = Tensor::empty(p.shape(), q.dtype(), q.device());
+  head_gemm(q, k, false, true, len, len, D, p);      // S = Q K^T
+  head_gemm(dout, v, false, true, len, len, D, dp);  // dP = dO V^T
   DISPATCH_FLOAT(q.dtype(), "causal_attention_backward", {
-    score_gradients(p.data<scalar_t>(), dp.data<scalar_t>(), do3.data<scalar_t>(), o3.data<scalar_t>(),
-                    lse.data<scalar_t>(), p.size(0) * len, len, q.size(3), static_cast<scalar_t>(scale));
+    score_gradients(p.data<scalar_t>(), dp.data<scalar_t>(), dout.data<scalar_t>(), out.data<scalar_t>(),
+                    lse.data<scalar_t>(), q.size(0) * q.size(1) * len, len, D, static_cast<scalar_t>(scale));
   });
-  Tensor dq3 = heads3(dq), dk3 = heads3(dk), dv3 = heads3(dv);
-  copy_into(matmul(p, do3, true, false), dv3);  // dV = P^T dO
-  copy_into(matmul(dp, k3), dq3);               // dQ = dS K
-  copy_into(matmul(dp, q3, true, false), dk3);  // dK = dS^T Q
+  head_gemm(p, dout, true, false, len, D, len, dv);  // dV = P^T dO
+  head_gemm(dp, k, false, false, len, D, len, dq);   // dQ = dS K
+  head_gemm(dp, q, true, false, len, D, len, dk);    // dK = dS^T Q
 }
 
 }  // namespace cpu

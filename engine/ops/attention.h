@@ -12,8 +12,8 @@ namespace engine {
 Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale = 0.0);  // 0: 1/sqrt(D)
 
 // Kernel contract (both backends): every tensor is contiguous [B, H, T, D] (lse [B, H, T]),
-// all of one float dtype; scale is already resolved (never 0 here). The caller zero-fills
-// dq, dk and dv; the backward writes all three.
+// all of one float dtype; scale is already resolved (never 0 here). The backward overwrites
+// dq, dk and dv whole (they need no zero fill).
 namespace cpu {
 // lse [B, H, T] is written for backward.
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, Tensor& out, Tensor& lse);

@@ -121,22 +121,27 @@ Tensor affine(const Tensor& x_in, double alpha, double beta) {
 namespace cpu {
 
 namespace {
+// Span kernels: out[i] = a[i] op b[i], with a stride of 0 for an operand that is one value.
+template <BinaryOp OP, class T>
+ENGINE_SIMD_CLONES void binary_span(const T* __restrict a, int64_t sa, const T* __restrict b, int64_t sb,
+                                    T* __restrict out, int64_t n) {
+  if (sa == 1 && sb == 1) {
+    for (int64_t i = 0; i < n; ++i) out[i] = apply_binary(OP, a[i], b[i]);
+  } else if (sb == 0) {
+    const T bv = b[0];
+    for (int64_t i = 0; i < n; ++i) out[i] = apply_binary(OP, a[i], bv);
+  } else {
+    const T av = a[0];
+    for (int64_t i = 0; i < n; ++i) out[i] = apply_binary(OP, av, b[i]);
+  }
+}
+
 template <BinaryOp OP, class T>
 void binary_loop(const T* a, int64_t na, const T* b, int64_t nb, T* out, int64_t n) {
-  if (na == n && nb == n) {
-    parallel_for(n, 1 << 14, [&](int64_t s, int64_t e) {
-      for (int64_t i = s; i < e; ++i) out[i] = apply_binary(OP, a[i], b[i]);
-    });
-  } else if (nb == 1) {
-    const T bv = b[0];
-    parallel_for(n, 1 << 14, [&](int64_t s, int64_t e) {
-      for (int64_t i = s; i < e; ++i) out[i] = apply_binary(OP, a[i], bv);
-    });
-  } else if (na == 1) {
-    const T av = a[0];
-    parallel_for(n, 1 << 14, [&](int64_t s, int64_t e) {
-      for (int64_t i = s; i < e; ++i) out[i] = apply_binary(OP, av, b[i]);
-    });
+  if ((na == n || na == 1) && (nb == n || nb == 1)) {
+    const int64_t sa = na == n ? 1 : 0, sb = nb == n ? 1 : 0;
+    parallel_for(n, 1 << 14,
+                 [&](int64_t s, int64_t e) { binary_span<OP>(a + s * sa, sa, b + s * sb, sb, out + s, e - s); });
   } else {
     // One operand repeats with its own period: loop over rows of that period.
     const bool b_small = nb < n;
@@ -144,14 +149,10 @@ void binary_loop(const T* a, int64_t na, const T* b, int64_t nb, T* out, int64_t
     const int64_t rows = n / period;
     parallel_for(rows, std::max<int64_t>(1, (1 << 14) / period), [&](int64_t s, int64_t e) {
       for (int64_t r = s; r < e; ++r) {
-        T* o = out + r * period;
-        if (b_small) {
-          const T* ar = a + r * period;
-          for (int64_t j = 0; j < period; ++j) o[j] = apply_binary(OP, ar[j], b[j]);
-        } else {
-          const T* br = b + r * period;
-          for (int64_t j = 0; j < period; ++j) o[j] = apply_binary(OP, a[j], br[j]);
-        }
+        if (b_small)
+          binary_span<OP>(a + r * period, 1, b, 1, out + r * period, period);
+        else
+          binary_span<OP>(a, 1, b + r * period, 1, out + r * period, period);
       }
     });
   }

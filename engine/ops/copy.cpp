@@ -105,7 +105,10 @@ void strided_copy(const Tensor& src, Tensor& dst) {
           so += idx * src.strides()[ax];
           dof += idx * dst.strides()[ax];
         }
-        for (int64_t j = 0; j < inner; ++j) d[dof + j * d_inner] = s[so + j * s_inner];
+        if (s_inner == 1 && d_inner == 1)
+          std::memcpy(d + dof, s + so, static_cast<size_t>(inner) * sizeof(scalar_t));
+        else
+          for (int64_t j = 0; j < inner; ++j) d[dof + j * d_inner] = s[so + j * s_inner];
       }
     });
   });

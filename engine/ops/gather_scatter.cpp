@@ -136,17 +136,27 @@ namespace {
 // The loops live in templates rather than inside DISPATCH_FLOAT: a #pragma cannot appear in a
 // macro argument.
 template <class T>
+ENGINE_SIMD_CLONES void axpy_span(T w, const T* __restrict x, T* __restrict y, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) y[c] += w * x[c];
+}
+
+template <class T>
+ENGINE_SIMD_CLONES double dot_span(const T* __restrict a, const T* __restrict b, int64_t n) {
+  double acc = 0.0;  // rows are long (the model width): accumulate in double, as reduce does
+#pragma omp simd reduction(+ : acc)
+  for (int64_t c = 0; c < n; ++c) acc += static_cast<double>(a[c]) * b[c];
+  return acc;
+}
+
+template <class T>
 void scatter_add_rows_loop(const T* src, const int32_t* index, const T* weight, int64_t m, int64_t d, T* out) {
   // Repeated indices make rows collide, so threads split the columns instead of the rows:
   // each output element is owned by one thread and summed in index order, whatever the
   // thread count (deterministic, race-free).
   parallel_for(d, std::max<int64_t>(16, 16384 / std::max<int64_t>(m, 1)), [&](int64_t col_begin, int64_t col_end) {
     for (int64_t i = 0; i < m; ++i) {
-      const T w = weight ? weight[i] : T(1);
-      const T* s = src + i * d;
-      T* o = out + static_cast<int64_t>(index[i]) * d;
-#pragma omp simd
-      for (int64_t c = col_begin; c < col_end; ++c) o[c] += w * s[c];
+      axpy_span(weight ? weight[i] : T(1), src + i * d + col_begin,
+                out + static_cast<int64_t>(index[i]) * d + col_begin, col_end - col_begin);
     }
   });
 }
@@ -155,12 +165,7 @@ template <class T>
 void rows_dot_loop(const T* dout, const int32_t* index, const T* src, int64_t m, int64_t d, T* dweight) {
   parallel_for(m, std::max<int64_t>(1, 8192 / std::max<int64_t>(d, 1)), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const T* a = dout + static_cast<int64_t>(index[i]) * d;
-      const T* b = src + i * d;
-      double acc = 0.0;  // rows are long (the model width): accumulate in double, as reduce does
-#pragma omp simd reduction(+ : acc)
-      for (int64_t c = 0; c < d; ++c) acc += static_cast<double>(a[c]) * b[c];
-      dweight[i] = static_cast<T>(acc);
+      dweight[i] = static_cast<T>(dot_span(dout + static_cast<int64_t>(index[i]) * d, src + i * d, d));
     }
   });
 }

@@ -7,6 +7,7 @@
 
 #include "engine/core/dispatch.h"
 #include "engine/core/parallel.h"
+#include "engine/core/profile.h"
 #include "engine/core/tape.h"
 #include "engine/ops/binary.h"
 #include "engine/ops/copy.h"
@@ -89,9 +90,18 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
     Tensor keep_w = x_in.requires_grad() ? w : Tensor();
     record(out, {x_in, weight_in, bias_in}, [keep_x, keep_w, x_shape](const Tensor& dy_in, GradSink& grads) {
       Tensor dy = flatten_rows(dy_in);
-      if (grads.wants(0)) grads.add(0, reshape(matmul(dy, keep_w), x_shape));
-      if (grads.wants(1)) grads.add(1, matmul(dy, keep_x, true, false));
-      if (grads.wants(2)) grads.add(2, sum(dy, 0));
+      if (grads.wants(0)) {
+        StageTimer t("bw:linear_dx");
+        grads.add(0, reshape(matmul(dy, keep_w), x_shape));
+      }
+      if (grads.wants(1)) {
+        StageTimer t("bw:linear_dw");
+        grads.add(1, matmul(dy, keep_x, true, false));
+      }
+      if (grads.wants(2)) {
+        StageTimer t("bw:linear_db");
+        grads.add(2, sum(dy, 0));
+      }
     });
   }
   return out;
@@ -124,10 +134,10 @@ struct CachedMatmul {
 struct OneDnn {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
-  std::mutex mutex;                                // held for a whole call: the cached memory objects are per primitive
-  std::map<MatmulKey, CachedMatmul> exact;         // one primitive per full shape
-  std::map<MatmulKey, dnnl::matmul> runtime_rows;  // m = runtime: shapes whose row count keeps changing
-  std::map<MatmulKey, int> distinct_rows;          // per family (m = 0): how many row counts were seen
+  std::mutex mutex;                           // held for a whole call: the cached memory objects are per primitive
+  std::map<MatmulKey, CachedMatmul> exact;    // one primitive per full shape
+  std::map<MatmulKey, dnnl::matmul> runtime;  // families keyed with m = 0 (rows vary) or k = 0 (inner size varies)
+  std::map<MatmulKey, int> distinct;          // per family: how many sizes of the varying axis were seen
 };
 
 OneDnn& onednn() {
@@ -135,34 +145,26 @@ OneDnn& onednn() {
   return *state;
 }
 
-// Descriptors for row-major matrices, with the leading batch axis when batch > 1.
-memory::desc matrix_desc(int64_t batch, int64_t rows, int64_t cols, bool transposed, int64_t batch_stride) {
-  // Stored as [rows, cols] when !transposed, as [cols, rows] when transposed.
-  const int64_t rs = transposed ? 1 : cols, cs = transposed ? rows : 1;
-  if (batch > 1) return memory::desc({batch, rows, cols}, memory::data_type::f32, {batch_stride, rs, cs});
-  return memory::desc({rows, cols}, memory::data_type::f32, {rs, cs});
-}
-
-memory::desc bias_desc(int64_t batch, int64_t n) {
-  return batch > 1 ? memory::desc({1, 1, n}, memory::data_type::f32, {n, n, 1})
-                   : memory::desc({1, n}, memory::data_type::f32, {n, 1});
-}
-
-// With runtime_m the row count (and the strides that depend on it) are left to execution time.
+// Descriptors for row-major matrices, with the leading batch axis when batch > 1. m or k may be
+// DNNL_RUNTIME_DIM_VAL (only when batch == 1): that size, and the strides that depend on it,
+// are then left to execution time.
 struct MatmulDescs {
   memory::desc a, b, c, bias;
 };
-MatmulDescs make_descs(const MatmulKey& key, int64_t m) {
+MatmulDescs make_descs(const MatmulKey& key, int64_t m, int64_t k) {
+  const auto f32 = memory::data_type::f32;
+  const int64_t n = key.n, batch = key.batch;
+  // Stored as [rows, cols] when !transposed, as [cols, rows] when transposed.
+  auto matrix = [&](int64_t rows, int64_t cols, bool transposed) {
+    const int64_t rs = transposed ? 1 : cols, cs = transposed ? rows : 1;
+    if (batch > 1) return memory::desc({batch, rows, cols}, f32, {rows * cols, rs, cs});
+    return memory::desc({rows, cols}, f32, {rs, cs});
+  };
   MatmulDescs d;
-  if (m == DNNL_RUNTIME_DIM_VAL || key.batch == 1) {
-    d.a = memory::desc({m, key.k}, memory::data_type::f32, {key.ta ? 1 : key.k, key.ta ? m : 1});
-    d.c = memory::desc({m, key.n}, memory::data_type::f32, {key.n, 1});
-  } else {
-    d.a = matrix_desc(key.batch, m, key.k, key.ta, m * key.k);
-    d.c = matrix_desc(key.batch, m, key.n, false, m * key.n);
-  }
-  d.b = matrix_desc(key.batch, key.k, key.n, key.tb, key.k * key.n);
-  if (key.bias) d.bias = bias_desc(key.batch, key.n);
+  d.a = matrix(m, k, key.ta);
+  d.b = matrix(k, n, key.tb);
+  d.c = matrix(m, n, false);
+  if (key.bias) d.bias = batch > 1 ? memory::desc({1, 1, n}, f32, {n, n, 1}) : memory::desc({1, n}, f32, {n, 1});
   return d;
 }
 
@@ -186,10 +188,13 @@ std::unordered_map<int, memory> make_args(OneDnn& st, const MatmulDescs& d, cons
   return args;
 }
 
-// Row counts that repeat (dense layers, attention) get a primitive specialized to them; a
-// family whose row count keeps changing (MoE experts) switches to one runtime-M primitive
-// rather than creating a primitive per step.
-constexpr int kMaxExactRowCounts = 8;
+// Shapes that repeat (dense layers, attention) get a primitive specialized to them. MoE expert
+// GEMMs change size every step: the forward and dX products in their row count m, the weight
+// gradient dW = dY^T X in its inner size k. A family (the key with m = 0, or with k = 0) that
+// has seen more than kMaxExactSizes sizes switches to one primitive with that size left to run
+// time, rather than creating (and JIT-compiling) a primitive per step: 0.1-0.35 ms each, and
+// the cache would grow without end.
+constexpr int kMaxExactSizes = 8;
 
 void gemm_onednn(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& c) {
   OneDnn& st = onednn();
@@ -197,20 +202,23 @@ void gemm_onednn(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tens
   std::lock_guard<std::mutex> lock(st.mutex);
   auto it = st.exact.find(key);
   if (it == st.exact.end()) {
-    MatmulKey family = key;
-    family.m = 0;
-    int& seen = st.distinct_rows[family];
-    if (g.batch == 1 && seen >= kMaxExactRowCounts) {
-      auto rt = st.runtime_rows.find(family);
-      if (rt == st.runtime_rows.end())
-        rt =
-            st.runtime_rows.emplace(family, make_primitive(st, family, make_descs(family, DNNL_RUNTIME_DIM_VAL))).first;
-      rt->second.execute(st.stream, make_args(st, make_descs(key, g.m), a, b, bias, c));
+    MatmulKey rows_family = key, inner_family = key;
+    rows_family.m = 0;
+    inner_family.k = 0;
+    for (const MatmulKey& family : {rows_family, inner_family}) {
+      if (g.batch != 1 || st.distinct[family] < kMaxExactSizes) continue;
+      auto rt = st.runtime.find(family);
+      if (rt == st.runtime.end()) {
+        const int64_t m = family.m == 0 ? DNNL_RUNTIME_DIM_VAL : g.m, k = family.k == 0 ? DNNL_RUNTIME_DIM_VAL : g.k;
+        rt = st.runtime.emplace(family, make_primitive(st, family, make_descs(family, m, k))).first;
+      }
+      rt->second.execute(st.stream, make_args(st, make_descs(key, g.m, g.k), a, b, bias, c));
       st.stream.wait();
       return;
     }
-    ++seen;
-    const MatmulDescs d = make_descs(key, g.m);
+    ++st.distinct[rows_family];
+    ++st.distinct[inner_family];
+    const MatmulDescs d = make_descs(key, g.m, g.k);
     it = st.exact.emplace(key, CachedMatmul{make_primitive(st, key, d), make_args(st, d, a, b, bias, c)}).first;
   }
   CachedMatmul& cached = it->second;

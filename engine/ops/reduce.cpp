@@ -54,6 +54,25 @@ Tensor mean_all(const Tensor& x) { return reduce_all(x, true); }
 
 namespace cpu {
 
+namespace {
+template <class T>
+ENGINE_SIMD_CLONES double sum_span(const T* __restrict x, int64_t n) {
+  double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t j = 0; j < n; ++j) acc += x[j];
+  return acc;
+}
+// acc[c] += x[c]: one row of a column-block sum.
+template <class T>
+ENGINE_SIMD_CLONES void accumulate_span(const T* __restrict x, double* __restrict acc, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) acc[c] += x[c];
+}
+template <class T>
+ENGINE_SIMD_CLONES void scale_span(const T* __restrict x, T s, T* __restrict y, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) y[c] = s * x[c];
+}
+}  // namespace
+
 void reduce_sum(const Tensor& x, int64_t outer, int64_t n, int64_t inner, double scale, Tensor& out) {
   DISPATCH_FLOAT(x.dtype(), "sum", {
     const scalar_t* px = x.data<scalar_t>();
@@ -61,10 +80,7 @@ void reduce_sum(const Tensor& x, int64_t outer, int64_t n, int64_t inner, double
     if (inner == 1) {
       parallel_for(outer, std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
         for (int64_t o = b; o < e; ++o) {
-          const scalar_t* row = px + o * n;
-          double acc = 0.0;
-          for (int64_t j = 0; j < n; ++j) acc += row[j];
-          po[o] = static_cast<scalar_t>(acc * scale);
+          po[o] = static_cast<scalar_t>(sum_span(px + o * n, n) * scale);
         }
       });
     } else {
@@ -78,10 +94,7 @@ void reduce_sum(const Tensor& x, int64_t outer, int64_t n, int64_t inner, double
           const int64_t width = std::min(kBlock, inner - c0);
           for (int64_t c = 0; c < width; ++c) acc[c] = 0.0;
           const scalar_t* base = px + o * n * inner + c0;
-          for (int64_t j = 0; j < n; ++j) {
-            const scalar_t* row = base + j * inner;
-            for (int64_t c = 0; c < width; ++c) acc[c] += row[c];
-          }
+          for (int64_t j = 0; j < n; ++j) accumulate_span(base + j * inner, acc, width);
           scalar_t* dst = po + o * inner + c0;
           for (int64_t c = 0; c < width; ++c) dst[c] = static_cast<scalar_t>(acc[c] * scale);
         }
@@ -96,11 +109,7 @@ void expand_middle(const Tensor& dy, int64_t outer, int64_t n, int64_t inner, do
     scalar_t* px = dx.data<scalar_t>();
     const scalar_t s = static_cast<scalar_t>(scale);
     parallel_for(outer * n, std::max<int64_t>(1, 8192 / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) {
-        const scalar_t* src = pd + (r / n) * inner;
-        scalar_t* dst = px + r * inner;
-        for (int64_t c = 0; c < inner; ++c) dst[c] = s * src[c];
-      }
+      for (int64_t r = b; r < e; ++r) scale_span(pd + (r / n) * inner, s, px + r * inner, inner);
     });
   });
 }

@@ -90,6 +90,20 @@ TEST_CASE("matmul with varying row counts (MoE experts) stays exact", "[matmul]"
   }
 }
 
+TEST_CASE("matmul with a varying inner size (expert weight gradients) stays exact", "[matmul]") {
+  // dW = dY^T X over an expert's rows: the inner size changes every step, and past a few sizes
+  // the CPU backend switches to a runtime-K primitive. Both stored layouts of each side.
+  for (bool tb : {false, true})
+    for (int64_t rows : {1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 0, 7, 144}) {
+      INFO("rows " << rows << " tb " << tb);
+      Tensor dy = random_tensor({rows, 24}, 40 + rows, 1.0, DType::f32);
+      Tensor x = random_tensor(tb ? Shape{16, rows} : Shape{rows, 16}, 41 + rows, 1.0, DType::f32);
+      const auto ref = reference(dy, x, true, tb), got = matmul(dy, x, true, tb).to_vector();
+      REQUIRE(got.size() == ref.size());
+      for (size_t i = 0; i < ref.size(); ++i) REQUIRE(got[i] == Approx(ref[i]).margin(1e-4 * (rows + 1)));
+    }
+}
+
 TEST_CASE("matmul rejects mismatched operands", "[matmul]") {
   Tensor a = Tensor::zeros({3, 4}), b = Tensor::zeros({5, 2});
   CHECK_THROWS_WITH(matmul(a, b), Catch::Contains("inner dimensions differ"));
