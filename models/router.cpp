@@ -122,6 +122,10 @@ Routing route(const RouterConfig& config, const RouterWeights& w, const RouteInp
   const int64_t N = in.x.size(0), E = config.num_experts, k = config.top_k;
   ENGINE_CHECK(k >= 1 && k <= E, "route", "top_k must be in [1, " + std::to_string(E) + "], got " + std::to_string(k));
   ENGINE_CHECK(!in.bias || static_cast<int64_t>(in.bias->size()) == E, "route", "bias must hold one value per expert");
+  // Routing decisions are discrete: bf16's 8-bit mantissa would flip near-tied top-k choices
+  // and perturb the balance losses' gradients, so the router computes in f32 whatever the
+  // model's matmul precision (Switch Transformer's "selective precision").
+  MatmulPrecisionScope router_precision(MatmulPrecision::f32);
   Routing r;
   r.num_tokens = N;
   r.num_experts = E;

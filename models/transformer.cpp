@@ -120,6 +120,7 @@ ForwardResult TransformerLM::forward(const Tensor& inputs, const Tensor& targets
                      std::to_string(c.vocab_size) + ")");
 
   ForwardResult out;
+  MatmulPrecisionScope precision(c.precision);
   Tensor x;
   {
     StageTimer stage("embedding");

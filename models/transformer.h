@@ -44,6 +44,9 @@ struct ModelConfig {
 
   engine::DType dtype = engine::DType::f32;
   engine::Device device = engine::Device::cpu();  // where parameters live; inputs are moved there
+  // Matrix products of the forward (and so of the backward) in f32 or bf16 with f32 sums;
+  // parameters, activations and optimizer state stay f32. The router stays f32 (see route()).
+  engine::MatmulPrecision precision = engine::MatmulPrecision::f32;
   uint64_t seed = 0;
 };
 

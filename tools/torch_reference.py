@@ -26,7 +26,6 @@ import math
 import os
 import sys
 
-import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -430,6 +429,8 @@ def make_reference(cfg, out_path, steps, seed, perturb, dtype):
             biases[pre] = update_bias(cfg, biases[pre], r["counts"])
 
     tmp = out_path + ".tmp"
+    import h5py  # here, not at the top: bench_torch.py imports this file and needs no h5py
+
     with h5py.File(tmp, "w") as f:
         f.attrs["config"] = yaml.safe_dump(cfg, sort_keys=False)
         f.attrs["format"] = "moe-engine reference 1"

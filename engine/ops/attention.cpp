@@ -46,17 +46,19 @@ Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_
   ON_DEVICE(q, attention_forward, q, k, v, scale, out, lse);
   if (needs_grad({q_in, k_in, v_in})) {
     Tensor saved_out = out.detach();  // detached before record() turns `out` into a tape node
-    record(out, {q_in, k_in, v_in}, [q, k, v, saved_out, lse, scale](const Tensor& grad_out, GradSink& g) {
-      Tensor dout = kernel_input(grad_out);
-      // One fused pass yields all three gradients; the ones no input wants are dropped by add().
-      Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device());
-      Tensor dk = Tensor::empty(q.shape(), q.dtype(), q.device());
-      Tensor dv = Tensor::empty(q.shape(), q.dtype(), q.device());
-      ON_DEVICE(dout, attention_backward, q, k, v, saved_out, lse, dout, scale, dq, dk, dv);
-      if (g.wants(0)) g.add(0, dq);
-      if (g.wants(1)) g.add(1, dk);
-      if (g.wants(2)) g.add(2, dv);
-    });
+    record(out, {q_in, k_in, v_in},
+           [q, k, v, saved_out, lse, scale, precision = matmul_precision()](const Tensor& grad_out, GradSink& g) {
+             MatmulPrecisionScope scope(precision);
+             Tensor dout = kernel_input(grad_out);
+             // One fused pass yields all three gradients; the ones no input wants are dropped by add().
+             Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device());
+             Tensor dk = Tensor::empty(q.shape(), q.dtype(), q.device());
+             Tensor dv = Tensor::empty(q.shape(), q.dtype(), q.device());
+             ON_DEVICE(dout, attention_backward, q, k, v, saved_out, lse, dout, scale, dq, dk, dv);
+             if (g.wants(0)) g.add(0, dq);
+             if (g.wants(1)) g.add(1, dk);
+             if (g.wants(2)) g.add(2, dv);
+           });
   }
   return out;
 }
@@ -130,6 +132,7 @@ void head_gemm(const Tensor& a, const Tensor& b, bool ta, bool tb, int64_t m, in
   g.k = k;
   g.transpose_a = ta;
   g.transpose_b = tb;
+  g.precision = matmul_precision();
   gemm(g, a, b, Tensor(), c);
 }
 

@@ -78,6 +78,7 @@ GemmArgs batched(int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool t
   g.k = k;
   g.transpose_a = ta;
   g.transpose_b = tb;
+  g.precision = matmul_precision();
   return g;
 }
 

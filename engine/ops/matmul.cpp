@@ -1,5 +1,6 @@
 #include "engine/ops/matmul.h"
 
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -16,6 +17,17 @@
 
 namespace engine {
 
+// ---- precision ----------------------------------------------------------------------------
+
+namespace {
+thread_local MatmulPrecision current_precision = MatmulPrecision::f32;
+}
+
+const char* precision_name(MatmulPrecision p) { return p == MatmulPrecision::bf16 ? "bf16" : "f32"; }
+MatmulPrecision matmul_precision() { return current_precision; }
+MatmulPrecisionScope::MatmulPrecisionScope(MatmulPrecision p) : previous_(current_precision) { current_precision = p; }
+MatmulPrecisionScope::~MatmulPrecisionScope() { current_precision = previous_; }
+
 // ---- differentiable ops -------------------------------------------------------------------
 
 namespace {
@@ -27,6 +39,7 @@ Tensor matmul_dense(const Tensor& a_in, const Tensor& b_in, bool ta, bool tb) {
   g.batch = batched ? a.size(0) : 1;
   g.transpose_a = ta;
   g.transpose_b = tb;
+  g.precision = matmul_precision();
   g.m = ta ? a.size(-1) : a.size(-2);
   g.k = ta ? a.size(-2) : a.size(-1);
   const int64_t kb = tb ? b.size(-1) : b.size(-2);
@@ -40,7 +53,8 @@ Tensor matmul_dense(const Tensor& a_in, const Tensor& b_in, bool ta, bool tb) {
   if (needs_grad({a_in, b_in})) {
     Tensor sa = b_in.requires_grad() ? a : Tensor();  // dB reads A
     Tensor sb = a_in.requires_grad() ? b : Tensor();  // dA reads B
-    record(c, {a_in, b_in}, [sa, sb, ta, tb](const Tensor& dc, GradSink& grads) {
+    record(c, {a_in, b_in}, [sa, sb, ta, tb, precision = g.precision](const Tensor& dc, GradSink& grads) {
+      MatmulPrecisionScope scope(precision);
       if (grads.wants(0)) grads.add(0, ta ? matmul(sb, dc, tb, true) : matmul(dc, sb, false, !tb));
       if (grads.wants(1)) grads.add(1, tb ? matmul(dc, sa, true, ta) : matmul(sa, dc, !ta, false));
     });
@@ -79,6 +93,7 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
   g.k = x.size(1);
   g.n = w.size(0);
   g.transpose_b = true;
+  g.precision = matmul_precision();
   Tensor y = Tensor::empty({g.m, g.n}, x.dtype(), x.device());
   ON_DEVICE(y, gemm, g, x, w, bias, y);
   Shape out_shape = x_in.shape();
@@ -88,21 +103,23 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
     const Shape x_shape = x_in.shape();
     Tensor keep_x = weight_in.requires_grad() ? x : Tensor();
     Tensor keep_w = x_in.requires_grad() ? w : Tensor();
-    record(out, {x_in, weight_in, bias_in}, [keep_x, keep_w, x_shape](const Tensor& dy_in, GradSink& grads) {
-      Tensor dy = flatten_rows(dy_in);
-      if (grads.wants(0)) {
-        StageTimer t("bw:linear_dx");
-        grads.add(0, reshape(matmul(dy, keep_w), x_shape));
-      }
-      if (grads.wants(1)) {
-        StageTimer t("bw:linear_dw");
-        grads.add(1, matmul(dy, keep_x, true, false));
-      }
-      if (grads.wants(2)) {
-        StageTimer t("bw:linear_db");
-        grads.add(2, sum(dy, 0));
-      }
-    });
+    record(out, {x_in, weight_in, bias_in},
+           [keep_x, keep_w, x_shape, precision = g.precision](const Tensor& dy_in, GradSink& grads) {
+             MatmulPrecisionScope scope(precision);
+             Tensor dy = flatten_rows(dy_in);
+             if (grads.wants(0)) {
+               StageTimer t("bw:linear_dx");
+               grads.add(0, reshape(matmul(dy, keep_w), x_shape));
+             }
+             if (grads.wants(1)) {
+               StageTimer t("bw:linear_dw");
+               grads.add(1, matmul(dy, keep_x, true, false));
+             }
+             if (grads.wants(2)) {
+               StageTimer t("bw:linear_db");
+               grads.add(2, sum(dy, 0));
+             }
+           });
   }
   return out;
 }
@@ -117,10 +134,10 @@ using dnnl::memory;
 
 struct MatmulKey {
   int64_t batch, m, n, k;
-  bool ta, tb, bias, accumulate;
+  bool ta, tb, bias, accumulate, bf16;
   bool operator<(const MatmulKey& o) const {
-    return std::tie(batch, m, n, k, ta, tb, bias, accumulate) <
-           std::tie(o.batch, o.m, o.n, o.k, o.ta, o.tb, o.bias, o.accumulate);
+    return std::tie(batch, m, n, k, ta, tb, bias, accumulate, bf16) <
+           std::tie(o.batch, o.m, o.n, o.k, o.ta, o.tb, o.bias, o.accumulate, o.bf16);
   }
 };
 
@@ -152,18 +169,18 @@ struct MatmulDescs {
   memory::desc a, b, c, bias;
 };
 MatmulDescs make_descs(const MatmulKey& key, int64_t m, int64_t k) {
-  const auto f32 = memory::data_type::f32;
+  const auto f32 = memory::data_type::f32, in = key.bf16 ? memory::data_type::bf16 : f32;
   const int64_t n = key.n, batch = key.batch;
   // Stored as [rows, cols] when !transposed, as [cols, rows] when transposed.
-  auto matrix = [&](int64_t rows, int64_t cols, bool transposed) {
+  auto matrix = [&](int64_t rows, int64_t cols, bool transposed, memory::data_type dt) {
     const int64_t rs = transposed ? 1 : cols, cs = transposed ? rows : 1;
-    if (batch > 1) return memory::desc({batch, rows, cols}, f32, {rows * cols, rs, cs});
-    return memory::desc({rows, cols}, f32, {rs, cs});
+    if (batch > 1) return memory::desc({batch, rows, cols}, dt, {rows * cols, rs, cs});
+    return memory::desc({rows, cols}, dt, {rs, cs});
   };
   MatmulDescs d;
-  d.a = matrix(m, k, key.ta);
-  d.b = matrix(k, n, key.tb);
-  d.c = matrix(m, n, false);
+  d.a = matrix(m, k, key.ta, in);
+  d.b = matrix(k, n, key.tb, in);
+  d.c = matrix(m, n, false, f32);
   if (key.bias) d.bias = batch > 1 ? memory::desc({1, 1, n}, f32, {n, n, 1}) : memory::desc({1, n}, f32, {n, 1});
   return d;
 }
@@ -179,12 +196,16 @@ dnnl::matmul make_primitive(OneDnn& st, const MatmulKey& key, const MatmulDescs&
   return dnnl::matmul(dnnl::matmul::primitive_desc(desc, attr, st.engine));
 }
 
-std::unordered_map<int, memory> make_args(OneDnn& st, const MatmulDescs& d, const Tensor& a, const Tensor& b,
-                                          const Tensor& bias, Tensor& c) {
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(d.a, st.engine, a.raw_data())},
-                                       {DNNL_ARG_WEIGHTS, memory(d.b, st.engine, b.raw_data())},
-                                       {DNNL_ARG_DST, memory(d.c, st.engine, c.raw_data())}};
-  if (bias.defined()) args.emplace(DNNL_ARG_BIAS, memory(d.bias, st.engine, bias.raw_data()));
+// The buffers of one call: A and B are the f32 tensors' data, or their bf16 copies.
+struct Operands {
+  void *a, *b, *bias, *c;
+};
+
+std::unordered_map<int, memory> make_args(OneDnn& st, const MatmulDescs& d, const Operands& p) {
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(d.a, st.engine, p.a)},
+                                       {DNNL_ARG_WEIGHTS, memory(d.b, st.engine, p.b)},
+                                       {DNNL_ARG_DST, memory(d.c, st.engine, p.c)}};
+  if (p.bias) args.emplace(DNNL_ARG_BIAS, memory(d.bias, st.engine, p.bias));
   return args;
 }
 
@@ -196,38 +217,116 @@ std::unordered_map<int, memory> make_args(OneDnn& st, const MatmulDescs& d, cons
 // the cache would grow without end.
 constexpr int kMaxExactSizes = 8;
 
-void gemm_onednn(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& c) {
-  OneDnn& st = onednn();
-  const MatmulKey key{g.batch, g.m, g.n, g.k, g.transpose_a, g.transpose_b, bias.defined(), g.beta != 0.0};
-  std::lock_guard<std::mutex> lock(st.mutex);
+// f32 -> bf16, round to nearest even (what oneDNN's and CUDA's conversions do); a NaN stays a
+// NaN (its quiet bit set, so the rounding carry cannot turn it into infinity).
+ENGINE_SIMD_CLONES void to_bf16_span(const float* __restrict x, uint16_t* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, x + i, sizeof u);
+    const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    y[i] = static_cast<uint16_t>(nan ? (u >> 16) | 0x40u : rounded);
+  }
+}
+
+// A bf16 copy of a row-major [batch, rows, cols] f32 matrix, zero-padded to [batch, rows_pad,
+// cols_pad], in a buffer from the caching allocator (an f32 tensor of half the element count:
+// the engine has no bf16 tensor type, only these GEMM operands need one).
+Tensor to_bf16(const float* x, int64_t batch, int64_t rows, int64_t cols, int64_t rows_pad, int64_t cols_pad,
+               Device device) {
+  const int64_t n = batch * rows_pad * cols_pad;
+  Tensor out = Tensor::empty({(n + 1) / 2}, DType::f32, device);
+  uint16_t* y = static_cast<uint16_t*>(out.raw_data());
+  if (rows == rows_pad && cols == cols_pad) {
+    parallel_for(n, 1 << 15, [&](int64_t b, int64_t e) { to_bf16_span(x + b, y + b, e - b); });
+    return out;
+  }
+  parallel_for(batch * rows_pad, std::max<int64_t>(1, (1 << 15) / cols_pad), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t bi = r / rows_pad, i = r % rows_pad;
+      uint16_t* dst = y + r * cols_pad;
+      int64_t done = 0;
+      if (i < rows) {
+        to_bf16_span(x + (bi * rows + i) * cols, dst, cols);
+        done = cols;
+      }
+      std::fill(dst + done, dst + cols_pad, uint16_t{0});
+    }
+  });
+  return out;
+}
+
+void run_cached(OneDnn& st, const MatmulKey& key, const Operands& p) {
   auto it = st.exact.find(key);
   if (it == st.exact.end()) {
+    const MatmulDescs d = make_descs(key, key.m, key.k);
+    it = st.exact.emplace(key, CachedMatmul{make_primitive(st, key, d), make_args(st, d, p)}).first;
+  }
+  CachedMatmul& cached = it->second;
+  cached.args.at(DNNL_ARG_SRC).set_data_handle(p.a);
+  cached.args.at(DNNL_ARG_WEIGHTS).set_data_handle(p.b);
+  cached.args.at(DNNL_ARG_DST).set_data_handle(p.c);
+  if (p.bias) cached.args.at(DNNL_ARG_BIAS).set_data_handle(p.bias);
+  cached.primitive.execute(st.stream, cached.args);
+  st.stream.wait();
+}
+
+// bf16 kernels with AMX exist only for exact shapes (a runtime size falls back to a generic
+// kernel at half the speed), so a bf16 size that keeps changing is zero-padded to a multiple of
+// kPadStep in the bf16 copies instead: exact primitives, at most max_size / kPadStep of them.
+constexpr int64_t kPadStep = 64;
+int64_t round_up(int64_t v, int64_t step) { return (v + step - 1) / step * step; }
+
+void gemm_onednn(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& c) {
+  OneDnn& st = onednn();
+  const bool bf16 = g.precision == MatmulPrecision::bf16;
+  MatmulKey key{g.batch, g.m, g.n, g.k, g.transpose_a, g.transpose_b, bias.defined(), g.beta != 0.0, bf16};
+  void* pbias = bias.defined() ? bias.raw_data() : nullptr;
+  std::lock_guard<std::mutex> lock(st.mutex);
+  bool rows_vary = false, inner_vary = false;
+  if (!st.exact.count(key)) {
     MatmulKey rows_family = key, inner_family = key;
     rows_family.m = 0;
     inner_family.k = 0;
-    for (const MatmulKey& family : {rows_family, inner_family}) {
-      if (g.batch != 1 || st.distinct[family] < kMaxExactSizes) continue;
+    rows_vary = g.batch == 1 && st.distinct[rows_family] >= kMaxExactSizes;
+    inner_vary = g.batch == 1 && !rows_vary && st.distinct[inner_family] >= kMaxExactSizes;
+    if (!rows_vary && !inner_vary) {
+      ++st.distinct[rows_family];
+      ++st.distinct[inner_family];
+    } else if (!bf16) {
+      const MatmulKey& family = rows_vary ? rows_family : inner_family;
       auto rt = st.runtime.find(family);
       if (rt == st.runtime.end()) {
-        const int64_t m = family.m == 0 ? DNNL_RUNTIME_DIM_VAL : g.m, k = family.k == 0 ? DNNL_RUNTIME_DIM_VAL : g.k;
+        const int64_t m = rows_vary ? DNNL_RUNTIME_DIM_VAL : g.m, k = inner_vary ? DNNL_RUNTIME_DIM_VAL : g.k;
         rt = st.runtime.emplace(family, make_primitive(st, family, make_descs(family, m, k))).first;
       }
-      rt->second.execute(st.stream, make_args(st, make_descs(key, g.m, g.k), a, b, bias, c));
+      const Operands p{a.raw_data(), b.raw_data(), pbias, c.raw_data()};
+      rt->second.execute(st.stream, make_args(st, make_descs(key, g.m, g.k), p));
       st.stream.wait();
       return;
     }
-    ++st.distinct[rows_family];
-    ++st.distinct[inner_family];
-    const MatmulDescs d = make_descs(key, g.m, g.k);
-    it = st.exact.emplace(key, CachedMatmul{make_primitive(st, key, d), make_args(st, d, a, b, bias, c)}).first;
   }
-  CachedMatmul& cached = it->second;
-  cached.args.at(DNNL_ARG_SRC).set_data_handle(a.raw_data());
-  cached.args.at(DNNL_ARG_WEIGHTS).set_data_handle(b.raw_data());
-  cached.args.at(DNNL_ARG_DST).set_data_handle(c.raw_data());
-  if (bias.defined()) cached.args.at(DNNL_ARG_BIAS).set_data_handle(bias.raw_data());
-  cached.primitive.execute(st.stream, cached.args);
-  st.stream.wait();
+  if (!bf16) {
+    run_cached(st, key, Operands{a.raw_data(), b.raw_data(), pbias, c.raw_data()});
+    return;
+  }
+  const int64_t m = g.m, k = g.k, n = g.n;
+  key.m = rows_vary ? round_up(m, kPadStep) : m;
+  key.k = inner_vary ? round_up(k, kPadStep) : k;
+  const Tensor a16 = g.transpose_a ? to_bf16(a.data<float>(), g.batch, k, m, key.k, key.m, a.device())
+                                   : to_bf16(a.data<float>(), g.batch, m, k, key.m, key.k, a.device());
+  const Tensor b16 = g.transpose_b ? to_bf16(b.data<float>(), g.batch, n, k, n, key.k, b.device())
+                                   : to_bf16(b.data<float>(), g.batch, k, n, key.k, n, b.device());
+  if (key.m == m) {
+    run_cached(st, key, Operands{a16.raw_data(), b16.raw_data(), pbias, c.raw_data()});
+    return;
+  }
+  // Padded rows: the product lands in a taller scratch C whose first m rows are the answer.
+  Tensor c_pad = Tensor::empty({key.m, n}, DType::f32, c.device());
+  float* pc = c.data<float>();
+  if (g.beta != 0.0) std::memcpy(c_pad.raw_data(), pc, static_cast<size_t>(m * n) * sizeof(float));
+  run_cached(st, key, Operands{a16.raw_data(), b16.raw_data(), pbias, c_pad.raw_data()});
+  std::memcpy(pc, c_pad.raw_data(), static_cast<size_t>(m * n) * sizeof(float));
 }
 
 // Plain loop for f64 (gradient checks) where oneDNN has no kernel.
@@ -254,6 +353,21 @@ void gemm_reference(const GemmArgs& g, const T* A, const T* B, const T* bias, T*
 
 }  // namespace
 
+bool bf16_matmul_supported(std::string* reason) {
+  static const std::string failure = [] {
+    try {
+      OneDnn& st = onednn();
+      const MatmulKey key{1, 4, 4, 4, false, false, false, false, true};
+      make_primitive(st, key, make_descs(key, 4, 4));
+      return std::string();
+    } catch (const dnnl::error& e) {
+      return std::string("oneDNN has no bf16 matmul for this CPU (it needs AVX-512): ") + e.what();
+    }
+  }();
+  if (reason) *reason = failure;
+  return failure.empty();
+}
+
 void gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& c) {
   if (g.batch * g.m * g.n == 0) return;
   if (g.k == 0) {  // empty sum: C = beta*C (+ bias)
@@ -267,6 +381,10 @@ void gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bia
     return;
   }
   if (c.dtype() == DType::f32) {
+    if (g.precision == MatmulPrecision::bf16) {
+      std::string why;
+      ENGINE_CHECK(bf16_matmul_supported(&why), "matmul", why);
+    }
     gemm_onednn(g, a, b, bias, c);
     return;
   }

@@ -2,6 +2,7 @@
 // small kernel adding the bias row. cuBLAS is column-major, so C = op(A) op(B) is computed as
 // C^T = op(B)^T op(A)^T: a row-major [r, c] buffer read column-major is its transpose.
 #include <climits>
+#include <type_traits>
 
 #include "engine/core/dispatch.h"
 #include "engine/cuda/launch.cuh"
@@ -59,10 +60,18 @@ void gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bia
       const cublasOperation_t op_a = g.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;
       const int ld_b = g.transpose_b ? k : n;
       const int ld_a = g.transpose_a ? m : k;
-      CUBLAS_CHECK(gemm_strided_batched(cublas_handle(), op_b, op_a, n, m, k, &alpha, b.data<scalar_t>(), ld_b,
-                                        static_cast<long long>(g.k) * g.n, a.data<scalar_t>(), ld_a,
-                                        static_cast<long long>(g.m) * g.k, &beta, pc, n,
-                                        static_cast<long long>(g.m) * g.n, batch));
+      const long long stride_b = static_cast<long long>(g.k) * g.n, stride_a = static_cast<long long>(g.m) * g.k,
+                      stride_c = static_cast<long long>(g.m) * g.n;
+      if (std::is_same<scalar_t, float>::value && g.precision == MatmulPrecision::bf16) {
+        // f32 buffers, operands rounded to bf16 inside cuBLAS, f32 accumulation (tensor cores).
+        CUBLAS_CHECK(cublasGemmStridedBatchedEx(cublas_handle(), op_b, op_a, n, m, k, &alpha, b.data<scalar_t>(),
+                                                CUDA_R_32F, ld_b, stride_b, a.data<scalar_t>(), CUDA_R_32F, ld_a,
+                                                stride_a, &beta, pc, CUDA_R_32F, n, stride_c, batch,
+                                                CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
+      } else {
+        CUBLAS_CHECK(gemm_strided_batched(cublas_handle(), op_b, op_a, n, m, k, &alpha, b.data<scalar_t>(), ld_b,
+                                          stride_b, a.data<scalar_t>(), ld_a, stride_a, &beta, pc, n, stride_c, batch));
+      }
     }
     if (bias.defined()) launch_elementwise(g.batch * g.m * g.n, AddBiasFn<scalar_t>{pc, bias.data<scalar_t>(), g.n});
   });

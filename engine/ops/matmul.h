@@ -3,10 +3,36 @@
 // CPU: oneDNN's matmul primitive, cached by shape (creating one costs 0.1-0.35 ms, far more
 // than a small GEMM). f64 (used by gradient checks) runs a plain blocked loop.
 // CUDA: cuBLAS (strided batched for 3-D).
+//
+// Precision: f32 products run in f32, or, under MatmulPrecision::bf16, with both operands
+// rounded to bfloat16 (8-bit mantissa) and the products summed in f32: the tensors stay f32
+// (master weights, activations, gradients), only the GEMM inputs are rounded. CPU: operands
+// converted to bf16 (round to nearest even) for oneDNN's AMX / AVX512-BF16 kernels; CUDA:
+// cuBLAS's CUBLAS_COMPUTE_32F_FAST_16BF on the f32 buffers. f64 products are always exact.
 #pragma once
+#include <cstdint>
+#include <string>
+
 #include "engine/core/tensor.h"
 
 namespace engine {
+
+enum class MatmulPrecision : uint8_t { f32, bf16 };
+const char* precision_name(MatmulPrecision p);
+
+// The precision of this thread's f32 products; f32 unless a scope says otherwise. A product's
+// backward runs at the precision its forward ran at, wherever backward() is called.
+MatmulPrecision matmul_precision();
+class MatmulPrecisionScope {
+ public:
+  explicit MatmulPrecisionScope(MatmulPrecision p);
+  ~MatmulPrecisionScope();
+  MatmulPrecisionScope(const MatmulPrecisionScope&) = delete;
+  MatmulPrecisionScope& operator=(const MatmulPrecisionScope&) = delete;
+
+ private:
+  MatmulPrecision previous_;
+};
 
 // op(a) @ op(b), op = transpose when the flag is set (the last two axes).
 // Shapes: a [M,K] b [K,N] -> [M,N]; a [B,M,K] b [B,K,N] -> [B,M,N];
@@ -23,9 +49,13 @@ struct GemmArgs {
   int64_t batch = 1, m = 0, n = 0, k = 0;
   bool transpose_a = false, transpose_b = false;
   double beta = 0.0;
+  MatmulPrecision precision = MatmulPrecision::f32;  // bf16 applies to f32 operands only
 };
 
 namespace cpu {
+// Whether oneDNN has a bf16 matmul for this CPU (AVX-512 cores; AMX or AVX512-BF16 run it
+// natively). On false, *reason says why.
+bool bf16_matmul_supported(std::string* reason = nullptr);
 void gemm(const GemmArgs& args, const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& c);
 }  // namespace cpu
 namespace cuda {

@@ -149,6 +149,7 @@ diagnostics:
   dead_fraction: 0.05
   starved_fraction: 0.25
 device: cpu
+precision: bf16
 )";
 }  // namespace
 
@@ -219,6 +220,7 @@ TEST_CASE("config: every section and key is parsed", "[config]") {
   CHECK(c.checkpointing.every == 100);
   CHECK(c.checkpointing.keep_last == 1);
   CHECK(c.device == DeviceKind::cpu);
+  CHECK(c.precision == PrecisionKind::bf16);
   CHECK_FALSE(c.diagnostics.warnings);
   CHECK(c.diagnostics.max_vio == 2.5);
   CHECK(c.diagnostics.max_dead == 1);
@@ -226,7 +228,7 @@ TEST_CASE("config: every section and key is parsed", "[config]") {
   CHECK(c.diagnostics.dead_fraction == 0.05);
   CHECK(c.diagnostics.starved_fraction == 0.25);
   // Every key differs from its default.
-  CHECK(keys_differing(c, RunConfig{}).size() == 69);
+  CHECK(keys_differing(c, RunConfig{}).size() == 70);
 }
 
 TEST_CASE("config: to_yaml writes every key and parses back to an equal config", "[config]") {
@@ -239,7 +241,7 @@ TEST_CASE("config: to_yaml writes every key and parses back to an equal config",
   const std::string text = to_yaml(RunConfig{});
   for (const char* key : {"vocab_size:", "embedding_init_std:", "sequence_aux:", "bias_update_rate:", "val_shards:",
                           "decay_norms_and_biases:", "total_steps:", "eval_batches:", "out_dir:", "keep_last:",
-                          "device: cpu", "router: topk_softmax", "norm_eps: 1.0e-05", "eps: 1.0e-08"})
+                          "device: cpu", "precision: f32", "router: topk_softmax", "norm_eps: 1.0e-05", "eps: 1.0e-08"})
     CHECK_THAT(text, Contains(key));
   // Awkward values survive too: a double with no short form, a string that looks like a number.
   RunConfig odd;

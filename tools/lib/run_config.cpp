@@ -67,6 +67,10 @@ const NameTable<DeviceKind>& names(DeviceKind) {
   static const NameTable<DeviceKind> t{{DeviceKind::cpu, "cpu"}, {DeviceKind::cuda, "cuda"}};
   return t;
 }
+const NameTable<PrecisionKind>& names(PrecisionKind) {
+  static const NameTable<PrecisionKind> t{{PrecisionKind::f32, "f32"}, {PrecisionKind::bf16, "bf16"}};
+  return t;
+}
 
 template <class T>
 const char* enum_name(T v) {
@@ -200,6 +204,7 @@ void schema(V& v, Tag<RunConfig>) {
   v.section("checkpointing", &RunConfig::checkpointing);
   v.section("diagnostics", &RunConfig::diagnostics);
   v.field("device", &RunConfig::device);
+  v.field("precision", &RunConfig::precision);
 }
 
 // ---- visitors ----
@@ -524,6 +529,7 @@ const char* to_string(DropPolicy v) { return enum_name(v); }
 const char* to_string(DataKind v) { return enum_name(v); }
 const char* to_string(DecayKind v) { return enum_name(v); }
 const char* to_string(DeviceKind v) { return enum_name(v); }
+const char* to_string(PrecisionKind v) { return enum_name(v); }
 
 namespace detail {
 

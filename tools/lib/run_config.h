@@ -29,6 +29,7 @@ enum class DropPolicy { position, score };
 enum class DataKind { synthetic, text, shards };
 enum class DecayKind { cosine, constant };
 enum class DeviceKind { cpu, cuda };
+enum class PrecisionKind { f32, bf16 };
 
 // The YAML spelling of each enum value (RouterKind::switch_ is "switch").
 const char* to_string(NormKind v);
@@ -40,6 +41,7 @@ const char* to_string(DropPolicy v);
 const char* to_string(DataKind v);
 const char* to_string(DecayKind v);
 const char* to_string(DeviceKind v);
+const char* to_string(PrecisionKind v);
 
 struct ModelConfig {
   int vocab_size = 256;
@@ -156,6 +158,9 @@ struct RunConfig {
   CheckpointingConfig checkpointing;
   DiagnosticsConfig diagnostics;
   DeviceKind device = DeviceKind::cpu;
+  // Matrix products in f32, or bf16 operands with f32 sums (weights, optimizer state and every
+  // other op stay f32; the router stays f32).
+  PrecisionKind precision = PrecisionKind::f32;
 };
 
 // Answers whether a CUDA device can be used; on false it writes the reason. An empty probe means

@@ -57,6 +57,10 @@ moe::ModelConfig to_model_config(const rc::RunConfig& c) {
                   {"sequence_aux", c.moe.losses.sequence_aux}};
   m.seed = static_cast<uint64_t>(c.training.seed);
   m.device = c.device == rc::DeviceKind::cuda ? engine::Device::cuda() : engine::Device::cpu();
+  m.precision = c.precision == rc::PrecisionKind::bf16 ? engine::MatmulPrecision::bf16 : engine::MatmulPrecision::f32;
+  std::string why;
+  if (m.precision == engine::MatmulPrecision::bf16 && m.device.is_cpu() && !engine::cpu::bf16_matmul_supported(&why))
+    throw rc::ConfigError("precision: bf16 cannot run on this machine: " + why + "; use precision: f32");
   return m;
 }
 

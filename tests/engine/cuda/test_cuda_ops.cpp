@@ -172,6 +172,26 @@ TEST_CASE("cuda linear: with and without bias", "[cuda][matmul][linear]") {
   }
 }
 
+TEST_CASE("cuda matmul and linear in bf16 (CUBLAS_COMPUTE_32F_FAST_16BF) match the CPU's bf16",
+          "[cuda][matmul][bf16]") {
+  std::string why;
+  if (!cpu::bf16_matmul_supported(&why)) {
+    WARN("skipped: the CPU side has no bf16 matmul: " << why);
+    return;
+  }
+  // Both round the operands to bf16 and sum in f32; forward and backward run in bf16.
+  auto in_bf16 = [](const Fn& f) {
+    return [f](const Ins& x) {
+      MatmulPrecisionScope scope(MatmulPrecision::bf16);
+      return f(x);
+    };
+  };
+  compare("bf16 matmul", in_bf16([](const Ins& x) { return Ins{matmul(x[0], x[1], false, true)}; }),
+          {rnd({37, 64}, 11, DType::f32), rnd({24, 64}, 12, DType::f32)}, 2e-3);
+  compare("bf16 linear", in_bf16([](const Ins& x) { return Ins{linear(x[0], x[1], x[2])}; }),
+          {rnd({3, 11, 32}, 13, DType::f32), rnd({20, 32}, 14, DType::f32), rnd({20}, 15, DType::f32)}, 2e-3);
+}
+
 // ---- elementwise --------------------------------------------------------------------------------
 
 TEST_CASE("cuda binary: add/sub/mul/div with every broadcast form", "[cuda][binary]") {
