@@ -4,7 +4,13 @@ configs, same thread count, alternating runs, medians, ratios. Prints a Markdown
 README (machine, date, threads, torch version), plus the E-scaling check (step time at E = 64
 over E = 8 with k and d_expert fixed).
 
-    python3 tools/bench_compare.py [--runs 3] [--threads 2] [configs/bench/tiny.yaml ...]
+    python3 tools/bench_compare.py [--runs 3] [--threads 2] [--precision bf16]
+                                   [--also-python /usr/bin/python3] [configs/bench/tiny.yaml ...]
+
+--precision bf16 runs the engine with precision: bf16 and PyTorch under CPU autocast (bf16).
+--also-python adds another PyTorch installation (e.g. Debian's python3-torch 1.13 under
+/usr/bin/python3) as one more column; it runs once per config with fewer steps (2 warm-up,
+5 timed), since old builds can be an order of magnitude slower.
 """
 import argparse
 import datetime
@@ -26,14 +32,14 @@ def run_json(cmd, threads):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def engine(config, threads, extra=()):
+def engine(config, threads, precision, extra=()):
     return run_json([os.path.join(ROOT, "build/bin/moe-bench"), "--config", config, "--json", "--no-profile",
-                     *extra], threads)
+                     "--set", f"precision={precision}", *extra], threads)
 
 
-def torch_peer(config, threads):
-    return run_json([sys.executable, os.path.join(ROOT, "tools/bench_torch.py"), "--config", config, "--json",
-                     "--threads", str(threads)], threads)
+def torch_peer(config, threads, precision, python=sys.executable, extra=()):
+    return run_json([python, os.path.join(ROOT, "tools/bench_torch.py"), "--config", config, "--json",
+                     "--threads", str(threads), "--precision", precision, *extra], threads)
 
 
 def cpu_name():
@@ -51,31 +57,40 @@ def main():
     ap.add_argument("configs", nargs="*", default=[f"configs/bench/{n}.yaml" for n in ("tiny", "small", "wide")])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--precision", choices=["f32", "bf16"], default="f32")
+    ap.add_argument("--also-python", action="append", default=[], metavar="PYTHON",
+                    help="another interpreter with its own torch, reported as an extra column")
     a = ap.parse_args()
-    rows, torch_version = [], "?"
+    rows, torch_version, also_versions = [], "?", []
     for config in a.configs:
         ours, theirs = [], []
         for _ in range(a.runs):  # alternate, so drift in the machine's speed hits both alike
-            ours.append(engine(config, a.threads))
-            theirs.append(torch_peer(config, a.threads))
+            ours.append(engine(config, a.threads, a.precision))
+            theirs.append(torch_peer(config, a.threads, a.precision))
         torch_version = theirs[0]["torch"]
+        others = [torch_peer(config, a.threads, a.precision, py, ["--warmup", "2", "--steps", "5"])
+                  for py in a.also_python]
+        also_versions = [o["torch"] for o in others]
         med = lambda runs, key: statistics.median(r[key] for r in runs)
         rows.append((os.path.basename(config).rsplit(".", 1)[0], med(ours, "tokens_per_s"), med(theirs, "tokens_per_s"),
                      med(ours, "model_gflops"), med(ours, "sgemm_peak_gflops"), med(ours, "peak_rss_mb"),
-                     med(theirs, "peak_rss_mb")))
+                     med(theirs, "peak_rss_mb"), [o["tokens_per_s"] for o in others]))
         print(f"{config}: engine {rows[-1][1]:.0f} tok/s, torch {rows[-1][2]:.0f} tok/s", file=sys.stderr)
-    print(f"Measured {datetime.date.today()} on {cpu_name()}, {a.threads} threads, PyTorch {torch_version} eager, "
-          f"medians of {a.runs} alternating runs (20 timed steps after 5 warm-up steps each):\n")
-    print("| config | engine tokens/s | PyTorch tokens/s | speed-up | engine model GFLOP/s (% of sgemm peak) "
-          "| engine peak RSS MB | PyTorch peak RSS MB |")
-    print("|---|---|---|---|---|---|---|")
-    for name, ours, theirs, gflops, peak, rss, trss in rows:
+    print(f"Measured {datetime.date.today()} on {cpu_name()}, {a.threads} threads, {a.precision}, PyTorch "
+          f"{torch_version} eager, medians of {a.runs} alternating runs (20 timed steps after 5 warm-up steps "
+          f"each){''.join(f'; PyTorch {v}: one run of 5 timed steps' for v in also_versions)}:\n")
+    extra_head = "".join(f" PyTorch {v} tokens/s | speed-up over {v} |" for v in also_versions)
+    print(f"| config | engine tokens/s | PyTorch {torch_version} tokens/s | speed-up | engine model GFLOP/s (% of "
+          f"{a.precision} matmul peak) | engine peak RSS MB | PyTorch peak RSS MB |{extra_head}")
+    print("|---|---|---|---|---|---|---|" + "---|---|" * len(also_versions))
+    for name, ours, theirs, gflops, peak, rss, trss, extra in rows:
+        cells = "".join(f" {t:.0f} | {ours / t:.1f}x |" for t in extra)
         print(f"| {name} | {ours:.0f} | {theirs:.0f} | {ours / theirs:.2f}x | {gflops:.1f} ({100 * gflops / peak:.0f}% of "
-              f"{peak:.0f}) | {rss:.0f} | {trss:.0f} |")
+              f"{peak:.0f}) | {rss:.0f} | {trss:.0f} |{cells}")
     wide = [c for c in a.configs if c.endswith("wide.yaml")]
     if wide:
-        e64 = statistics.median(engine(wide[0], a.threads)["median_step_s"] for _ in range(a.runs))
-        e8 = statistics.median(engine(wide[0], a.threads, ["--set", "moe.num_experts=8"])["median_step_s"]
+        e64 = statistics.median(engine(wide[0], a.threads, a.precision)["median_step_s"] for _ in range(a.runs))
+        e8 = statistics.median(engine(wide[0], a.threads, a.precision, ["--set", "moe.num_experts=8"])["median_step_s"]
                                for _ in range(a.runs))
         print(f"\nE-scaling (wide, k = 2, d_expert 256): step {1e3 * e64:.1f} ms at E = 64, {1e3 * e8:.1f} ms at "
               f"E = 8: {e64 / e8:.2f}x")

@@ -9,7 +9,9 @@ top-k experts, then a loop over experts gathers each one's tokens with index_sel
 the weighted outputs back with index_add_. Attention uses F.scaled_dot_product_attention where
 it exists (torch >= 2.0). The step: cross-entropy + switch_aux + z_loss (per layer, averaged
 over layers, as the engine), backward, global-norm clipping, AdamW (no decay on norms, biases
-and embeddings). Needs torch and PyYAML; never needed to build or train the engine.
+and embeddings). With --precision bf16 (or precision: bf16 in the config) the forward runs under
+torch.autocast("cpu", torch.bfloat16), PyTorch's counterpart of the engine's bf16 matmuls.
+Needs torch and PyYAML; never needed to build or train the engine.
 """
 import argparse
 import json
@@ -56,7 +58,7 @@ class MoE(nn.Module):
             if token.numel() == 0:
                 continue
             out = self.experts[e](x.index_select(0, token)) * gates[token, slot, None]
-            y.index_add_(0, token, out)
+            y.index_add_(0, token, out.to(y.dtype))  # autocast leaves bf16 expert outputs
         counts = torch.bincount(chosen.reshape(-1), minlength=self.E).to(x.dtype)
         switch_aux = self.E * (counts / chosen.numel() * probs.mean(0)).sum()
         z_loss = torch.logsumexp(logits, -1).square().mean()
@@ -120,6 +122,7 @@ def main():
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())))
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--precision", choices=["f32", "bf16"], help="default: the config's precision key (f32)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -127,6 +130,7 @@ def main():
     with open(a.config) as f:
         c = merge(DEFAULTS, yaml.safe_load(f) or {})
     m, t, o = c["model"], c["training"], c["optimizer"]
+    precision = a.precision or c.get("precision", "f32")
     if c["moe"]["router"] != "topk_softmax" or m["activation"] != "gelu" or not m["tie_embeddings"]:
         raise SystemExit("bench_torch.py covers the benchmark configs: topk_softmax, gelu, tied embeddings")
     model = Model(c)
@@ -141,7 +145,8 @@ def main():
         tokens = batches[s % len(batches)]
         start = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = model(tokens[:, :-1], tokens[:, 1:])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = model(tokens[:, :-1], tokens[:, 1:])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), o["grad_clip"])
         opt.step()
@@ -150,12 +155,13 @@ def main():
     times.sort()
     median = times[len(times) // 2]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    result = {"config": a.config, "torch": torch.__version__, "threads": a.threads, "median_step_s": median,
+    result = {"config": a.config, "torch": torch.__version__, "precision": precision, "threads": a.threads,
+              "median_step_s": median,
               "tokens_per_s": B * T / median, "peak_rss_mb": rss}
     if a.json:
         print(json.dumps(result))
     else:
-        print(f"{a.config}: torch {torch.__version__}, {a.threads} threads: median step {1e3 * median:.2f} ms, "
+        print(f"{a.config}: torch {torch.__version__} ({precision}), {a.threads} threads: median step {1e3 * median:.2f} ms, "
               f"{B * T / median:.0f} tokens/s, peak RSS {rss:.0f} MB")
 
 

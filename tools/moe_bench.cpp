@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
     using train::json_number;
     std::cout << "{\"config\": \"" << config_path << "\", \"median_step_s\": " << json_number(r.median_step_s)
               << ", \"tokens_per_s\": " << json_number(r.tokens_per_s)
-              << ", \"model_gflops\": " << json_number(r.model_gflops)
+              << ", \"model_gflops\": " << json_number(r.model_gflops) << ", \"precision\": \"" << r.precision << "\""
               << ", \"sgemm_peak_gflops\": " << json_number(r.sgemm_peak_gflops)
               << ", \"peak_rss_mb\": " << json_number(r.peak_rss_mb) << ", \"stages_ms\": {";
     for (size_t i = 0; i < r.stages.size(); ++i)

@@ -42,8 +42,10 @@ double training_flops(const rc::RunConfig& c, std::string* formula) {
 }
 
 namespace {
-double measure_sgemm_peak() {
+// The engine's own 1024^3 product at the run's precision: the ceiling its GEMMs could reach.
+double measure_matmul_peak(engine::MatmulPrecision precision) {
   engine::NoGradScope no_grad;
+  engine::MatmulPrecisionScope scope(precision);
   engine::Generator gen(1);
   const engine::Tensor a = engine::randn({1024, 1024}, gen), b = engine::randn({1024, 1024}, gen);
   double best = 1e30;
@@ -68,7 +70,9 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
   r.tokens_per_step =
       static_cast<int64_t>(config.training.batch_size) * config.training.seq_len * config.training.grad_accum;
   r.flops_per_step = training_flops(config, &r.flop_formula);
-  r.sgemm_peak_gflops = measure_sgemm_peak();
+  r.precision = rc::to_string(config.precision);
+  r.sgemm_peak_gflops = measure_matmul_peak(config.precision == rc::PrecisionKind::bf16 ? engine::MatmulPrecision::bf16
+                                                                                        : engine::MatmulPrecision::f32);
   std::ostringstream quiet;
   train::Trainer trainer(config, quiet);
   for (int s = 0; s < o.warmup; ++s) trainer.step();
@@ -99,10 +103,11 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
 void print(const Result& r, std::ostream& out) {
   char line[256];
   std::snprintf(line, sizeof line,
-                "%s: median step %.2f ms over %zu steps, %.0f tokens/s, %.1f model GFLOP/s = %.0f%% of the measured "
-                "sgemm peak (%.1f GFLOP/s), peak RSS %.0f MB\n",
-                r.config_name.c_str(), 1e3 * r.median_step_s, r.step_seconds.size(), r.tokens_per_s, r.model_gflops,
-                100 * r.model_gflops / r.sgemm_peak_gflops, r.sgemm_peak_gflops, r.peak_rss_mb);
+                "%s (%s): median step %.2f ms over %zu steps, %.0f tokens/s, %.1f model GFLOP/s = %.0f%% of the "
+                "measured %s matmul peak (%.1f GFLOP/s), peak RSS %.0f MB\n",
+                r.config_name.c_str(), r.precision.c_str(), 1e3 * r.median_step_s, r.step_seconds.size(),
+                r.tokens_per_s, r.model_gflops, 100 * r.model_gflops / r.sgemm_peak_gflops, r.precision.c_str(),
+                r.sgemm_peak_gflops, r.peak_rss_mb);
   out << line << "  model FLOPs per step: " << r.flop_formula << " = " << r.flops_per_step / 1e9 << " GFLOP\n";
   if (r.stages.empty()) return;
   double total = 0;

@@ -122,6 +122,7 @@ Report check_reference(const std::string& path, const Tolerances& tol) {
   rc::RunConfig cfg = rc::parse_run_config(f.read_string_attribute("/", "config"), path + ":/config");
   cfg.logging.out_dir.clear();       // no run folder: nothing is written
   cfg.device = rc::DeviceKind::cpu;  // the tolerances are the CPU's float32
+  cfg.precision = rc::PrecisionKind::f32;  // likewise: the references are float64 products
   cfg.data = rc::DataConfig{};       // the batch comes from the file; no data files are opened
   if (cfg.model.dropout != 0) bad_file(f, "/config", "model.dropout must be 0 in a reference (masks are not carried)");
   if (cfg.training.grad_accum != 1) bad_file(f, "/config", "training.grad_accum must be 1 in a reference");
