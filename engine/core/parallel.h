@@ -11,8 +11,8 @@
 // Put on a CPU loop function (a span kernel, not a lambda) to compile it three times: for
 // AVX-512 (x86-64-v4), for AVX2+FMA (x86-64-v3) and for the portable baseline; the loader picks
 // the best clone this CPU supports. The default build stays portable and still runs 8- or
-// 16-wide where it can. Functions it calls must
-// be inlined (ENGINE_HD is always_inline) or they run at the baseline ISA.
+// 16-wide where it can. Functions it calls must be inlined (ENGINE_HD is always_inline) or
+// they run at the baseline ISA.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define ENGINE_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else

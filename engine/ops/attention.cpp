@@ -125,15 +125,7 @@ void score_gradients(T* p, T* dp, const T* dout, const T* out, const T* lse, int
 
 // C[b] = op(A[b]) op(B[b]) over the B*H (batch, head) pairs, written straight into C.
 void head_gemm(const Tensor& a, const Tensor& b, bool ta, bool tb, int64_t m, int64_t n, int64_t k, Tensor& c) {
-  GemmArgs g;
-  g.batch = a.size(0) * a.size(1);
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  g.transpose_a = ta;
-  g.transpose_b = tb;
-  g.precision = matmul_precision();
-  gemm(g, a, b, Tensor(), c);
+  gemm(batched_gemm_args(a.size(0) * a.size(1), m, n, k, ta, tb), a, b, Tensor(), c);
 }
 
 }  // namespace

@@ -70,18 +70,6 @@ struct ScoreGradFn {
   __device__ void operator()(int64_t i) const { dprobs[i] = scale * probs[i] * (dprobs[i] - delta[i / seq]); }
 };
 
-GemmArgs batched(int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool tb) {
-  GemmArgs g;
-  g.batch = batch;
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  g.transpose_a = ta;
-  g.transpose_b = tb;
-  g.precision = matmul_precision();
-  return g;
-}
-
 }  // namespace
 
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, Tensor& out, Tensor& lse) {
@@ -89,13 +77,13 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double
   if (heads * seq == 0) return;
   DeviceGuard guard(q.device());
   Tensor scores = Tensor::empty({heads, seq, seq}, q.dtype(), q.device());
-  gemm(batched(heads, seq, seq, dim, false, true), q, k, Tensor(), scores);  // S = Q K^T
+  gemm(batched_gemm_args(heads, seq, seq, dim, false, true), q, k, Tensor(), scores);  // S = Q K^T
   DISPATCH_FLOAT(q.dtype(), "causal_attention", {
     causal_softmax_kernel<<<row_blocks(heads * seq), row_threads(seq), 0, stream()>>>(
         scores.data<scalar_t>(), heads * seq, seq, static_cast<scalar_t>(scale), lse.data<scalar_t>());
     CUDA_CHECK_LAUNCH();
   });
-  gemm(batched(heads, seq, dim, seq, false, false), scores, v, Tensor(), out);  // O = P V
+  gemm(batched_gemm_args(heads, seq, dim, seq, false, false), scores, v, Tensor(), out);  // O = P V
 }
 
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
@@ -107,19 +95,19 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
   Tensor probs = Tensor::empty({heads, seq, seq}, q.dtype(), q.device());
   Tensor dprobs = Tensor::empty({heads, seq, seq}, q.dtype(), q.device());
   Tensor delta = Tensor::empty({rows}, q.dtype(), q.device());
-  gemm(batched(heads, seq, seq, dim, false, true), q, k, Tensor(), probs);  // S = Q K^T
+  gemm(batched_gemm_args(heads, seq, seq, dim, false, true), q, k, Tensor(), probs);  // S = Q K^T
   DISPATCH_FLOAT(q.dtype(), "causal_attention_backward", {
     const scalar_t sc = static_cast<scalar_t>(scale);
     launch_elementwise(rows * seq, RecomputeProbsFn<scalar_t>{probs.data<scalar_t>(), lse.data<scalar_t>(), seq, sc});
     row_dot_kernel<<<row_blocks(rows), row_threads(dim), 0, stream()>>>(dout.data<scalar_t>(), out.data<scalar_t>(),
                                                                         rows, dim, delta.data<scalar_t>());
     CUDA_CHECK_LAUNCH();
-    gemm(batched(heads, seq, dim, seq, true, false), probs, dout, Tensor(), dv);  // dV = P^T dO
-    gemm(batched(heads, seq, seq, dim, false, true), dout, v, Tensor(), dprobs);  // dP = dO V^T
+    gemm(batched_gemm_args(heads, seq, dim, seq, true, false), probs, dout, Tensor(), dv);  // dV = P^T dO
+    gemm(batched_gemm_args(heads, seq, seq, dim, false, true), dout, v, Tensor(), dprobs);  // dP = dO V^T
     launch_elementwise(rows * seq, ScoreGradFn<scalar_t>{probs.data<scalar_t>(), dprobs.data<scalar_t>(),
                                                          delta.data<scalar_t>(), seq, sc});
-    gemm(batched(heads, seq, dim, seq, false, false), dprobs, k, Tensor(), dq);  // dQ = dS K
-    gemm(batched(heads, seq, dim, seq, true, false), dprobs, q, Tensor(), dk);   // dK = dS^T Q
+    gemm(batched_gemm_args(heads, seq, dim, seq, false, false), dprobs, k, Tensor(), dq);  // dQ = dS K
+    gemm(batched_gemm_args(heads, seq, dim, seq, true, false), dprobs, q, Tensor(), dk);   // dK = dS^T Q
   });
 }
 

@@ -52,6 +52,20 @@ struct GemmArgs {
   MatmulPrecision precision = MatmulPrecision::f32;  // bf16 applies to f32 operands only
 };
 
+// Args for C[b] = op(A[b]) op(B[b]) over `batch` contiguous matrices, at this thread's precision
+// (the attention kernels' products on both backends).
+inline GemmArgs batched_gemm_args(int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool tb) {
+  GemmArgs g;
+  g.batch = batch;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.transpose_a = ta;
+  g.transpose_b = tb;
+  g.precision = matmul_precision();
+  return g;
+}
+
 namespace cpu {
 // Whether oneDNN has a bf16 matmul for this CPU (AVX-512 cores; AMX or AVX512-BF16 run it
 // natively). On false, *reason says why.

@@ -8,6 +8,7 @@
 #include "tests/support/gradcheck.h"
 
 using namespace engine;
+using engine::testing::max_abs_diff;
 using engine::testing::random_tensor;
 
 namespace {
@@ -18,27 +19,18 @@ double round_bf16(float x) {
   return std::ldexp(std::nearbyint(std::ldexp(mantissa, 8)), exponent - 8);
 }
 
-// op(A) @ op(B) in double, from operands rounded (or not) to bf16.
-std::vector<double> product(const Tensor& a, const Tensor& b, bool ta, bool tb, bool rounded) {
-  auto av = a.to_vector(), bv = b.to_vector();
-  if (rounded) {
-    for (double& v : av) v = round_bf16(static_cast<float>(v));
-    for (double& v : bv) v = round_bf16(static_cast<float>(v));
-  }
-  const int64_t M = ta ? a.size(1) : a.size(0), K = ta ? a.size(0) : a.size(1), N = tb ? b.size(0) : b.size(1);
-  std::vector<double> c(M * N, 0.0);
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t j = 0; j < N; ++j)
-      for (int64_t p = 0; p < K; ++p)
-        c[i * N + j] += (ta ? av[p * M + i] : av[i * K + p]) * (tb ? bv[j * K + p] : bv[p * N + j]);
-  return c;
-}
-
-// Largest |got - want| over the entries.
-double max_error(const std::vector<double>& got, const std::vector<double>& want) {
-  double e = 0;
-  for (size_t i = 0; i < got.size(); ++i) e = std::max(e, std::fabs(got[i] - want[i]));
-  return e;
+// op(A) @ op(B) in double from operands rounded (or not) to bf16: the engine's f64 product,
+// plain loops checked against a naive reference in test_ops_matmul.cpp (and unaffected by the
+// bf16 setting: the last case here).
+Tensor product(const Tensor& a, const Tensor& b, bool ta, bool tb, bool rounded) {
+  auto as_f64 = [rounded](const Tensor& t) {
+    std::vector<double> v = t.to_vector();
+    if (rounded)
+      for (double& x : v) x = round_bf16(static_cast<float>(x));
+    return Tensor::from_vector(v, t.shape());
+  };
+  MatmulPrecisionScope exact(MatmulPrecision::f32);
+  return matmul(as_f64(a), as_f64(b), ta, tb);
 }
 
 bool bf16_available() {
@@ -72,14 +64,14 @@ TEST_CASE("bf16 matmul: rounded operands, f32 sums, every transpose and varying 
         const int64_t K = 48, N = 40;
         Tensor a = random_tensor(ta ? Shape{K, rows} : Shape{rows, K}, 60 + rows, 1.0, DType::f32);
         Tensor b = random_tensor(tb ? Shape{N, K} : Shape{K, N}, 61 + rows, 1.0, DType::f32);
-        const auto got = matmul(a, b, ta, tb).to_vector();
-        CHECK(max_error(got, product(a, b, ta, tb, true)) < 1e-4);
-        CHECK(max_error(got, product(a, b, ta, tb, false)) > 1e-3);  // the rounding happened
+        const Tensor got = matmul(a, b, ta, tb);
+        CHECK(max_abs_diff(got, product(a, b, ta, tb, true)) < 1e-4);
+        CHECK(max_abs_diff(got, product(a, b, ta, tb, false)) > 1e-3);  // the rounding happened
         // dW-shaped: the inner size is the row count.
         Tensor dy = random_tensor({rows, 24}, 62 + rows, 1.0, DType::f32),
                x = random_tensor({rows, 16}, 63, 1.0, DType::f32);
-        const auto dw = matmul(dy, x, true, false).to_vector();
-        CHECK(max_error(dw, product(dy, x, true, false, true)) < 1e-4 * std::sqrt(static_cast<double>(rows)) + 1e-5);
+        const Tensor dw = matmul(dy, x, true, false);
+        CHECK(max_abs_diff(dw, product(dy, x, true, false, true)) < 1e-4 * std::sqrt(static_cast<double>(rows)) + 1e-5);
       }
 }
 
@@ -91,7 +83,7 @@ TEST_CASE("bf16 gemm accumulates into C and adds the bias on padded row counts",
     INFO("rows " << rows);
     Tensor a = random_tensor({rows, K}, 72 + rows, 1.0, DType::f32);
     Tensor c = random_tensor({rows, N}, 73 + rows, 1.0, DType::f32);
-    const auto c0 = c.to_vector(), bv = bias.to_vector();
+    const Tensor c0 = c.to(DType::f64);
     GemmArgs g;
     g.m = rows;
     g.n = N;
@@ -99,9 +91,8 @@ TEST_CASE("bf16 gemm accumulates into C and adds the bias on padded row counts",
     g.beta = 1.0;
     g.precision = MatmulPrecision::bf16;
     cpu::gemm(g, a, w, bias, c);
-    auto want = product(a, w, false, false, true);
-    for (int64_t i = 0; i < rows * N; ++i) want[i] += c0[i] + bv[i % N];
-    CHECK(max_error(c.to_vector(), want) < 1e-4);
+    const Tensor want = add(add(product(a, w, false, false, true), c0), bias.to(DType::f64));
+    CHECK(max_abs_diff(c, want) < 1e-4);
   }
 }
 
@@ -117,13 +108,13 @@ TEST_CASE("a product's backward runs at the precision of its forward", "[matmul]
   REQUIRE(matmul_precision() == MatmulPrecision::f32);  // the scope ended before backward
   Tensor dy = random_tensor({6, 8}, 82, 1.0, DType::f32);
   backward(sum_all(mul(y, dy)));
-  const auto dw = w.grad().to_vector();  // dW = dY^T X, from bf16-rounded operands
-  CHECK(max_error(dw, product(dy, x, true, false, true)) < 1e-4);
-  CHECK(max_error(dw, product(dy, x, true, false, false)) > 1e-3);
+  const Tensor dw = w.grad();  // dW = dY^T X, from bf16-rounded operands
+  CHECK(max_abs_diff(dw, product(dy, x, true, false, true)) < 1e-4);
+  CHECK(max_abs_diff(dw, product(dy, x, true, false, false)) > 1e-3);
 }
 
 TEST_CASE("f64 products ignore the bf16 setting", "[matmul][bf16]") {
   MatmulPrecisionScope scope(MatmulPrecision::bf16);
   Tensor a = random_tensor({5, 7}, 90), b = random_tensor({7, 3}, 91);
-  CHECK(max_error(matmul(a, b).to_vector(), product(a, b, false, false, false)) < 1e-12);
+  CHECK(max_abs_diff(matmul(a, b), product(a, b, false, false, false)) < 1e-12);
 }

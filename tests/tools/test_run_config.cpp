@@ -494,4 +494,5 @@ TEST_CASE("config: other range checks name the key and the allowed values", "[co
                     Contains("test.yaml:4:13: model.position: rope needs an even head size"));
   CHECK_THROWS_WITH(parse("training:\n  seed: -1\n"), Contains("test.yaml:2:9: training.seed: must be >= 0"));
   CHECK_NOTHROW(parse("optimizer:\n  grad_clip: -1\n"));
+  CHECK_THROWS_WITH(parse("precision: fp16\n"), Contains("test.yaml:1:12: precision") && Contains("f32, bf16"));
 }
