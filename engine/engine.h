@@ -12,6 +12,7 @@
 #include "engine/ops/cross_entropy.h"
 #include "engine/ops/dropout.h"
 #include "engine/ops/gather_scatter.h"
+#include "engine/ops/grouped_linear.h"
 #include "engine/ops/matmul.h"
 #include "engine/ops/norm.h"
 #include "engine/ops/random_fill.h"

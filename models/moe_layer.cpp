@@ -53,15 +53,25 @@ MoeLayer::MoeLayer(const MoeLayerConfig& config, ParamStore& params, const std::
 
 Tensor dispatch(const Tensor& tokens, const Routing& routing) { return gather_rows(tokens, routing.slot_token); }
 
+// Every expert at once: dispatch left expert e's rows as one block (routing.expert_offsets), so
+// each MLP layer is one grouped product over all experts - ExpertMlp::forward's equations, with
+// the activation applied to all rows together. An idle expert contributes no rows and receives
+// no gradient.
 Tensor run_experts(const std::vector<ExpertMlp>& experts, const Tensor& expert_rows, const Routing& routing) {
-  std::vector<Tensor> outputs;
-  for (size_t e = 0; e < experts.size(); ++e) {
-    const int64_t begin = routing.expert_offsets[e], end = routing.expert_offsets[e + 1];
-    if (begin == end) continue;  // an idle expert contributes no rows (and receives no gradient)
-    outputs.push_back(experts[e].forward(slice(expert_rows, 0, begin, end)));
+  if (experts.empty()) throw std::invalid_argument("run_experts: no experts");
+  const std::vector<int64_t>& offsets = routing.expert_offsets;
+  auto each = [&](Tensor ExpertMlp::*member) {
+    std::vector<Tensor> out;
+    for (const ExpertMlp& e : experts) out.push_back(e.*member);
+    return out;
+  };
+  if (experts.front().activation == ExpertActivation::gelu) {
+    Tensor hidden = gelu(grouped_linear(expert_rows, offsets, each(&ExpertMlp::w1), each(&ExpertMlp::b1)));
+    return grouped_linear(hidden, offsets, each(&ExpertMlp::w2), each(&ExpertMlp::b2));
   }
-  if (outputs.empty()) return Tensor::zeros({0, expert_rows.size(1)}, expert_rows.dtype(), expert_rows.device());
-  return outputs.size() == 1 ? outputs[0] : concat(outputs, 0);
+  Tensor gate = grouped_linear(expert_rows, offsets, each(&ExpertMlp::w1));
+  Tensor up = grouped_linear(expert_rows, offsets, each(&ExpertMlp::w_up));
+  return grouped_linear(swiglu(gate, up), offsets, each(&ExpertMlp::w2));
 }
 
 Tensor combine(const Tensor& expert_out, const Routing& routing) {

@@ -73,7 +73,14 @@ void gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bia
                                           stride_b, a.data<scalar_t>(), ld_a, stride_a, &beta, pc, n, stride_c, batch));
       }
     }
-    if (bias.defined()) launch_elementwise(g.batch * g.m * g.n, AddBiasFn<scalar_t>{pc, bias.data<scalar_t>(), g.n});
+  });
+  if (bias.defined()) add_bias_rows(c, bias, g.batch * g.m, g.n);
+}
+
+void add_bias_rows(Tensor& c, const Tensor& bias, int64_t rows, int64_t n) {
+  DeviceGuard guard(c.device());
+  DISPATCH_FLOAT(c.dtype(), "gemm bias", {
+    launch_elementwise(rows * n, AddBiasFn<scalar_t>{c.data<scalar_t>(), bias.data<scalar_t>(), n});
   });
 }
 

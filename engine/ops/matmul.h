@@ -74,6 +74,8 @@ void gemm(const GemmArgs& args, const Tensor& a, const Tensor& b, const Tensor& 
 }  // namespace cpu
 namespace cuda {
 void gemm(const GemmArgs& args, const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& c);
+// c[r, j] += bias[j] for the first `rows` rows of the contiguous [rows, n] block at c.
+void add_bias_rows(Tensor& c, const Tensor& bias, int64_t rows, int64_t n);
 }  // namespace cuda
 
 }  // namespace engine

@@ -86,6 +86,15 @@ TEST_CASE("gradients flow through every router into inputs, router and experts",
   }
 }
 
+TEST_CASE("swiglu experts: gradients reach gate, up and down projections", "[moe_layer][swiglu][gradcheck]") {
+  ParamStore params;
+  Generator gen(7);
+  MoeLayer layer(layer_config(RouterKind::topk_softmax, 3, 2, ExpertActivation::swiglu), params, "moe", 0.7, 0.7, gen);
+  const ExpertMlp& e = layer.experts()[2];
+  REQUIRE_GRADCHECK([&](const Ins& in) { return layer.forward(in[0], nullptr, true, nullptr).output; },
+                    Ins({engine::testing::random_tensor({1, 5, 4}, 8), e.w1, e.w_up, e.w2}));
+}
+
 TEST_CASE("hash router: experts and inputs get gradients, gates are constant", "[moe_layer][hash][gradcheck]") {
   ParamStore params;
   Generator gen(5);

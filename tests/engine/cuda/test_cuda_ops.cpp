@@ -192,6 +192,40 @@ TEST_CASE("cuda matmul and linear in bf16 (CUBLAS_COMPUTE_32F_FAST_16BF) match t
           {rnd({3, 11, 32}, 13, DType::f32), rnd({20, 32}, 14, DType::f32), rnd({20}, 15, DType::f32)}, 2e-3);
 }
 
+// ---- grouped_linear (the MoE experts' grouped cuBLAS products) ------------------------------
+
+TEST_CASE("cuda grouped_linear: empty groups, with and without bias, f32 f64 and bf16", "[cuda][grouped_linear]") {
+  // Groups 0, 2 and 5 own no rows: no product, no gradient for their weights on either device.
+  const std::vector<int64_t> offsets{0, 0, 3, 3, 10, 17, 17};
+  auto with_bias = [offsets](const Ins& x) {
+    return Ins{grouped_linear(x[0], offsets, Ins(x.begin() + 1, x.begin() + 7), Ins(x.begin() + 7, x.end()))};
+  };
+  auto without_bias = [offsets](const Ins& x) {
+    return Ins{grouped_linear(x[0], offsets, Ins(x.begin() + 1, x.end()))};
+  };
+  auto inputs = [](DType dt) {
+    Ins in{rnd({17, 12}, 1, dt)};
+    for (int g = 0; g < 6; ++g) in.push_back(rnd({9, 12}, 10 + g, dt));
+    for (int g = 0; g < 6; ++g) in.push_back(rnd({9}, 20 + g, dt));
+    return in;
+  };
+  for (DType dt : kFloatTypes) {
+    const Ins in = inputs(dt);
+    compare("grouped_linear+bias", with_bias, in);
+    compare("grouped_linear", without_bias, Ins(in.begin(), in.begin() + 7));
+  }
+  if (cpu::bf16_matmul_supported()) {
+    const Ins in = inputs(DType::f32);
+    compare(
+        "bf16 grouped_linear",
+        [with_bias](const Ins& x) {
+          MatmulPrecisionScope scope(MatmulPrecision::bf16);
+          return with_bias(x);
+        },
+        in, 2e-3);
+  }
+}
+
 // ---- elementwise --------------------------------------------------------------------------------
 
 TEST_CASE("cuda binary: add/sub/mul/div with every broadcast form", "[cuda][binary]") {

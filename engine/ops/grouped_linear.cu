@@ -1,0 +1,136 @@
+// CUDA grouped GEMM: all groups of one product in a single cuBLAS grouped-batched call
+// (each group a batch of one, sizes per group). Same column-major trick as gemm() in matmul.cu:
+// row-major C = op(A) op(B) is computed as column-major C^T = op(B)^T op(A)^T.
+#include <climits>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "engine/core/dispatch.h"
+#include "engine/cuda/launch.cuh"
+#include "engine/ops/grouped_linear.h"
+
+namespace engine {
+namespace cuda {
+
+namespace {
+
+int as_int(int64_t v, const char* what) {
+  ENGINE_CHECK(v <= INT_MAX, "grouped_gemm",
+               std::string(what) + " = " + std::to_string(v) + " exceeds cuBLAS's 32-bit limit");
+  return static_cast<int>(v);
+}
+
+// The per-group arrays cuBLAS takes: sizes, transposes and scalars on the host, the matrix
+// pointers in device memory.
+template <class T>
+struct GroupedCall {
+  std::vector<cublasOperation_t> op_first, op_second;  // cuBLAS's A = our B, cuBLAS's B = our A
+  std::vector<int> m, n, k, ld_first, ld_second, ld_c, group_size;
+  std::vector<T> alpha, beta;
+  Tensor pointers;  // device: [first... | second... | c...], one 8-byte slot each
+  const void* const* first = nullptr;
+  const void* const* second = nullptr;
+  void* const* c = nullptr;
+};
+
+template <class T>
+GroupedCall<T> make_call(const std::vector<const GemmGroup*>& groups) {
+  GroupedCall<T> call;
+  const size_t count = groups.size();
+  std::vector<const void*> host(3 * count);
+  for (size_t i = 0; i < count; ++i) {
+    const GemmArgs& g = groups[i]->args;
+    const int m = as_int(g.m, "m"), n = as_int(g.n, "n"), k = as_int(g.k, "k");
+    call.op_first.push_back(g.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N);
+    call.op_second.push_back(g.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N);
+    call.m.push_back(n);
+    call.n.push_back(m);
+    call.k.push_back(k);
+    call.ld_first.push_back(g.transpose_b ? k : n);
+    call.ld_second.push_back(g.transpose_a ? m : k);
+    call.ld_c.push_back(n);
+    call.group_size.push_back(1);
+    call.alpha.push_back(T(1));
+    call.beta.push_back(static_cast<T>(g.beta));
+    host[i] = groups[i]->b.raw_data();
+    host[count + i] = groups[i]->a.raw_data();
+    host[2 * count + i] = groups[i]->c.raw_data();
+  }
+  const Device device = groups.front()->c.device();
+  call.pointers = Tensor::empty({static_cast<int64_t>(3 * count)}, DType::f64, device);  // 8 bytes per slot
+  // From pageable memory the copy is staged before cudaMemcpyAsync returns, so `host` may go.
+  CUDA_CHECK(cudaMemcpyAsync(call.pointers.raw_data(), host.data(), host.size() * sizeof(void*), cudaMemcpyHostToDevice,
+                             stream()));
+  void** slots = static_cast<void**>(call.pointers.raw_data());
+  call.first = slots;
+  call.second = slots + count;
+  call.c = slots + 2 * count;
+  return call;
+}
+
+cublasStatus_t grouped(const GroupedCall<float>& c, int count, MatmulPrecision precision) {
+  if (precision == MatmulPrecision::bf16)
+    return cublasGemmGroupedBatchedEx(cublas_handle(), c.op_first.data(), c.op_second.data(), c.m.data(), c.n.data(),
+                                      c.k.data(), c.alpha.data(), c.first, CUDA_R_32F, c.ld_first.data(), c.second,
+                                      CUDA_R_32F, c.ld_second.data(), c.beta.data(), c.c, CUDA_R_32F, c.ld_c.data(),
+                                      count, c.group_size.data(), CUBLAS_COMPUTE_32F_FAST_16BF);
+  return cublasSgemmGroupedBatched(cublas_handle(), c.op_first.data(), c.op_second.data(), c.m.data(), c.n.data(),
+                                   c.k.data(), c.alpha.data(), reinterpret_cast<const float* const*>(c.first),
+                                   c.ld_first.data(), reinterpret_cast<const float* const*>(c.second),
+                                   c.ld_second.data(), c.beta.data(), reinterpret_cast<float* const*>(c.c),
+                                   c.ld_c.data(), count, c.group_size.data());
+}
+
+cublasStatus_t grouped(const GroupedCall<double>& c, int count, MatmulPrecision) {
+  return cublasDgemmGroupedBatched(cublas_handle(), c.op_first.data(), c.op_second.data(), c.m.data(), c.n.data(),
+                                   c.k.data(), c.alpha.data(), reinterpret_cast<const double* const*>(c.first),
+                                   c.ld_first.data(), reinterpret_cast<const double* const*>(c.second),
+                                   c.ld_second.data(), c.beta.data(), reinterpret_cast<double* const*>(c.c),
+                                   c.ld_c.data(), count, c.group_size.data());
+}
+
+}  // namespace
+
+void grouped_gemm(const std::vector<GemmGroup>& groups) {
+  std::vector<const GemmGroup*> batched;
+  for (const GemmGroup& group : groups) {
+    const GemmArgs& g = group.args;
+    if (g.m * g.n == 0) continue;
+    ENGINE_CHECK(g.batch == 1, "grouped_gemm",
+                 "each group is one product (batch 1), got batch " + std::to_string(g.batch));
+    if (g.k == 0) {  // empty sum: gemm() fills C (and adds the bias) without cuBLAS
+      Tensor c = group.c;
+      gemm(g, group.a, group.b, group.bias, c);
+      continue;
+    }
+    batched.push_back(&group);
+  }
+  if (batched.empty()) return;
+  DeviceGuard guard(batched.front()->c.device());
+  const int count = as_int(static_cast<int64_t>(batched.size()), "group count");
+  const MatmulPrecision precision = batched.front()->args.precision;
+  cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
+  DISPATCH_FLOAT(batched.front()->c.dtype(), "grouped_gemm", {
+    const GroupedCall<scalar_t> call = make_call<scalar_t>(batched);
+    status = grouped(call, count, precision);
+  });
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED || status == CUBLAS_STATUS_INVALID_VALUE) {
+    // A cuBLAS whose grouped kernels lack this type / compute-type combination: the same products
+    // one by one (a genuinely bad argument fails there again, with gemm()'s own error).
+    for (const GemmGroup* group : batched) {
+      Tensor c = group->c;
+      gemm(group->args, group->a, group->b, Tensor(), c);
+    }
+  } else {
+    CUBLAS_CHECK(status);
+  }
+  for (const GemmGroup* group : batched) {
+    if (!group->bias.defined()) continue;
+    Tensor c = group->c;
+    add_bias_rows(c, group->bias, group->args.m, group->args.n);
+  }
+}
+
+}  // namespace cuda
+}  // namespace engine

@@ -1,0 +1,40 @@
+// Grouped linear: consecutive row blocks of one input, each through its own weight (the MoE
+// experts' products, one op per layer instead of one per expert).
+//
+// x [rows, in]; offsets [G + 1], nondecreasing from 0 to rows: group g owns rows
+// offsets[g]..offsets[g+1]-1. weights: G tensors [out, in]; biases: none, or G tensors [out].
+//   y[r] = x[r] W_g^T + b_g  for r in group g          y: [rows, out]
+// Backward: dX_g = dY_g W_g, dW_g = dY_g^T X_g, db_g = column sums of dY_g. A group without rows
+// computes nothing and its weight and bias receive no gradient, exactly as if that expert had
+// not been called (AdamW then leaves it alone, as PyTorch does for a parameter without grad).
+// CPU: one oneDNN product per non-empty group (rows vary every step: see matmul.cpp's cache).
+// CUDA: one grouped cuBLAS call (cublas*GemmGroupedBatched) per product for all groups.
+#pragma once
+#include <vector>
+
+#include "engine/core/tensor.h"
+#include "engine/ops/matmul.h"
+
+namespace engine {
+
+Tensor grouped_linear(const Tensor& x, const std::vector<int64_t>& offsets, const std::vector<Tensor>& weights,
+                      const std::vector<Tensor>& biases = {});
+
+// One product of a grouped GEMM: c = op(a) op(b) (+ bias rows), args.batch == 1, a, b and c
+// contiguous (views into larger tensors allowed), all groups of one call sharing dtype, device,
+// transposes, beta and precision; only m, n and k may differ between groups.
+struct GemmGroup {
+  GemmArgs args;
+  Tensor a, b, bias, c;
+};
+
+// Kernel contract (both backends): runs every group; groups with m, n or k == 0 are handled as
+// gemm() handles them.
+namespace cpu {
+void grouped_gemm(const std::vector<GemmGroup>& groups);
+}
+namespace cuda {
+void grouped_gemm(const std::vector<GemmGroup>& groups);
+}
+
+}  // namespace engine
