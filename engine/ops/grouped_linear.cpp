@@ -66,7 +66,7 @@ GemmArgs product(int64_t m, int64_t n, int64_t k, bool ta, bool tb, MatmulPrecis
   return g;
 }
 
-void run_groups(const std::vector<GemmGroup>& groups) {
+void run_groups(const std::vector<GemmCall>& groups) {
   if (groups.empty()) return;
   ON_DEVICE(groups.front().c, grouped_gemm, groups);
 }
@@ -84,7 +84,7 @@ Tensor grouped_linear(const Tensor& x_in, const std::vector<int64_t>& offsets, c
   for (const Tensor& t : weights_in) w.push_back(kernel_input(t));
   for (const Tensor& t : biases_in) b.push_back(kernel_input(t));
   Tensor y = Tensor::empty({rows, out}, x.dtype(), x.device());
-  std::vector<GemmGroup> groups;
+  std::vector<GemmCall> groups;
   for (int64_t g = 0; g < G; ++g) {
     const int64_t begin = offsets[g], end = offsets[g + 1];
     if (begin == end) continue;
@@ -109,7 +109,7 @@ Tensor grouped_linear(const Tensor& x_in, const std::vector<int64_t>& offsets, c
            if (grads.wants(0)) {
              StageTimer t("bw:grouped_linear_dx");
              Tensor dx = Tensor::empty({rows, in}, dy.dtype(), dy.device());  // empty groups own no rows
-             std::vector<GemmGroup> groups;
+             std::vector<GemmCall> groups;
              for (int64_t g = 0; g < G; ++g) {
                const int64_t begin = offsets[g], end = offsets[g + 1];
                if (begin == end) continue;
@@ -121,7 +121,7 @@ Tensor grouped_linear(const Tensor& x_in, const std::vector<int64_t>& offsets, c
            }
            {
              StageTimer t("bw:grouped_linear_dw");
-             std::vector<GemmGroup> groups;
+             std::vector<GemmCall> groups;
              std::vector<int64_t> owners;
              for (int64_t g = 0; g < G; ++g) {
                const int64_t begin = offsets[g], end = offsets[g + 1];
@@ -147,13 +147,7 @@ Tensor grouped_linear(const Tensor& x_in, const std::vector<int64_t>& offsets, c
 
 namespace cpu {
 
-// oneDNN parallelizes inside each product; the groups run one after another.
-void grouped_gemm(const std::vector<GemmGroup>& groups) {
-  for (const GemmGroup& group : groups) {
-    Tensor c = group.c;
-    gemm(group.args, group.a, group.b, group.bias, c);
-  }
-}
+void grouped_gemm(const std::vector<GemmCall>& groups) { gemm_concurrent(groups); }
 
 }  // namespace cpu
 }  // namespace engine

@@ -35,7 +35,7 @@ struct GroupedCall {
 };
 
 template <class T>
-GroupedCall<T> make_call(const std::vector<const GemmGroup*>& groups) {
+GroupedCall<T> make_call(const std::vector<const GemmCall*>& groups) {
   GroupedCall<T> call;
   const size_t count = groups.size();
   std::vector<const void*> host(3 * count);
@@ -72,9 +72,9 @@ GroupedCall<T> make_call(const std::vector<const GemmGroup*>& groups) {
 cublasStatus_t grouped(const GroupedCall<float>& c, int count, MatmulPrecision precision) {
   if (precision == MatmulPrecision::bf16)
     return cublasGemmGroupedBatchedEx(cublas_handle(), c.op_first.data(), c.op_second.data(), c.m.data(), c.n.data(),
-                                      c.k.data(), c.alpha.data(), c.first, CUDA_R_32F, c.ld_first.data(), c.second,
-                                      CUDA_R_32F, c.ld_second.data(), c.beta.data(), c.c, CUDA_R_32F, c.ld_c.data(),
-                                      count, c.group_size.data(), CUBLAS_COMPUTE_32F_FAST_16BF);
+                                     c.k.data(), c.alpha.data(), c.first, CUDA_R_32F, c.ld_first.data(), c.second,
+                                     CUDA_R_32F, c.ld_second.data(), c.beta.data(), c.c, CUDA_R_32F, c.ld_c.data(),
+                                     count, c.group_size.data(), CUBLAS_COMPUTE_32F_FAST_16BF);
   return cublasSgemmGroupedBatched(cublas_handle(), c.op_first.data(), c.op_second.data(), c.m.data(), c.n.data(),
                                    c.k.data(), c.alpha.data(), reinterpret_cast<const float* const*>(c.first),
                                    c.ld_first.data(), reinterpret_cast<const float* const*>(c.second),
@@ -92,9 +92,9 @@ cublasStatus_t grouped(const GroupedCall<double>& c, int count, MatmulPrecision)
 
 }  // namespace
 
-void grouped_gemm(const std::vector<GemmGroup>& groups) {
-  std::vector<const GemmGroup*> batched;
-  for (const GemmGroup& group : groups) {
+void grouped_gemm(const std::vector<GemmCall>& groups) {
+  std::vector<const GemmCall*> batched;
+  for (const GemmCall& group : groups) {
     const GemmArgs& g = group.args;
     if (g.m * g.n == 0) continue;
     ENGINE_CHECK(g.batch == 1, "grouped_gemm",
@@ -118,14 +118,14 @@ void grouped_gemm(const std::vector<GemmGroup>& groups) {
   if (status == CUBLAS_STATUS_NOT_SUPPORTED || status == CUBLAS_STATUS_INVALID_VALUE) {
     // A cuBLAS whose grouped kernels lack this type / compute-type combination: the same products
     // one by one (a genuinely bad argument fails there again, with gemm()'s own error).
-    for (const GemmGroup* group : batched) {
+    for (const GemmCall* group : batched) {
       Tensor c = group->c;
       gemm(group->args, group->a, group->b, Tensor(), c);
     }
   } else {
     CUBLAS_CHECK(status);
   }
-  for (const GemmGroup* group : batched) {
+  for (const GemmCall* group : batched) {
     if (!group->bias.defined()) continue;
     Tensor c = group->c;
     add_bias_rows(c, group->bias, group->args.m, group->args.n);

@@ -20,21 +20,14 @@ namespace engine {
 Tensor grouped_linear(const Tensor& x, const std::vector<int64_t>& offsets, const std::vector<Tensor>& weights,
                       const std::vector<Tensor>& biases = {});
 
-// One product of a grouped GEMM: c = op(a) op(b) (+ bias rows), args.batch == 1, a, b and c
-// contiguous (views into larger tensors allowed), all groups of one call sharing dtype, device,
-// transposes, beta and precision; only m, n and k may differ between groups.
-struct GemmGroup {
-  GemmArgs args;
-  Tensor a, b, bias, c;
-};
-
-// Kernel contract (both backends): runs every group; groups with m, n or k == 0 are handled as
-// gemm() handles them.
+// Kernel contract (both backends): runs every product of `groups` (GemmCall, matmul.h), all of
+// one dtype, device, transposes, beta and precision; sizes may differ. Products with m, n or
+// k == 0 are handled as gemm() handles them.
 namespace cpu {
-void grouped_gemm(const std::vector<GemmGroup>& groups);
+void grouped_gemm(const std::vector<GemmCall>& groups);
 }
 namespace cuda {
-void grouped_gemm(const std::vector<GemmGroup>& groups);
+void grouped_gemm(const std::vector<GemmCall>& groups);
 }
 
 }  // namespace engine

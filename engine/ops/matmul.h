@@ -12,6 +12,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "engine/core/tensor.h"
 
@@ -66,7 +67,19 @@ inline GemmArgs batched_gemm_args(int64_t batch, int64_t m, int64_t n, int64_t k
   return g;
 }
 
+// One product of a set: c = op(a) op(b) (+ bias rows), args.batch == 1, each tensor's data
+// pointer where its matrix starts (views into larger tensors allowed).
+struct GemmCall {
+  GemmArgs args;
+  Tensor a, b, bias, c;
+};
+
 namespace cpu {
+// Independent products at once (the experts' GEMMs): small f32 ones run concurrently, one per
+// thread, each single-threaded - they use the cores better side by side than one after another
+// with every core on each (1.2-1.4x at 64 rows); large ones, and anything not plain f32, run
+// one by one through gemm(). Same values as gemm() up to the summation order.
+void gemm_concurrent(const std::vector<GemmCall>& calls);
 // Whether oneDNN has a bf16 matmul for this CPU (AVX-512 cores; AMX or AVX512-BF16 run it
 // natively). On false, *reason says why.
 bool bf16_matmul_supported(std::string* reason = nullptr);

@@ -38,8 +38,9 @@ TEST_CASE("grouped_linear matches one linear per group, empty groups included", 
   const Ins w = random_list(6, {9, 12}, 10, DType::f32), b = random_list(6, {9}, 20, DType::f32);
   Tensor y = grouped_linear(x, offsets, w, b);
   REQUIRE(y.shape() == Shape{17, 9});
-  CHECK(max_abs_diff(y, per_group(x, offsets, w, b)) == 0.0);  // the same oneDNN products
-  CHECK(max_abs_diff(grouped_linear(x, offsets, w), per_group(x, offsets, w, {})) == 0.0);
+  // The same oneDNN products, possibly single-threaded side by side (another summation order).
+  CHECK(max_abs_diff(y, per_group(x, offsets, w, b)) < 1e-5);
+  CHECK(max_abs_diff(grouped_linear(x, offsets, w), per_group(x, offsets, w, {})) < 1e-5);
   // Each group really uses its own weight: swapping two weights changes exactly their rows.
   Ins swapped = w;
   std::swap(swapped[3], swapped[4]);

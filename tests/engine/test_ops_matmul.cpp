@@ -123,3 +123,41 @@ TEST_CASE("linear: x W^T + b with fused bias, values and gradients", "[linear][g
   CHECK_THROWS_WITH(linear(x, Tensor::zeros({5, 3})), Catch::Contains("does not match weight"));
   CHECK_THROWS_WITH(linear(x, w, Tensor::zeros({4})), Catch::Contains("bias must be [5]"));
 }
+
+TEST_CASE("gemm_concurrent: independent products side by side equal their double reference", "[matmul][gemm]") {
+  // 40 small products (1 to 700 rows, several sharing a shape, so one primitive runs on two
+  // threads at once; bias and beta = 1 mixed in) plus two large ones that run alone first.
+  struct Case {
+    GemmCall call;
+    Tensor want;
+  };
+  std::vector<Case> cases;
+  auto add_case = [&](int64_t m, int64_t n, int64_t k, bool tb, bool bias, bool accumulate, uint64_t seed) {
+    Case c;
+    c.call.args.m = m;
+    c.call.args.n = n;
+    c.call.args.k = k;
+    c.call.args.transpose_b = tb;
+    c.call.args.beta = accumulate ? 1.0 : 0.0;
+    c.call.a = random_tensor({m, k}, seed, 1.0, DType::f32);
+    c.call.b = random_tensor(tb ? Shape{n, k} : Shape{k, n}, seed + 1, 1.0, DType::f32);
+    c.call.c = random_tensor({m, n}, seed + 2, 1.0, DType::f32);
+    if (bias) c.call.bias = random_tensor({n}, seed + 3, 1.0, DType::f32);
+    c.want = matmul(c.call.a.to(DType::f64), c.call.b.to(DType::f64), false, tb);
+    if (accumulate) c.want = add(c.want, c.call.c.to(DType::f64));
+    if (bias) c.want = add(c.want, c.call.bias.to(DType::f64));
+    cases.push_back(c);
+  };
+  for (int i = 0; i < 40; ++i)
+    add_case(i % 7 == 0 ? 64 : (i * 37) % 700 + 1, 48, 64, i % 2 == 0, i % 3 == 0, i % 4 == 0, 100 + 10 * i);
+  add_case(600, 256, 128, true, true, false, 900);
+  add_case(2000, 96, 128, false, false, true, 910);
+  std::vector<GemmCall> calls;
+  for (const Case& c : cases) calls.push_back(c.call);
+  cpu::gemm_concurrent(calls);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    INFO("product " << i << ": " << cases[i].call.args.m << " x " << cases[i].call.args.n << " x "
+                    << cases[i].call.args.k);
+    CHECK(max_abs_diff(cases[i].call.c.to(DType::f64), cases[i].want) < 1e-4 * cases[i].call.args.k);
+  }
+}
