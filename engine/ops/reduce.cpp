@@ -5,6 +5,7 @@
 #include "engine/core/dispatch.h"
 #include "engine/core/parallel.h"
 #include "engine/core/tape.h"
+#include "engine/ops/binary.h"
 #include "engine/ops/copy.h"
 
 namespace engine {
@@ -52,6 +53,19 @@ Tensor mean(const Tensor& x, int axis, bool keepdim) { return reduce_axis(x, axi
 Tensor sum_all(const Tensor& x) { return reduce_all(x, false); }
 Tensor mean_all(const Tensor& x) { return reduce_all(x, true); }
 
+Tensor sum_squares(const Tensor& x_in) {
+  ENGINE_CHECK(x_in.defined() && is_floating(x_in.dtype()), "sum_squares", "needs a floating-point tensor");
+  Tensor x = kernel_input(x_in);
+  Tensor out = Tensor::empty({1}, DType::f64, x.device());
+  ON_DEVICE(x, sum_squares, x, out);
+  if (needs_grad({x_in})) {
+    record(out, {x_in}, [x](const Tensor& dy, GradSink& g) {  // d/dx = 2 x dy
+      g.add(0, mul(x, cast(scale(dy, 2.0), x.dtype())));
+    });
+  }
+  return out;
+}
+
 namespace cpu {
 
 namespace {
@@ -70,6 +84,13 @@ ENGINE_SIMD_CLONES void accumulate_span(const T* __restrict x, double* __restric
 template <class T>
 ENGINE_SIMD_CLONES void scale_span(const T* __restrict x, T s, T* __restrict y, int64_t n) {
   for (int64_t c = 0; c < n; ++c) y[c] = s * x[c];
+}
+template <class T>
+ENGINE_SIMD_CLONES double sum_squares_span(const T* __restrict x, int64_t n) {
+  double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t j = 0; j < n; ++j) acc += static_cast<double>(x[j]) * static_cast<double>(x[j]);
+  return acc;
 }
 }  // namespace
 
@@ -112,6 +133,21 @@ void expand_middle(const Tensor& dy, int64_t outer, int64_t n, int64_t inner, do
       for (int64_t r = b; r < e; ++r) scale_span(pd + (r / n) * inner, s, px + r * inner, inner);
     });
   });
+}
+
+void sum_squares(const Tensor& x, Tensor& out) {
+  constexpr int64_t kChunk = int64_t{1} << 15;
+  const int64_t n = x.numel(), chunks = (n + kChunk - 1) / kChunk;
+  std::vector<double> partial(static_cast<size_t>(chunks));
+  DISPATCH_FLOAT(x.dtype(), "sum_squares", {
+    const scalar_t* px = x.data<scalar_t>();
+    parallel_for(chunks, 1, [&](int64_t b, int64_t e) {
+      for (int64_t c = b; c < e; ++c) partial[c] = sum_squares_span(px + c * kChunk, std::min(kChunk, n - c * kChunk));
+    });
+  });
+  double total = 0.0;
+  for (double p : partial) total += p;
+  out.data<double>()[0] = total;
 }
 
 }  // namespace cpu

@@ -51,7 +51,48 @@ struct ExpandFn {
   }
 };
 
+// Sum of squares in two fixed passes: block b sums chunk b (kSquaresChunk elements) into
+// partial[b]; then one block sums the partials. No atomics: the same tree on every run.
+constexpr int64_t kSquaresChunk = int64_t{1} << 15;
+constexpr int kSquaresThreads = 256;
+
+template <class T>
+__global__ void chunk_squares_kernel(const T* x, int64_t n, int64_t chunks, double* partial) {
+  CUDA_ROW_LOOP(c, chunks) {
+    const int64_t begin = c * kSquaresChunk, end = begin + kSquaresChunk < n ? begin + kSquaresChunk : n;
+    double acc = 0.0;
+    for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+      const double v = static_cast<double>(x[i]);
+      acc += v * v;
+    }
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) partial[c] = acc;
+  }
+}
+
+__global__ void sum_partials_kernel(const double* partial, int64_t count, double* out) {
+  double acc = 0.0;
+  for (int64_t i = threadIdx.x; i < count; i += blockDim.x) acc += partial[i];
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) out[0] = acc;
+}
+
 }  // namespace
+
+void sum_squares(const Tensor& x, Tensor& out) {
+  DeviceGuard guard(x.device());
+  const int64_t n = x.numel(), chunks = (n + kSquaresChunk - 1) / kSquaresChunk;
+  Tensor partial = Tensor::empty({chunks > 0 ? chunks : 1}, DType::f64, x.device());
+  DISPATCH_FLOAT(x.dtype(), "sum_squares", {
+    if (chunks > 0) {
+      chunk_squares_kernel<<<row_blocks(chunks), kSquaresThreads, 0, stream()>>>(x.data<scalar_t>(), n, chunks,
+                                                                                 partial.data<double>());
+      CUDA_CHECK_LAUNCH();
+    }
+  });
+  sum_partials_kernel<<<1, kSquaresThreads, 0, stream()>>>(partial.data<double>(), chunks, out.data<double>());
+  CUDA_CHECK_LAUNCH();
+}
 
 void reduce_sum(const Tensor& x, int64_t outer, int64_t n, int64_t inner, double scale, Tensor& out) {
   DeviceGuard guard(x.device());

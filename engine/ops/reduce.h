@@ -11,16 +11,23 @@ Tensor sum(const Tensor& x, int axis, bool keepdim = false);
 Tensor mean(const Tensor& x, int axis, bool keepdim = false);
 Tensor sum_all(const Tensor& x);   // shape {1}
 Tensor mean_all(const Tensor& x);  // shape {1}
+// sum(x^2) as an f64 tensor of shape {1}, each square and the sum in double: gradient norms
+// without an f64 copy of every gradient (an f32 square of a huge gradient would overflow).
+// Summed in fixed chunks in a fixed order, so the result does not depend on the thread count.
+Tensor sum_squares(const Tensor& x);
 
 namespace cpu {
 // x contiguous viewed as [outer, n, inner]; out [outer, inner] = scale * sum over n.
 void reduce_sum(const Tensor& x, int64_t outer, int64_t n, int64_t inner, double scale, Tensor& out);
 // dy [outer, inner] -> dx [outer, n, inner] = scale * dy repeated over n.
 void expand_middle(const Tensor& dy, int64_t outer, int64_t n, int64_t inner, double scale, Tensor& dx);
+// x contiguous; out: f64 {1}.
+void sum_squares(const Tensor& x, Tensor& out);
 }  // namespace cpu
 namespace cuda {
 void reduce_sum(const Tensor& x, int64_t outer, int64_t n, int64_t inner, double scale, Tensor& out);
 void expand_middle(const Tensor& dy, int64_t outer, int64_t n, int64_t inner, double scale, Tensor& dx);
+void sum_squares(const Tensor& x, Tensor& out);
 }  // namespace cuda
 
 }  // namespace engine

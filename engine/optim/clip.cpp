@@ -1,11 +1,11 @@
-// clip_grad_norm, built from existing ops: the norm from sum_all(square(g in f64)) and the
-// scaling from scale() written back with copy_into, so it runs on any device the ops run on.
+// clip_grad_norm, built from existing ops: the norm from sum_squares (one pass per gradient,
+// squares summed in double) and the scaling from scale() written back with copy_into, so it
+// runs on any device the ops run on.
 #include "engine/optim/clip.h"
 
 #include <cmath>
 
 #include "engine/core/tape.h"
-#include "engine/ops/activation.h"
 #include "engine/ops/binary.h"
 #include "engine/ops/copy.h"
 #include "engine/ops/reduce.h"
@@ -19,8 +19,7 @@ double clip_grad_norm(std::vector<Tensor>& params, double max_norm) {
     const Tensor g = p.grad();
     if (!g.defined()) continue;
     // Squares in double: f32 squares of large gradients would overflow or lose the small ones.
-    const Tensor g64 = g.dtype() == DType::f64 ? g : cast(g, DType::f64);
-    sum_sq += sum_all(square(g64)).item();
+    sum_sq += sum_squares(g).item();
   }
   const double norm = std::sqrt(sum_sq);
   if (max_norm > 0.0 && std::isfinite(norm) && norm > max_norm) {

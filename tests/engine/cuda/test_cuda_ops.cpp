@@ -286,6 +286,18 @@ TEST_CASE("cuda sum and mean over each axis and all elements", "[cuda][reduce]")
   }
 }
 
+TEST_CASE("cuda sum_squares: several chunks, f32 and f64, reproducible", "[cuda][reduce][sum_squares]") {
+  for (DType dt : kFloatTypes) {
+    compare(
+        "sum_squares", [](const Ins& in) { return Ins{sum_squares(in[0])}; }, {rnd({100003}, 21, dt)}, 1e-12);
+    compare(
+        "sum_squares small", [](const Ins& in) { return Ins{sum_squares(in[0])}; }, {rnd({3, 5}, 22, dt)}, 1e-12);
+  }
+  Tensor x = rnd({300000}, 23, DType::f32).to(kGpu);
+  CHECK(sum_squares(x).item() == sum_squares(x).item());
+  CHECK(sum_squares(Tensor::empty({0}, DType::f32, kGpu)).item() == 0.0);
+}
+
 TEST_CASE("cuda reduce is bit-reproducible", "[cuda][reduce]") {
   Tensor x = rnd({64, 4096}, 20, DType::f32).to(kGpu);
   const std::vector<float> a = sum(x, 1).to_float_vector(), b = sum(x, 1).to_float_vector();
