@@ -1,6 +1,7 @@
 #include "engine/ops/attention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -36,6 +37,15 @@ void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, d
 
 }  // namespace
 
+namespace {
+std::atomic<int64_t> saved_probs_limit{int64_t{256} << 20};
+}
+
+int64_t set_attention_saved_probs_limit(int64_t bytes) {
+  ENGINE_CHECK(bytes >= 0, "set_attention_saved_probs_limit", "the limit must be >= 0, got " + std::to_string(bytes));
+  return saved_probs_limit.exchange(bytes);
+}
+
 Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, double scale) {
   check_attention_inputs(q_in, k_in, v_in, scale);
   const Shape shape = q_in.shape();
@@ -43,18 +53,23 @@ Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_
   Tensor q = kernel_input(q_in), k = kernel_input(k_in), v = kernel_input(v_in);
   Tensor out = Tensor::empty(shape, q.dtype(), q.device());
   Tensor lse = Tensor::empty({shape[0], shape[1], shape[2]}, q.dtype(), q.device());
-  ON_DEVICE(q, attention_forward, q, k, v, scale, out, lse);
+  Tensor probs = Tensor::empty({shape[0], shape[1], shape[2], shape[2]}, q.dtype(), q.device());
+  ON_DEVICE(q, attention_forward, q, k, v, scale, out, lse, probs);
   if (needs_grad({q_in, k_in, v_in})) {
+    // Keeping P costs B H T^2 elements until backward and saves it a product and a softmax.
+    const int64_t probs_bytes = probs.numel() * static_cast<int64_t>(dtype_size(probs.dtype()));
+    Tensor saved_probs = probs_bytes <= saved_probs_limit.load() ? probs : Tensor();
     Tensor saved_out = out.detach();  // detached before record() turns `out` into a tape node
     record(out, {q_in, k_in, v_in},
-           [q, k, v, saved_out, lse, scale, precision = matmul_precision()](const Tensor& grad_out, GradSink& g) {
+           [q, k, v, saved_out, lse, saved_probs, scale, precision = matmul_precision()](const Tensor& grad_out,
+                                                                                         GradSink& g) {
              MatmulPrecisionScope scope(precision);
              Tensor dout = kernel_input(grad_out);
              // One fused pass yields all three gradients; the ones no input wants are dropped by add().
              Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device());
              Tensor dk = Tensor::empty(q.shape(), q.dtype(), q.device());
              Tensor dv = Tensor::empty(q.shape(), q.dtype(), q.device());
-             ON_DEVICE(dout, attention_backward, q, k, v, saved_out, lse, dout, scale, dq, dk, dv);
+             ON_DEVICE(dout, attention_backward, q, k, v, saved_out, lse, saved_probs, dout, scale, dq, dk, dv);
              if (g.wants(0)) g.add(0, dq);
              if (g.wants(1)) g.add(1, dk);
              if (g.wants(2)) g.add(2, dv);
@@ -66,10 +81,11 @@ Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_
 namespace cpu {
 
 // The CPU path works per (batch, head) on whole score matrices with oneDNN's batched matmul:
-// S = Q K^T, P = causal softmax(scale S), O = P V; backward recomputes P from the saved
-// log-sum-exp (no [B H, T, T] kept between passes) and uses four more batched products. The
-// masked half costs FLOPs, but GEMMs run 5-10x faster than row-by-row loops over the short
-// head dimension (measured: 12 ms -> see the README profile, B 16, H 4, T 128, D 32).
+// S = Q K^T, P = causal softmax(scale S), O = P V; backward takes P as forward left it, or
+// recomputes it from the saved log-sum-exp, and uses four more batched products. The masked
+// half costs FLOPs, but GEMMs run 5-10x faster than row-by-row loops over the short head
+// dimension (B 16, H 4, T 128, D 32); computing only the tiles left of the diagonal takes
+// strided operands, which fall off oneDNN's fast kernels and measured slower at T <= 256.
 namespace {
 
 // One score row, in place: P = exp(scale S - lse) on keys 0..n-1, 0 after. With compute_lse the
@@ -112,11 +128,12 @@ ENGINE_SIMD_CLONES void score_gradient_row(const T* __restrict p, T* __restrict 
   for (int64_t j = 0; j < len; ++j) dp[j] = scale * p[j] * (dp[j] - correction);
 }
 
-// Turns S into P (recomputed from lse) and dP into dS, zero above the diagonal because P is.
+// Turns dP into dS, zero above the diagonal because P is; with recompute, first turns S into P
+// (from lse).
 template <class T>
 void score_gradients(T* p, T* dp, const T* dout, const T* out, const T* lse, int64_t rows, int64_t len, int64_t D,
-                     T scale) {
-  causal_softmax_rows(p, rows, len, scale, const_cast<T*>(lse), false);
+                     T scale, bool recompute) {
+  if (recompute) causal_softmax_rows(p, rows, len, scale, const_cast<T*>(lse), false);
   parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r)
       score_gradient_row(p + r * len, dp + r * len, dout + r * D, out + r * D, len, D, scale);
@@ -130,29 +147,33 @@ void head_gemm(const Tensor& a, const Tensor& b, bool ta, bool tb, int64_t m, in
 
 }  // namespace
 
-void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, Tensor& out, Tensor& lse) {
+void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, Tensor& out, Tensor& lse,
+                       Tensor& probs) {
   const int64_t len = q.size(2), D = q.size(3);
   if (q.numel() == 0) return;
-  Tensor p = Tensor::empty({q.size(0), q.size(1), len, len}, q.dtype(), q.device());
-  head_gemm(q, k, false, true, len, len, D, p);  // S = Q K^T
+  head_gemm(q, k, false, true, len, len, D, probs);  // S = Q K^T
   DISPATCH_FLOAT(q.dtype(), "causal_attention", {
-    causal_softmax_rows(p.data<scalar_t>(), q.size(0) * q.size(1) * len, len, static_cast<scalar_t>(scale),
+    causal_softmax_rows(probs.data<scalar_t>(), q.size(0) * q.size(1) * len, len, static_cast<scalar_t>(scale),
                         lse.data<scalar_t>(), true);
   });
-  head_gemm(p, v, false, false, len, D, len, out);  // O = P V
+  head_gemm(probs, v, false, false, len, D, len, out);  // O = P V
 }
 
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                        const Tensor& dout, double scale, Tensor& dq, Tensor& dk, Tensor& dv) {
+                        const Tensor& probs, const Tensor& dout, double scale, Tensor& dq, Tensor& dk, Tensor& dv) {
   const int64_t len = q.size(2), D = q.size(3);
   if (q.numel() == 0) return;
-  Tensor p = Tensor::empty({q.size(0), q.size(1), len, len}, q.dtype(), q.device());
+  Tensor p = probs;
+  if (!p.defined()) {
+    p = Tensor::empty({q.size(0), q.size(1), len, len}, q.dtype(), q.device());
+    head_gemm(q, k, false, true, len, len, D, p);  // S = Q K^T, turned into P below
+  }
   Tensor dp = Tensor::empty(p.shape(), q.dtype(), q.device());
-  head_gemm(q, k, false, true, len, len, D, p);      // S = Q K^T
   head_gemm(dout, v, false, true, len, len, D, dp);  // dP = dO V^T
   DISPATCH_FLOAT(q.dtype(), "causal_attention_backward", {
     score_gradients(p.data<scalar_t>(), dp.data<scalar_t>(), dout.data<scalar_t>(), out.data<scalar_t>(),
-                    lse.data<scalar_t>(), q.size(0) * q.size(1) * len, len, D, static_cast<scalar_t>(scale));
+                    lse.data<scalar_t>(), q.size(0) * q.size(1) * len, len, D, static_cast<scalar_t>(scale),
+                    !probs.defined());
   });
   head_gemm(p, dout, true, false, len, D, len, dv);  // dV = P^T dO
   head_gemm(dp, k, false, false, len, D, len, dq);   // dQ = dS K

@@ -1,6 +1,6 @@
 // CUDA causal attention: cuBLAS strided-batched GEMMs (through cuda::gemm) over the B*H heads
-// around a masked-softmax row kernel. Unlike the fused CPU kernel this materializes the
-// [B*H, T, T] scores (two such buffers in backward), taken from the caching allocator.
+// around a masked-softmax row kernel, on [B*H, T, T] score buffers from the caching allocator
+// (the probabilities forward leaves in `scores`, and dP in backward).
 #include "engine/core/dispatch.h"
 #include "engine/cuda/reduce.cuh"
 #include "engine/ops/attention.h"
@@ -12,7 +12,7 @@ namespace cuda {
 namespace {
 
 // Forward:  S = Q K^T; P = softmax(scale * S + causal mask), lse per row; O = P V.
-// Backward: P recomputed from S and lse (no [T, T] tensor is kept between the passes);
+// Backward: P as forward left it, or recomputed from S and lse;
 //           dV = P^T dO; dP = dO V^T; dS = scale * P * (dP - rowsum(dO * O)); dQ = dS K; dK = dS^T Q.
 
 // Row r of the [B*H*T, T] scores is query t = r % T, which sees keys 0..t. Overwrites the raw
@@ -72,11 +72,11 @@ struct ScoreGradFn {
 
 }  // namespace
 
-void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, Tensor& out, Tensor& lse) {
+void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, Tensor& out, Tensor& lse,
+                       Tensor& scores) {
   const int64_t heads = q.size(0) * q.size(1), seq = q.size(2), dim = q.size(3);
   if (heads * seq == 0) return;
   DeviceGuard guard(q.device());
-  Tensor scores = Tensor::empty({heads, seq, seq}, q.dtype(), q.device());
   gemm(batched_gemm_args(heads, seq, seq, dim, false, true), q, k, Tensor(), scores);  // S = Q K^T
   DISPATCH_FLOAT(q.dtype(), "causal_attention", {
     causal_softmax_kernel<<<row_blocks(heads * seq), row_threads(seq), 0, stream()>>>(
@@ -87,18 +87,21 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double
 }
 
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                        const Tensor& dout, double scale, Tensor& dq, Tensor& dk, Tensor& dv) {
+                        const Tensor& saved_probs, const Tensor& dout, double scale, Tensor& dq, Tensor& dk,
+                        Tensor& dv) {
   const int64_t heads = q.size(0) * q.size(1), seq = q.size(2), dim = q.size(3);
   if (heads * seq == 0) return;
   DeviceGuard guard(q.device());
   const int64_t rows = heads * seq;
-  Tensor probs = Tensor::empty({heads, seq, seq}, q.dtype(), q.device());
+  const bool recompute = !saved_probs.defined();
+  Tensor probs = recompute ? Tensor::empty({heads, seq, seq}, q.dtype(), q.device()) : saved_probs;
   Tensor dprobs = Tensor::empty({heads, seq, seq}, q.dtype(), q.device());
   Tensor delta = Tensor::empty({rows}, q.dtype(), q.device());
-  gemm(batched_gemm_args(heads, seq, seq, dim, false, true), q, k, Tensor(), probs);  // S = Q K^T
+  if (recompute) gemm(batched_gemm_args(heads, seq, seq, dim, false, true), q, k, Tensor(), probs);  // S = Q K^T
   DISPATCH_FLOAT(q.dtype(), "causal_attention_backward", {
     const scalar_t sc = static_cast<scalar_t>(scale);
-    launch_elementwise(rows * seq, RecomputeProbsFn<scalar_t>{probs.data<scalar_t>(), lse.data<scalar_t>(), seq, sc});
+    if (recompute)
+      launch_elementwise(rows * seq, RecomputeProbsFn<scalar_t>{probs.data<scalar_t>(), lse.data<scalar_t>(), seq, sc});
     row_dot_kernel<<<row_blocks(rows), row_threads(dim), 0, stream()>>>(dout.data<scalar_t>(), out.data<scalar_t>(),
                                                                         rows, dim, delta.data<scalar_t>());
     CUDA_CHECK_LAUNCH();

@@ -111,6 +111,27 @@ TEST_CASE("causal_attention: gradients of q, k and v", "[attention][gradcheck]")
   }
 }
 
+TEST_CASE("causal_attention: backward from kept probabilities equals backward that recomputes them",
+          "[attention][gradcheck]") {
+  // Forward keeps P for backward unless it exceeds the limit; with limit 0 backward recomputes
+  // P from the log-sum-exp. Both must give the same gradients, bit for bit (the same rounding).
+  const Shape shape{2, 3, 37, 8};
+  Tensor q = random_tensor(shape, 50, 1.0, DType::f32), k = random_tensor(shape, 51, 1.0, DType::f32),
+         v = random_tensor(shape, 52, 1.0, DType::f32), w = random_tensor(shape, 53, 1.0, DType::f32);
+  const std::vector<Tensor> kept = attention_grads(q.clone(), k.clone(), v.clone(), w);
+  const int64_t previous = set_attention_saved_probs_limit(0);
+  const std::vector<Tensor> recomputed = attention_grads(q.clone(), k.clone(), v.clone(), w);
+  REQUIRE_GRADCHECK([](const std::vector<Tensor>& in) { return causal_attention(in[0], in[1], in[2], 0.6); },
+                    std::vector<Tensor>({random_tensor({1, 2, 5, 3}, 54), random_tensor({1, 2, 5, 3}, 55),
+                                         random_tensor({1, 2, 5, 3}, 56)}));
+  CHECK(set_attention_saved_probs_limit(previous) == 0);
+  for (size_t i = 0; i < 3; ++i) {
+    INFO("gradient of input " << i);
+    CHECK(kept[i].to_float_vector() == recomputed[i].to_float_vector());
+  }
+  CHECK_THROWS_WITH(set_attention_saved_probs_limit(-1), Catch::Contains("must be >= 0"));
+}
+
 TEST_CASE("causal_attention: gradients through strided inputs and with a constant input", "[attention][gradcheck]") {
   // q, k, v as [B, T, H, D] permuted to [B, H, T, D]: the op must read the strides right and
   // send the gradient back through the view.

@@ -422,6 +422,11 @@ TEST_CASE("cuda causal_attention", "[cuda][attention]") {
               return Ins{causal_attention(transpose(in[0], 1, 2), transpose(in[1], 1, 2), transpose(in[2], 1, 2), 0.7)};
             },
             {rnd({1, 9, 2, 4}, 39, dt), rnd({1, 9, 2, 4}, 40, dt), rnd({1, 9, 2, 4}, 41, dt)});
+    // Backward recomputing P from the log-sum-exp instead of reading the kept probabilities.
+    const int64_t previous = set_attention_saved_probs_limit(0);
+    compare("attention, probabilities recomputed",
+            [](const Ins& in) { return Ins{causal_attention(in[0], in[1], in[2])}; }, {q, k, v});
+    set_attention_saved_probs_limit(previous);
   }
 }
 
