@@ -91,6 +91,7 @@ void accumulate_grad(GradSlot& slot, const Tensor& grad) {
     slot.grad = add(slot.grad, g);  // out of place: an adopted gradient may alias another's
     slot.owned = true;
   }
+  slot.window_axis = -1;  // no longer a zero-filled buffer with known windows
 }
 
 void GradSink::add_window(size_t input, int axis, int64_t start, const Tensor& grad) {
@@ -107,12 +108,25 @@ void GradSink::add_window(size_t input, int axis, int64_t start, const Tensor& g
   GradSlot& slot = *slots_[input];
   if (!slot.grad.defined()) {
     slot.grad = Tensor::zeros(full, grad.dtype(), grad.device());
+    // Only intermediates: a leaf's buffer outlives this backward, and its owner may change it.
+    slot.window_axis = slot.is_leaf ? -1 : axis;
+    slot.written_windows.clear();
   } else if (!slot.owned) {
     slot.grad = slot.grad.clone();  // adopted: another tensor may hold this buffer
+    slot.window_axis = -1;
   }
   slot.owned = true;
-  Tensor window = slice(slot.grad, axis, start, start + grad.size(axis));
-  copy_into(engine::add(window, grad), window);
+  const int64_t end = start + grad.size(axis);
+  bool still_zero = slot.window_axis == axis;
+  for (const auto& [b, e] : slot.written_windows) still_zero = still_zero && (end <= b || e <= start);
+  Tensor window = slice(slot.grad, axis, start, end);
+  if (still_zero) {
+    copy_into(grad, window);  // 0 + g = g: one pass instead of read, add, write back
+    slot.written_windows.emplace_back(start, end);
+  } else {
+    copy_into(engine::add(window, grad), window);
+    slot.window_axis = -1;
+  }
 }
 
 void GradSink::add(size_t input, const Tensor& grad) {

@@ -14,6 +14,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "engine/core/tensor.h"
@@ -24,6 +25,11 @@ struct GradSlot {
   Tensor grad;          // contiguous, same shape, dtype and device as the tensor
   bool is_leaf = true;  // leaves own their gradient buffer: optimizers may scale it in place
   bool owned = false;  // grad's buffer is this slot's alone (not adopted from a closure), so it may be updated in place
+  // An intermediate's gradient that add_window zero-filled: the windows written since, all
+  // along window_axis (-1: none tracked). Outside them the buffer is still zero, so a window
+  // that overlaps none is copied in rather than added (q, k and v's windows of qkv).
+  int window_axis = -1;
+  std::vector<std::pair<int64_t, int64_t>> written_windows;
 };
 
 // Where a backward closure writes the gradients of its inputs.

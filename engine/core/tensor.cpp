@@ -134,6 +134,7 @@ void Tensor::set_grad(const Tensor& g) {
   ENGINE_CHECK(!g.defined() || g.shape() == shape(), "Tensor::set_grad",
                "gradient shape " + shape_str(g.shape()) + " differs from tensor shape " + shape_str(shape()));
   impl_->grad_slot->grad = g;
+  impl_->grad_slot->window_axis = -1;
 }
 
 void Tensor::zero_grad() {

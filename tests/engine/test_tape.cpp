@@ -77,6 +77,30 @@ TEST_CASE("backward rejects a loss that is not a scalar or has no history", "[ta
   clear_tape();
 }
 
+TEST_CASE("slice gradients: disjoint windows are copied, later overlaps on any axis still add", "[tape][slice]") {
+  // h [2, 6] is an intermediate. Its column windows [0, 2) and [2, 6) land in a zero-filled
+  // buffer (copied in, being disjoint); the row window, on another axis, must add on top.
+  // Both recording orders give d/dh = column weight (1 or 2) + 5 on row 1.
+  const std::vector<double> want{1, 1, 2, 2, 2, 2, 6, 6, 7, 7, 7, 7};
+  for (bool rows_first : {false, true}) {
+    INFO("row window recorded " << (rows_first ? "first" : "last"));
+    Tensor x = Tensor::from_vector(std::vector<double>(12, 1.0), {2, 6}).set_requires_grad(true);
+    Tensor h = scale(x, 1.0);
+    auto rows = [&] { return sum_all(scale(slice(h, 0, 1, 2), 5.0)); };
+    auto columns = [&] { return add(sum_all(slice(h, 1, 0, 2)), sum_all(scale(slice(h, 1, 2, 6), 2.0))); };
+    Tensor loss;
+    if (rows_first) {
+      Tensor r = rows();
+      loss = add(r, columns());
+    } else {
+      Tensor c = columns();
+      loss = add(c, rows());
+    }
+    backward(loss);
+    CHECK(x.grad().to_vector() == want);
+  }
+}
+
 TEST_CASE("slice gradients accumulate into windows in place, never into an adopted buffer", "[tape][slice]") {
   Tensor x = Tensor::from_vector(std::vector<double>{1, 2, 3, 4, 5, 6}, {6}).set_requires_grad(true);
   Tensor h = scale(x, 1.0);  // an intermediate: its first gradient is adopted from upstream
