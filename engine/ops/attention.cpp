@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "engine/core/dispatch.h"
@@ -39,12 +40,34 @@ void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, d
 
 namespace {
 std::atomic<int64_t> saved_probs_limit{int64_t{256} << 20};
+std::atomic<int64_t> saved_probs_bytes{0};  // held by tape entries right now, all layers together
+
+// Probabilities kept for one backward; the bytes count against the limit until it is destroyed
+// (the tape entry ran, or the tape was cleared).
+struct KeptProbs {
+  Tensor probs;
+  int64_t bytes;
+  ~KeptProbs() { saved_probs_bytes -= bytes; }
+};
+
+// The probabilities to keep, or null when they would take the kept total past the limit.
+std::shared_ptr<KeptProbs> keep_probs(const Tensor& probs) {
+  const int64_t bytes = probs.numel() * static_cast<int64_t>(dtype_size(probs.dtype()));
+  const int64_t total = saved_probs_bytes += bytes;
+  if (total > saved_probs_limit.load()) {
+    saved_probs_bytes -= bytes;
+    return nullptr;
+  }
+  return std::shared_ptr<KeptProbs>(new KeptProbs{probs, bytes});
 }
+}  // namespace
 
 int64_t set_attention_saved_probs_limit(int64_t bytes) {
   ENGINE_CHECK(bytes >= 0, "set_attention_saved_probs_limit", "the limit must be >= 0, got " + std::to_string(bytes));
   return saved_probs_limit.exchange(bytes);
 }
+
+int64_t attention_saved_probs_bytes() { return saved_probs_bytes.load(); }
 
 Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, double scale) {
   check_attention_inputs(q_in, k_in, v_in, scale);
@@ -57,12 +80,11 @@ Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_
   ON_DEVICE(q, attention_forward, q, k, v, scale, out, lse, probs);
   if (needs_grad({q_in, k_in, v_in})) {
     // Keeping P costs B H T^2 elements until backward and saves it a product and a softmax.
-    const int64_t probs_bytes = probs.numel() * static_cast<int64_t>(dtype_size(probs.dtype()));
-    Tensor saved_probs = probs_bytes <= saved_probs_limit.load() ? probs : Tensor();
+    std::shared_ptr<KeptProbs> kept = keep_probs(probs);
     Tensor saved_out = out.detach();  // detached before record() turns `out` into a tape node
     record(out, {q_in, k_in, v_in},
-           [q, k, v, saved_out, lse, saved_probs, scale, precision = matmul_precision()](const Tensor& grad_out,
-                                                                                         GradSink& g) {
+           [q, k, v, saved_out, lse, kept, scale, precision = matmul_precision()](const Tensor& grad_out, GradSink& g) {
+             const Tensor saved_probs = kept ? kept->probs : Tensor();
              MatmulPrecisionScope scope(precision);
              Tensor dout = kernel_input(grad_out);
              // One fused pass yields all three gradients; the ones no input wants are dropped by add().

@@ -3,8 +3,8 @@
 // q, k, v, out: [B, H, T, D]; query t attends to keys 0..t. scale = 1/sqrt(D) by default.
 // CPU: oneDNN batched products over all (batch, head) pairs around a fused causal softmax.
 // CUDA: cuBLAS strided-batched GEMMs around a masked softmax. Both compute the probabilities
-// P [B, H, T, T] in forward; when it needs a gradient and P fits the saved-probabilities limit
-// (default 256 MB per call, set_attention_saved_probs_limit), P is kept for backward, which
+// P [B, H, T, T] in forward; when it needs a gradient and P fits the kept-probabilities budget
+// (256 MB over all calls by default, set_attention_saved_probs_limit), P is kept for backward, which
 // then skips recomputing S = Q K^T and the softmax; otherwise only one log-sum-exp per query
 // row is kept and backward recomputes P from it (as FlashAttention does).
 #pragma once
@@ -14,9 +14,12 @@ namespace engine {
 
 Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale = 0.0);  // 0: 1/sqrt(D)
 
-// The most bytes of probabilities one attention call keeps for its backward (0: never keep,
-// always recompute); returns the previous limit. Process-wide.
+// The most bytes of probabilities kept for backward at any one time, over all attention calls
+// of the process (0: never keep, always recompute); returns the previous limit. A call whose
+// P would take the kept total past it recomputes instead.
 int64_t set_attention_saved_probs_limit(int64_t bytes);
+// Bytes of probabilities kept for backward right now.
+int64_t attention_saved_probs_bytes();
 
 // Kernel contract (both backends): every tensor is contiguous [B, H, T, D] (lse [B, H, T],
 // probs [B, H, T, T]), all of one float dtype; scale is already resolved (never 0 here).

@@ -1,6 +1,7 @@
-// CUDA grouped GEMM: all groups of one product in a single cuBLAS grouped-batched call
-// (each group a batch of one, sizes per group). Same column-major trick as gemm() in matmul.cu:
-// row-major C = op(A) op(B) is computed as column-major C^T = op(B)^T op(A)^T.
+// CUDA grouped GEMM: all groups of one f32 or f64 product in a single cuBLAS grouped-batched
+// call (each group a batch of one, sizes per group; cuBLAS 12.5 or later), bf16 and older
+// cuBLAS one gemm() per group. Same column-major trick as gemm() in matmul.cu: row-major
+// C = op(A) op(B) is computed as column-major C^T = op(B)^T op(A)^T.
 #include <climits>
 #include <string>
 #include <type_traits>
@@ -69,28 +70,35 @@ GroupedCall<T> make_call(const std::vector<const GemmCall*>& groups) {
   return call;
 }
 
-cublasStatus_t grouped(const GroupedCall<float>& c, int count, MatmulPrecision precision) {
-  if (precision == MatmulPrecision::bf16)
-    return cublasGemmGroupedBatchedEx(cublas_handle(), c.op_first.data(), c.op_second.data(), c.m.data(), c.n.data(),
-                                     c.k.data(), c.alpha.data(), c.first, CUDA_R_32F, c.ld_first.data(), c.second,
-                                     CUDA_R_32F, c.ld_second.data(), c.beta.data(), c.c, CUDA_R_32F, c.ld_c.data(),
-                                     count, c.group_size.data(), CUBLAS_COMPUTE_32F_FAST_16BF);
+#if CUBLAS_VERSION >= 120500  // the grouped-batched GEMMs arrived in cuBLAS 12.5
+constexpr bool kHaveGroupedGemm = true;
+cublasStatus_t grouped(const GroupedCall<float>& c, int count) {
   return cublasSgemmGroupedBatched(cublas_handle(), c.op_first.data(), c.op_second.data(), c.m.data(), c.n.data(),
                                    c.k.data(), c.alpha.data(), reinterpret_cast<const float* const*>(c.first),
                                    c.ld_first.data(), reinterpret_cast<const float* const*>(c.second),
                                    c.ld_second.data(), c.beta.data(), reinterpret_cast<float* const*>(c.c),
                                    c.ld_c.data(), count, c.group_size.data());
 }
-
-cublasStatus_t grouped(const GroupedCall<double>& c, int count, MatmulPrecision) {
+cublasStatus_t grouped(const GroupedCall<double>& c, int count) {
   return cublasDgemmGroupedBatched(cublas_handle(), c.op_first.data(), c.op_second.data(), c.m.data(), c.n.data(),
                                    c.k.data(), c.alpha.data(), reinterpret_cast<const double* const*>(c.first),
                                    c.ld_first.data(), reinterpret_cast<const double* const*>(c.second),
                                    c.ld_second.data(), c.beta.data(), reinterpret_cast<double* const*>(c.c),
                                    c.ld_c.data(), count, c.group_size.data());
 }
+#else
+constexpr bool kHaveGroupedGemm = false;
+template <class T>
+cublasStatus_t grouped(const GroupedCall<T>&, int) {
+  return CUBLAS_STATUS_NOT_SUPPORTED;
+}
+#endif
+
+GroupedGemmCounts counts;
 
 }  // namespace
+
+GroupedGemmCounts grouped_gemm_counts() { return counts; }
 
 void grouped_gemm(const std::vector<GemmCall>& groups) {
   std::vector<const GemmCall*> batched;
@@ -109,21 +117,19 @@ void grouped_gemm(const std::vector<GemmCall>& groups) {
   if (batched.empty()) return;
   DeviceGuard guard(batched.front()->c.device());
   const int count = as_int(static_cast<int64_t>(batched.size()), "group count");
-  const MatmulPrecision precision = batched.front()->args.precision;
-  cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
-  DISPATCH_FLOAT(batched.front()->c.dtype(), "grouped_gemm", {
-    const GroupedCall<scalar_t> call = make_call<scalar_t>(batched);
-    status = grouped(call, count, precision);
-  });
-  if (status == CUBLAS_STATUS_NOT_SUPPORTED || status == CUBLAS_STATUS_INVALID_VALUE) {
-    // A cuBLAS whose grouped kernels lack this type / compute-type combination: the same products
-    // one by one (a genuinely bad argument fails there again, with gemm()'s own error).
+  // bf16 runs per group: cuBLAS's grouped GEMMs take no CUBLAS_COMPUTE_32F_FAST_16BF.
+  if (!kHaveGroupedGemm || count == 1 || batched.front()->args.precision == MatmulPrecision::bf16) {
     for (const GemmCall* group : batched) {
       Tensor c = group->c;
       gemm(group->args, group->a, group->b, Tensor(), c);
     }
+    counts.one_by_one += count;
   } else {
-    CUBLAS_CHECK(status);
+    DISPATCH_FLOAT(batched.front()->c.dtype(), "grouped_gemm", {
+      const GroupedCall<scalar_t> call = make_call<scalar_t>(batched);
+      CUBLAS_CHECK(grouped(call, count));
+    });
+    ++counts.grouped_calls;
   }
   for (const GemmCall* group : batched) {
     if (!group->bias.defined()) continue;

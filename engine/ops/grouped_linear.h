@@ -8,7 +8,8 @@
 // computes nothing and its weight and bias receive no gradient, exactly as if that expert had
 // not been called (AdamW then leaves it alone, as PyTorch does for a parameter without grad).
 // CPU: one oneDNN product per non-empty group (rows vary every step: see matmul.cpp's cache).
-// CUDA: one grouped cuBLAS call (cublas*GemmGroupedBatched) per product for all groups.
+// CUDA: one grouped cuBLAS call (cublas{S,D}gemmGroupedBatched) per product for all groups
+// (bf16: one cuBLAS call per group, the grouped GEMMs having no bf16 compute mode).
 #pragma once
 #include <vector>
 
@@ -28,6 +29,12 @@ void grouped_gemm(const std::vector<GemmCall>& groups);
 }
 namespace cuda {
 void grouped_gemm(const std::vector<GemmCall>& groups);
-}
+// How the products were run so far on this process: grouped cuBLAS calls, and products run one
+// by one (bf16, a single group, or a cuBLAS older than 12.5). The CUDA tests check the path.
+struct GroupedGemmCounts {
+  int64_t grouped_calls = 0, one_by_one = 0;
+};
+GroupedGemmCounts grouped_gemm_counts();
+}  // namespace cuda
 
 }  // namespace engine

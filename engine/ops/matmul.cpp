@@ -4,6 +4,7 @@
 #include <cstring>
 #include <exception>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
@@ -484,18 +485,29 @@ void gemm_concurrent(const std::vector<GemmCall>& calls) {
   }
   std::exception_ptr failure;
   std::mutex failure_mutex;
+  // No exception may leave the parallel region: each is kept (the first one is rethrown after
+  // it), and every thread still takes part in the loop so none waits at its barrier forever.
+  auto keep_failure = [&] {
+    std::lock_guard<std::mutex> guard(failure_mutex);
+    if (!failure) failure = std::current_exception();
+  };
 #pragma omp parallel
   {
     // oneDNN runs single-threaded inside a parallel region (OpenMP does not nest teams here).
-    dnnl::stream stream(st.engine);
+    std::unique_ptr<dnnl::stream> stream;
+    try {
+      stream = std::make_unique<dnnl::stream>(st.engine);
+    } catch (...) {
+      keep_failure();
+    }
     Tensor scratch;
 #pragma omp for schedule(dynamic, 1)
     for (size_t i = first_shared; i < order.size(); ++i) {
+      if (!stream) continue;
       try {
-        execute(st, plans[order[i]], operands[order[i]], stream, scratch, false);
+        execute(st, plans[order[i]], operands[order[i]], *stream, scratch, false);
       } catch (...) {
-        std::lock_guard<std::mutex> guard(failure_mutex);
-        if (!failure) failure = std::current_exception();
+        keep_failure();
       }
     }
   }

@@ -49,6 +49,16 @@ std::vector<Tensor> attention_grads(Tensor q, Tensor k, Tensor v, const Tensor& 
   return {q.grad(), k.grad(), v.grad()};
 }
 
+// Sets the kept-probabilities limit for a scope, restoring it even when a REQUIRE fails.
+class SavedProbsLimit {
+ public:
+  explicit SavedProbsLimit(int64_t bytes) : previous_(set_attention_saved_probs_limit(bytes)) {}
+  ~SavedProbsLimit() { set_attention_saved_probs_limit(previous_); }
+
+ private:
+  int64_t previous_;
+};
+
 }  // namespace
 
 TEST_CASE("causal_attention: forward matches the naive reference", "[attention]") {
@@ -119,17 +129,43 @@ TEST_CASE("causal_attention: backward from kept probabilities equals backward th
   Tensor q = random_tensor(shape, 50, 1.0, DType::f32), k = random_tensor(shape, 51, 1.0, DType::f32),
          v = random_tensor(shape, 52, 1.0, DType::f32), w = random_tensor(shape, 53, 1.0, DType::f32);
   const std::vector<Tensor> kept = attention_grads(q.clone(), k.clone(), v.clone(), w);
-  const int64_t previous = set_attention_saved_probs_limit(0);
-  const std::vector<Tensor> recomputed = attention_grads(q.clone(), k.clone(), v.clone(), w);
-  REQUIRE_GRADCHECK([](const std::vector<Tensor>& in) { return causal_attention(in[0], in[1], in[2], 0.6); },
-                    std::vector<Tensor>({random_tensor({1, 2, 5, 3}, 54), random_tensor({1, 2, 5, 3}, 55),
-                                         random_tensor({1, 2, 5, 3}, 56)}));
-  CHECK(set_attention_saved_probs_limit(previous) == 0);
+  std::vector<Tensor> recomputed;
+  {
+    SavedProbsLimit never(0);
+    recomputed = attention_grads(q.clone(), k.clone(), v.clone(), w);
+    REQUIRE_GRADCHECK([](const std::vector<Tensor>& in) { return causal_attention(in[0], in[1], in[2], 0.6); },
+                      std::vector<Tensor>({random_tensor({1, 2, 5, 3}, 54), random_tensor({1, 2, 5, 3}, 55),
+                                           random_tensor({1, 2, 5, 3}, 56)}));
+  }
   for (size_t i = 0; i < 3; ++i) {
     INFO("gradient of input " << i);
     CHECK(kept[i].to_float_vector() == recomputed[i].to_float_vector());
   }
   CHECK_THROWS_WITH(set_attention_saved_probs_limit(-1), Catch::Contains("must be >= 0"));
+}
+
+TEST_CASE("causal_attention: the kept probabilities share one budget over all calls", "[attention]") {
+  // One call's P is 2 heads x 16 x 16 f64 = 4096 bytes; with a 4096-byte budget the first call
+  // keeps it, the second (while the first is still on the tape) recomputes, and the bytes come
+  // back when the tape entries go - after backward or clear_tape.
+  const Shape shape{1, 2, 16, 4};
+  Tensor q = random_tensor(shape, 60), k = random_tensor(shape, 61), v = random_tensor(shape, 62);
+  REQUIRE(attention_saved_probs_bytes() == 0);
+  const std::vector<Tensor> want =
+      attention_grads(q.clone(), k.clone(), v.clone(), Tensor::full(shape, 1.0, DType::f64));
+  SavedProbsLimit one_call(4096);
+  Tensor x = q.clone().set_requires_grad(true);
+  Tensor first = causal_attention(x, k, v);
+  CHECK(attention_saved_probs_bytes() == 4096);
+  Tensor second = causal_attention(x, k, v);
+  CHECK(attention_saved_probs_bytes() == 4096);
+  backward(add(sum_all(first), sum_all(second)));
+  CHECK(attention_saved_probs_bytes() == 0);
+  CHECK(max_abs_diff(x.grad(), add(want[0], want[0])) < 1e-12);
+  causal_attention(x, k, v);
+  CHECK(attention_saved_probs_bytes() == 4096);
+  clear_tape();
+  CHECK(attention_saved_probs_bytes() == 0);
 }
 
 TEST_CASE("causal_attention: gradients through strided inputs and with a constant input", "[attention][gradcheck]") {

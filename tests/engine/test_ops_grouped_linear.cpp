@@ -52,6 +52,8 @@ TEST_CASE("grouped_linear matches one linear per group, empty groups included", 
 }
 
 TEST_CASE("grouped_linear gradients by finite differences", "[grouped_linear][gradcheck]") {
+  // f64, so the products run on the reference loop (oneDNN's path is checked against
+  // per-group linear() in f32 above and below).
   const std::vector<int64_t> offsets{0, 2, 2, 5};
   REQUIRE_GRADCHECK(
       [&](const Ins& in) {

@@ -101,6 +101,19 @@ TEST_CASE("slice gradients: disjoint windows are copied, later overlaps on any a
   }
 }
 
+TEST_CASE("slice gradients: a full gradient between two disjoint windows ends the copying", "[tape][slice]") {
+  // Backward runs newest first: the window [0, 2) lands in a fresh zero buffer, the full
+  // gradient of sum(h) is added to all of it, and the window [4, 6) must then add, not copy,
+  // although it overlaps no earlier window.
+  Tensor x = Tensor::from_vector(std::vector<double>(6, 1.0), {6}).set_requires_grad(true);
+  Tensor h = scale(x, 1.0);
+  Tensor late = scale(sum_all(slice(h, 0, 4, 6)), 100.0);
+  Tensor full = scale(sum_all(h), 10.0);
+  Tensor early = sum_all(slice(h, 0, 0, 2));
+  backward(add(add(late, full), early));
+  CHECK(x.grad().to_vector() == std::vector<double>{11, 11, 10, 10, 110, 110});
+}
+
 TEST_CASE("slice gradients accumulate into windows in place, never into an adopted buffer", "[tape][slice]") {
   Tensor x = Tensor::from_vector(std::vector<double>{1, 2, 3, 4, 5, 6}, {6}).set_requires_grad(true);
   Tensor h = scale(x, 1.0);  // an intermediate: its first gradient is adopted from upstream

@@ -211,8 +211,12 @@ TEST_CASE("cuda grouped_linear: empty groups, with and without bias, f32 f64 and
   };
   for (DType dt : kFloatTypes) {
     const Ins in = inputs(dt);
+    const cuda::GroupedGemmCounts before = cuda::grouped_gemm_counts();
     compare("grouped_linear+bias", with_bias, in);
     compare("grouped_linear", without_bias, Ins(in.begin(), in.begin() + 7));
+    // Forward, dX and dW of both cases went through the grouped cuBLAS call, not one by one.
+    CHECK(cuda::grouped_gemm_counts().grouped_calls - before.grouped_calls >= 6);
+    CHECK(cuda::grouped_gemm_counts().one_by_one == before.one_by_one);
   }
   if (cpu::bf16_matmul_supported()) {
     const Ins in = inputs(DType::f32);
@@ -422,11 +426,14 @@ TEST_CASE("cuda causal_attention", "[cuda][attention]") {
               return Ins{causal_attention(transpose(in[0], 1, 2), transpose(in[1], 1, 2), transpose(in[2], 1, 2), 0.7)};
             },
             {rnd({1, 9, 2, 4}, 39, dt), rnd({1, 9, 2, 4}, 40, dt), rnd({1, 9, 2, 4}, 41, dt)});
-    // Backward recomputing P from the log-sum-exp instead of reading the kept probabilities.
-    const int64_t previous = set_attention_saved_probs_limit(0);
+    // Backward recomputing P from the log-sum-exp instead of reading the kept probabilities
+    // (the limit restored even when a REQUIRE inside compare fails).
+    struct Restore {
+      int64_t previous;
+      ~Restore() { set_attention_saved_probs_limit(previous); }
+    } restore{set_attention_saved_probs_limit(0)};
     compare("attention, probabilities recomputed",
             [](const Ins& in) { return Ins{causal_attention(in[0], in[1], in[2])}; }, {q, k, v});
-    set_attention_saved_probs_limit(previous);
   }
 }
 
