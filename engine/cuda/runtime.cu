@@ -1,5 +1,6 @@
 // CUDA runtime glue: error reporting, device detection, the per-device caching allocators
 // (raw cudaMalloc/cudaFree underneath) and the per-thread cuBLAS/cuDNN handles.
+#include <climits>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "engine/core/allocator.h"
+#include "engine/core/tensor.h"
 #include "engine/cuda/runtime.h"
 
 namespace engine {
@@ -15,6 +17,11 @@ namespace cuda {
 void throw_error(const char* library, const char* what, const char* expr, const char* file, int line) {
   throw std::runtime_error(std::string(library) + " error at " + file + ":" + std::to_string(line) + ": " + what +
                            " (" + expr + ")");
+}
+
+int cublas_int(int64_t v, const char* op, const char* what) {
+  if (v > INT_MAX) fail(op, std::string(what) + " = " + std::to_string(v) + " exceeds cuBLAS's 32-bit limit");
+  return static_cast<int>(v);
 }
 
 DeviceGuard::DeviceGuard(Device device) : DeviceGuard(device.index) {}

@@ -39,6 +39,10 @@ class DeviceGuard {
 cublasHandle_t cublas_handle();
 cudnnHandle_t cudnn_handle();
 
+// v as a cuBLAS int; throws std::invalid_argument "op: what = v exceeds cuBLAS's 32-bit limit"
+// when it does not fit.
+int cublas_int(int64_t v, const char* op, const char* what);
+
 }  // namespace cuda
 
 // Declared by engine/core/device.cpp and engine/core/allocator.cpp.

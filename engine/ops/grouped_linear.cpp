@@ -55,17 +55,6 @@ void check_grouped_inputs(const Tensor& x, const std::vector<int64_t>& offsets, 
   }
 }
 
-GemmArgs product(int64_t m, int64_t n, int64_t k, bool ta, bool tb, MatmulPrecision precision) {
-  GemmArgs g;
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  g.transpose_a = ta;
-  g.transpose_b = tb;
-  g.precision = precision;
-  return g;
-}
-
 void run_groups(const std::vector<GemmCall>& groups) {
   if (groups.empty()) return;
   ON_DEVICE(groups.front().c, grouped_gemm, groups);
@@ -88,7 +77,7 @@ Tensor grouped_linear(const Tensor& x_in, const std::vector<int64_t>& offsets, c
   for (int64_t g = 0; g < G; ++g) {
     const int64_t begin = offsets[g], end = offsets[g + 1];
     if (begin == end) continue;
-    groups.push_back({product(end - begin, out, in, false, true, precision), row_block(x, begin, end), w[g],
+    groups.push_back({batched_gemm_args(1, end - begin, out, in, false, true), row_block(x, begin, end), w[g],
                       b.empty() ? Tensor() : b[g], row_block(y, begin, end)});
   }
   run_groups(groups);
@@ -113,7 +102,7 @@ Tensor grouped_linear(const Tensor& x_in, const std::vector<int64_t>& offsets, c
              for (int64_t g = 0; g < G; ++g) {
                const int64_t begin = offsets[g], end = offsets[g + 1];
                if (begin == end) continue;
-               groups.push_back({product(end - begin, in, out, false, false, precision), row_block(dy, begin, end),
+               groups.push_back({batched_gemm_args(1, end - begin, in, out, false, false), row_block(dy, begin, end),
                                  keep_w[g], Tensor(), row_block(dx, begin, end)});
              }
              run_groups(groups);
@@ -126,7 +115,7 @@ Tensor grouped_linear(const Tensor& x_in, const std::vector<int64_t>& offsets, c
              for (int64_t g = 0; g < G; ++g) {
                const int64_t begin = offsets[g], end = offsets[g + 1];
                if (begin == end || !grads.wants(1 + g)) continue;
-               groups.push_back({product(out, in, end - begin, true, false, precision), row_block(dy, begin, end),
+               groups.push_back({batched_gemm_args(1, out, in, end - begin, true, false), row_block(dy, begin, end),
                                  row_block(keep_x, begin, end), Tensor(),
                                  Tensor::empty({out, in}, dy.dtype(), dy.device())});
                owners.push_back(g);

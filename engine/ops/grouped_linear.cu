@@ -2,7 +2,6 @@
 // call (each group a batch of one, sizes per group; cuBLAS 12.5 or later), bf16 and older
 // cuBLAS one gemm() per group. Same column-major trick as gemm() in matmul.cu: row-major
 // C = op(A) op(B) is computed as column-major C^T = op(B)^T op(A)^T.
-#include <climits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -15,12 +14,6 @@ namespace engine {
 namespace cuda {
 
 namespace {
-
-int as_int(int64_t v, const char* what) {
-  ENGINE_CHECK(v <= INT_MAX, "grouped_gemm",
-               std::string(what) + " = " + std::to_string(v) + " exceeds cuBLAS's 32-bit limit");
-  return static_cast<int>(v);
-}
 
 // The per-group arrays cuBLAS takes: sizes, transposes and scalars on the host, the matrix
 // pointers in device memory.
@@ -42,7 +35,8 @@ GroupedCall<T> make_call(const std::vector<const GemmCall*>& groups) {
   std::vector<const void*> host(3 * count);
   for (size_t i = 0; i < count; ++i) {
     const GemmArgs& g = groups[i]->args;
-    const int m = as_int(g.m, "m"), n = as_int(g.n, "n"), k = as_int(g.k, "k");
+    const int m = cublas_int(g.m, "grouped_gemm", "m"), n = cublas_int(g.n, "grouped_gemm", "n"),
+              k = cublas_int(g.k, "grouped_gemm", "k");
     call.op_first.push_back(g.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N);
     call.op_second.push_back(g.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N);
     call.m.push_back(n);
@@ -116,7 +110,7 @@ void grouped_gemm(const std::vector<GemmCall>& groups) {
   }
   if (batched.empty()) return;
   DeviceGuard guard(batched.front()->c.device());
-  const int count = as_int(static_cast<int64_t>(batched.size()), "group count");
+  const int count = cublas_int(static_cast<int64_t>(batched.size()), "grouped_gemm", "group count");
   // bf16 runs per group: cuBLAS's grouped GEMMs take no CUBLAS_COMPUTE_32F_FAST_16BF.
   if (!kHaveGroupedGemm || count == 1 || batched.front()->args.precision == MatmulPrecision::bf16) {
     for (const GemmCall* group : batched) {

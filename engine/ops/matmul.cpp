@@ -144,6 +144,11 @@ struct MatmulKey {
   }
 };
 
+MatmulKey key_of(const GemmArgs& g, bool bias) {
+  return MatmulKey{
+      g.batch, g.m, g.n, g.k, g.transpose_a, g.transpose_b, bias, g.beta != 0.0, g.precision == MatmulPrecision::bf16};
+}
+
 // A primitive and the scratchpad it needs. Scratchpads are ours (scratchpad_mode::user): with
 // oneDNN's own (library) scratchpad a primitive may only run on the thread that created it, and
 // gemm_concurrent runs cached primitives on every thread.
@@ -368,7 +373,7 @@ int64_t round_up(int64_t v, int64_t step) { return (v + step - 1) / step * step;
 void gemm_onednn(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& c) {
   OneDnn& st = onednn();
   const bool bf16 = g.precision == MatmulPrecision::bf16;
-  MatmulKey key{g.batch, g.m, g.n, g.k, g.transpose_a, g.transpose_b, bias.defined(), g.beta != 0.0, bf16};
+  MatmulKey key = key_of(g, bias.defined());
   void* pbias = bias.defined() ? bias.raw_data() : nullptr;
   std::lock_guard<std::mutex> lock(st.mutex);
   if (!bf16) {
@@ -461,7 +466,7 @@ void gemm_concurrent(const std::vector<GemmCall>& calls) {
   std::vector<Plan> plans;
   for (const GemmCall& call : calls) {
     const GemmArgs& g = call.args;
-    const MatmulKey key{1, g.m, g.n, g.k, g.transpose_a, g.transpose_b, call.bias.defined(), g.beta != 0.0, false};
+    const MatmulKey key = key_of(g, call.bias.defined());
     operands.push_back(Operands{call.a.raw_data(), call.b.raw_data(),
                                 call.bias.defined() ? call.bias.raw_data() : nullptr, call.c.raw_data()});
     plans.push_back(plan_f32(st, key, operands.back()));

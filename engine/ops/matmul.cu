@@ -1,7 +1,6 @@
 // CUDA GEMM for matmul/linear: cuBLAS strided-batched S/DGEMM on row-major operands, plus a
 // small kernel adding the bias row. cuBLAS is column-major, so C = op(A) op(B) is computed as
 // C^T = op(B)^T op(A)^T: a row-major [r, c] buffer read column-major is its transpose.
-#include <climits>
 #include <type_traits>
 
 #include "engine/core/dispatch.h"
@@ -34,11 +33,6 @@ cublasStatus_t gemm_strided_batched(cublasHandle_t h, cublasOperation_t ta, cubl
   return cublasDgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
 }
 
-int as_int(int64_t v, const char* what) {
-  ENGINE_CHECK(v <= INT_MAX, "gemm", std::string(what) + " = " + std::to_string(v) + " exceeds cuBLAS's 32-bit limit");
-  return static_cast<int>(v);
-}
-
 }  // namespace
 
 void gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& c) {
@@ -52,7 +46,8 @@ void gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bia
       // documented only as "C = beta*C".
       if (g.beta == 0.0) fill(c, 0.0);
     } else {
-      const int m = as_int(g.m, "m"), n = as_int(g.n, "n"), k = as_int(g.k, "k"), batch = as_int(g.batch, "batch");
+      const int m = cublas_int(g.m, "gemm", "m"), n = cublas_int(g.n, "gemm", "n"), k = cublas_int(g.k, "gemm", "k"),
+                batch = cublas_int(g.batch, "gemm", "batch");
       const scalar_t alpha = 1, beta = static_cast<scalar_t>(g.beta);
       // Row-major A ([m,k], or [k,m] when transposed) read column-major is A^T ([k,m]) or A
       // ([m,k]); likewise B. Column-major C^T [n, m] = op(B)^T [n, k] * op(A)^T [k, m].

@@ -54,7 +54,7 @@ struct GemmArgs {
 };
 
 // Args for C[b] = op(A[b]) op(B[b]) over `batch` contiguous matrices, at this thread's precision
-// (the attention kernels' products on both backends).
+// (the attention kernels' and grouped_linear's products on both backends).
 inline GemmArgs batched_gemm_args(int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool tb) {
   GemmArgs g;
   g.batch = batch;
