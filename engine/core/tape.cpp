@@ -20,7 +20,7 @@ namespace {
 // from the closure's type ("engine::linear(...)::{lambda...}" -> "bw:linear"), so every op is
 // profiled without naming itself.
 const char* backward_stage_name(const BackwardFn& fn) {
-  static std::map<const std::type_info*, std::string> names;
+  thread_local std::map<const std::type_info*, std::string> names;  // each thread has its own tape
   const std::type_info& type = fn.target_type();
   auto it = names.find(&type);
   if (it != names.end()) return it->second.c_str();

@@ -139,6 +139,8 @@ TEST_CASE("sum_squares: in double, over several chunks, independent of the threa
   omp_set_num_threads(threads);
   CHECK(one_thread == got.item());  // bit for bit
   CHECK(sum_squares(Tensor::zeros({0})).item() == 0.0);
+  CHECK_THROWS_WITH(sum_squares(Tensor::from_vector(std::vector<int32_t>{1, 2}, {2})),
+                    Catch::Contains("sum_squares: needs a floating-point tensor"));
   REQUIRE_GRADCHECK([](const std::vector<Tensor>& in) { return sum_squares(in[0]); },
                     std::vector<Tensor>({random_tensor({3, 4}, 60)}));
 }
