@@ -35,11 +35,13 @@ Tensor ExpertMlp::forward(const Tensor& x) const {
 MoeLayer::MoeLayer(const MoeLayerConfig& config, ParamStore& params, const std::string& prefix, double init_std,
                    double residual_std, Generator& gen)
     : config_(config), bias_(static_cast<size_t>(config.router.num_experts), 0.0f) {
+  check_router_config(config.router);  // a rule of the router is refused here, not only by the config loader
   const int64_t E = config.router.num_experts, d = config.d_model;
-  if (config.router.kind != RouterKind::hash)
+  const RouterWeightKind learns = router_info(config.router.kind).weights;
+  if (learns != RouterWeightKind::none)
     router_.gate =
         params.add(prefix + ".router.weight", randn({E, d}, gen, 0.0, init_std, config.dtype, config.device), true);
-  if (config.router.kind == RouterKind::noisy_topk)
+  if (learns == RouterWeightKind::gate_noise)
     router_.noise = params.add(prefix + ".router.noise.weight",
                                randn({E, d}, gen, 0.0, init_std, config.dtype, config.device), true);
   for (int64_t e = 0; e < E; ++e)

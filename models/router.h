@@ -1,11 +1,11 @@
 // Routing: the first of the MoE layer's four stages (route -> dispatch -> experts -> combine).
 //
-// route() scores every token against every expert, selects experts (top-k of scores + the
-// loss-free bias b, which never enters the gates), applies capacity, and returns a plan whose
-// kept slots are grouped by expert (contiguous rows per expert, tokens in order inside), plus
-// the differentiable tensors the balance losses read. Notation and conventions:
-// ../shared/reference/moe-balancing.md (z logits, s scores, p normalized scores, g gates,
-// c_i counts before drops).
+// route() checks the router's rules (models/catalog.h), lets the configured router score every
+// token against every expert and select experts (each router in models/routers/KEY.cpp; the
+// loss-free bias b picks, never weighs), applies capacity, and returns a plan whose kept slots
+// are grouped by expert (contiguous rows per expert, tokens in order inside), plus the
+// differentiable tensors the balance losses read. Notation and conventions: models/README.md
+// (z logits, s scores, p normalized scores, g gates, c_i counts before drops).
 //
 // The plan names tokens and experts by index only; dispatch and combine gather and scatter by
 // those indices, so they make no assumption that all experts live in this process.
@@ -14,21 +14,18 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "models/catalog.h"
 
 namespace moe {
 
-enum class RouterKind { topk_softmax, switch_k1, noisy_topk, sigmoid_topk, expert_choice, hash };
 enum class DropPolicy { position, score };
-
-RouterKind parse_router_kind(const std::string& name);  // throws listing the allowed names
-const char* router_kind_name(RouterKind kind);
 
 struct RouterConfig {
   RouterKind kind = RouterKind::topk_softmax;
   int64_t num_experts = 8;
   int64_t top_k = 2;
   bool normalize_topk = false;   // always on for sigmoid_topk
-  double capacity_factor = 0.0;  // <= 0: dropless (expert_choice requires > 0)
+  double capacity_factor = 0.0;  // <= 0: dropless (routers whose catalog entry requires a capacity refuse it)
   DropPolicy drop_policy = DropPolicy::position;
 };
 
@@ -74,10 +71,11 @@ struct RouteInputs {
   engine::Tensor replay_noise;
 };
 
+// Throws std::invalid_argument when the config breaks a rule of its router (models/catalog.h).
 Routing route(const RouterConfig& config, const RouterWeights& weights, const RouteInputs& in);
 
-// Coefficient of variation of per-expert counts, std / mean (population std): 0 when balanced,
-// sqrt(E/k - 1) when k of E experts take every slot.
-double load_cv(const std::vector<int64_t>& counts);
+// Throws std::invalid_argument naming the rule a router config breaks; route() and the MoE layer
+// call it, so the C++ API refuses what the config loader refuses.
+void check_router_config(const RouterConfig& config);
 
 }  // namespace moe

@@ -8,8 +8,8 @@
 
 #include "engine/engine.h"
 #include "tools/cli.h"
-#include "tools/lib/bench.h"
-#include "tools/lib/metrics_log.h"
+#include "tools/lib/bench/bench.h"
+#include "tools/lib/train/metrics_log.h"
 
 namespace po = boost::program_options;
 

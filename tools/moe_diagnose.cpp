@@ -11,8 +11,8 @@
 #include <iostream>
 
 #include "tools/cli.h"
-#include "tools/lib/diagnose.h"
-#include "tools/lib/report_html.h"
+#include "tools/lib/diagnose/diagnose.h"
+#include "tools/lib/diagnose/report_html.h"
 
 namespace po = boost::program_options;
 
@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
     }
     if (!report_path.empty()) {
       std::ofstream out(report_path);
-      report::write_html(result, out);
+      diagnose::write_html(result, out);
       if (!out) throw std::runtime_error("cannot write " + report_path);
       std::cout << "wrote " << report_path << "\n";
     }

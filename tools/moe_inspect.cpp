@@ -8,7 +8,7 @@
 #include <iostream>
 
 #include "tools/cli.h"
-#include "tools/lib/inspect.h"
+#include "tools/lib/inspect/inspect.h"
 
 namespace po = boost::program_options;
 

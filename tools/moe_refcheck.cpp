@@ -8,7 +8,7 @@
 #include <iostream>
 
 #include "tools/cli.h"
-#include "tools/lib/refcheck.h"
+#include "tools/lib/refcheck/refcheck.h"
 
 namespace po = boost::program_options;
 

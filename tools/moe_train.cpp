@@ -10,7 +10,7 @@
 
 #include "engine/engine.h"
 #include "tools/cli.h"
-#include "tools/lib/trainer.h"
+#include "tools/lib/train/trainer.h"
 
 namespace po = boost::program_options;
 

@@ -1,13 +1,15 @@
-// Balance losses. Each is one function of a layer's Routing, in a file of its own
-// (models/balance/NAME.cpp), so a loss is changed by editing one file; formulas and
-// conventions: ../shared/reference/moe-balancing.md. A function returns an undefined tensor
-// when its router has nothing to measure (z_loss without logits, load without noise).
+// Balance losses. Each is one function of a layer's Routing, loss_KEY() in a file of its own
+// (models/balance/KEY.cpp), declared once in models/balance/losses.def, so a loss is changed by
+// editing one file; formulas and conventions: models/README.md. A function returns an
+// undefined tensor when its router has nothing to measure (z_loss without logits, load without
+// noise).
 // The model evaluates each per MoE layer and averages over layers (never on logits pooled
 // across layers, where imbalances of different layers cancel).
 #pragma once
 #include <vector>
 
 #include "engine/engine.h"
+#include "models/catalog.h"
 #include "models/router.h"
 
 namespace moe {
@@ -23,14 +25,12 @@ struct BalanceLoss {
   BalanceLossFn fn;
 };
 
-// Every loss, in the order they are logged.
+// Every loss of losses.def, in the order they are logged.
 const std::vector<BalanceLoss>& balance_losses();
 
-engine::Tensor switch_aux_loss(const Routing& r, const SequenceLayout& layout);
-engine::Tensor importance_loss(const Routing& r, const SequenceLayout& layout);
-engine::Tensor load_loss(const Routing& r, const SequenceLayout& layout);
-engine::Tensor z_loss(const Routing& r, const SequenceLayout& layout);
-engine::Tensor sequence_aux_loss(const Routing& r, const SequenceLayout& layout);
+#define MOE_BALANCE_LOSS(key, needs, summary) engine::Tensor loss_##key(const Routing& r, const SequenceLayout& layout);
+#include "models/balance/losses.def"
+#undef MOE_BALANCE_LOSS
 
 // CV(v)^2 = var(v) / mean(v)^2 with the population variance; 1e-10 keeps an all-zero v finite.
 engine::Tensor cv_squared(const engine::Tensor& v);

@@ -4,7 +4,7 @@
 
 namespace moe {
 
-engine::Tensor importance_loss(const Routing& r, const SequenceLayout&) {
+engine::Tensor loss_importance(const Routing& r, const SequenceLayout&) {
   using namespace engine;
   const int64_t m = static_cast<int64_t>(r.assigned_expert.size());
   if (m == 0 || !r.assigned_gate.defined()) return Tensor();

@@ -5,7 +5,7 @@
 
 namespace moe {
 
-engine::Tensor load_loss(const Routing& r, const SequenceLayout&) {
+engine::Tensor loss_load(const Routing& r, const SequenceLayout&) {
   using namespace engine;
   if (!r.load_probs.defined()) return Tensor();
   return cv_squared(sum(r.load_probs, 0));

@@ -4,8 +4,9 @@ namespace moe {
 
 const std::vector<BalanceLoss>& balance_losses() {
   static const std::vector<BalanceLoss> all = {
-      {"switch_aux", switch_aux_loss},     {"importance", importance_loss}, {"load", load_loss}, {"z_loss", z_loss},
-      {"sequence_aux", sequence_aux_loss},
+#define MOE_BALANCE_LOSS(key, needs, summary) {#key, loss_##key},
+#include "models/balance/losses.def"
+#undef MOE_BALANCE_LOSS
   };
   return all;
 }

@@ -5,11 +5,11 @@
 
 namespace moe {
 
-engine::Tensor sequence_aux_loss(const Routing& r, const SequenceLayout& layout) {
+engine::Tensor loss_sequence_aux(const Routing& r, const SequenceLayout& layout) {
   using namespace engine;
   if (!r.probs.defined() || r.assigned_expert.empty()) return Tensor();
   const int64_t B = layout.batch, T = layout.seq_len, E = r.num_experts;
-  ENGINE_CHECK(B * T == r.num_tokens, "sequence_aux_loss",
+  ENGINE_CHECK(B * T == r.num_tokens, "loss_sequence_aux",
                "layout " + std::to_string(B) + " x " + std::to_string(T) + " does not cover " +
                    std::to_string(r.num_tokens) + " tokens");
   std::vector<double> f(B * E, 0.0);

@@ -1,15 +1,17 @@
 // Switch Transformer / GShard auxiliary loss: L = E * sum_i f_i * P_i, with f_i = c_i / (N k)
 // the fraction of routed slots (before drops; no gradient) and P_i = mean_t p_ti (gradient).
+// The denominator is N k for every router: expert_choice assigns E C slots, which equals N k
+// only at capacity_factor 1, and dividing by E C would misstate the loss at any other capacity.
 // 1 at perfect balance, about E/k at full collapse. Megatron-Core's aux_loss; HF Mixtral
 // omits the 1/k in f_i, so its balanced value is k.
 #include "models/balance/balance_loss.h"
 
 namespace moe {
 
-engine::Tensor switch_aux_loss(const Routing& r, const SequenceLayout&) {
+engine::Tensor loss_switch_aux(const Routing& r, const SequenceLayout&) {
   using namespace engine;
   if (!r.probs.defined() || r.assigned_expert.empty()) return Tensor();
-  const double total = static_cast<double>(r.assigned_expert.size());
+  const double total = static_cast<double>(r.num_tokens * r.top_k);
   std::vector<double> f(r.counts.begin(), r.counts.end());
   for (double& v : f) v /= total;
   Tensor fraction = Tensor::from_vector(f, {r.num_experts}).to(r.probs.dtype()).to(r.probs.device());

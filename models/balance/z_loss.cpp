@@ -4,7 +4,7 @@
 
 namespace moe {
 
-engine::Tensor z_loss(const Routing& r, const SequenceLayout&) {
+engine::Tensor loss_z_loss(const Routing& r, const SequenceLayout&) {
   using namespace engine;
   if (!r.logits.defined()) return Tensor();
   return mean_all(square(logsumexp(r.logits)));

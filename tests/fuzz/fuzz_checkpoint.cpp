@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <string>
 
-#include "tools/lib/checkpoint.h"
+#include "tools/lib/checkpoint/checkpoint.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::string path = "/tmp/moe_fuzz_checkpoint_" + std::to_string(::getpid()) + ".h5";

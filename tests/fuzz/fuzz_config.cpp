@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "tools/lib/run_config.h"
+#include "tools/lib/config/run_config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);

@@ -43,11 +43,11 @@ Routing balanced(int64_t N, int64_t E) {
 TEST_CASE("balance losses at perfect balance and at full collapse", "[balance]") {
   Routing r = balanced(8, 4);
   const SequenceLayout layout{2, 4};
-  CHECK(switch_aux_loss(r, layout).item() == Approx(1.0).epsilon(1e-12));
-  CHECK(sequence_aux_loss(r, layout).item() == Approx(1.0).epsilon(1e-12));
-  CHECK(importance_loss(r, layout).item() == Approx(0.0).margin(1e-12));
-  CHECK(z_loss(r, layout).item() == Approx(std::log(4.0) * std::log(4.0)).epsilon(1e-12));
-  CHECK_FALSE(load_loss(r, layout).defined());  // only noisy_topk has load probabilities
+  CHECK(loss_switch_aux(r, layout).item() == Approx(1.0).epsilon(1e-12));
+  CHECK(loss_sequence_aux(r, layout).item() == Approx(1.0).epsilon(1e-12));
+  CHECK(loss_importance(r, layout).item() == Approx(0.0).margin(1e-12));
+  CHECK(loss_z_loss(r, layout).item() == Approx(std::log(4.0) * std::log(4.0)).epsilon(1e-12));
+  CHECK_FALSE(loss_load(r, layout).defined());  // only noisy_topk has load probabilities
 
   // Collapse: every token to expert 0 with all its probability.
   std::vector<double> one_hot(8 * 4, 0.0);
@@ -55,9 +55,9 @@ TEST_CASE("balance losses at perfect balance and at full collapse", "[balance]")
   r.probs = Tensor::from_vector(one_hot, {8, 4});
   std::fill(r.assigned_expert.begin(), r.assigned_expert.end(), 0);
   r.counts = {8, 0, 0, 0};
-  CHECK(switch_aux_loss(r, layout).item() == Approx(4.0).epsilon(1e-12));  // E / k
-  CHECK(sequence_aux_loss(r, layout).item() == Approx(4.0).epsilon(1e-12));
-  CHECK(importance_loss(r, layout).item() == Approx(3.0).epsilon(1e-9));  // CV^2 of (4, 0, 0, 0)
+  CHECK(loss_switch_aux(r, layout).item() == Approx(4.0).epsilon(1e-12));  // E / k
+  CHECK(loss_sequence_aux(r, layout).item() == Approx(4.0).epsilon(1e-12));
+  CHECK(loss_importance(r, layout).item() == Approx(3.0).epsilon(1e-9));  // CV^2 of (4, 0, 0, 0)
 }
 
 TEST_CASE("every balance loss has a gradient check through its router", "[balance][gradcheck]") {
@@ -74,17 +74,46 @@ TEST_CASE("every balance loss has a gradient check through its router", "[balanc
   }
   // The sigmoid router's normalized scores and the expert-choice plan feed the same losses.
   for (RouterKind kind : {RouterKind::sigmoid_topk, RouterKind::expert_choice}) {
-    INFO("router " << router_kind_name(kind));
+    INFO("router " << router_info(kind).key);
     REQUIRE_GRADCHECK(
-        [&](const Ins& in) { return switch_aux_loss(route_random(kind, in[0], in[1], in[2], E, k), layout); },
+        [&](const Ins& in) { return loss_switch_aux(route_random(kind, in[0], in[1], in[2], E, k), layout); },
         Ins({x, w, w_noise}));
     REQUIRE_GRADCHECK(
-        [&](const Ins& in) { return importance_loss(route_random(kind, in[0], in[1], in[2], E, k), layout); },
+        [&](const Ins& in) { return loss_importance(route_random(kind, in[0], in[1], in[2], E, k), layout); },
         Ins({x, w, w_noise}));
   }
 }
 
 TEST_CASE("sequence_aux rejects a layout that does not cover the tokens", "[balance]") {
   Routing r = balanced(8, 4);
-  CHECK_THROWS_WITH(sequence_aux_loss(r, SequenceLayout{3, 3}), Catch::Contains("does not cover 8 tokens"));
+  CHECK_THROWS_WITH(loss_sequence_aux(r, SequenceLayout{3, 3}), Catch::Contains("does not cover 8 tokens"));
+}
+
+TEST_CASE("switch_aux divides counts by N k for every router: expert_choice at capacities other than 1",
+          "[balance][switch_aux][expert_choice]") {
+  // E = 4, k = 1, N = 8: expert_choice takes C = ceil(cf * N * k / E) tokens per expert, E C in all.
+  const int64_t N = 8, E = 4;
+  Tensor x = engine::testing::random_tensor({N, 3}, 5), w = engine::testing::random_tensor({E, 3}, 6);
+  for (double capacity : {0.5, 1.0, 2.0}) {
+    INFO("capacity_factor " << capacity);
+    RouterConfig cfg;
+    cfg.kind = RouterKind::expert_choice;
+    cfg.num_experts = E;
+    cfg.top_k = 1;
+    cfg.capacity_factor = capacity;
+    RouteInputs in{x, nullptr, nullptr, false, nullptr, {}};
+    Routing r = route(cfg, RouterWeights{w, Tensor()}, in);
+    const int64_t C = static_cast<int64_t>(std::ceil(capacity * N / E));
+    REQUIRE(static_cast<int64_t>(r.assigned_expert.size()) == E * C);
+    // Every expert holds C slots, so f_i = C / (N k) and L = E * sum_i f_i P_i = E C / (N k), as sum_i P_i = 1.
+    CHECK(loss_switch_aux(r, SequenceLayout{1, N}).item() == Approx(double(E * C) / N).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("every loss of the catalog has its function, in the catalog's order", "[balance][catalog]") {
+  REQUIRE(balance_losses().size() == balance_loss_infos().size());
+  for (size_t i = 0; i < balance_losses().size(); ++i) {
+    CHECK(std::string(balance_losses()[i].name) == balance_loss_infos()[i].key);
+    CHECK(balance_losses()[i].fn != nullptr);
+  }
 }

@@ -67,7 +67,7 @@ TEST_CASE("gradients flow through every router into inputs, router and experts",
   for (const Case& c : {Case{RouterKind::topk_softmax, 2, 0.0}, Case{RouterKind::switch_k1, 1, 0.0},
                         Case{RouterKind::noisy_topk, 2, 0.0}, Case{RouterKind::sigmoid_topk, 2, 0.0},
                         Case{RouterKind::expert_choice, 2, 1.0}, Case{RouterKind::topk_softmax, 2, 0.75}}) {
-    INFO("router " << router_kind_name(c.kind) << " capacity " << c.capacity);
+    INFO("router " << router_info(c.kind).key << " capacity " << c.capacity);
     ParamStore params;
     Generator gen(3);
     MoeLayerConfig cfg = layer_config(c.kind, 3, c.k);

@@ -52,6 +52,14 @@ void train(const ModelConfig& c, double lr, data::TokenSource& source, int steps
   }
 }
 
+// std / mean of the per-expert counts (population std): 0 when balanced.
+double counts_cv(const std::vector<int64_t>& counts) {
+  double mean = 0, var = 0;
+  for (int64_t c : counts) mean += static_cast<double>(c) / static_cast<double>(counts.size());
+  for (int64_t c : counts) var += (c - mean) * (c - mean) / static_cast<double>(counts.size());
+  return mean > 0 ? std::sqrt(var) / mean : 0.0;
+}
+
 // Trains on synthetic data and returns the load CV over the last 10 steps, averaged over MoE layers.
 double train_and_measure_cv(const ModelConfig& c, int steps) {
   data::SyntheticDomains source(c.vocab_size, 4, 11, 0.9);
@@ -59,7 +67,7 @@ double train_and_measure_cv(const ModelConfig& c, int steps) {
   int measured = 0;
   train(c, 3e-3, source, steps, 8, 32, [&](int step, const ForwardResult& out) {
     if (step < steps - 10) return;
-    for (const Routing& r : out.routings) cv += load_cv(r.counts) / static_cast<double>(out.routings.size());
+    for (const Routing& r : out.routings) cv += counts_cv(r.counts) / static_cast<double>(out.routings.size());
     ++measured;
   });
   return cv / measured;

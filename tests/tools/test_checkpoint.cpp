@@ -10,9 +10,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "tools/lib/checkpoint.h"
-#include "tools/lib/hdf5_file.h"
-#include "tools/lib/trainer.h"
+#include "tools/lib/checkpoint/checkpoint.h"
+#include "tools/lib/hdf5/hdf5_file.h"
+#include "tools/lib/train/trainer.h"
 
 namespace fs = std::filesystem;
 using Catch::Contains;

@@ -8,19 +8,19 @@
 #include <filesystem>
 #include <sstream>
 
-#include "tools/lib/checkpoint.h"
-#include "tools/lib/diagnose.h"
-#include "tools/lib/diagnostics.h"
-#include "tools/lib/report_html.h"
-#include "tools/lib/trainer.h"
+#include "tools/lib/checkpoint/checkpoint.h"
+#include "tools/lib/diagnose/diagnose.h"
+#include "tools/lib/collapse/metrics.h"
+#include "tools/lib/diagnose/report_html.h"
+#include "tools/lib/train/trainer.h"
 
 namespace fs = std::filesystem;
 using Catch::Contains;
 
 TEST_CASE("diagnostics: load metrics of a balanced and a collapsed layer", "[diagnostics]") {
-  const diag::Thresholds t;
-  diag::LayerStats even;
-  diag::compute_load(even, std::vector<int64_t>(8, 25), 2, 10, t);
+  const collapse::Thresholds t;
+  collapse::LayerStats even;
+  collapse::compute_load(even, std::vector<int64_t>(8, 25), 2, 10, t);
   CHECK(even.cv == Approx(0).margin(1e-12));
   CHECK(even.max_vio == Approx(0).margin(1e-12));
   CHECK(even.entropy == Approx(1));
@@ -28,10 +28,10 @@ TEST_CASE("diagnostics: load metrics of a balanced and a collapsed layer", "[dia
   CHECK(even.dead.empty());
   CHECK(even.topk_share == Approx(0.25));
   CHECK(even.dropped_fraction == Approx(10.0 / 200));
-  CHECK(diag::judge(even, {}, t).verdict == diag::Verdict::healthy);
+  CHECK(collapse::judge(even, {}, t).verdict == collapse::Verdict::healthy);
 
-  diag::LayerStats two;
-  diag::compute_load(two, {0, 0, 0, 0, 0, 0, 50, 50}, 2, 0, t);
+  collapse::LayerStats two;
+  collapse::compute_load(two, {0, 0, 0, 0, 0, 0, 50, 50}, 2, 0, t);
   CHECK(two.cv == Approx(std::sqrt(3.0)));  // sqrt(E/k - 1)
   CHECK(two.max_vio == Approx(3));          // E/k - 1
   CHECK(two.entropy == Approx(1.0 / 3));    // ln 2 / ln 8
@@ -39,44 +39,44 @@ TEST_CASE("diagnostics: load metrics of a balanced and a collapsed layer", "[dia
   CHECK(two.dead == std::vector<int>{0, 1, 2, 3, 4, 5});
   CHECK(two.busiest == std::vector<int>{6, 7});
   CHECK(two.topk_share == Approx(1));
-  const diag::LayerVerdict v = diag::judge(two, {}, t);
-  CHECK(v.verdict == diag::Verdict::collapsed);
+  const collapse::LayerVerdict v = collapse::judge(two, {}, t);
+  CHECK(v.verdict == collapse::Verdict::collapsed);
   CHECK_THAT(v.reason, Contains("(6, 7) take 100.0% of slots"));
 
-  diag::LayerStats lopsided;  // one expert at 3x the mean, none dead
-  diag::compute_load(lopsided, {75, 25, 25, 25, 25, 25, 25, 25}, 2, 0, t);
+  collapse::LayerStats lopsided;  // one expert at 3x the mean, none dead
+  collapse::compute_load(lopsided, {75, 25, 25, 25, 25, 25, 25, 25}, 2, 0, t);
   CHECK(lopsided.max_vio == Approx(75.0 / 31.25 - 1));
-  CHECK(diag::judge(lopsided, {}, t).verdict == diag::Verdict::imbalanced);
-  CHECK(diag::live_warning(lopsided, t) == "MaxVio 1.40 > 1.00");
-  CHECK(diag::live_warning(even, t).empty());
-  CHECK_THAT(diag::live_warning(two, t),
+  CHECK(collapse::judge(lopsided, {}, t).verdict == collapse::Verdict::imbalanced);
+  CHECK(collapse::live_warning(lopsided, t) == "MaxVio 1.40 > 1.00");
+  CHECK(collapse::live_warning(even, t).empty());
+  CHECK_THAT(collapse::live_warning(two, t),
              Contains("dead experts 0, 1, 2, 3, 4, 5") && Contains("top-2 share 1.00 > 0.90 (experts 6, 7)"));
 }
 
 TEST_CASE("diagnostics: a load CV rising over training is collapsing", "[diagnostics]") {
-  diag::LayerStats s;
-  diag::compute_load(s, {40, 30, 20, 20, 10, 10, 40, 30}, 2, 0, diag::Thresholds{});
+  collapse::LayerStats s;
+  collapse::compute_load(s, {40, 30, 20, 20, 10, 10, 40, 30}, 2, 0, collapse::Thresholds{});
   REQUIRE(s.max_vio < 1.0);
   const std::vector<double> rising = {0.2, 0.2, 0.25, 0.3, 0.6, 0.8, 0.9, 0.95};
-  const diag::LayerVerdict v = diag::judge(s, rising, diag::Thresholds{});
-  CHECK(v.verdict == diag::Verdict::collapsing);
+  const collapse::LayerVerdict v = collapse::judge(s, rising, collapse::Thresholds{});
+  CHECK(v.verdict == collapse::Verdict::collapsing);
   CHECK_THAT(v.reason, Contains("rose from 0.20 to 0.93"));
-  CHECK(diag::judge(s, {0.9, 0.9, 0.9, 0.9}, diag::Thresholds{}).verdict == diag::Verdict::healthy);
-  CHECK(diag::worst({{diag::Verdict::healthy, ""}, {diag::Verdict::collapsing, ""}}) == diag::Verdict::collapsing);
+  CHECK(collapse::judge(s, {0.9, 0.9, 0.9, 0.9}, collapse::Thresholds{}).verdict == collapse::Verdict::healthy);
+  CHECK(collapse::worst({{collapse::Verdict::healthy, ""}, {collapse::Verdict::collapsing, ""}}) == collapse::Verdict::collapsing);
 }
 
 TEST_CASE("diagnostics: domain mutual information, similarity, spread", "[diagnostics]") {
-  diag::LayerStats s;
-  diag::compute_load(s, {10, 10, 10, 10}, 1, 0, diag::Thresholds{});
-  diag::set_domains(s, {10, 0, 0, 0, 0, 10, 0, 0, 0, 0, 10, 0, 0, 0, 0, 10}, 4);  // domain d -> expert d
+  collapse::LayerStats s;
+  collapse::compute_load(s, {10, 10, 10, 10}, 1, 0, collapse::Thresholds{});
+  collapse::set_domains(s, {10, 0, 0, 0, 0, 10, 0, 0, 0, 0, 10, 0, 0, 0, 0, 10}, 4);  // domain d -> expert d
   CHECK(s.domain_mi == Approx(1));
-  diag::set_domains(s, std::vector<int64_t>(16, 5), 4);  // independent
+  collapse::set_domains(s, std::vector<int64_t>(16, 5), 4);  // independent
   CHECK(s.domain_mi == Approx(0).margin(1e-12));
-  diag::set_similarity(s, {4, 4, 0, 4, 4, 0, 0, 0, 9}, 3);  // experts 0 and 1 identical, 2 orthogonal
+  collapse::set_similarity(s, {4, 4, 0, 4, 4, 0, 0, 0, 9}, 3);  // experts 0 and 1 identical, 2 orthogonal
   CHECK(s.similarity[1] == Approx(1));
   CHECK(s.similarity[2] == Approx(0));
   CHECK(s.mean_similarity == Approx(1.0 / 3));
-  const diag::Spread sp = diag::spread({3, 1, 2, 10, 9, 8, 7, 6, 5, 4, diag::kNaN});
+  const collapse::Spread sp = collapse::spread({3, 1, 2, 10, 9, 8, 7, 6, 5, 4, collapse::kNaN});
   CHECK(sp.min == 1);
   CHECK(sp.median == 5);
   CHECK(sp.p90 == 9);
@@ -108,7 +108,7 @@ TEST_CASE("moe-diagnose: collapse.yaml collapsed on both layers, its balanced va
   REQUIRE(c.layers.size() == 2);
   for (const diagnose::LayerResult& l : c.layers) {
     INFO("block " << l.stats.block << ": " << l.verdict.reason);
-    CHECK(l.verdict.verdict == diag::Verdict::collapsed);
+    CHECK(l.verdict.verdict == collapse::Verdict::collapsed);
     // The experts named are the ones holding the slots.
     std::vector<int64_t> sorted = l.stats.counts;
     std::sort(sorted.rbegin(), sorted.rend());
@@ -123,7 +123,7 @@ TEST_CASE("moe-diagnose: collapse.yaml collapsed on both layers, its balanced va
     diagnose::print_table(r, table);
     INFO(table.str());
     CHECK(diagnose::exit_status(r) == 0);
-    for (const diagnose::LayerResult& l : r.layers) CHECK(l.verdict.verdict == diag::Verdict::healthy);
+    for (const diagnose::LayerResult& l : r.layers) CHECK(l.verdict.verdict == collapse::Verdict::healthy);
   }
 
   SECTION("a router edited to favour one expert is flagged on that layer only") {
@@ -138,8 +138,8 @@ TEST_CASE("moe-diagnose: collapse.yaml collapsed on both layers, its balanced va
     ckpt::write_checkpoint(edited.string(), c);
     const diagnose::Result r = diagnose::run(edited.string(), {});
     CHECK(diagnose::exit_status(r) == 3);
-    CHECK(r.layers[0].verdict.verdict == diag::Verdict::healthy);
-    CHECK(r.layers[1].verdict.verdict != diag::Verdict::healthy);
+    CHECK(r.layers[0].verdict.verdict == collapse::Verdict::healthy);
+    CHECK(r.layers[1].verdict.verdict != collapse::Verdict::healthy);
     CHECK(r.layers[1].stats.busiest[0] == 3);
     CHECK(r.layers[1].stats.share[3] > 0.45);  // top-1 of nearly every token, k = 2
   }
@@ -149,7 +149,7 @@ TEST_CASE("moe-diagnose: collapse.yaml collapsed on both layers, its balanced va
     const fs::path edited = fs::temp_directory_path() / "diag_test_bias_edited.h5";
     ckpt::write_checkpoint(edited.string(), c);
     const diagnose::Result r = diagnose::run(edited.string(), {});
-    CHECK(r.layers[0].verdict.verdict != diag::Verdict::healthy);
+    CHECK(r.layers[0].verdict.verdict != collapse::Verdict::healthy);
     CHECK(r.layers[0].stats.busiest[0] == 5);
   }
   SECTION("compare: routing stability between checkpoints, and the report") {
@@ -164,7 +164,7 @@ TEST_CASE("moe-diagnose: collapse.yaml collapsed on both layers, its balanced va
     CHECK(other.compare->delta[0][0].first == "cv");
     CHECK(other.compare->delta[0][0].second < -1.0);  // the balanced run's CV is far lower
     std::ostringstream html, json;
-    report::write_html(other, html);
+    diagnose::write_html(other, html);
     diagnose::write_json(other, json);
     for (const char* part :
          {"id=\"summary\"", "id=\"verdicts\"", "id=\"load\"", "id=\"history\"", "id=\"similarity\"", "id=\"domains\"",

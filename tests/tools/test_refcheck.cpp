@@ -8,8 +8,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "tools/lib/hdf5_file.h"
-#include "tools/lib/refcheck.h"
+#include "tools/lib/hdf5/hdf5_file.h"
+#include "tools/lib/refcheck/refcheck.h"
 
 namespace fs = std::filesystem;
 

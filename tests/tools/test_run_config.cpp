@@ -7,7 +7,7 @@
 #include <fstream>
 #include <string>
 
-#include "tools/lib/run_config.h"
+#include "tools/lib/config/run_config.h"
 
 using namespace runconfig;
 using Catch::Contains;
@@ -251,15 +251,23 @@ TEST_CASE("config: to_yaml writes every key and parses back to an equal config",
   CHECK(parse(to_yaml(odd)) == odd);
 }
 
-TEST_CASE("config: model_keys_differing lists only model and moe keys", "[config]") {
+TEST_CASE("config: keys_differing in schema order; the model, data and seed keys are fixed on resume", "[config]") {
   RunConfig a, b;
-  CHECK(model_keys_differing(a, b).empty());
+  CHECK(keys_differing(a, b).empty());
   b.moe.top_k = 1;
   b.moe.losses.z_loss = 0.001;
   b.model.d_ff = 64;
-  b.training.steps = 5;  // not a model key
+  b.training.steps = 5;
+  b.training.seed = 3;
+  b.data.seed = 2;
   b.optimizer.lr = 1.0;
-  CHECK(model_keys_differing(a, b) == std::vector<std::string>{"model.d_ff", "moe.top_k", "moe.losses.z_loss"});
+  const std::vector<std::string> differing = keys_differing(a, b);
+  CHECK(differing == std::vector<std::string>{"model.d_ff", "moe.top_k", "moe.losses.z_loss", "data.seed",
+                                              "optimizer.lr", "training.steps", "training.seed"});
+  std::vector<std::string> fixed;
+  for (const std::string& k : differing)
+    if (fixed_on_resume(k)) fixed.push_back(k);
+  CHECK(fixed == std::vector<std::string>{"model.d_ff", "moe.top_k", "moe.losses.z_loss", "data.seed", "training.seed"});
   CHECK(a != b);
 }
 
@@ -276,7 +284,7 @@ TEST_CASE("config: overrides set scalars, nested keys and lists, after the file"
   CHECK_FALSE(c.model.tie_embeddings);
   CHECK(c.data.kind == DataKind::text);
   CHECK(c.data.paths == std::vector<std::string>{a, b});
-  CHECK(c.moe.router == RouterKind::switch_);
+  CHECK(c.moe.router == RouterKind::switch_k1);
   CHECK(c.logging.out_dir == "runs/x");
   CHECK(c.training.steps == 40);  // untouched keys keep the file's value
   // A whole section as a map merges into it.
@@ -367,7 +375,7 @@ TEST_CASE("config: top_k larger than num_experts", "[config]") {
                     Contains(hash + ":3:10: moe.top_k: router hash") && Contains("(allowed: 1)"));
   const std::string ec = tmp.write("ec.yaml", "moe:\n  router: expert_choice\n");
   CHECK_THROWS_WITH(load_run_config(ec), Contains(ec + ":2:11: moe.capacity_factor: router expert_choice needs") &&
-                                             Contains("(allowed: > 0 with expert_choice)"));
+                                             Contains("(allowed: > 0 with router expert_choice)"));
 }
 
 TEST_CASE("config: negative loss coefficient", "[config]") {
@@ -386,13 +394,19 @@ TEST_CASE("config: d_model not divisible by n_heads", "[config]") {
           Contains("(allowed: divisors of d_model)"));
 }
 
-TEST_CASE("config: load loss with a router other than noisy_topk", "[config]") {
+TEST_CASE("config: a loss whose input the router lacks (load without noise, z_loss without logits)", "[config]") {
   TempDir tmp("load");
   const std::string path = tmp.write("run.yaml", "moe:\n  router: sigmoid_topk\n  losses: {load: 0.1}\n");
-  CHECK_THROWS_WITH(load_run_config(path), Contains(path + ":3:") &&
-                                               Contains("moe.losses.load: the load loss needs router noisy_topk") &&
-                                               Contains("(allowed: 0, or > 0 with router noisy_topk)"));
+  CHECK_THROWS_WITH(load_run_config(path),
+                    Contains(path + ":3:") &&
+                        Contains("moe.losses.load: the load loss needs the router's noise (router noisy_topk), "
+                                 "router is sigmoid_topk") &&
+                        Contains("(allowed: 0 with router sigmoid_topk)"));
   CHECK_NOTHROW(parse("moe:\n  router: noisy_topk\n  losses: {load: 0.1}\n"));
+  CHECK_THROWS_WITH(parse("moe:\n  router: hash\n  top_k: 1\n  losses: {z_loss: 0.01}\n"),
+                    Contains("moe.losses.z_loss: the z_loss loss needs the router's logits (routers topk_softmax, "
+                             "switch, noisy_topk, sigmoid_topk, expert_choice), router is hash"));
+  CHECK_NOTHROW(parse("moe:\n  router: hash\n  top_k: 1\n  losses: {switch_aux: 0.01}\n"));
 }
 
 TEST_CASE("config: strings must be UTF-8 without NUL bytes (found by fuzzing)", "[config]") {

@@ -8,7 +8,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "tools/lib/trainer.h"
+#include "tools/lib/collapse/metrics.h"
+#include "tools/lib/train/trainer.h"
 
 namespace fs = std::filesystem;
 
@@ -30,7 +31,11 @@ double final_cv(const std::string& name, int steps) {
   train::StepMetrics m;
   for (int s = 0; s < steps; ++s) m = trainer.step();
   double cv = 0;
-  for (const auto& layer : m.counts) cv += moe::load_cv(layer) / m.counts.size();
+  for (const auto& layer : m.counts) {
+    collapse::LayerStats stats;
+    collapse::compute_load(stats, layer, 2, 0, collapse::Thresholds{});
+    cv += stats.cv / m.counts.size();
+  }
   return cv;
 }
 }  // namespace

@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "models/transformer.h"
-#include "tools/lib/trainer.h"
+#include "tools/lib/train/trainer.h"
 
 using namespace engine;
 
@@ -47,7 +47,7 @@ moe::ModelConfig config(moe::RouterKind router, Device device) {
 TEST_CASE("every router: CUDA model matches the CPU model in loss, terms and gradients", "[cuda][model]") {
   const auto router = GENERATE(moe::RouterKind::topk_softmax, moe::RouterKind::switch_k1, moe::RouterKind::noisy_topk,
                                moe::RouterKind::sigmoid_topk, moe::RouterKind::expert_choice, moe::RouterKind::hash);
-  INFO("router " << moe::router_kind_name(router));
+  INFO("router " << moe::router_info(router).key);
   moe::TransformerLM cpu(config(router, Device::cpu())), gpu(config(router, Device::cuda()));
   std::vector<int32_t> tokens(2 * 13);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 37 + i * i * 5 + 11) % 64);

@@ -1,0 +1,125 @@
+#include "tools/lib/bench/bench.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+
+#include "engine/engine.h"
+#include "tools/lib/assemble/assemble.h"
+#include "tools/lib/train/trainer.h"
+
+namespace bench {
+
+namespace rc = runconfig;
+using Clock = std::chrono::steady_clock;
+
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+double training_flops(const rc::RunConfig& c, std::string* formula) {
+  const double d = c.model.d_model, T = c.training.seq_len, V = c.model.vocab_size, L = c.model.n_layers;
+  const double E = c.moe.num_experts, k = c.moe.top_k, de = c.moe.d_expert, dff = c.model.d_ff;
+  const double mats = c.model.activation == rc::Activation::gelu ? 2 : 3;  // swiglu has a third matrix
+  moe::ModelConfig mc = assemble::model_config(c);
+  double moe_layers = 0;
+  for (int64_t l = 0; l < mc.n_layers; ++l) moe_layers += moe::is_moe_layer(mc, l) ? 1 : 0;
+  const double shared = c.moe.num_shared_experts * (c.moe.d_shared > 0 ? c.moe.d_shared : de);
+  // Per token, forward: 2 FLOPs per multiply-add.
+  const double attention = L * (2 * 4 * d * d + 2 * 2 * T * d / 2);  // qkv + proj; QK^T and AV, causal half
+  const double moe = moe_layers * (2 * d * E + 2 * mats * d * (k * de + shared));
+  const double dense = (L - moe_layers) * 2 * mats * d * dff;
+  const double head = 2 * d * V;
+  const double per_token = attention + moe + dense + head;
+  if (formula)
+    *formula = "3 x tokens x [L(8d^2 + 2Td) + L_moe(2dE + 2*" + std::to_string(static_cast<int>(mats)) +
+               "*d(k d_expert + shared)) + L_dense(2*" + std::to_string(static_cast<int>(mats)) + "*d d_ff) + 2dV]";
+  return 3.0 * per_token * c.training.batch_size * T * c.training.grad_accum;
+}
+
+namespace {
+// The engine's own 1024^3 product at the run's precision: the ceiling its GEMMs could reach.
+double measure_matmul_peak(engine::MatmulPrecision precision) {
+  engine::NoGradScope no_grad;
+  engine::MatmulPrecisionScope scope(precision);
+  engine::Generator gen(1);
+  const engine::Tensor a = engine::randn({1024, 1024}, gen), b = engine::randn({1024, 1024}, gen);
+  double best = 1e30;
+  for (int i = 0; i < 6; ++i) {
+    const auto start = Clock::now();
+    engine::Tensor c = engine::matmul(a, b);
+    const double s = std::chrono::duration<double>(Clock::now() - start).count();
+    if (i > 0) best = std::min(best, s);  // the first call builds the primitive
+  }
+  return 2.0 * 1024 * 1024 * 1024 / best / 1e9;
+}
+}  // namespace
+
+Result run(const rc::RunConfig& config_in, const std::string& name, const Options& o) {
+  rc::RunConfig config = config_in;
+  config.logging.out_dir.clear();  // no files, no checkpoints: the step alone is timed
+  config.training.steps = std::max(config.training.steps, o.warmup + o.steps);
+  if (config.schedule.warmup_steps > config.training.steps) config.schedule.warmup_steps = config.training.steps;
+  config.diagnostics.warnings = false;
+  Result r;
+  r.config_name = name;
+  r.tokens_per_step =
+      static_cast<int64_t>(config.training.batch_size) * config.training.seq_len * config.training.grad_accum;
+  r.flops_per_step = training_flops(config, &r.flop_formula);
+  r.precision = rc::to_string(config.precision);
+  r.sgemm_peak_gflops = measure_matmul_peak(config.precision == rc::PrecisionKind::bf16 ? engine::MatmulPrecision::bf16
+                                                                                        : engine::MatmulPrecision::f32);
+  std::ostringstream quiet;
+  train::Trainer trainer(config, quiet);
+  for (int s = 0; s < o.warmup; ++s) trainer.step();
+  engine::reset_stage_times();
+  engine::set_profiling(o.profile);
+  for (int s = 0; s < o.steps; ++s) {
+    const auto start = Clock::now();
+    trainer.step();
+    r.step_seconds.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+  }
+  engine::set_profiling(false);
+  std::vector<double> sorted = r.step_seconds;
+  std::sort(sorted.begin(), sorted.end());
+  r.median_step_s = sorted[sorted.size() / 2];
+  r.tokens_per_s = r.tokens_per_step / r.median_step_s;
+  r.model_gflops = r.flops_per_step / r.median_step_s / 1e9;
+  double total = 0, staged = 0;
+  for (double s : r.step_seconds) total += s;
+  for (const auto& [stage, seconds] : engine::stage_times()) {
+    r.stages.emplace_back(stage, seconds / o.steps);
+    staged += seconds;
+  }
+  if (o.profile) r.stages.emplace_back("other", std::max(0.0, total - staged) / o.steps);
+  r.peak_rss_mb = peak_rss_mb();
+  return r;
+}
+
+void print(const Result& r, std::ostream& out) {
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "%s (%s): median step %.2f ms over %zu steps, %.0f tokens/s, %.1f model GFLOP/s = %.0f%% of the "
+                "measured %s matmul peak (%.1f GFLOP/s), peak RSS %.0f MB\n",
+                r.config_name.c_str(), r.precision.c_str(), 1e3 * r.median_step_s, r.step_seconds.size(),
+                r.tokens_per_s, r.model_gflops, 100 * r.model_gflops / r.sgemm_peak_gflops, r.precision.c_str(),
+                r.sgemm_peak_gflops, r.peak_rss_mb);
+  out << line << "  model FLOPs per step: " << r.flop_formula << " = " << r.flops_per_step / 1e9 << " GFLOP\n";
+  if (r.stages.empty()) return;
+  double total = 0;
+  for (const auto& [stage, s] : r.stages) total += s;
+  out << "  profile (mean per step):\n";
+  std::vector<std::pair<std::string, double>> by_time = r.stages;
+  std::stable_sort(by_time.begin(), by_time.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  for (const auto& [stage, s] : by_time) {
+    std::snprintf(line, sizeof line, "    %-12s %8.2f ms  %5.1f%%\n", stage.c_str(), 1e3 * s, 100 * s / total);
+    out << line;
+  }
+}
+
+}  // namespace bench

@@ -1,0 +1,39 @@
+// moe-bench's library: times full training steps (forward, backward, clipping, AdamW) of a
+// config after warm-up and reports the median step, tokens/s, model GFLOP/s against a measured
+// sgemm peak, peak resident memory, and where a step's time goes (engine/core/profile.h).
+#pragma once
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tools/lib/config/run_config.h"
+
+namespace bench {
+
+struct Options {
+  int warmup = 5, steps = 20;
+  bool profile = true;
+};
+
+struct Result {
+  std::string config_name;
+  int64_t tokens_per_step = 0;
+  double median_step_s = 0, tokens_per_s = 0;
+  double flops_per_step = 0, model_gflops = 0;  // model FLOPs (the formula below), not executed FLOPs
+  std::string precision;                        // the config's matmul precision: f32 or bf16
+  double sgemm_peak_gflops = 0;  // the engine's matmul on 1024 x 1024 x 1024 at that precision, best of 5
+  double peak_rss_mb = 0;
+  std::vector<double> step_seconds;
+  std::vector<std::pair<std::string, double>> stages;  // seconds per step, median-free mean over timed steps
+  std::string flop_formula;
+};
+
+// Model FLOPs of one training step: 3 x forward (forward + backward's two matmuls per weight).
+double training_flops(const runconfig::RunConfig& config, std::string* formula = nullptr);
+
+Result run(const runconfig::RunConfig& config, const std::string& name, const Options& options);
+void print(const Result& r, std::ostream& out);
+double peak_rss_mb();
+
+}  // namespace bench

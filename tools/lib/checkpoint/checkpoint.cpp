@@ -1,0 +1,413 @@
+#include "tools/lib/checkpoint/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <set>
+#include <vector>
+
+#include "tools/lib/hdf5/hdf5_file.h"
+
+// Hashes and checksums read integers and words in the machine's byte order; every platform the
+// engine builds for (x86-64, AArch64) is little-endian, and this keeps it that way.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "checkpoint hashing assumes a little-endian host");
+
+namespace ckpt {
+
+const char* const kEngineVersion = ENGINE_VERSION;  // the project version in CMakeLists.txt
+
+namespace {
+
+const char* const kFormatName = "moe-engine checkpoint";
+
+void crash_point(const char* point) {
+  const char* at = std::getenv("MOE_ENGINE_CRASH_IN_SAVE");
+  if (at && std::strcmp(at, point) == 0) std::raise(SIGKILL);
+}
+
+// FNV-1a (byte-wise) over typed chunks, each prefixed by its length so that boundaries matter.
+class Hasher {
+ public:
+  void bytes(const void* data, size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < n; ++i) h_ = (h_ ^ p[i]) * 1099511628211ull;
+  }
+  void text(const std::string& s) {
+    u64(s.size());
+    bytes(s.data(), s.size());
+  }
+  void u64(uint64_t v) { bytes(&v, sizeof v); }
+  template <class T>
+  void vec(const std::vector<T>& v) {
+    u64(v.size());
+    bytes(v.data(), v.size() * sizeof(T));
+  }
+  void array(const NamedArray& a) {
+    text(a.name);
+    vec(a.shape);
+    vec(a.values);
+  }
+  std::string hex() const {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h_));
+    return buf;
+  }
+
+ private:
+  uint64_t h_ = 1469598103934665603ull;
+};
+
+int64_t numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+// The file header: HDF5's user block, 512 bytes that HDF5 skips (h5py and h5ls read such files
+// as usual). It holds a magic line, the format version, the file size and a hash of every byte
+// after the header, so a truncated or damaged file is refused before HDF5 parses it: the HDF5
+// library does not survive every corrupted file (fuzzing found heap overflows in it).
+constexpr size_t kHeaderBytes = 512;
+const char* const kHeaderMagic = "MOE-ENGINE-CHECKPOINT";
+
+uint64_t hash_file_tail(std::FILE* f, uint64_t from) {
+  std::fseek(f, static_cast<long>(from), SEEK_SET);
+  uint64_t h = 1469598103934665603ull;
+  std::vector<unsigned char> buf(1 << 20);
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {  // FNV-1a's mixing on 64-bit little-endian words: 8x fewer steps
+      uint64_t w;
+      std::memcpy(&w, buf.data() + i, 8);
+      h = (h ^ w) * 1099511628211ull;
+    }
+    for (; i < n; ++i) h = (h ^ buf[i]) * 1099511628211ull;
+  }
+  return h;
+}
+
+void write_header(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "r+b");
+  if (!f) throw CheckpointError(path + ": cannot reopen to write the header: " + std::strerror(errno));
+  std::fseek(f, 0, SEEK_END);
+  const uint64_t size = static_cast<uint64_t>(std::ftell(f));
+  const uint64_t hash = hash_file_tail(f, kHeaderBytes);
+  char header[kHeaderBytes] = {};
+  std::snprintf(header, sizeof header, "%s\nformat_version %d\nsize %llu\nhash %016llx\n", kHeaderMagic, kFormatVersion,
+                static_cast<unsigned long long>(size), static_cast<unsigned long long>(hash));
+  std::fseek(f, 0, SEEK_SET);
+  const bool ok = std::fwrite(header, 1, sizeof header, f) == sizeof header;
+  if (std::fclose(f) != 0 || !ok) throw CheckpointError(path + ": cannot write the header (disk full?)");
+}
+
+// Throws unless the header is ours, of this version, and matches the bytes that follow it.
+void check_header(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) {
+    if (!std::filesystem::exists(path)) throw CheckpointError(path + ": no such file");
+    throw CheckpointError(path + ": cannot open: " + std::strerror(errno));
+  }
+  char header[kHeaderBytes + 1] = {};
+  const size_t got = std::fread(header, 1, kHeaderBytes, f);
+  std::fseek(f, 0, SEEK_END);
+  const uint64_t size = static_cast<uint64_t>(std::ftell(f));
+  auto fail = [&](const std::string& what) {
+    std::fclose(f);
+    throw CheckpointError(path + ": " + what);
+  };
+  if (std::strncmp(header, kHeaderMagic, std::strlen(kHeaderMagic)) != 0) {
+    // A save that died before its last act leaves a zero header in front of the HDF5 data.
+    char signature[8] = {};
+    const bool blank = got == kHeaderBytes && std::all_of(header, header + kHeaderBytes, [](char c) { return c == 0; });
+    std::fseek(f, static_cast<long>(kHeaderBytes), SEEK_SET);
+    if (blank && std::fread(signature, 1, 8, f) == 8 && std::memcmp(signature, "\x89HDF\r\n\x1a\n", 8) == 0)
+      fail("incomplete checkpoint: its save did not finish (no header)");
+    const bool hdf5 = got >= 8 && std::memcmp(header, "\x89HDF\r\n\x1a\n", 8) == 0;
+    fail(hdf5 ? "not a moe-engine checkpoint (an HDF5 file without the checkpoint header)"
+              : "not a moe-engine checkpoint (no checkpoint header, and not an HDF5 file)");
+  }
+  int version = -1;
+  unsigned long long want_size = 0, want_hash = 0;
+  const char* fields = header + std::strlen(kHeaderMagic);
+  if (std::sscanf(fields, "\nformat_version %d\nsize %llu\nhash %llx", &version, &want_size, &want_hash) != 3)
+    fail("damaged checkpoint header");
+  if (version != kFormatVersion)
+    fail("checkpoint format version " + std::to_string(version) + ", this build reads version " +
+         std::to_string(kFormatVersion));
+  if (size != want_size)
+    fail(size < want_size ? "truncated checkpoint: " + std::to_string(size) + " bytes of " + std::to_string(want_size)
+                          : "damaged checkpoint: " + std::to_string(size - want_size) + " bytes more than written");
+  const uint64_t hash = hash_file_tail(f, kHeaderBytes);
+  if (hash != want_hash) fail("corrupted checkpoint: the file's bytes do not match the hash in its header");
+  std::fclose(f);
+}
+
+void fsync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) throw CheckpointError(path + ": cannot open to sync: " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  // Some filesystems (FUSE, network mounts) cannot sync a folder; the rename itself stands.
+  if (rc != 0 && !(directory && (err == EINVAL || err == ENOTSUP)))
+    throw CheckpointError(path + ": fsync failed: " + std::strerror(err));
+}
+
+void write_array(h5::File& f, const std::string& group, const NamedArray& a) {
+  if (static_cast<int64_t>(a.values.size()) != numel(a.shape))
+    throw CheckpointError(f.path() + ": " + group + a.name + ": value count does not match its shape");
+  f.write_floats(group + a.name, a.values, a.shape);
+}
+
+std::vector<NamedArray> read_arrays(const h5::File& f, const std::string& group) {
+  std::vector<NamedArray> out;
+  for (const std::string& name : f.members(group)) {
+    NamedArray a;
+    a.name = name;
+    a.values = f.read_floats(group + "/" + name, &a.shape);
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+int64_t read_int64_scalar(const h5::File& f, const std::string& ds) {
+  h5::Dims dims;
+  const std::vector<int64_t> v = f.read_int64s(ds, &dims);
+  if (v.size() != 1) throw CheckpointError(f.path() + ": " + ds + ": must hold one integer");
+  return v[0];
+}
+
+double read_double_scalar(const h5::File& f, const std::string& ds) {
+  const std::vector<double> v = f.read_doubles(ds);
+  if (v.size() != 1) throw CheckpointError(f.path() + ": " + ds + ": must hold one number");
+  return v[0];
+}
+
+std::vector<uint64_t> read_u64s(const h5::File& f, const std::string& ds, size_t n) {
+  const std::vector<uint64_t> v = f.read_uint64s(ds);
+  if (v.size() != n) throw CheckpointError(f.path() + ": " + ds + ": must hold " + std::to_string(n) + " values");
+  return v;
+}
+
+void write_metrics(h5::File& f, const MetricsHistory& m) {
+  const int64_t n = static_cast<int64_t>(m.size());
+  f.write_int64s("/metrics/step", m.step, {n});
+  f.write_int64s("/metrics/dropped", m.dropped, {n});
+  f.write_doubles("/metrics/loss", m.loss, {n});
+  f.write_doubles("/metrics/ce", m.ce, {n});
+  f.write_doubles("/metrics/lr", m.lr, {n});
+  f.write_doubles("/metrics/grad_norm", m.grad_norm, {n});
+  f.write_doubles("/metrics/tokens_per_s", m.tokens_per_s, {n});
+  for (const auto& [name, values] : m.terms) f.write_doubles("/metrics/terms/" + name, values, {n});
+  f.write_int64s("/metrics/expert_counts", m.expert_counts, {n, m.layers, m.experts});
+  for (const auto& [name, values] : m.layer_metrics) f.write_doubles("/metrics/layers/" + name, values, {n, m.layers});
+  f.write_int64s("/metrics/eval/step", m.eval_step, {static_cast<int64_t>(m.eval_step.size())});
+  f.write_doubles("/metrics/eval/loss", m.eval_loss, {static_cast<int64_t>(m.eval_loss.size())});
+}
+
+MetricsHistory read_metrics(const h5::File& f) {
+  MetricsHistory m;
+  m.step = f.read_int64s("/metrics/step");
+  const size_t n = m.step.size();
+  auto same_length = [&](const std::string& ds, size_t got) {
+    if (got != n)
+      throw CheckpointError(f.path() + ": " + ds + ": has " + std::to_string(got) + " entries, /metrics/step has " +
+                            std::to_string(n));
+  };
+  m.dropped = f.read_int64s("/metrics/dropped");
+  same_length("/metrics/dropped", m.dropped.size());
+  const std::pair<const char*, std::vector<double>*> columns[] = {{"/metrics/loss", &m.loss},
+                                                                  {"/metrics/ce", &m.ce},
+                                                                  {"/metrics/lr", &m.lr},
+                                                                  {"/metrics/grad_norm", &m.grad_norm},
+                                                                  {"/metrics/tokens_per_s", &m.tokens_per_s}};
+  for (const auto& [ds, column] : columns) {
+    *column = f.read_doubles(ds);
+    same_length(ds, column->size());
+  }
+  if (f.exists("/metrics/terms"))
+    for (const std::string& name : f.members("/metrics/terms")) {
+      m.terms[name] = f.read_doubles("/metrics/terms/" + name);
+      same_length("/metrics/terms/" + name, m.terms[name].size());
+    }
+  h5::Dims dims;
+  m.expert_counts = f.read_int64s("/metrics/expert_counts", &dims);
+  if (dims.size() != 3 || dims[0] != static_cast<int64_t>(n))
+    throw CheckpointError(f.path() + ": /metrics/expert_counts: must be [logged steps, layers, experts]");
+  m.layers = dims[1];
+  m.experts = dims[2];
+  if (f.exists("/metrics/layers"))
+    for (const std::string& name : f.members("/metrics/layers")) {
+      h5::Dims d;
+      m.layer_metrics[name] = f.read_doubles("/metrics/layers/" + name, &d);
+      if (d != h5::Dims{static_cast<int64_t>(n), m.layers})
+        throw CheckpointError(f.path() + ": /metrics/layers/" + name + ": must be [logged steps, layers]");
+    }
+  m.eval_step = f.read_int64s("/metrics/eval/step");
+  m.eval_loss = f.read_doubles("/metrics/eval/loss");
+  if (m.eval_step.size() != m.eval_loss.size())
+    throw CheckpointError(f.path() + ": /metrics/eval: step and loss differ in length");
+  return m;
+}
+
+}  // namespace
+
+std::string checksum(const Checkpoint& c) {
+  Hasher h;
+  h.text(c.config_yaml);
+  h.text(c.diagnostic);
+  for (const auto* arrays : {&c.params, &c.adam_m, &c.adam_v}) {
+    // By name: a file lists its datasets alphabetically, the model in its own order.
+    std::vector<const NamedArray*> sorted;
+    for (const NamedArray& a : *arrays) sorted.push_back(&a);
+    std::sort(sorted.begin(), sorted.end(), [](const NamedArray* x, const NamedArray* y) { return x->name < y->name; });
+    h.u64(sorted.size());
+    for (const NamedArray* a : sorted) h.array(*a);
+  }
+  h.u64(static_cast<uint64_t>(c.optimizer_step));
+  for (const auto& [k, v] : c.hyperparameters) {
+    h.text(k);
+    h.bytes(&v, sizeof v);
+  }
+  for (const auto& [layer, bias] : c.router_bias) {
+    h.u64(static_cast<uint64_t>(layer));
+    h.vec(bias);
+  }
+  h.u64(static_cast<uint64_t>(c.step));
+  h.u64(static_cast<uint64_t>(c.tokens_seen));
+  h.bytes(&c.lr, sizeof c.lr);
+  for (const auto* states : {&c.rng, &c.loaders})
+    for (const auto& [k, v] : *states) {
+      h.text(k);
+      h.vec(v);
+    }
+  const MetricsHistory& m = c.metrics;
+  h.vec(m.step);
+  h.vec(m.dropped);
+  for (const auto* column : {&m.loss, &m.ce, &m.lr, &m.grad_norm, &m.tokens_per_s}) h.vec(*column);
+  for (const auto& [k, v] : m.terms) {
+    h.text(k);
+    h.vec(v);
+  }
+  h.u64(static_cast<uint64_t>(m.layers));
+  h.u64(static_cast<uint64_t>(m.experts));
+  h.vec(m.expert_counts);
+  for (const auto& [k, v] : m.layer_metrics) {
+    h.text(k);
+    h.vec(v);
+  }
+  h.vec(m.eval_step);
+  h.vec(m.eval_loss);
+  return h.hex();
+}
+
+void write_checkpoint(const std::string& path, const Checkpoint& c) {
+  namespace fs = std::filesystem;
+  const std::string tmp = path + ".tmp";
+  {
+    h5::File f(tmp, h5::File::Mode::create, kHeaderBytes);
+    crash_point("open");
+    f.write_string_attribute("/", "format", kFormatName);
+    f.write_string_attribute("/", "format_version", std::to_string(kFormatVersion));
+    f.write_string_attribute("/", "engine_version", kEngineVersion);
+    f.write_string_attribute("/", "config", c.config_yaml);
+    f.write_string_attribute("/", "diagnostic", c.diagnostic);
+    for (const NamedArray& a : c.params) write_array(f, "/model/", a);
+    crash_point("params");
+    f.write_int64s("/optimizer/step", {c.optimizer_step}, {});
+    for (const NamedArray& a : c.adam_m) write_array(f, "/optimizer/m/", a);
+    for (const NamedArray& a : c.adam_v) write_array(f, "/optimizer/v/", a);
+    for (const auto& [k, v] : c.hyperparameters) f.write_doubles("/optimizer/hyperparameters/" + k, {v}, {});
+    crash_point("optimizer");
+    for (const auto& [layer, bias] : c.router_bias)
+      f.write_floats("/router/" + std::to_string(layer) + "/bias", bias, {static_cast<int64_t>(bias.size())});
+    f.write_int64s("/state/step", {c.step}, {});
+    f.write_int64s("/state/tokens_seen", {c.tokens_seen}, {});
+    f.write_doubles("/state/lr", {c.lr}, {});
+    for (const auto& [name, v] : c.rng) f.write_uint64s("/state/rng/" + name, v, {static_cast<int64_t>(v.size())});
+    for (const auto& [name, v] : c.loaders)
+      f.write_uint64s("/state/loader/" + name, v, {static_cast<int64_t>(v.size())});
+    write_metrics(f, c.metrics);
+    f.write_string_attribute("/", "checksum", checksum(c));  // last: marks the file complete
+    f.flush();
+    crash_point("flush");
+    f.close();
+  }
+  write_header(tmp);
+  fsync_path(tmp, false);
+  crash_point("rename");
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) throw CheckpointError(path + ": cannot move the new checkpoint into place: " + ec.message());
+  const fs::path folder = fs::path(path).parent_path();
+  fsync_path(folder.empty() ? "." : folder.string(), true);
+  crash_point("cleanup");
+}
+
+Checkpoint read_checkpoint(const std::string& path) {
+  check_header(path);
+  try {
+    h5::File f(path, h5::File::Mode::read);
+    if (!f.has_attribute("/", "format") || f.read_string_attribute("/", "format") != kFormatName)
+      throw CheckpointError(path + ": not a moe-engine checkpoint (no 'format' attribute saying so)");
+    const std::string version = f.read_string_attribute("/", "format_version");
+    if (version != std::to_string(kFormatVersion))
+      throw CheckpointError(path + ": checkpoint format version " + version + ", this build reads version " +
+                            std::to_string(kFormatVersion));
+    if (!f.has_attribute("/", "checksum"))
+      throw CheckpointError(path + ": incomplete checkpoint (no checksum: the save did not finish)");
+    Checkpoint c;
+    c.config_yaml = f.read_string_attribute("/", "config");
+    c.engine_version = f.read_string_attribute("/", "engine_version");
+    c.diagnostic = f.read_string_attribute("/", "diagnostic");
+    c.params = read_arrays(f, "/model");
+    c.optimizer_step = read_int64_scalar(f, "/optimizer/step");
+    c.adam_m = read_arrays(f, "/optimizer/m");
+    c.adam_v = read_arrays(f, "/optimizer/v");
+    if (f.exists("/optimizer/hyperparameters"))
+      for (const std::string& k : f.members("/optimizer/hyperparameters"))
+        c.hyperparameters[k] = read_double_scalar(f, "/optimizer/hyperparameters/" + k);
+    if (f.exists("/router"))
+      for (const std::string& layer : f.members("/router")) {
+        char* end = nullptr;
+        const long long index = std::strtoll(layer.c_str(), &end, 10);
+        if (layer.empty() || *end != '\0' || index < 0)
+          throw CheckpointError(path + ": /router/" + layer + ": a layer index is expected");
+        c.router_bias[index] = f.read_floats("/router/" + layer + "/bias");
+      }
+    c.step = read_int64_scalar(f, "/state/step");
+    c.tokens_seen = read_int64_scalar(f, "/state/tokens_seen");
+    c.lr = read_double_scalar(f, "/state/lr");
+    for (const std::string& name : f.members("/state/rng")) c.rng[name] = read_u64s(f, "/state/rng/" + name, 2);
+    for (const std::string& name : f.members("/state/loader"))
+      c.loaders[name] = read_u64s(f, "/state/loader/" + name, 3);
+    c.metrics = read_metrics(f);
+
+    const std::string stored = f.read_string_attribute("/", "checksum");
+    if (stored != checksum(c))
+      throw CheckpointError(path + ": corrupted checkpoint: checksum " + checksum(c) + " does not match the stored " +
+                            stored);
+    auto same_names = [&](const std::vector<NamedArray>& a, const char* group) {
+      if (a.size() != c.params.size())
+        throw CheckpointError(path + ": " + group + ": holds " + std::to_string(a.size()) + " tensors, /model holds " +
+                              std::to_string(c.params.size()));
+      for (size_t i = 0; i < a.size(); ++i)
+        if (a[i].name != c.params[i].name || a[i].shape != c.params[i].shape)
+          throw CheckpointError(path + ": " + group + "/" + a[i].name + ": does not match /model/" + c.params[i].name);
+    };
+    same_names(c.adam_m, "/optimizer/m");
+    same_names(c.adam_v, "/optimizer/v");
+    return c;
+  } catch (const h5::Error& e) {
+    throw CheckpointError(e.what());
+  }
+}
+
+}  // namespace ckpt

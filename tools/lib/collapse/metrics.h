@@ -1,0 +1,84 @@
+// Expert-collapse diagnostics: per-layer balance metrics, their spread across layers, and the
+// verdict rules. Pure functions of counts, router scores and weights, so training (live, at log
+// steps), moe-diagnose (on evaluation batches) and the tests compute the same numbers.
+// Definitions: ../shared/reference/moe-balancing.md, "Collapse metrics".
+#pragma once
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace collapse {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+struct Thresholds {
+  double dead_fraction = 0.1;      // dead: load share < dead_fraction / E
+  double starved_fraction = 0.5;   // starved: load share < starved_fraction / E
+  double max_vio = 1.0;            // imbalanced above this MaxVio
+  int max_dead = 0;                // imbalanced with more dead experts than this
+  double topk_share = 0.9;         // collapsed when the k busiest experts take more than this share
+  double collapsing_growth = 1.5;  // collapsing: late CV > growth x early CV ...
+  double collapsing_min_cv = 0.5;  // ... and late CV above this
+};
+
+// Router statistics accumulated over tokens (from the normalized scores p and the logits z).
+struct RouterAccumulator {
+  double tokens = 0, max_prob = 0, entropy = 0, logsumexp = 0;
+  bool has_logits = false;
+  // probs, logits: [n, E] row-major; logits may be empty (the hash router has none).
+  void add(const std::vector<float>& probs, const std::vector<float>& logits, int64_t experts);
+};
+
+struct LayerStats {
+  int64_t block = -1;  // the transformer block this MoE layer sits in
+  int64_t experts = 0, top_k = 0;
+  std::vector<int64_t> counts;  // c_i: slots assigned before capacity drops
+  std::vector<double> share;    // c_i / sum c
+  double cv = 0, max_vio = 0, entropy = 0, gini = 0, topk_share = 0, dropped_fraction = 0;
+  std::vector<int> dead, starved;  // expert indices
+  std::vector<int> busiest;        // the k most loaded experts, busiest first
+  double confidence = kNaN, router_entropy = kNaN, logit_scale = kNaN;
+  std::vector<double> similarity;  // [E, E] cosine similarity of the experts' weights (may be empty)
+  double mean_similarity = kNaN;   // mean over pairs i < j
+  int64_t domains = 0;
+  std::vector<int64_t> domain_counts;  // [domains, E] slots per (domain, expert); empty without labels
+  double domain_mi = kNaN;             // I(domain; expert) / H(domain)
+};
+
+// Fills the load metrics of `s` from counts (and dropped slots of `assigned` in all).
+void compute_load(LayerStats& s, const std::vector<int64_t>& counts, int64_t top_k, int64_t dropped,
+                  const Thresholds& t);
+void set_router(LayerStats& s, const RouterAccumulator& r);
+// gram: [E, E] dot products of the experts' flattened weights; similarity is their cosine.
+void set_similarity(LayerStats& s, const std::vector<double>& gram, size_t experts);
+// table: [domains, E] slot counts.
+void set_domains(LayerStats& s, const std::vector<int64_t>& table, int64_t domains);
+
+// The named scalar metrics of a layer, in report order (name, value); NaN when not available.
+std::vector<std::pair<std::string, double>> scalar_metrics(const LayerStats& s);
+
+struct Spread {
+  double min = kNaN, median = kNaN, p90 = kNaN, max = kNaN;
+};
+Spread spread(std::vector<double> values);  // NaNs are ignored
+
+enum class Verdict { healthy, imbalanced, collapsing, collapsed };
+const char* verdict_name(Verdict v);
+
+struct LayerVerdict {
+  Verdict verdict = Verdict::healthy;
+  std::string reason;
+};
+
+// cv_history: the layer's load CV at each logged training step (oldest first), may be empty.
+LayerVerdict judge(const LayerStats& s, const std::vector<double>& cv_history, const Thresholds& t);
+Verdict worst(const std::vector<LayerVerdict>& verdicts);
+
+// A metric for tables and reports: printf-formatted, `if_nan` where there is no value.
+std::string format_number(double v, const char* format = "%.3f", const char* if_nan = "-");
+
+// What a layer crosses of the live thresholds, as one line (empty when none is crossed).
+std::string live_warning(const LayerStats& s, const Thresholds& t);
+
+}  // namespace collapse

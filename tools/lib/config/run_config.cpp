@@ -1,0 +1,622 @@
+// Run configuration: the schema (one table of sections and fields), YAML parsing with locations,
+// overrides, emission and comparison. Contract in run_config.h; value checks are in
+// run_config_validate.cpp. Each section's fields are listed once, in schema<S>(), and every
+// operation (parse, emit, compare, list allowed keys) walks that list through a visitor.
+#include "tools/lib/config/run_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <type_traits>
+#include <utility>
+
+namespace runconfig {
+namespace {
+
+template <class T>
+using NameTable = std::vector<std::pair<T, const char*>>;
+
+const NameTable<NormKind>& names(NormKind) {
+  static const NameTable<NormKind> t{{NormKind::layernorm, "layernorm"}, {NormKind::rmsnorm, "rmsnorm"}};
+  return t;
+}
+const NameTable<PositionKind>& names(PositionKind) {
+  static const NameTable<PositionKind> t{{PositionKind::learned, "learned"}, {PositionKind::rope, "rope"}};
+  return t;
+}
+const NameTable<Activation>& names(Activation) {
+  static const NameTable<Activation> t{{Activation::gelu, "gelu"}, {Activation::swiglu, "swiglu"}};
+  return t;
+}
+const NameTable<MoeLayers>& names(MoeLayers) {
+  static const NameTable<MoeLayers> t{
+      {MoeLayers::all, "all"}, {MoeLayers::every_n, "every_n"}, {MoeLayers::none, "none"}};
+  return t;
+}
+const NameTable<RouterKind>& names(RouterKind) {
+  static const NameTable<RouterKind> t = [] {
+    NameTable<RouterKind> out;
+    for (const moe::RouterInfo& r : moe::router_infos()) out.emplace_back(r.kind, r.key);
+    return out;
+  }();
+  return t;
+}
+const NameTable<DropPolicy>& names(DropPolicy) {
+  static const NameTable<DropPolicy> t{{DropPolicy::position, "position"}, {DropPolicy::score, "score"}};
+  return t;
+}
+const NameTable<DataKind>& names(DataKind) {
+  static const NameTable<DataKind> t{
+      {DataKind::synthetic, "synthetic"}, {DataKind::text, "text"}, {DataKind::shards, "shards"}};
+  return t;
+}
+const NameTable<DecayKind>& names(DecayKind) {
+  static const NameTable<DecayKind> t{{DecayKind::cosine, "cosine"}, {DecayKind::constant, "constant"}};
+  return t;
+}
+const NameTable<DeviceKind>& names(DeviceKind) {
+  static const NameTable<DeviceKind> t{{DeviceKind::cpu, "cpu"}, {DeviceKind::cuda, "cuda"}};
+  return t;
+}
+const NameTable<PrecisionKind>& names(PrecisionKind) {
+  static const NameTable<PrecisionKind> t{{PrecisionKind::f32, "f32"}, {PrecisionKind::bf16, "bf16"}};
+  return t;
+}
+
+template <class T>
+const char* enum_name(T v) {
+  for (const auto& [value, name] : names(T{}))
+    if (value == v) return name;
+  return "?";
+}
+
+template <class T>
+std::string enum_allowed(T) {
+  std::string out;
+  for (const auto& [value, name] : names(T{})) out += (out.empty() ? "" : ", ") + std::string(name);
+  return out;
+}
+
+// ---- the schema: every section's keys, in the order they are written ----
+
+template <class S>
+struct Tag {};
+
+template <class V>
+void schema(V& v, Tag<ModelConfig>) {
+  v.field("vocab_size", &ModelConfig::vocab_size);
+  v.field("d_model", &ModelConfig::d_model);
+  v.field("n_layers", &ModelConfig::n_layers);
+  v.field("n_heads", &ModelConfig::n_heads);
+  v.field("max_seq_len", &ModelConfig::max_seq_len);
+  v.field("norm", &ModelConfig::norm);
+  v.field("norm_eps", &ModelConfig::norm_eps);
+  v.field("position", &ModelConfig::position);
+  v.field("tie_embeddings", &ModelConfig::tie_embeddings);
+  v.field("dropout", &ModelConfig::dropout);
+  v.field("d_ff", &ModelConfig::d_ff);
+  v.field("activation", &ModelConfig::activation);
+  v.field("init_std", &ModelConfig::init_std);
+  v.field("embedding_init_std", &ModelConfig::embedding_init_std);
+}
+template <class V>
+void schema(V& v, Tag<LossCoefficients>) {
+#define MOE_BALANCE_LOSS(key, needs, summary) v.field(#key, &LossCoefficients::key);
+#include "models/balance/losses.def"
+#undef MOE_BALANCE_LOSS
+}
+template <class V>
+void schema(V& v, Tag<MoeConfig>) {
+  v.field("enabled", &MoeConfig::enabled);
+  v.field("layers", &MoeConfig::layers);
+  v.field("every_n", &MoeConfig::every_n);
+  v.field("first_dense", &MoeConfig::first_dense);
+  v.field("num_experts", &MoeConfig::num_experts);
+  v.field("top_k", &MoeConfig::top_k);
+  v.field("d_expert", &MoeConfig::d_expert);
+  v.field("num_shared_experts", &MoeConfig::num_shared_experts);
+  v.field("d_shared", &MoeConfig::d_shared);
+  v.field("router", &MoeConfig::router);
+  v.field("normalize_topk", &MoeConfig::normalize_topk);
+  v.field("capacity_factor", &MoeConfig::capacity_factor);
+  v.field("drop_policy", &MoeConfig::drop_policy);
+  v.section("losses", &MoeConfig::losses);
+  v.field("bias_update_rate", &MoeConfig::bias_update_rate);
+}
+template <class V>
+void schema(V& v, Tag<DataConfig>) {
+  v.field("kind", &DataConfig::kind);
+  v.field("seed", &DataConfig::seed);
+  v.field("num_domains", &DataConfig::num_domains);
+  v.field("concentration", &DataConfig::concentration);
+  v.field("paths", &DataConfig::paths);
+  v.field("val_fraction", &DataConfig::val_fraction);
+  v.field("train_shards", &DataConfig::train_shards);
+  v.field("val_shards", &DataConfig::val_shards);
+}
+template <class V>
+void schema(V& v, Tag<OptimizerConfig>) {
+  v.field("lr", &OptimizerConfig::lr);
+  v.field("beta1", &OptimizerConfig::beta1);
+  v.field("beta2", &OptimizerConfig::beta2);
+  v.field("eps", &OptimizerConfig::eps);
+  v.field("weight_decay", &OptimizerConfig::weight_decay);
+  v.field("decay_embeddings", &OptimizerConfig::decay_embeddings);
+  v.field("decay_norms_and_biases", &OptimizerConfig::decay_norms_and_biases);
+  v.field("grad_clip", &OptimizerConfig::grad_clip);
+}
+template <class V>
+void schema(V& v, Tag<ScheduleConfig>) {
+  v.field("warmup_steps", &ScheduleConfig::warmup_steps);
+  v.field("decay", &ScheduleConfig::decay);
+  v.field("min_lr_ratio", &ScheduleConfig::min_lr_ratio);
+  v.field("total_steps", &ScheduleConfig::total_steps);
+}
+template <class V>
+void schema(V& v, Tag<TrainingConfig>) {
+  v.field("steps", &TrainingConfig::steps);
+  v.field("batch_size", &TrainingConfig::batch_size);
+  v.field("seq_len", &TrainingConfig::seq_len);
+  v.field("grad_accum", &TrainingConfig::grad_accum);
+  v.field("seed", &TrainingConfig::seed);
+  v.field("eval_every", &TrainingConfig::eval_every);
+  v.field("eval_batches", &TrainingConfig::eval_batches);
+}
+template <class V>
+void schema(V& v, Tag<LoggingConfig>) {
+  v.field("every", &LoggingConfig::every);
+  v.field("out_dir", &LoggingConfig::out_dir);
+}
+template <class V>
+void schema(V& v, Tag<CheckpointingConfig>) {
+  v.field("every", &CheckpointingConfig::every);
+  v.field("keep_last", &CheckpointingConfig::keep_last);
+}
+template <class V>
+void schema(V& v, Tag<DiagnosticsConfig>) {
+  v.field("warnings", &DiagnosticsConfig::warnings);
+  v.field("max_vio", &DiagnosticsConfig::max_vio);
+  v.field("max_dead", &DiagnosticsConfig::max_dead);
+  v.field("topk_share", &DiagnosticsConfig::topk_share);
+  v.field("dead_fraction", &DiagnosticsConfig::dead_fraction);
+  v.field("starved_fraction", &DiagnosticsConfig::starved_fraction);
+}
+template <class V>
+void schema(V& v, Tag<RunConfig>) {
+  v.section("model", &RunConfig::model);
+  v.section("moe", &RunConfig::moe);
+  v.section("data", &RunConfig::data);
+  v.section("optimizer", &RunConfig::optimizer);
+  v.section("schedule", &RunConfig::schedule);
+  v.section("training", &RunConfig::training);
+  v.section("logging", &RunConfig::logging);
+  v.section("checkpointing", &RunConfig::checkpointing);
+  v.section("diagnostics", &RunConfig::diagnostics);
+  v.field("device", &RunConfig::device);
+  v.field("precision", &RunConfig::precision);
+}
+
+// ---- visitors ----
+
+template <class S>
+struct KeyLister {
+  std::vector<std::string> keys;
+  template <class T>
+  void field(const char* key, T S::*) {
+    keys.emplace_back(key);
+  }
+  template <class Sub>
+  void section(const char* key, Sub S::*) {
+    keys.emplace_back(key);
+  }
+};
+
+template <class S>
+std::vector<std::string> keys_of() {
+  KeyLister<S> lister;
+  schema(lister, Tag<S>{});
+  return lister.keys;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+// Shortest decimal form that reads back to the same double; always looks like a float, also to
+// YAML 1.1 readers such as PyYAML, which take "1e-05" for a string but "1.0e-05" for a number.
+std::string format_double(double v) {
+  char buf[64];
+  for (int prec = 6; prec <= 17; ++prec) {
+    std::snprintf(buf, sizeof buf, "%.*g", prec, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  std::string s = buf;
+  const size_t exponent = s.find_first_of("eE");
+  if (s.find('.') == std::string::npos) s.insert(exponent == std::string::npos ? s.size() : exponent, ".0");
+  return s;
+}
+
+std::string value_text(int v) { return std::to_string(v); }
+std::string value_text(std::int64_t v) { return std::to_string(v); }
+std::string value_text(double v) { return format_double(v); }
+std::string value_text(bool v) { return v ? "true" : "false"; }
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string closest_key(const std::string& key, const std::vector<std::string>& allowed) {
+  std::string best;
+  size_t best_d = std::max<size_t>(2, key.size() / 3) + 1;
+  for (const auto& a : allowed) {
+    const size_t d = edit_distance(key, a);
+    if (d < best_d) best_d = d, best = a;
+  }
+  return best;
+}
+
+// Where values come from: a file (locations from node marks) or one override (its text).
+struct Source {
+  std::string name;
+  bool is_override = false;
+  std::string at(const YAML::Mark& mark) const {
+    if (is_override) return name;
+    if (mark.line < 0) return name;
+    return name + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
+  }
+};
+
+std::string describe(const YAML::Node& n) {
+  if (!n || n.IsNull()) return "nothing";
+  if (n.IsSequence()) return "a list";
+  if (n.IsMap()) return "a map";
+  return "'" + n.Scalar() + "'";
+}
+
+[[noreturn]] void fail(const std::string& at, const std::string& key, const std::string& what,
+                       const std::string& allowed = "") {
+  throw ConfigError(detail::error_message(at, key, what, allowed));
+}
+
+bool parse_int64(const std::string& s, std::int64_t* out) {
+  if (s.empty()) return false;
+  errno = 0;
+  char* end = nullptr;
+  const long long v = std::strtoll(s.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0' || std::isspace(static_cast<unsigned char>(s[0]))) return false;
+  *out = v;
+  return true;
+}
+
+// Paths and names must survive a round trip through to_yaml and the filesystem: well-formed
+// UTF-8 (as YAML requires) and no NUL bytes.
+bool clean_utf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const int extra = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xE ? 2 : (c >> 3) == 0x1E ? 3 : -1;
+    if (c == 0 || extra < 0 || (extra == 1 && c < 0xC2) || i + extra >= s.size() + (extra == 0 ? 1 : 0)) return false;
+    for (int k = 1; k <= extra; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+    i += static_cast<size_t>(extra) + 1;
+  }
+  return true;
+}
+
+// Reads one value of type T from a node; on failure throws naming the key.
+template <class T>
+void read_value(const YAML::Node& n, const std::string& at, const std::string& key, T* out) {
+  const bool scalar = n && n.IsScalar();
+  const std::string text = scalar ? n.Scalar() : "";
+  if constexpr (std::is_same_v<T, int> || std::is_same_v<T, std::int64_t>) {
+    std::int64_t v = 0;
+    if (!scalar || !parse_int64(text, &v)) fail(at, key, "expected an integer, got " + describe(n));
+    if (v < std::numeric_limits<T>::min() || v > std::numeric_limits<T>::max())
+      fail(at, key, "integer " + text + " is out of range");
+    *out = static_cast<T>(v);
+  } else if constexpr (std::is_same_v<T, double>) {
+    char* end = nullptr;
+    const double v = scalar && !text.empty() ? std::strtod(text.c_str(), &end) : 0.0;
+    if (!scalar || text.empty() || *end != '\0' || std::isspace(static_cast<unsigned char>(text[0])))
+      fail(at, key, "expected a number, got " + describe(n));
+    if (!std::isfinite(v)) fail(at, key, "expected a finite number, got " + describe(n));
+    *out = v;
+  } else if constexpr (std::is_same_v<T, bool>) {
+    static const std::vector<std::string> yes{"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
+    static const std::vector<std::string> no{"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
+    if (scalar && std::count(yes.begin(), yes.end(), text)) {
+      *out = true;
+    } else if (scalar && std::count(no.begin(), no.end(), text)) {
+      *out = false;
+    } else {
+      fail(at, key, "expected a boolean, got " + describe(n), "true, false");
+    }
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    if (!scalar) fail(at, key, "expected a string, got " + describe(n));
+    if (!clean_utf8(text)) fail(at, key, "expected UTF-8 text without NUL bytes");
+    *out = text;
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    if (!n || !n.IsSequence()) fail(at, key, "expected a list of strings, got " + describe(n));
+    std::vector<std::string> items;
+    for (size_t i = 0; i < n.size(); ++i) {
+      if (!n[i].IsScalar())
+        fail(at, key, "expected a list of strings, item " + std::to_string(i + 1) + " is " + describe(n[i]));
+      if (!clean_utf8(n[i].Scalar()))
+        fail(at, key, "item " + std::to_string(i + 1) + ": expected UTF-8 text without NUL bytes");
+      items.push_back(n[i].Scalar());
+    }
+    *out = std::move(items);
+  } else {
+    static_assert(std::is_enum_v<T>, "unsupported field type");
+    for (const auto& [value, name] : names(T{}))
+      if (scalar && text == name) {
+        *out = value;
+        return;
+      }
+    fail(at, key, "unknown value " + describe(n), enum_allowed(T{}));
+  }
+}
+
+template <class S>
+void parse_section(S& obj, const YAML::Node& node, const std::string& prefix, const Source& src,
+                   detail::KeyLocations& locs);
+
+// Reads the keys present in one map node into a section, recording where each was set.
+template <class S>
+struct Parser {
+  S& obj;
+  const YAML::Node& node;
+  std::string prefix;  // "moe." or "" at the top
+  const Source& src;
+  detail::KeyLocations& locs;
+
+  // The value node for key and its location (the key's when the value is null).
+  bool lookup(const char* key, YAML::Node* value, std::string* at) const {
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      if (!it->first.IsScalar() || it->first.Scalar() != key) continue;
+      *value = it->second;
+      // A null value (`key:` with nothing after it) has its mark past the line end: use the key.
+      const bool use_value = !it->second.IsNull() && it->second.Mark().line >= 0;
+      *at = src.at(use_value ? it->second.Mark() : it->first.Mark());
+      return true;
+    }
+    return false;
+  }
+  template <class T>
+  void field(const char* key, T S::*member) {
+    YAML::Node value;
+    std::string at;
+    if (!lookup(key, &value, &at)) return;
+    read_value(value, at, prefix + key, &(obj.*member));
+    locs.at[prefix + key] = at;
+  }
+  template <class Sub>
+  void section(const char* key, Sub S::*member) {
+    YAML::Node value;
+    std::string at;
+    if (!lookup(key, &value, &at)) return;
+    locs.at[prefix + key] = at;
+    parse_section(obj.*member, value, prefix + key + ".", src, locs);
+  }
+};
+
+// Checks that node is a map with only known, unique keys, then reads the keys into obj.
+template <class S>
+void parse_section(S& obj, const YAML::Node& node, const std::string& prefix, const Source& src,
+                   detail::KeyLocations& locs) {
+  const std::vector<std::string> allowed = keys_of<S>();
+  const std::string name = prefix.empty() ? "" : prefix.substr(0, prefix.size() - 1);
+  if (!node.IsMap()) {
+    if (prefix.empty()) fail(src.at(node.Mark()), "(top level)", "expected a map of sections", join(allowed));
+    fail(src.at(node.Mark()), name, "expected a map of keys, got " + describe(node), join(allowed));
+  }
+  std::set<std::string> seen;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    const std::string key = it->first.IsScalar() ? it->first.Scalar() : describe(it->first);
+    const std::string at = src.at(it->first.Mark());
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      const std::string near = closest_key(key, allowed);
+      fail(at, prefix + key, "unknown key" + (near.empty() ? "" : ", did you mean '" + near + "'?"), join(allowed));
+    }
+    if (!seen.insert(key).second) fail(at, prefix + key, "key given twice");
+  }
+  Parser<S> parser{obj, node, prefix, src, locs};
+  schema(parser, Tag<S>{});
+}
+
+// Writes every key of a section into an emitter map.
+template <class S>
+struct Emitter {
+  const S& obj;
+  YAML::Emitter& out;
+  template <class T>
+  void field(const char* key, T S::*member) {
+    out << YAML::Key << key << YAML::Value;
+    const T& v = obj.*member;
+    if constexpr (std::is_enum_v<T>) {
+      out << enum_name(v);
+    } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+      out << YAML::Flow << YAML::BeginSeq;
+      for (const auto& s : v) out << s;
+      out << YAML::EndSeq;
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      out << YAML::DoubleQuoted << v;
+    } else {
+      out << value_text(v);
+    }
+  }
+  template <class Sub>
+  void section(const char* key, Sub S::*member) {
+    out << YAML::Key << key << YAML::Value << YAML::BeginMap;
+    Emitter<Sub> inner{obj.*member, out};
+    schema(inner, Tag<Sub>{});
+    out << YAML::EndMap;
+  }
+};
+
+// Collects the dotted keys whose values differ between two configs.
+template <class S>
+struct Differ {
+  const S& a;
+  const S& b;
+  std::string prefix;
+  std::vector<std::string>& out;
+  template <class T>
+  void field(const char* key, T S::*member) {
+    if (!(a.*member == b.*member)) out.push_back(prefix + key);
+  }
+  template <class Sub>
+  void section(const char* key, Sub S::*member) {
+    Differ<Sub> inner{a.*member, b.*member, prefix + key + ".", out};
+    schema(inner, Tag<Sub>{});
+  }
+};
+
+// Turns `a.b.c=value` into the map {a: {b: {c: value}}} so it parses like a file fragment.
+YAML::Node override_node(const std::string& text, const std::string& at) {
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) fail(at, text, "an override must look like KEY.PATH=VALUE");
+  const std::string path = text.substr(0, eq);
+  std::vector<std::string> parts;
+  std::stringstream ss(path);
+  for (std::string part; std::getline(ss, part, '.');) parts.push_back(part);
+  if (path.back() == '.' || std::count(parts.begin(), parts.end(), std::string())) {
+    fail(at, path, "empty part in the key path");
+  }
+  YAML::Node value;
+  try {
+    value = YAML::Load(text.substr(eq + 1));
+  } catch (const YAML::ParserException& e) {
+    fail(at, path, "the value is not valid YAML: " + e.msg);
+  }
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+    YAML::Node map(YAML::NodeType::Map);
+    map[*it] = value;
+    value = map;
+  }
+  return value;
+}
+
+}  // namespace
+
+const char* to_string(NormKind v) { return enum_name(v); }
+const char* to_string(PositionKind v) { return enum_name(v); }
+const char* to_string(Activation v) { return enum_name(v); }
+const char* to_string(MoeLayers v) { return enum_name(v); }
+const char* to_string(RouterKind v) { return enum_name(v); }
+const char* to_string(DropPolicy v) { return enum_name(v); }
+const char* to_string(DataKind v) { return enum_name(v); }
+const char* to_string(DecayKind v) { return enum_name(v); }
+const char* to_string(DeviceKind v) { return enum_name(v); }
+const char* to_string(PrecisionKind v) { return enum_name(v); }
+
+double LossCoefficients::of(const std::string& key) const {
+#define MOE_BALANCE_LOSS(name, needs, summary) \
+  if (key == #name) return name;
+#include "models/balance/losses.def"
+#undef MOE_BALANCE_LOSS
+  throw std::out_of_range("LossCoefficients: no balance loss '" + key + "'");
+}
+
+namespace detail {
+
+std::string error_message(const std::string& location, const std::string& key, const std::string& what,
+                          const std::string& allowed) {
+  std::string msg = location + ": " + key + ": " + what;
+  if (!allowed.empty()) msg += " (allowed: " + allowed + ")";
+  return msg;
+}
+
+std::string KeyLocations::find(const std::vector<std::string>& keys) const {
+  for (const auto& k : keys)
+    if (auto it = at.find(k); it != at.end()) return it->second;
+  if (!keys.empty()) {
+    for (std::string k = keys.front(); k.find('.') != std::string::npos;) {
+      k = k.substr(0, k.rfind('.'));
+      if (auto it = at.find(k); it != at.end()) return it->second;
+    }
+  }
+  return source;
+}
+
+}  // namespace detail
+
+RunConfig parse_run_config(const std::string& yaml_text, const std::string& source_name,
+                           const std::vector<std::string>& overrides, const CudaProbe& cuda_available) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(source_name + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
+                      ": YAML syntax error: " + e.msg);
+  }
+  RunConfig cfg;
+  detail::KeyLocations locs;
+  locs.source = source_name;
+  if (root && !root.IsNull()) parse_section(cfg, root, "", Source{source_name, false}, locs);
+  for (const auto& text : overrides) {
+    const Source src{"override '" + text + "'", true};
+    parse_section(cfg, override_node(text, src.name), "", src, locs);
+  }
+  detail::validate(cfg, locs, cuda_available);
+  return cfg;
+}
+
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides,
+                          const CudaProbe& cuda_available) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw ConfigError(path + ": is a directory, not a config file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw ConfigError(path + ": cannot open the config file: " + std::strerror(errno));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError(path + ": cannot read the config file");
+  return parse_run_config(text.str(), path, overrides, cuda_available);
+}
+
+std::string to_yaml(const RunConfig& cfg) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  Emitter<RunConfig> emitter{cfg, out};
+  schema(emitter, Tag<RunConfig>{});
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::vector<std::string> keys_differing(const RunConfig& a, const RunConfig& b) {
+  std::vector<std::string> out;
+  Differ<RunConfig> differ{a, b, "", out};
+  schema(differ, Tag<RunConfig>{});
+  return out;
+}
+
+bool operator==(const RunConfig& a, const RunConfig& b) { return keys_differing(a, b).empty(); }
+
+bool fixed_on_resume(const std::string& key) {
+  return key.rfind("model.", 0) == 0 || key.rfind("moe.", 0) == 0 || key.rfind("data.", 0) == 0 ||
+         key == "training.seed";
+}
+
+}  // namespace runconfig

@@ -1,0 +1,56 @@
+// moe-diagnose's library: runs a checkpoint's model on evaluation batches, computes every
+// collapse metric per MoE layer, reads the training history stored in the checkpoint, and
+// judges each layer (healthy, imbalanced, collapsing, collapsed) with the config's thresholds.
+// Optionally compares with a second checkpoint on the same batches (routing stability).
+#pragma once
+#include <map>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "tools/lib/collapse/metrics.h"
+
+namespace diagnose {
+
+struct Options {
+  std::string data;  // empty: the checkpoint's own data config; a .yaml config; a token shard (.bin); a text file
+  int batches = 8;
+  std::string compare;  // a second checkpoint, or empty
+};
+
+struct LayerResult {
+  collapse::LayerStats stats;  // on the evaluation batches
+  collapse::LayerVerdict verdict;
+  std::vector<double> cv_history;  // load CV at each logged training step
+};
+
+struct Comparison {
+  std::string other;
+  int64_t other_step = 0;
+  double top1_changed = 0;  // over all layers' tokens
+  std::vector<double> top1_changed_per_layer;
+  std::vector<std::vector<std::pair<std::string, double>>> delta;  // per layer: metric, other - this
+};
+
+struct Result {
+  std::string checkpoint, router, data_description;
+  int64_t step = 0, experts = 0, top_k = 0, tokens = 0;
+  int batches = 0;
+  collapse::Thresholds thresholds;
+  std::vector<LayerResult> layers;
+  collapse::Verdict overall = collapse::Verdict::healthy;
+  std::vector<std::pair<std::string, collapse::Spread>> spread;  // each scalar metric across layers
+  std::vector<int64_t> history_steps;
+  std::vector<int64_t> history_counts;  // [logged step][layer][expert]
+  std::optional<Comparison> compare;
+};
+
+// Throws std::runtime_error (bad file, bad data) with a message naming what is wrong.
+Result run(const std::string& checkpoint, const Options& options);
+
+int exit_status(const Result& r);  // 0 healthy, 3 otherwise
+void print_table(const Result& r, std::ostream& out);
+void write_json(const Result& r, std::ostream& out);
+
+}  // namespace diagnose

@@ -1,0 +1,163 @@
+#include "tools/lib/train/metrics_log.h"
+
+#include <cmath>
+#include <filesystem>
+#include <iomanip>
+#include <sstream>
+#include <stdexcept>
+
+namespace train {
+
+// JSON has no NaN or Infinity: such values are written as null.
+std::string json_number(double v) {
+  if (!std::isfinite(v)) return "null";
+  std::ostringstream s;
+  s << std::setprecision(8) << v;
+  return s.str();
+}
+
+MetricsLog::MetricsLog(std::vector<std::string> term_names, int64_t layers, int64_t experts)
+    : term_names_(std::move(term_names)) {
+  history_.layers = layers;
+  history_.experts = experts;
+}
+
+void MetricsLog::set_history(const ckpt::MetricsHistory& h) {
+  if (h.layers != history_.layers || h.experts != history_.experts)
+    throw std::runtime_error("metrics history has " + std::to_string(h.layers) + " layers x " +
+                             std::to_string(h.experts) + " experts, the model " + std::to_string(history_.layers) +
+                             " x " + std::to_string(history_.experts));
+  history_ = h;
+}
+
+void MetricsLog::open(const std::string& dir) {
+  jsonl_.reset();
+  csv_.reset();
+  if (dir.empty()) return;
+  const std::filesystem::path out(dir);
+  std::filesystem::create_directories(out);
+  jsonl_ = std::make_unique<std::ofstream>(out / "metrics.jsonl");
+  csv_ = std::make_unique<std::ofstream>(out / "metrics.csv");
+  if (!*jsonl_ || !*csv_) throw std::runtime_error("moe-train: cannot write metrics into " + out.string());
+  *csv_ << "step,loss,ce,lr,grad_norm,tokens_per_s,dropped";
+  for (const std::string& name : term_names_) *csv_ << "," << name;
+  for (int64_t l = 0; l < history_.layers; ++l)
+    for (int64_t e = 0; e < history_.experts; ++e) *csv_ << ",moe" << l << "_expert" << e;
+  *csv_ << "\n";
+  // Evaluations come right after the step they follow, as they were logged.
+  size_t next_eval = 0;
+  for (size_t i = 0; i < history_.size(); ++i) {
+    write_step(i);
+    while (next_eval < history_.eval_step.size() && history_.eval_step[next_eval] <= history_.step[i])
+      write_eval(next_eval++);
+  }
+  while (next_eval < history_.eval_step.size()) write_eval(next_eval++);
+  jsonl_->flush();
+  csv_->flush();
+}
+
+void MetricsLog::record_step(const StepMetrics& m) {
+  ckpt::MetricsHistory& h = history_;
+  h.step.push_back(m.step);
+  h.loss.push_back(m.loss);
+  h.ce.push_back(m.ce);
+  h.lr.push_back(m.lr);
+  h.grad_norm.push_back(m.grad_norm);
+  h.tokens_per_s.push_back(m.tokens_per_second);
+  h.dropped.push_back(m.dropped);
+  for (const std::string& name : term_names_) {
+    auto it = m.terms.find(name);
+    if (it == m.terms.end()) continue;
+    std::vector<double>& column = h.terms[name];
+    column.resize(h.size() - 1, std::nan(""));  // a term that appears late (never, for ours) is padded
+    column.push_back(it->second);
+  }
+  for (int64_t l = 0; l < h.layers; ++l)
+    for (int64_t e = 0; e < h.experts; ++e) h.expert_counts.push_back(m.counts.at(l).at(e));
+  if (static_cast<int64_t>(m.layers.size()) == h.layers && h.layers > 0)
+    for (const collapse::LayerStats& s : m.layers)
+      for (const auto& [name, value] : collapse::scalar_metrics(s)) {
+        std::vector<double>& column = h.layer_metrics[name];
+        column.resize((h.size() - 1) * h.layers + (&s - m.layers.data()), collapse::kNaN);
+        column.push_back(value);
+      }
+  for (auto& [name, column] : h.layer_metrics) column.resize(h.size() * h.layers, collapse::kNaN);  // a step without them
+  if (jsonl_) {
+    write_step(h.size() - 1);
+    jsonl_->flush();
+    csv_->flush();
+  }
+}
+
+void MetricsLog::record_eval(int64_t step, double loss) {
+  history_.eval_step.push_back(step);
+  history_.eval_loss.push_back(loss);
+  if (jsonl_) {
+    write_eval(history_.eval_step.size() - 1);
+    jsonl_->flush();
+  }
+}
+
+void MetricsLog::write_step(size_t i) {
+  const ckpt::MetricsHistory& h = history_;
+  std::ofstream& j = *jsonl_;
+  j << std::setprecision(8) << "{\"step\": " << h.step[i] << ", \"loss\": " << h.loss[i] << ", \"ce\": " << h.ce[i]
+    << ", \"lr\": " << h.lr[i] << ", \"grad_norm\": " << h.grad_norm[i] << ", \"tokens_per_s\": " << h.tokens_per_s[i]
+    << ", \"dropped\": " << h.dropped[i] << ", \"terms\": {";
+  bool first = true;
+  for (const auto& [name, column] : h.terms) {
+    j << (first ? "" : ", ") << "\"" << name << "\": " << json_number(column[i]);
+    first = false;
+  }
+  j << "}, \"expert_counts\": [";
+  const int64_t* counts = h.expert_counts.data() + i * h.layers * h.experts;
+  for (int64_t l = 0; l < h.layers; ++l) {
+    j << (l ? ", " : "") << "[";
+    for (int64_t e = 0; e < h.experts; ++e) j << (e ? ", " : "") << counts[l * h.experts + e];
+    j << "]";
+  }
+  j << "]";
+  if (!h.layer_metrics.empty()) {
+    j << ", \"layers\": [";
+    for (int64_t l = 0; l < h.layers; ++l) {
+      j << (l ? ", " : "") << "{";
+      bool first_metric = true;
+      for (const auto& [name, column] : h.layer_metrics) {
+        const size_t at = i * static_cast<size_t>(h.layers) + static_cast<size_t>(l);
+        j << (first_metric ? "" : ", ") << "\"" << name << "\": " << json_number(at < column.size() ? column[at] : NAN);
+        first_metric = false;
+      }
+      j << "}";
+    }
+    j << "], \"across_layers\": {";
+    bool first_metric = true;
+    for (const auto& [name, column] : h.layer_metrics) {
+      const auto begin = column.begin() + static_cast<std::ptrdiff_t>(i * h.layers);
+      const collapse::Spread s = collapse::spread(std::vector<double>(begin, begin + h.layers));
+      j << (first_metric ? "" : ", ") << "\"" << name << "\": {\"min\": " << json_number(s.min)
+        << ", \"median\": " << json_number(s.median) << ", \"p90\": " << json_number(s.p90)
+        << ", \"max\": " << json_number(s.max) << "}";
+      first_metric = false;
+    }
+    j << "}";
+  }
+  j << "}\n";
+
+  std::ofstream& c = *csv_;
+  c << std::setprecision(8) << h.step[i] << "," << h.loss[i] << "," << h.ce[i] << "," << h.lr[i] << ","
+    << h.grad_norm[i] << "," << h.tokens_per_s[i] << "," << h.dropped[i];
+  for (const std::string& name : term_names_) {
+    auto it = h.terms.find(name);
+    c << ",";
+    if (it != h.terms.end()) c << it->second[i];
+  }
+  for (int64_t k = 0; k < h.layers * h.experts; ++k) c << "," << counts[k];
+  c << "\n";
+}
+
+void MetricsLog::write_eval(size_t i) {
+  *jsonl_ << "{\"step\": " << history_.eval_step[i] << ", \"eval_loss\": " << json_number(history_.eval_loss[i])
+          << ", \"eval_perplexity\": " << json_number(std::exp(history_.eval_loss[i])) << "}\n";
+}
+
+}  // namespace train

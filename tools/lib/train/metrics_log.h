@@ -1,0 +1,52 @@
+// The run's metrics: an in-memory history (what checkpoints store under /metrics) and its two
+// file views, DIR/metrics.jsonl and DIR/metrics.csv, one line per logged step (csv) or per
+// logged step and evaluation (jsonl). Both files are always a rendering of the history: a
+// resumed run rewrites them from the checkpoint's history, so lines logged after that
+// checkpoint by the interrupted run do not appear twice.
+#pragma once
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tools/lib/checkpoint/checkpoint.h"
+#include "tools/lib/collapse/metrics.h"
+
+namespace train {
+
+struct StepMetrics {
+  int64_t step = 0;
+  double loss = 0, ce = 0, lr = 0, grad_norm = 0, tokens_per_second = 0;
+  std::map<std::string, double> terms;       // balance terms, averaged over micro-batches
+  std::vector<std::vector<int64_t>> counts;  // [MoE layer][expert], summed over micro-batches
+  int64_t dropped = 0;
+  std::vector<collapse::LayerStats> layers;  // collapse metrics per MoE layer (log steps only)
+};
+
+std::string json_number(double v);  // finite: the number; NaN or Inf: null
+
+class MetricsLog {
+ public:
+  // term_names: every balance term in log order (csv columns); layers x experts: the counts.
+  MetricsLog(std::vector<std::string> term_names, int64_t layers, int64_t experts);
+
+  // Starts writing the files into `dir` (empty: keep the history only), rendering what the
+  // history already holds.
+  void open(const std::string& dir);
+  void record_step(const StepMetrics& m);
+  void record_eval(int64_t step, double loss);
+
+  const ckpt::MetricsHistory& history() const { return history_; }
+  void set_history(const ckpt::MetricsHistory& h);  // throws when its layers or experts differ
+
+ private:
+  void write_step(size_t index);
+  void write_eval(size_t index);
+
+  std::vector<std::string> term_names_;
+  ckpt::MetricsHistory history_;
+  std::unique_ptr<std::ofstream> jsonl_, csv_;
+};
+
+}  // namespace train

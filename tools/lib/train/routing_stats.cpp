@@ -1,0 +1,69 @@
+#include "tools/lib/train/routing_stats.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace train {
+
+using engine::Tensor;
+
+collapse::Thresholds thresholds_from(const runconfig::DiagnosticsConfig& c) {
+  collapse::Thresholds t;
+  t.max_vio = c.max_vio;
+  t.max_dead = c.max_dead;
+  t.topk_share = c.topk_share;
+  t.dead_fraction = c.dead_fraction;
+  t.starved_fraction = c.starved_fraction;
+  return t;
+}
+
+RoutingObserver::RoutingObserver(int64_t experts, int64_t top_k, int64_t domains, bool keep_top1)
+    : experts_(experts),
+      top_k_(top_k),
+      domains_(domains),
+      keep_top1_(keep_top1),
+      counts_(static_cast<size_t>(experts), 0),
+      domain_table_(static_cast<size_t>(std::max<int64_t>(domains, 0) * experts), 0) {}
+
+void RoutingObserver::add(const moe::Routing& r, const std::vector<int32_t>& sequence_domains, int64_t seq_len) {
+  for (size_t e = 0; e < r.counts.size() && e < counts_.size(); ++e) counts_[e] += r.counts[e];
+  dropped_ += r.dropped;
+  if (domains_ > 0)
+    for (size_t m = 0; m < r.assigned_expert.size(); ++m) {
+      const size_t sequence = static_cast<size_t>(r.assigned_token[m] / seq_len);
+      const int32_t d = sequence < sequence_domains.size() ? sequence_domains[sequence] : -1;
+      if (d >= 0 && d < domains_) ++domain_table_[static_cast<size_t>(d * experts_ + r.assigned_expert[m])];
+    }
+  if (!r.probs.defined()) return;
+  const std::vector<float> probs = r.probs.to_float_vector();
+  router_.add(probs, r.logits.defined() ? r.logits.to_float_vector() : std::vector<float>{}, experts_);
+  if (keep_top1_)
+    for (size_t t = 0; t < probs.size() / static_cast<size_t>(experts_); ++t) {
+      const float* p = probs.data() + t * experts_;
+      top1_.push_back(static_cast<int32_t>(std::max_element(p, p + experts_) - p));
+    }
+}
+
+collapse::LayerStats RoutingObserver::stats(int64_t block, const collapse::Thresholds& t) const {
+  collapse::LayerStats s;
+  s.block = block;
+  collapse::compute_load(s, counts_, top_k_, dropped_, t);
+  collapse::set_router(s, router_);
+  if (domains_ > 0) collapse::set_domains(s, domain_table_, domains_);
+  return s;
+}
+
+void set_expert_similarity(collapse::LayerStats& s, const moe::MoeLayer& layer) {
+  engine::NoGradScope no_grad;
+  std::vector<Tensor> rows;
+  for (const moe::ExpertMlp& e : layer.experts()) {
+    std::vector<Tensor> parts;
+    for (const Tensor* t : {&e.w1, &e.b1, &e.w2, &e.b2, &e.w_up})
+      if (t->defined()) parts.push_back(engine::reshape(*t, {1, t->numel()}));
+    rows.push_back(engine::concat(parts, 1));
+  }
+  const Tensor w = engine::concat(rows, 0);  // [E, P]
+  collapse::set_similarity(s, engine::matmul(w, w, false, true).to_vector(), rows.size());
+}
+
+}  // namespace train

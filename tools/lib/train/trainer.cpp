@@ -1,0 +1,274 @@
+#include "tools/lib/train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+#include <stdexcept>
+
+#include "tools/lib/assemble/assemble.h"
+
+namespace train {
+
+using namespace engine;
+namespace rc = runconfig;
+
+namespace {
+
+// Norms, biases and embeddings are excluded from weight decay unless the config says otherwise.
+bool decays(const std::string& name, const moe::NamedParam& p, const rc::OptimizerConfig& o) {
+  const bool embedding = name.find("embedding") != std::string::npos;
+  if (embedding) return o.decay_embeddings;
+  if (!p.decay) return o.decay_norms_and_biases;
+  return true;
+}
+
+std::vector<std::string> balance_term_names() {
+  std::vector<std::string> names;
+  for (const moe::BalanceLoss& bl : moe::balance_losses()) names.push_back(bl.name);
+  return names;
+}
+
+std::string format_duration(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds + 0.5);
+  std::ostringstream out;
+  out << s / 60 << ":" << std::setw(2) << std::setfill('0') << s % 60;
+  return out.str();
+}
+
+}  // namespace
+
+Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::unique_ptr<data::TokenSource> train_source)
+    : config_(config),
+      progress_(progress),
+      model_(std::make_unique<moe::TransformerLM>(assemble::model_config(config))),
+      metrics_(balance_term_names(), static_cast<int64_t>(model_->moe_layers().size()), config.moe.num_experts) {
+  for (int64_t l = 0; l < model_->config().n_layers; ++l)
+    if (moe::is_moe_layer(model_->config(), l)) moe_blocks_.push_back(l);
+  std::vector<ParamGroupEntry> groups;
+  for (const moe::NamedParam& p : model_->params().all()) {
+    groups.push_back({p.name, p.tensor, decays(p.name, p, config.optimizer)});
+    params_.push_back(p.tensor);
+  }
+  AdamWConfig opt;
+  opt.lr = config.optimizer.lr;
+  opt.beta1 = config.optimizer.beta1;
+  opt.beta2 = config.optimizer.beta2;
+  opt.eps = config.optimizer.eps;
+  opt.weight_decay = config.optimizer.weight_decay;
+  optimizer_ = std::make_unique<AdamW>(groups, opt);
+  schedule_.base_lr = config.optimizer.lr;
+  schedule_.warmup_steps = config.schedule.warmup_steps;
+  schedule_.total_steps = config.schedule.total_steps > 0 ? config.schedule.total_steps : config.training.steps;
+  schedule_.decay = config.schedule.decay == rc::DecayKind::cosine ? LrSchedule::cosine : LrSchedule::constant;
+  schedule_.min_lr_ratio = config.schedule.min_lr_ratio;
+  schedule_.validate();
+  train_data_ = train_source ? std::move(train_source) : assemble::data_source(config, false);
+  eval_data_ = assemble::data_source(config, true);
+  progress_ << "moe-train: " << model_->params().count_elements() << " parameters, " << model_->moe_layers().size()
+            << " MoE layers" << (config.logging.out_dir.empty() ? "" : ", writing " + config.logging.out_dir) << "\n";
+}
+
+// The run folder is touched only once the run is known to be good: a fresh start, or after a
+// checkpoint was checked and restored; a refused resume leaves the folder as it was.
+void Trainer::open_outputs() {
+  if (outputs_open_ || config_.logging.out_dir.empty()) return;
+  const std::filesystem::path out(config_.logging.out_dir);
+  if (!resumed_) {
+    const auto existing = checkpoint_steps(checkpoint_dir());
+    if (!existing.empty())
+      throw ckpt::CheckpointError(checkpoint_dir() + " holds checkpoints of an earlier run (newest: step " +
+                                  std::to_string(existing.back()) +
+                                  "); continue it with --resume latest, or use another --out or delete them");
+  }
+  std::filesystem::create_directories(out);
+  std::ofstream(out / "config.yaml") << rc::to_yaml(config_);
+  metrics_.open(config_.logging.out_dir);
+  outputs_open_ = true;
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::check_finite(const moe::ForwardResult& out) const {
+  auto finite = [](const Tensor& t) {
+    for (double v : t.to_vector())
+      if (!std::isfinite(v)) return false;
+    return true;
+  };
+  for (const moe::NamedParam& p : model_->params().all())
+    if (!finite(p.tensor)) throw NonFiniteError("parameter " + p.name + " holds NaN or Inf");
+  if (!finite(out.logits)) throw NonFiniteError("the logits hold NaN or Inf (parameters are finite)");
+  if (!std::isfinite(out.ce.item())) throw NonFiniteError("the cross-entropy is not finite");
+  for (const auto& [name, value] : out.terms)
+    if (!std::isfinite(value)) throw NonFiniteError("balance term " + name + " is not finite");
+  throw NonFiniteError("the loss is not finite");
+}
+
+void Trainer::check_finite_gradients() const {
+  for (const moe::NamedParam& p : model_->params().all()) {
+    const Tensor g = p.tensor.grad();
+    if (!g.defined()) continue;
+    for (double v : g.to_vector())
+      if (!std::isfinite(v)) throw NonFiniteError("gradient of " + p.name + " holds NaN or Inf");
+  }
+  throw NonFiniteError("the gradient norm is not finite");
+}
+
+StepMetrics Trainer::step() {
+  const auto start = std::chrono::steady_clock::now();
+  const rc::TrainingConfig& t = config_.training;
+  StepMetrics m;
+  m.step = step_ + 1;
+  m.lr = schedule_.lr_at(m.step);
+  std::vector<moe::MoeLayer*> layers = model_->moe_layers();
+  m.counts.assign(layers.size(), std::vector<int64_t>(config_.moe.num_experts, 0));
+  const double micro = 1.0 / t.grad_accum;
+  // A step that fails leaves the data and generators where it found them, so a diagnostic
+  // checkpoint replays exactly the failing step.
+  const data::LoaderCursor cursor = train_data_->cursor();
+  const Generator noise = model_->noise_generator(), dropout = model_->dropout_generator();
+  auto rewind = [&] {
+    clear_tape();
+    optimizer_->zero_grad();
+    train_data_->restore(cursor);
+    model_->noise_generator() = noise;
+    model_->dropout_generator() = dropout;
+  };
+  // At log steps the collapse metrics come from what the routers already computed.
+  std::vector<RoutingObserver> observers;
+  if (is_log_step(m.step))
+    for (size_t l = 0; l < layers.size(); ++l)
+      observers.emplace_back(config_.moe.num_experts, layers[l]->config().router.top_k, domain_count());
+  for (int a = 0; a < t.grad_accum; ++a) {
+    data::Batch batch = train_data_->next_batch(t.batch_size, t.seq_len);
+    moe::ForwardResult out = model_->forward(batch.inputs, batch.targets, true);
+    const double loss = out.loss.item();
+    if (!std::isfinite(loss)) {
+      rewind();
+      check_finite(out);
+    }
+    {
+      StageTimer stage("backward");
+      backward(scale(out.loss, micro));  // the step's gradient is the mean over micro-batches
+    }
+    m.loss += loss * micro;
+    m.ce += out.ce.item() * micro;
+    for (const auto& [name, value] : out.terms) m.terms[name] += value * micro;
+    for (size_t l = 0; l < out.routings.size(); ++l) {
+      for (size_t e = 0; e < out.routings[l].counts.size(); ++e) m.counts[l][e] += out.routings[l].counts[e];
+      m.dropped += out.routings[l].dropped;
+      if (!observers.empty()) {
+        StageTimer diagnostics_stage("diagnostics");
+        observers[l].add(out.routings[l], batch.domains, t.seq_len);
+      }
+    }
+  }
+  StageTimer optimizer_stage("optimizer");
+  m.grad_norm = clip_grad_norm(params_, config_.optimizer.grad_clip);
+  if (!std::isfinite(m.grad_norm)) {
+    try {
+      check_finite_gradients();
+    } catch (...) {
+      rewind();
+      throw;
+    }
+  }
+  if (!observers.empty()) {
+    StageTimer diagnostics_stage("diagnostics");
+    const collapse::Thresholds thresholds = thresholds_from(config_.diagnostics);
+    for (size_t l = 0; l < observers.size(); ++l) {
+      m.layers.push_back(observers[l].stats(moe_blocks_[l], thresholds));
+      set_expert_similarity(m.layers.back(), *layers[l]);
+    }
+  }
+  optimizer_->step(m.lr);
+  optimizer_->zero_grad();
+  for (size_t l = 0; l < layers.size(); ++l) layers[l]->update_bias(m.counts[l]);
+  step_ = m.step;
+  last_lr_ = m.lr;
+  tokens_seen_ += static_cast<int64_t>(t.batch_size) * t.seq_len * t.grad_accum;
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  elapsed_seconds_ += seconds;
+  m.tokens_per_second = static_cast<double>(t.batch_size) * t.seq_len * t.grad_accum / seconds;
+  return m;
+}
+
+double Trainer::evaluate() {
+  NoGradScope no_grad;
+  double total = 0;
+  for (int b = 0; b < config_.training.eval_batches; ++b) {
+    data::Batch batch = eval_data_->next_batch(config_.training.batch_size, config_.training.seq_len);
+    total += model_->forward(batch.inputs, batch.targets, false).ce.item();
+  }
+  return total / config_.training.eval_batches;
+}
+
+void Trainer::log(const StepMetrics& m) {
+  std::ostringstream line;
+  line << "step " << m.step << "/" << config_.training.steps << " | loss " << std::fixed << std::setprecision(4)
+       << m.loss << " ce " << m.ce;
+  for (const auto& [name, value] : m.terms) line << " " << name << " " << std::setprecision(4) << value;
+  const double eta = elapsed_seconds_ / static_cast<double>(m.step - start_step_) * (config_.training.steps - m.step);
+  line << " | lr " << std::scientific << std::setprecision(2) << m.lr << std::fixed << std::setprecision(0) << " | "
+       << m.tokens_per_second << " tok/s | ETA " << format_duration(eta);
+  progress_ << line.str() << std::endl;  // flushed: progress shows up in redirected logs too
+  warn_on_collapse(m);
+  metrics_.record_step(m);
+}
+
+bool Trainer::is_log_step(int64_t step) const {
+  return step == 1 || step % config_.logging.every == 0 || step == config_.training.steps;
+}
+
+int64_t Trainer::domain_count() const {
+  return config_.data.kind == rc::DataKind::synthetic ? config_.data.num_domains : 0;
+}
+
+// One line when a layer newly crosses a threshold (or crosses a different set of them), so a
+// collapse that persists is reported once, not at every log step.
+void Trainer::warn_on_collapse(const StepMetrics& m) {
+  if (!config_.diagnostics.warnings) return;
+  const collapse::Thresholds t = thresholds_from(config_.diagnostics);
+  warned_.resize(m.layers.size(), 0);
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    const collapse::LayerStats& s = m.layers[l];
+    const int crossed = (s.max_vio > t.max_vio ? 1 : 0) | (static_cast<int>(s.dead.size()) > t.max_dead ? 2 : 0) |
+                        (s.experts > s.top_k && s.topk_share > t.topk_share ? 4 : 0);
+    if (crossed != 0 && crossed != warned_[l])
+      progress_ << "warning: step " << m.step << ", MoE layer " << l << " (block " << s.block
+                << "): " << collapse::live_warning(s, t) << std::endl;
+    warned_[l] = crossed;
+  }
+}
+
+RunEnd Trainer::run(const std::atomic<bool>* stop) {
+  open_outputs();
+  const rc::TrainingConfig& t = config_.training;
+  const int every = config_.checkpointing.every;
+  while (step_ < t.steps) {
+    StepMetrics m;
+    try {
+      m = step();
+    } catch (const NonFiniteError& e) {
+      const std::string path = config_.logging.out_dir.empty() ? "" : save_checkpoint(e.what());
+      throw NonFiniteError("training stopped at step " + std::to_string(step_ + 1) + ": " + e.what() +
+                           (path.empty() ? "" : "; diagnostic checkpoint (state before that step): " + path));
+    }
+    if (is_log_step(m.step)) log(m);
+    if ((t.eval_every > 0 && m.step % t.eval_every == 0) || m.step == t.steps) {
+      const double loss = evaluate();
+      progress_ << "eval at step " << step_ << " | loss " << std::fixed << std::setprecision(4) << loss
+                << " perplexity " << std::setprecision(2) << std::exp(loss) << std::endl;
+      metrics_.record_eval(step_, loss);
+    }
+    const bool stopping = stop && stop->load();
+    if (!config_.logging.out_dir.empty() && ((every > 0 && m.step % every == 0) || m.step == t.steps || stopping))
+      progress_ << "checkpoint: " << save_checkpoint() << std::endl;
+    if (stopping) return step_ >= t.steps ? RunEnd::finished : RunEnd::stopped;
+  }
+  return RunEnd::finished;
+}
+
+}  // namespace train

@@ -1,0 +1,95 @@
+// The training loop behind moe-train: builds the model and data from a RunConfig, runs AdamW
+// steps (gradient accumulation, global-norm clipping, warm-up + cosine schedule, loss-free bias
+// updates), evaluates on the validation split, prints a progress line, keeps the metrics
+// (tools/lib/train/metrics_log.h) and saves checkpoints (tools/lib/checkpoint/checkpoint.h) into
+// OUT/checkpoints/step_NNNNNNNN.h5, keeping the last K.
+//
+// Resuming (resume()) restores everything a step depends on: parameters, AdamW moments and
+// step count, loss-free biases, the router-noise and dropout generators, both data cursors, the
+// step and the metrics history; on the CPU the continued run is bit-identical to one that never
+// stopped. A checkpoint whose model or moe keys differ from the config is refused, naming them.
+//
+// A non-finite loss or gradient stops training with NonFiniteError naming the first tensor
+// where it appeared (a parameter, the logits, a loss term, or a parameter's gradient), after a
+// diagnostic checkpoint (OUT/checkpoints/diagnostic_step_N.h5) has been saved.
+#pragma once
+#include <atomic>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "data/batch.h"
+#include "engine/engine.h"
+#include "models/transformer.h"
+#include "tools/lib/checkpoint/checkpoint.h"
+#include "tools/lib/train/metrics_log.h"
+#include "tools/lib/train/routing_stats.h"
+#include "tools/lib/config/run_config.h"
+
+namespace train {
+
+class NonFiniteError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class RunEnd { finished, stopped };  // stopped: the stop flag was raised, a checkpoint saved
+
+class Trainer {
+ public:
+  // train_source replaces the config's training data when given (moe-refcheck feeds one fixed
+  // batch). An empty logging.out_dir writes no files (progress still goes to `progress`).
+  Trainer(const runconfig::RunConfig& config, std::ostream& progress,
+          std::unique_ptr<data::TokenSource> train_source = nullptr);
+  ~Trainer();
+
+  StepMetrics step();  // one optimizer step; throws NonFiniteError (nothing updated)
+  double evaluate();   // mean cross-entropy over eval_batches validation batches
+  // All remaining steps with logging, evaluation and checkpoints. When *stop becomes true (a
+  // signal handler sets it), the current step finishes, a checkpoint is saved and run returns.
+  RunEnd run(const std::atomic<bool>* stop = nullptr);
+
+  // Checkpoints.
+  ckpt::Checkpoint snapshot(const std::string& diagnostic = "") const;
+  void restore(const ckpt::Checkpoint& c, const std::string& source);  // source names the file in errors
+  void resume(const std::string& path);  // read, compare configs (refuse model changes), restore
+  std::string save_checkpoint(const std::string& diagnostic = "");  // returns the path written
+  std::string checkpoint_dir() const;
+
+  int64_t steps_done() const { return step_; }
+  moe::TransformerLM& model() { return *model_; }
+  const MetricsLog& metrics() const { return metrics_; }
+
+ private:
+  void log(const StepMetrics& m);
+  void open_outputs();
+  bool is_log_step(int64_t step) const;
+  int64_t domain_count() const;
+  void warn_on_collapse(const StepMetrics& m);
+  void check_finite(const moe::ForwardResult& out) const;
+  void check_finite_gradients() const;
+
+  runconfig::RunConfig config_;
+  std::ostream& progress_;
+  std::unique_ptr<moe::TransformerLM> model_;
+  std::unique_ptr<engine::AdamW> optimizer_;
+  std::vector<engine::Tensor> params_;  // the model's parameters, for clipping
+  engine::LrSchedule schedule_;
+  std::unique_ptr<data::TokenSource> train_data_, eval_data_;
+  MetricsLog metrics_;
+  int64_t step_ = 0, tokens_seen_ = 0, start_step_ = 0;
+  double last_lr_ = 0, elapsed_seconds_ = 0;
+  bool resumed_ = false, outputs_open_ = false;
+  std::vector<int64_t> moe_blocks_;  // the block index of each MoE layer
+  std::vector<int> warned_;          // per MoE layer: the thresholds crossed at the last log step
+};
+
+// Steps of the regular checkpoints (step_N.h5) in a checkpoint folder, ascending.
+std::vector<int64_t> checkpoint_steps(const std::string& dir);
+
+// The newest complete, non-diagnostic checkpoint in a run folder's checkpoints/ (files that
+// fail to load are skipped, with a note in *skipped); throws when there is none.
+std::string latest_checkpoint(const std::string& run_dir, std::vector<std::string>* skipped = nullptr);
+
+}  // namespace train

@@ -1,0 +1,201 @@
+// The Trainer's side of checkpoints: what goes into one, applying one, resuming, saving with
+// keep-last-K, and finding the latest good one in a run folder.
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <regex>
+#include <sstream>
+
+#include "tools/lib/assemble/assemble.h"
+#include "tools/lib/train/trainer.h"
+
+namespace train {
+
+namespace fs = std::filesystem;
+namespace rc = runconfig;
+using engine::Tensor;
+
+namespace {
+
+ckpt::NamedArray to_array(const std::string& name, const Tensor& t) {
+  return {name, engine::Shape(t.shape()), t.to_float_vector()};
+}
+
+std::vector<uint64_t> cursor_values(const data::LoaderCursor& c) {
+  return {c.seed, c.offset, static_cast<uint64_t>(c.position)};
+}
+
+// Step number of a checkpoint file name "step_00000042.h5"; -1 for anything else.
+int64_t step_of(const fs::path& p) {
+  static const std::regex pattern("step_([0-9]{1,18})\\.h5");
+  std::smatch m;
+  const std::string name = p.filename().string();
+  return std::regex_match(name, m, pattern) ? std::stoll(m[1]) : -1;
+}
+
+std::vector<std::pair<int64_t, fs::path>> checkpoints_in(const fs::path& dir) {
+  std::vector<std::pair<int64_t, fs::path>> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec))
+    if (const int64_t s = step_of(entry.path()); s >= 0) out.emplace_back(s, entry.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+std::string Trainer::checkpoint_dir() const { return (fs::path(config_.logging.out_dir) / "checkpoints").string(); }
+
+ckpt::Checkpoint Trainer::snapshot(const std::string& diagnostic) const {
+  ckpt::Checkpoint c;
+  c.config_yaml = rc::to_yaml(config_);
+  c.diagnostic = diagnostic;
+  for (const moe::NamedParam& p : model_->params().all()) c.params.push_back(to_array(p.name, p.tensor));
+  c.optimizer_step = optimizer_->step_count();
+  for (size_t i = 0; i < optimizer_->size(); ++i) {
+    c.adam_m.push_back(to_array(optimizer_->params()[i].name, optimizer_->m(i)));
+    c.adam_v.push_back(to_array(optimizer_->params()[i].name, optimizer_->v(i)));
+  }
+  const engine::AdamWConfig& o = optimizer_->config();
+  c.hyperparameters = {
+      {"lr", o.lr}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps}, {"weight_decay", o.weight_decay}};
+  std::vector<moe::MoeLayer*> layers = model_->moe_layers();
+  size_t next = 0;
+  for (int64_t l = 0; l < model_->config().n_layers; ++l)
+    if (moe::is_moe_layer(model_->config(), l)) c.router_bias[l] = layers.at(next++)->bias();
+  c.step = step_;
+  c.tokens_seen = tokens_seen_;
+  c.lr = last_lr_;
+  c.rng["router_noise"] = {model_->noise_generator().seed(), model_->noise_generator().offset()};
+  c.rng["dropout"] = {model_->dropout_generator().seed(), model_->dropout_generator().offset()};
+  c.loaders["train"] = cursor_values(train_data_->cursor());
+  c.loaders["eval"] = cursor_values(eval_data_->cursor());
+  c.metrics = metrics_.history();
+  return c;
+}
+
+void Trainer::restore(const ckpt::Checkpoint& c, const std::string& source) {
+  if (c.adam_m.size() != c.params.size() || c.adam_v.size() != c.params.size())
+    throw ckpt::CheckpointError(source + ": /optimizer: needs m and v for every tensor of /model");
+  assemble::load_model(*model_, c, source);
+  std::map<std::string, size_t> by_name;
+  for (size_t i = 0; i < c.params.size(); ++i) by_name[c.params[i].name] = i;
+  for (size_t i = 0; i < optimizer_->size(); ++i) {
+    const std::string& name = optimizer_->params()[i].name;
+    const size_t k = by_name.at(name);  // load_model matched every parameter
+    if (c.adam_m[k].name != name || c.adam_v[k].name != name)
+      throw ckpt::CheckpointError(source + ": /optimizer: m and v do not list the same tensors as /model");
+    assemble::load_tensor(c.adam_m[k], optimizer_->m(i), source, "/optimizer/m");
+    assemble::load_tensor(c.adam_v[k], optimizer_->v(i), source, "/optimizer/v");
+  }
+  optimizer_->set_step_count(c.optimizer_step);
+  for (const char* name : {"router_noise", "dropout"})
+    if (!c.rng.count(name)) throw ckpt::CheckpointError(source + ": /state/rng/" + name + ": missing");
+  model_->noise_generator().set_state(c.rng.at("router_noise")[0], c.rng.at("router_noise")[1]);
+  model_->dropout_generator().set_state(c.rng.at("dropout")[0], c.rng.at("dropout")[1]);
+  for (const char* name : {"train", "eval"})
+    if (!c.loaders.count(name)) throw ckpt::CheckpointError(source + ": /state/loader/" + name + ": missing");
+  auto cursor = [](const std::vector<uint64_t>& v) {
+    return data::LoaderCursor{v[0], v[1], static_cast<int64_t>(v[2])};
+  };
+  train_data_->restore(cursor(c.loaders.at("train")));
+  eval_data_->restore(cursor(c.loaders.at("eval")));
+  try {
+    metrics_.set_history(c.metrics);
+  } catch (const std::exception& e) {
+    throw ckpt::CheckpointError(source + ": /metrics: " + e.what());
+  }
+  step_ = start_step_ = c.step;
+  tokens_seen_ = c.tokens_seen;
+  last_lr_ = c.lr;
+  elapsed_seconds_ = 0;
+}
+
+void Trainer::resume(const std::string& path) {
+  const ckpt::Checkpoint c = ckpt::read_checkpoint(path);
+  if (!c.diagnostic.empty())
+    throw ckpt::CheckpointError(path + ": a diagnostic checkpoint (training stopped: " + c.diagnostic +
+                                "); resume from the last regular checkpoint instead");
+  rc::RunConfig saved;
+  try {
+    saved = rc::parse_run_config(c.config_yaml, path + ":/config");
+  } catch (const rc::ConfigError& e) {
+    throw ckpt::CheckpointError(std::string("the checkpoint's config is invalid: ") + e.what());
+  }
+  std::vector<std::string> fixed, changed;  // changed training keys are listed
+  for (const std::string& k : rc::keys_differing(saved, config_))
+    if (k != "logging.out_dir") (rc::fixed_on_resume(k) ? fixed : changed).push_back(k);
+  if (!fixed.empty()) {
+    std::string keys;
+    for (const std::string& k : fixed) keys += (keys.empty() ? "" : ", ") + k;
+    throw ckpt::CheckpointError(path + ": refusing to resume: the config changes the model or its data (" + keys +
+                                "); only training keys may change");
+  }
+  if (c.step > config_.training.steps)
+    throw ckpt::CheckpointError(path + ": the checkpoint is at step " + std::to_string(c.step) +
+                                ", beyond training.steps = " + std::to_string(config_.training.steps));
+  restore(c, path);
+  resumed_ = true;
+  // Later checkpoints of this folder belong to the run being replaced: keep them, out of the way.
+  const fs::path superseded = fs::path(checkpoint_dir()) / "superseded";
+  if (!config_.logging.out_dir.empty())
+    for (const auto& [step, file] : checkpoints_in(checkpoint_dir())) {
+      if (step <= c.step) continue;
+      fs::create_directories(superseded);
+      fs::rename(file, superseded / file.filename());
+      progress_ << "moe-train: moved " << file.filename().string() << " (after the resumed step) to "
+                << superseded.string() << "\n";
+    }
+  open_outputs();  // metrics files are rewritten from the restored history
+  progress_ << "moe-train: resumed from " << path << " at step " << c.step;
+  if (!changed.empty()) {
+    progress_ << "; changed training keys:";
+    for (const std::string& k : changed) progress_ << " " << k;
+  }
+  progress_ << std::endl;
+}
+
+std::string Trainer::save_checkpoint(const std::string& diagnostic) {
+  const fs::path dir = checkpoint_dir();
+  fs::create_directories(dir);
+  char name[64];
+  std::snprintf(name, sizeof name, "%sstep_%08lld.h5", diagnostic.empty() ? "" : "diagnostic_",
+                static_cast<long long>(step_));
+  const std::string path = (dir / name).string();
+  std::error_code ec;
+  static const std::regex leftover("(diagnostic_)?step_[0-9]+\\.h5\\.tmp");
+  for (const auto& entry : fs::directory_iterator(dir, ec))  // left by a save that was killed
+    if (std::regex_match(entry.path().filename().string(), leftover)) fs::remove(entry.path(), ec);
+  ckpt::write_checkpoint(path, snapshot(diagnostic));
+  if (!diagnostic.empty()) return path;
+  // Keep the newest K regular checkpoints; the one just written is the newest, so it stays.
+  auto all = checkpoints_in(dir);
+  const size_t keep = static_cast<size_t>(config_.checkpointing.keep_last);
+  for (size_t i = 0; i + keep < all.size(); ++i)
+    if (all[i].second != fs::path(path) && !fs::remove(all[i].second, ec))
+      progress_ << "moe-train: could not delete old checkpoint " << all[i].second.string() << ": " << ec.message()
+                << "\n";
+  return path;
+}
+
+std::vector<int64_t> checkpoint_steps(const std::string& dir) {
+  std::vector<int64_t> steps;
+  for (const auto& [step, path] : checkpoints_in(dir)) steps.push_back(step);
+  return steps;
+}
+
+std::string latest_checkpoint(const std::string& run_dir, std::vector<std::string>* skipped) {
+  const fs::path dir = fs::path(run_dir) / "checkpoints";
+  auto all = checkpoints_in(dir);
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    try {
+      const ckpt::Checkpoint c = ckpt::read_checkpoint(it->second.string());
+      if (c.diagnostic.empty()) return it->second.string();
+    } catch (const std::exception& e) {
+      if (skipped) skipped->push_back(e.what());
+    }
+  }
+  throw ckpt::CheckpointError(dir.string() + ": no complete checkpoint to resume from");
+}
+
+}  // namespace train
