@@ -2,7 +2,7 @@
 """PyTorch reference for the engine's MoE transformer (as llm.c checks itself against PyTorch).
 
 Builds the model of a moe-train YAML config in plain PyTorch, written independently of the
-engine from the formulas in ../shared/reference/moe-balancing.md, runs one forward and backward
+engine from the router and balance-loss formulas in models/README.md, runs one forward and backward
 on a random batch and S AdamW training steps, and writes everything to an HDF5 reference file
 that `build/bin/moe-refcheck FILE` compares the engine against. Layout: tests/data/reference/README.md.
 
