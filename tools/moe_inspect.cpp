@@ -1,7 +1,8 @@
 // moe-inspect: prints a checkpoint's summary: what it is, step, parameter count, the expert
-// load per layer at the last log step, every tensor with its shape, and the config.
+// load per layer at the last log step, the tensors grouped by name (or each with --tensors),
+// and the config.
 //
-//   moe-inspect CHECKPOINT [--no-config] [--no-tensors]
+//   moe-inspect CHECKPOINT [--tensors | --no-tensors] [--no-config]
 //
 // Exit status: 0, or 2 for a bad flag or a file that is not a complete checkpoint.
 #include <boost/program_options.hpp>
@@ -16,7 +17,7 @@ int main(int argc, char** argv) {
   std::string path;
   po::options_description opts("moe-inspect: summarize a moe-train checkpoint");
   opts.add_options()("help,h", "show this help")("no-config", "do not print the config")(
-      "no-tensors", "do not list the tensors")("checkpoint", po::value<std::string>(&path)->required(),
+      "tensors", "list every tensor, not the groups")("no-tensors", "do not list the tensors")("checkpoint", po::value<std::string>(&path)->required(),
                                                "the .h5 checkpoint");
   po::positional_options_description positional;
   positional.add("checkpoint", 1);
@@ -25,7 +26,9 @@ int main(int argc, char** argv) {
   try {
     inspect::Options options;
     options.config = !vm.count("no-config");
-    options.tensors = !vm.count("no-tensors");
+    options.tensors = vm.count("no-tensors") ? inspect::TensorListing::none
+                      : vm.count("tensors")  ? inspect::TensorListing::every
+                                             : inspect::TensorListing::grouped;
     inspect::describe(ckpt::read_checkpoint(path), path, std::cout, options);
   } catch (const std::exception& e) {
     std::cerr << "moe-inspect: " << e.what() << "\n";

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <sstream>
 
 #include "tools/lib/collapse/metrics.h"
@@ -23,7 +24,40 @@ std::string with_commas(int64_t v) {
   return s;
 }
 
-// Load of one layer: counts, CV, MaxVio and the busiest expert's share (tools/lib/diagnostics).
+struct TensorGroup {
+  std::string pattern;  // the name with every all-digit component as *
+  std::vector<int64_t> shape;
+  bool same_shape = true;
+  int64_t count = 0, elements = 0;
+};
+
+std::string name_pattern(const std::string& name) {
+  std::string out, part;
+  std::istringstream parts(name);
+  while (std::getline(parts, part, '.')) {
+    const bool number = !part.empty() && std::all_of(part.begin(), part.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+    out += (out.empty() ? "" : ".") + (number ? std::string("*") : part);
+  }
+  return out;
+}
+
+// Groups in order of first appearance.
+std::vector<TensorGroup> group_tensors(const std::vector<ckpt::NamedArray>& params) {
+  std::vector<TensorGroup> groups;
+  std::map<std::string, size_t> index;
+  for (const ckpt::NamedArray& a : params) {
+    const std::string pattern = name_pattern(a.name);
+    auto [it, fresh] = index.emplace(pattern, groups.size());
+    if (fresh) groups.push_back({pattern, a.shape, true, 0, 0});
+    TensorGroup& g = groups[it->second];
+    g.same_shape = g.same_shape && g.shape == a.shape;
+    ++g.count;
+    g.elements += static_cast<int64_t>(a.values.size());
+  }
+  return groups;
+}
+
+// Load of one layer: counts, CV, MaxVio and the busiest expert's share (tools/lib/collapse).
 void describe_load(const int64_t* counts, int64_t experts, std::ostream& out) {
   collapse::LayerStats s;
   collapse::compute_load(s, std::vector<int64_t>(counts, counts + experts), 1, 0, collapse::Thresholds{});
@@ -89,13 +123,24 @@ void describe(const ckpt::Checkpoint& c, const std::string& path, std::ostream& 
       out << "\n";
     }
   }
-  if (options.tensors) {
+  if (options.tensors == TensorListing::every) {
     out << "\ntensors (/model; /optimizer/m and /optimizer/v have the same shapes):\n";
     size_t width = 0;
     for (const ckpt::NamedArray& a : c.params) width = std::max(width, a.name.size());
     for (const ckpt::NamedArray& a : c.params) {
       std::snprintf(line, sizeof line, "  %-*s %-14s %10s\n", static_cast<int>(width), a.name.c_str(),
                     shape_str(a.shape).c_str(), with_commas(static_cast<int64_t>(a.values.size())).c_str());
+      out << line;
+    }
+  } else if (options.tensors == TensorListing::grouped) {
+    out << "\ntensors by name, layer and expert numbers as * (/optimizer/m and /v alike; --tensors lists each):\n";
+    std::vector<TensorGroup> groups = group_tensors(c.params);
+    size_t width = 0;
+    for (const TensorGroup& g : groups) width = std::max(width, g.pattern.size());
+    for (const TensorGroup& g : groups) {
+      std::snprintf(line, sizeof line, "  %-*s %-14s x %-5lld %12s\n", static_cast<int>(width), g.pattern.c_str(),
+                    g.same_shape ? shape_str(g.shape).c_str() : "(shapes vary)", static_cast<long long>(g.count),
+                    with_commas(g.elements).c_str());
       out << line;
     }
   }
