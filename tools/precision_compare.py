@@ -2,7 +2,7 @@
 """bf16 against f32: trains one config twice with build/bin/moe-train (precision: f32, then
 precision: bf16; same seed, data and initial weights), and prints the loss curves side by side
 as a Markdown table for the README, with the final training and held-out losses, their
-relative gap (issue 6 asks for at most 2%) and the median tokens/s of each run.
+relative gap (the tolerance is 2%) and the median tokens/s of each run.
 
     python3 tools/precision_compare.py [--config configs/tiny.yaml] [--steps 400] [--out DIR]
 

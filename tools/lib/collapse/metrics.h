@@ -1,7 +1,7 @@
 // Expert-collapse diagnostics: per-layer balance metrics, their spread across layers, and the
 // verdict rules. Pure functions of counts, router scores and weights, so training (live, at log
 // steps), moe-diagnose (on evaluation batches) and the tests compute the same numbers.
-// Definitions: ../shared/reference/moe-balancing.md, "Collapse metrics".
+// Definitions: README.md, "Expert-collapse diagnostics".
 #pragma once
 #include <cstdint>
 #include <limits>

@@ -140,7 +140,7 @@ struct CheckpointingConfig {
 };
 
 // Collapse diagnostics: the thresholds of moe-train's live warnings and of moe-diagnose's
-// verdicts (definitions: ../shared/reference/moe-balancing.md, "Collapse metrics").
+// verdicts (definitions: README.md, "Expert-collapse diagnostics").
 struct DiagnosticsConfig {
   bool warnings = true;           // print a line when a layer crosses a threshold
   double max_vio = 1.0;           // warn / imbalanced above this MaxVio
