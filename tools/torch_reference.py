@@ -8,8 +8,12 @@ that `build/bin/moe-refcheck FILE` compares the engine against. Layout: tests/da
 
     python3 tools/torch_reference.py --config configs/tiny.yaml --out ref.h5 [--set key=value ...]
     python3 tools/torch_reference.py --suite tests/data/reference     # regenerate the committed set
+    python3 tools/torch_reference.py --suite tests/data/reference --only 'expert_choice_*'  # chosen entries
 
 Needs torch, h5py, numpy and PyYAML (pip); never needed to build or train the engine.
+
+The routers and balance losses are those of models/routers/routers.def and models/balance/losses.def
+(keys, order, rules: read from those files); each has its PyTorch function here, in ROUTERS and LOSSES.
 
 Choices that make the comparison decisive:
 - The reference is computed in float64 from float32 parameters, so what refcheck measures is the
@@ -22,14 +26,98 @@ Choices that make the comparison decisive:
 """
 import argparse
 import copy
+import fnmatch
 import math
 import os
+import re
 import sys
+from collections import namedtuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
+
+# ---------------------------------------------------------------------------------------------
+# The routers and balance losses, as declared once for the engine (models/README.md has the math).
+
+MODELS_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
+ROUTERS_DEF = os.path.join(MODELS_DIR, "routers", "routers.def")
+LOSSES_DEF = os.path.join(MODELS_DIR, "balance", "losses.def")
+
+RouterRule = namedtuple("RouterRule", "id key experts_per_token capacity weights summary")
+LossRule = namedtuple("LossRule", "key needs summary")
+
+_STRING = r'"(?:[^"\\\n]|\\.)*"'
+_SUMMARY = rf"((?:{_STRING}\s*)+)"  # adjacent C string literals concatenate
+_ROUTER_LINE = re.compile(rf"MOE_ROUTER\s*\(\s*(\w+)\s*,\s*({_STRING})\s*,\s*(\w+)\s*,\s*(\w+)\s*,\s*(\w+)\s*,"
+                          rf"\s*{_SUMMARY}\)")
+_LOSS_LINE = re.compile(rf"MOE_BALANCE_LOSS\s*\(\s*(\w+)\s*,\s*(\w+)\s*,\s*{_SUMMARY}\)")
+_ROUTER_VALUES = {"experts_per_token": ("top_k", "one"), "capacity": ("optional", "required"),
+                  "weights": ("gate", "gate_noise", "none")}
+_LOSS_NEEDS = ("scores", "logits", "noise")
+
+
+def _c_string(literals):  # the text of one or more adjacent C string literals (escapes kept as written)
+    return "".join(lit[1:-1] for lit in re.findall(_STRING, literals))
+
+
+def _read_table(path, macro, pattern):
+    """The macro's entries of a .def file, in order, comments left out; every entry must parse."""
+    try:
+        with open(path) as fh:
+            text = fh.read()
+    except OSError as e:
+        raise SystemExit(f"torch_reference: cannot read {path} ({e.strerror}); it declares the {macro} entries")
+    # Comments out (their text shows the macro's shape), strings kept.
+    text = re.sub(rf"{_STRING}|//[^\n]*|/\*.*?\*/", lambda m: m.group(0) if m.group(0)[0] == '"' else " ", text,
+                  flags=re.S)
+    entries = [m.groups() for m in pattern.finditer(text)]
+    if len(entries) != len(re.findall(rf"\b{macro}\s*\(", text)):
+        raise SystemExit(f"torch_reference: {path}: a {macro}(...) line this script cannot parse")
+    if not entries:
+        raise SystemExit(f"torch_reference: {path}: no {macro}(...) line")
+    return entries
+
+
+def read_router_table(path=ROUTERS_DEF):
+    """key -> RouterRule, in the table's order."""
+    out = {}
+    for id_, key, per_token, capacity, weights, summary in _read_table(path, "MOE_ROUTER", _ROUTER_LINE):
+        rule = RouterRule(id_, _c_string(key), per_token, capacity, weights, _c_string(summary))
+        for field, allowed in _ROUTER_VALUES.items():
+            if getattr(rule, field) not in allowed:
+                raise SystemExit(f"torch_reference: {path}: router {rule.key}: {field} is {getattr(rule, field)}, "
+                                 f"not one of {', '.join(allowed)}")
+        if rule.key in out:
+            raise SystemExit(f"torch_reference: {path}: router {rule.key} declared twice")
+        out[rule.key] = rule
+    return out
+
+
+def read_loss_table(path=LOSSES_DEF):
+    """key -> LossRule, in the table's order (the engine's log order)."""
+    out = {}
+    for key, needs, summary in _read_table(path, "MOE_BALANCE_LOSS", _LOSS_LINE):
+        if needs not in _LOSS_NEEDS:
+            raise SystemExit(f"torch_reference: {path}: loss {key}: needs is {needs}, not one of "
+                             f"{', '.join(_LOSS_NEEDS)}")
+        if key in out:
+            raise SystemExit(f"torch_reference: {path}: loss {key} declared twice")
+        out[key] = LossRule(key, needs, _c_string(summary))
+    return out
+
+
+ROUTER_TABLE = read_router_table()
+LOSS_TABLE = read_loss_table()
+LOSS_NAMES = list(LOSS_TABLE)  # the engine's log order
+
+
+def router_provides(router):
+    """What a router gives the losses: scores always, logits unless it has no weights, noise with gate_noise."""
+    weights = ROUTER_TABLE[router].weights
+    return {"scores"} | ({"logits"} if weights != "none" else set()) | ({"noise"} if weights == "gate_noise" else set())
+
 
 # Every key the engine reads, with its default (configs/README.md is the reference).
 DEFAULTS = {
@@ -39,14 +127,13 @@ DEFAULTS = {
     "moe": {"enabled": True, "layers": "all", "every_n": 2, "first_dense": 0, "num_experts": 8, "top_k": 2,
             "d_expert": 256, "num_shared_experts": 0, "d_shared": 0, "router": "topk_softmax",
             "normalize_topk": False, "capacity_factor": 0.0, "drop_policy": "position",
-            "losses": {"switch_aux": 0.0, "importance": 0.0, "load": 0.0, "z_loss": 0.0, "sequence_aux": 0.0},
+            "losses": {key: 0.0 for key in LOSS_NAMES},
             "bias_update_rate": 0.0},
     "optimizer": {"lr": 3e-3, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1,
                   "decay_embeddings": False, "decay_norms_and_biases": False, "grad_clip": 1.0},
     "schedule": {"warmup_steps": 20, "decay": "cosine", "min_lr_ratio": 0.1, "total_steps": 0},
     "training": {"steps": 200, "batch_size": 16, "seq_len": 64, "grad_accum": 1, "seed": 0},
 }
-LOSS_NAMES = ["switch_aux", "importance", "load", "z_loss", "sequence_aux"]  # the engine's log order
 
 
 def merge(base, override, path=""):
@@ -108,9 +195,10 @@ def parameter_specs(cfg):
                       (p + ".attn.proj.weight", (d, d), "residual"), (p + ".attn.proj.bias", (d,), "bias")])
         norm(p + ".norm2")
         if is_moe_layer(cfg, l):
-            if moe["router"] != "hash":
+            weights = ROUTER_TABLE[moe["router"]].weights
+            if weights != "none":
                 specs.append((p + ".moe.router.weight", (E, d), "matrix"))
-            if moe["router"] == "noisy_topk":
+            if weights == "gate_noise":
                 specs.append((p + ".moe.router.noise.weight", (E, d), "matrix"))
             for e in range(E):
                 mlp(f"{p}.moe.experts.{e}", moe["d_expert"])
@@ -192,74 +280,118 @@ def mlp(cfg, x, p, prefix):
     return F.linear(h, p[prefix + ".down_proj.weight"])
 
 
+# Routers: one function per key of routers.def, route_KEY(cfg, x, p, prefix, token_ids, bias, noise)
+# -> the routing r: r["expert"], r["token"], r["gate"] (differentiable) per assignment before drops,
+# and what the losses read: r["probs"] (p), r["logits"] (z, or None), r["load_probs"] (P_ti, or None).
+# x [N, d]; prefix "layers.<l>.moe"; bias [E] the loss-free bias (selects, never weighs); noise [N, E]
+# the standard-normal draws (noisy routing, training) or None.
+
+def _routing():
+    return {"logits": None, "probs": None, "load_probs": None}
+
+
+def _token_choice(r, scores, bias, k, gates_from):
+    """Each token takes its k best scores + bias; gates_from(selected [N, k]) gives their gates."""
+    N = scores.shape[0]
+    sel = torch.topk(scores + torch.tensor(bias, dtype=scores.dtype), k, dim=-1).indices  # the bias picks
+    gates = gates_from(sel)
+    r["expert"] = sel.reshape(-1).tolist()
+    r["token"] = [m // k for m in range(N * k)]
+    r["gate"] = gates.reshape(-1)
+    return r
+
+
+def route_topk_softmax(cfg, x, p, prefix, token_ids, bias, noise):
+    moe, r = cfg["moe"], _routing()
+    r["logits"] = F.linear(x, p[prefix + ".router.weight"])
+    r["probs"] = torch.softmax(r["logits"], dim=-1)
+
+    def gates(sel):
+        g = r["probs"].gather(1, sel)
+        return g / g.sum(-1, keepdim=True) if moe["normalize_topk"] else g
+    return _token_choice(r, r["probs"], bias, moe["top_k"], gates)
+
+
+def route_switch(cfg, x, p, prefix, token_ids, bias, noise):
+    return route_topk_softmax(cfg, x, p, prefix, token_ids, bias, noise)  # with top_k 1 (the table's rule)
+
+
+def route_sigmoid_topk(cfg, x, p, prefix, token_ids, bias, noise):
+    r = _routing()
+    r["logits"] = F.linear(x, p[prefix + ".router.weight"])
+    scores = torch.sigmoid(r["logits"])
+    r["probs"] = scores / scores.sum(-1, keepdim=True)
+
+    def gates(sel):
+        g = scores.gather(1, sel)
+        return g / g.sum(-1, keepdim=True)
+    return _token_choice(r, scores, bias, cfg["moe"]["top_k"], gates)
+
+
+def route_noisy_topk(cfg, x, p, prefix, token_ids, bias, noise):
+    E, k, r = cfg["moe"]["num_experts"], cfg["moe"]["top_k"], _routing()
+    N = x.shape[0]
+    r["logits"] = F.linear(x, p[prefix + ".router.weight"])
+    r["probs"] = torch.softmax(r["logits"], dim=-1)
+    if noise is None:  # evaluation: no noise, as in the engine
+        H = r["logits"]
+        return _token_choice(r, H, bias, k, lambda sel: torch.softmax(H.gather(1, sel), dim=-1))
+    noise_std = F.softplus(F.linear(x, p[prefix + ".router.noise.weight"]))
+    H = r["logits"] + noise.to(x.dtype) * noise_std
+    _token_choice(r, H, bias, k, lambda sel: torch.softmax(H.gather(1, sel), dim=-1))
+    if k < E:  # P(expert i kept under fresh noise), the k-th largest of H without i as threshold
+        top = torch.topk(H, k + 1, dim=-1).values
+        kth, nxt = top[:, k - 1:k], top[:, k:k + 1]
+        chosen = torch.zeros(N, E, dtype=torch.bool)
+        chosen[torch.tensor(r["token"]), torch.tensor(r["expert"])] = True
+        threshold = torch.where(chosen, nxt, kth)
+        r["load_probs"] = torch.distributions.Normal(0.0, 1.0).cdf((r["logits"] - threshold) / noise_std)
+    return r
+
+
+def route_expert_choice(cfg, x, p, prefix, token_ids, bias, noise):
+    moe, r = cfg["moe"], _routing()
+    E, k, N = moe["num_experts"], moe["top_k"], x.shape[0]
+    r["logits"] = F.linear(x, p[prefix + ".router.weight"])
+    r["probs"] = torch.softmax(r["logits"], dim=-1)
+    C = min(N, math.ceil(moe["capacity_factor"] * N * k / E))
+    picks = torch.topk(r["probs"].t(), C, dim=-1)
+    r["token"] = picks.indices.reshape(-1).tolist()
+    r["expert"] = [m // C for m in range(E * C)]
+    r["gate"] = picks.values.reshape(-1)
+    return r
+
+
 def hash_expert(token, E):
     return ((int(token) * 2654435761) >> 7) % E
 
 
+def route_hash(cfg, x, p, prefix, token_ids, bias, noise):
+    E, N, r = cfg["moe"]["num_experts"], x.shape[0], _routing()
+    experts = [hash_expert(t, E) for t in token_ids]
+    r["probs"] = F.one_hot(torch.tensor(experts), E).to(x.dtype)
+    r["expert"], r["token"] = experts, list(range(N))
+    r["gate"] = torch.ones(N, dtype=x.dtype)
+    return r
+
+
+ROUTERS = {
+    "topk_softmax": route_topk_softmax,
+    "switch": route_switch,
+    "noisy_topk": route_noisy_topk,
+    "sigmoid_topk": route_sigmoid_topk,
+    "expert_choice": route_expert_choice,
+    "hash": route_hash,
+}
+
+
 def route(cfg, x, p, prefix, token_ids, bias, noise):
-    """Returns assignments (expert, token, differentiable gate) before drops, plus probs/logits/load_probs."""
-    moe = cfg["moe"]
-    E, k, kind = moe["num_experts"], moe["top_k"], moe["router"]
-    N = x.shape[0]
-    r = {"logits": None, "probs": None, "load_probs": None}
-    b = torch.tensor(bias, dtype=x.dtype)
-
-    def token_choice(scores, gates_from):
-        sel = torch.topk(scores + b, k, dim=-1).indices  # the bias picks, never weighs
-        gates = gates_from(sel)
-        r["expert"] = sel.reshape(-1).tolist()
-        r["token"] = [m // k for m in range(N * k)]
-        r["gate"] = gates.reshape(-1)
-
-    if kind in ("topk_softmax", "switch"):
-        r["logits"] = F.linear(x, p[prefix + ".router.weight"])
-        r["probs"] = torch.softmax(r["logits"], dim=-1)
-        def gates(sel):
-            g = r["probs"].gather(1, sel)
-            return g / g.sum(-1, keepdim=True) if moe["normalize_topk"] else g
-        token_choice(r["probs"], gates)
-    elif kind == "sigmoid_topk":
-        r["logits"] = F.linear(x, p[prefix + ".router.weight"])
-        scores = torch.sigmoid(r["logits"])
-        r["probs"] = scores / scores.sum(-1, keepdim=True)
-        def gates(sel):
-            g = scores.gather(1, sel)
-            return g / g.sum(-1, keepdim=True)
-        token_choice(scores, gates)
-    elif kind == "noisy_topk":
-        r["logits"] = F.linear(x, p[prefix + ".router.weight"])
-        r["probs"] = torch.softmax(r["logits"], dim=-1)
-        if noise is None:  # evaluation: no noise, as in the engine
-            H = r["logits"]
-            token_choice(H, lambda sel: torch.softmax(H.gather(1, sel), dim=-1))
-            r["counts"] = np.bincount(np.array(r["expert"], dtype=np.int64), minlength=E)
-            return r
-        noise_std = F.softplus(F.linear(x, p[prefix + ".router.noise.weight"]))
-        H = r["logits"] + noise.to(x.dtype) * noise_std
-        token_choice(H, lambda sel: torch.softmax(H.gather(1, sel), dim=-1))
-        if k < E:  # P(expert i kept under fresh noise), the k-th largest of H without i as threshold
-            top = torch.topk(H, k + 1, dim=-1).values
-            kth, nxt = top[:, k - 1:k], top[:, k:k + 1]
-            chosen = torch.zeros(N, E, dtype=torch.bool)
-            chosen[torch.tensor(r["token"]), torch.tensor(r["expert"])] = True
-            threshold = torch.where(chosen, nxt, kth)
-            r["load_probs"] = torch.distributions.Normal(0.0, 1.0).cdf((r["logits"] - threshold) / noise_std)
-    elif kind == "expert_choice":
-        r["logits"] = F.linear(x, p[prefix + ".router.weight"])
-        r["probs"] = torch.softmax(r["logits"], dim=-1)
-        C = min(N, math.ceil(moe["capacity_factor"] * N * k / E))
-        picks = torch.topk(r["probs"].t(), C, dim=-1)
-        r["token"] = picks.indices.reshape(-1).tolist()
-        r["expert"] = [m // C for m in range(E * C)]
-        r["gate"] = picks.values.reshape(-1)
-    elif kind == "hash":
-        experts = [hash_expert(t, E) for t in token_ids]
-        r["probs"] = F.one_hot(torch.tensor(experts), E).to(x.dtype)
-        r["expert"], r["token"] = experts, list(range(N))
-        r["gate"] = torch.ones(N, dtype=x.dtype)
-    else:
-        raise SystemExit(f"unknown router {kind}")
-    r["counts"] = np.bincount(np.array(r["expert"], dtype=np.int64), minlength=E)
+    """The routing of moe.router (its function in ROUTERS), plus r["counts"]: c_i before drops."""
+    kind = cfg["moe"]["router"]
+    if kind not in ROUTERS:
+        raise SystemExit(f"torch_reference: unknown router {kind} (routers.def has {', '.join(ROUTER_TABLE)})")
+    r = ROUTERS[kind](cfg, x, p, prefix, token_ids, bias, noise)
+    r["counts"] = np.bincount(np.array(r["expert"], dtype=np.int64), minlength=cfg["moe"]["num_experts"])
     return r
 
 
@@ -270,7 +402,8 @@ def kept_slots(cfg, r, N):
     per_expert = [[] for _ in range(E)]
     for m, e in enumerate(r["expert"]):
         per_expert[e].append(m)
-    if moe["router"] == "expert_choice" or moe["capacity_factor"] <= 0:
+    # capacity "required": the router's own selection is the capacity, nothing dropped afterwards
+    if ROUTER_TABLE[moe["router"]].capacity == "required" or moe["capacity_factor"] <= 0:
         return per_expert
     C = math.ceil(moe["capacity_factor"] * N * k / E)
     gate = r["gate"].detach().tolist()
@@ -303,24 +436,80 @@ def cv_squared(v):
     return ((v - m) ** 2).mean() / (m * m + 1e-10)
 
 
-def balance_terms(cfg, r, B, T):
+# Balance losses: one function per key of losses.def, loss_KEY(cfg, r, B, T) -> one MoE layer's term
+# (a scalar tensor), or None where the routing does not provide it (the term is then absent).
+# r is the layer's routing (route()), B sequences of T tokens, N = B T.
+
+def loss_switch_aux(cfg, r, B, T):
+    """E sum_i f_i P_i, f_i = c_i / (N k) for every router (expert_choice too), P_i = mean_t p_ti."""
+    if r["probs"] is None or not r["expert"]:
+        return None
     E, k = cfg["moe"]["num_experts"], cfg["moe"]["top_k"]
-    M = len(r["expert"])
-    experts = torch.tensor(r["expert"])
+    f = torch.tensor(r["counts"] / (B * T * k), dtype=r["probs"].dtype)
+    return E * (f * r["probs"].mean(0)).sum()
+
+
+def loss_importance(cfg, r, B, T):
+    if not r["expert"]:
+        return None
+    E = cfg["moe"]["num_experts"]
+    return cv_squared(torch.zeros(E, dtype=r["gate"].dtype).index_add(0, torch.tensor(r["expert"]), r["gate"]))
+
+
+def loss_load(cfg, r, B, T):
+    return None if r["load_probs"] is None else cv_squared(r["load_probs"].sum(0))
+
+
+def loss_z_loss(cfg, r, B, T):
+    return None if r["logits"] is None else (torch.logsumexp(r["logits"], dim=-1) ** 2).mean()
+
+
+def loss_sequence_aux(cfg, r, B, T):
+    """switch_aux within each sequence, f_bi = c_bi / (T k), averaged over the B sequences."""
+    if r["probs"] is None or not r["expert"]:
+        return None
+    E, k = cfg["moe"]["num_experts"], cfg["moe"]["top_k"]
+    fs = torch.zeros(B, E, dtype=r["probs"].dtype)
+    for m in range(len(r["expert"])):
+        fs[r["token"][m] // T, r["expert"][m]] += 1.0 / (T * k)
+    return E / B * (fs * r["probs"].reshape(B, T, E).mean(1)).sum()
+
+
+LOSSES = {
+    "switch_aux": loss_switch_aux,
+    "importance": loss_importance,
+    "load": loss_load,
+    "z_loss": loss_z_loss,
+    "sequence_aux": loss_sequence_aux,
+}
+
+
+def _check_functions():
+    """Every table entry has its function here and every function its table entry."""
+    for table, funcs, prefix, dict_name, def_path in ((ROUTER_TABLE, ROUTERS, "route_", "ROUTERS", ROUTERS_DEF),
+                                                      (LOSS_TABLE, LOSSES, "loss_", "LOSSES", LOSSES_DEF)):
+        what = "router" if funcs is ROUTERS else "balance loss"
+        rel = os.path.relpath(def_path, os.path.join(MODELS_DIR, ".."))
+        for key in table:
+            if key not in funcs:
+                raise SystemExit(f"torch_reference: {what} {key} ({rel}) has no PyTorch function: define "
+                                 f"{prefix}{key}() in tools/torch_reference.py and add \"{key}\": {prefix}{key} "
+                                 f"to {dict_name}")
+        for key in funcs:
+            if key not in table:
+                raise SystemExit(f"torch_reference: {dict_name}[\"{key}\"] is not a {what} of {rel}")
+
+
+_check_functions()
+
+
+def balance_terms(cfg, r, B, T):
+    """One MoE layer's terms, in the table's order; the ones the routing does not provide are absent."""
     out = {}
-    if r["probs"] is not None and M:
-        f = torch.tensor(r["counts"] / M, dtype=r["probs"].dtype)
-        out["switch_aux"] = E * (f * r["probs"].mean(0)).sum()
-        fs = torch.zeros(B, E, dtype=r["probs"].dtype)
-        for m in range(M):
-            fs[r["token"][m] // T, r["expert"][m]] += 1.0 / (T * k)
-        out["sequence_aux"] = E / B * (fs * r["probs"].reshape(B, T, E).mean(1)).sum()
-    if M:
-        out["importance"] = cv_squared(torch.zeros(E, dtype=r["gate"].dtype).index_add(0, experts, r["gate"]))
-    if r["load_probs"] is not None:
-        out["load"] = cv_squared(r["load_probs"].sum(0))
-    if r["logits"] is not None:
-        out["z_loss"] = (torch.logsumexp(r["logits"], dim=-1) ** 2).mean()
+    for key in LOSS_NAMES:
+        value = LOSSES[key](cfg, r, B, T)
+        if value is not None:
+            out[key] = value
     return out
 
 
@@ -383,8 +572,29 @@ def update_bias(cfg, bias, counts):
 
 # ---------------------------------------------------------------------------------------------
 
+def check_router_rules(cfg):
+    """The rules of routers.def and losses.def that the engine enforces on a config."""
+    moe = cfg["moe"]
+    kind = moe["router"]
+    if kind not in ROUTER_TABLE:
+        raise SystemExit(f"torch_reference: unknown router {kind} (routers.def has {', '.join(ROUTER_TABLE)})")
+    rule = ROUTER_TABLE[kind]
+    if rule.experts_per_token == "one" and moe["top_k"] != 1:
+        raise SystemExit(f"torch_reference: router {kind} takes exactly one expert per token: moe.top_k must be 1")
+    if rule.capacity == "required" and moe["capacity_factor"] <= 0:
+        raise SystemExit(f"torch_reference: router {kind} needs moe.capacity_factor > 0")
+    for key, coef in moe["losses"].items():
+        if key not in LOSS_TABLE:
+            raise SystemExit(f"torch_reference: moe.losses.{key}: not a balance loss (losses.def has "
+                             f"{', '.join(LOSS_NAMES)})")
+        if coef > 0 and LOSS_TABLE[key].needs not in router_provides(kind):
+            raise SystemExit(f"torch_reference: moe.losses.{key} needs the router's {LOSS_TABLE[key].needs}, "
+                             f"which router {kind} does not provide")
+
+
 def make_reference(cfg, out_path, steps, seed, perturb, dtype):
     mc, moe, tr = cfg["model"], cfg["moe"], cfg["training"]
+    check_router_rules(cfg)
     if mc["dropout"] != 0:
         raise SystemExit("torch_reference: model.dropout must be 0 (dropout masks are not carried)")
     if tr["grad_accum"] != 1:
@@ -396,7 +606,7 @@ def make_reference(cfg, out_path, steps, seed, perturb, dtype):
     inputs, targets = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
     moe_prefixes = [f"layers.{l}" for l in range(mc["n_layers"]) if is_moe_layer(cfg, l)]
     noise = {}
-    if moe["router"] == "noisy_topk":
+    if ROUTER_TABLE[moe["router"]].weights == "gate_noise":
         for pre in moe_prefixes:
             noise[pre] = torch.randn(max(steps, 1), B * T, moe["num_experts"], generator=gen).float()
 
@@ -464,14 +674,24 @@ SUITE_BASE = {
     "schedule": {"warmup_steps": 2},
     "training": {"steps": 6, "batch_size": 2, "seq_len": 12},
 }
-SUITE_ROUTERS = {
-    "topk_softmax": {"router": "topk_softmax"},
-    "switch": {"router": "switch", "top_k": 1},
-    "noisy_topk": {"router": "noisy_topk"},
-    "sigmoid_topk": {"router": "sigmoid_topk"},
-    "expert_choice": {"router": "expert_choice", "capacity_factor": 1.0},
-    "hash": {"router": "hash", "top_k": 1},
-}
+
+
+
+def suite_router(key):
+    """A router's suite settings from its table rules: top_k 1 for `one`, capacity 1.0 where `required`."""
+    rule = ROUTER_TABLE[key]
+    moe = {"router": key}
+    if rule.experts_per_token == "one":
+        moe["top_k"] = 1
+    if rule.capacity == "required":
+        moe["capacity_factor"] = 1.0
+    return moe
+
+
+SUITE_ROUTERS = {key: suite_router(key) for key in ROUTER_TABLE}  # in the table's order
+# Routers whose selection is the capacity (capacity `required`) are also checked at these factors,
+# as ROUTER_NAME__LOSS, e.g. expert_choice_half_capacity__switch_aux.
+SUITE_CAPACITIES = {"half_capacity": 0.5, "double_capacity": 2.0}
 SUITE_OPTIONS = {  # checked with every loss the router supports on at once
     "topk_softmax_normalized_capacity_position": {
         "moe": {"router": "topk_softmax", "normalize_topk": True, "capacity_factor": 1.0}},
@@ -487,23 +707,30 @@ SUITE_OPTIONS = {  # checked with every loss the router supports on at once
     "first_dense_fine_grained": {
         "model": {"n_layers": 3}, "moe": {"first_dense": 1, "num_experts": 8, "top_k": 4, "d_expert": 6}},
 }
-SUITE_LOSSES = {  # coefficients large enough that each term visibly moves the gradients
-    "switch_aux": 0.1, "importance": 0.1, "load": 0.1, "z_loss": 0.01, "sequence_aux": 0.1}
+# Coefficients large enough that each term visibly moves the gradients: 0.1 unless listed here.
+SUITE_LOSSES = {key: {"z_loss": 0.01}.get(key, 0.1) for key in LOSS_NAMES}
 
 
 def supported_losses(router):
-    """load needs noisy routing; hash has no router logits, so no z_loss."""
-    return [n for n in SUITE_LOSSES if (n != "load" or router == "noisy_topk") and (n != "z_loss" or router != "hash")]
+    """The losses (table order) whose input the router provides (logits: not hash; noise: noisy_topk)."""
+    provides = router_provides(router)
+    return [n for n in LOSS_NAMES if LOSS_TABLE[n].needs in provides]
 
 
 def suite():
-    """name -> config: each router with CE only and with each balance loss alone, then the options."""
+    """name -> config: each router with CE only and with each balance loss alone (capacity `required`
+    routers also at SUITE_CAPACITIES), then the options."""
     out = {}
     for router, moe in SUITE_ROUTERS.items():
-        base = merge(SUITE_BASE, {"moe": moe})
-        out[router + "__ce_only"] = base
-        for name in supported_losses(router):
-            out[f"{router}__{name}"] = merge(base, {"moe": {"losses": {name: SUITE_LOSSES[name]}}})
+        variants = {router: moe}
+        if ROUTER_TABLE[router].capacity == "required":
+            variants.update({f"{router}_{name}": dict(moe, capacity_factor=cf)
+                             for name, cf in SUITE_CAPACITIES.items()})
+        for prefix, over in variants.items():
+            base = merge(SUITE_BASE, {"moe": over})
+            out[prefix + "__ce_only"] = base
+            for name in supported_losses(router):
+                out[f"{prefix}__{name}"] = merge(base, {"moe": {"losses": {name: SUITE_LOSSES[name]}}})
     for option, over in SUITE_OPTIONS.items():
         cfg = merge(SUITE_BASE, over)
         losses = {n: SUITE_LOSSES[n] for n in supported_losses(cfg["moe"].get("router", "topk_softmax"))}
@@ -521,13 +748,24 @@ def main():
     ap.add_argument("--no-perturb", action="store_true", help="keep norm gains at 1 and biases at 0")
     ap.add_argument("--float32", action="store_true", help="compute the reference in float32, not float64")
     ap.add_argument("--suite", metavar="DIR", help="write the committed reference set into DIR")
+    ap.add_argument("--only", nargs="+", metavar="NAME",
+                    help="with --suite: write only these suite entries (names without .h5; shell-style patterns "
+                         "such as 'expert_choice_*' allowed)")
     a = ap.parse_args()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     dtype = torch.float32 if a.float32 else torch.float64
+    if a.only and not a.suite:
+        ap.error("--only needs --suite DIR")
     if a.suite:
+        entries = suite()
+        if a.only:
+            unmatched = [pat for pat in a.only if not any(fnmatch.fnmatchcase(n, pat) for n in entries)]
+            if unmatched:
+                ap.error(f"--only {' '.join(unmatched)}: no such suite entry; the suite has {', '.join(entries)}")
+            entries = {n: c for n, c in entries.items() if any(fnmatch.fnmatchcase(n, pat) for pat in a.only)}
         os.makedirs(a.suite, exist_ok=True)
-        for name, cfg in suite().items():
+        for name, cfg in entries.items():
             cfg = merge(DEFAULTS, cfg)
             total, terms = make_reference(cfg, os.path.join(a.suite, name + ".h5"), a.steps, a.seed, not a.no_perturb,
                                           dtype)
