@@ -1,6 +1,10 @@
 #include "engine/core/profile.h"
 
+#include <cxxabi.h>
+
 #include <chrono>
+#include <cstdlib>
+#include <map>
 
 namespace engine {
 
@@ -31,6 +35,21 @@ void set_profiling(bool on) { state().on = on; }
 bool profiling() { return state().on; }
 void reset_stage_times() { state().totals.clear(); }
 std::vector<std::pair<std::string, double>> stage_times() { return state().totals; }
+
+const char* backward_stage_name(const std::type_info& type) {
+  thread_local std::map<const std::type_info*, std::string> names;  // each thread has its own tape
+  auto it = names.find(&type);
+  if (it != names.end()) return it->second.c_str();
+  int status = 0;
+  char* demangled = abi::__cxa_demangle(type.name(), nullptr, nullptr, &status);
+  std::string s = demangled && status == 0 ? demangled : type.name();
+  std::free(demangled);
+  for (size_t at; (at = s.find("(anonymous namespace)::")) != std::string::npos;) s.erase(at, 23);
+  s = s.substr(0, s.find_first_of("(<"));
+  const size_t colon = s.rfind("::");
+  if (colon != std::string::npos) s = s.substr(colon + 2);
+  return names.emplace(&type, "bw:" + s).first->second.c_str();
+}
 
 void StageTimer::begin(const char* stage) {
   State& s = state();

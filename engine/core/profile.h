@@ -5,6 +5,7 @@
 // CUDA profile would need a device sync per stage and is not taken.
 #pragma once
 #include <string>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -14,6 +15,11 @@ void set_profiling(bool on);
 bool profiling();
 void reset_stage_times();
 std::vector<std::pair<std::string, double>> stage_times();  // seconds, in first-seen order
+
+// The stage name for a backward closure: "bw:" and the op function that recorded it, read from
+// the closure's type ("engine::linear(...)::{lambda...}" -> "bw:linear"), so every op is
+// profiled without naming itself. The pointer stays valid for the calling thread's lifetime.
+const char* backward_stage_name(const std::type_info& closure);
 
 class StageTimer {
  public:

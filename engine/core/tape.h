@@ -12,7 +12,6 @@
 // keeps growing.
 #pragma once
 #include <functional>
-#include <initializer_list>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -21,18 +20,20 @@
 
 namespace engine {
 
+struct GradWindows;  // engine/ops/grad_window.cpp: which windows of a zero-filled gradient hold data
+
 struct GradSlot {
   Tensor grad;          // contiguous, same shape, dtype and device as the tensor
   bool is_leaf = true;  // leaves own their gradient buffer: optimizers may scale it in place
   bool owned = false;  // grad's buffer is this slot's alone (not adopted from a closure), so it may be updated in place
-  // An intermediate's gradient that add_window zero-filled: the windows written since, all
-  // along window_axis (-1: none tracked). Outside them the buffer is still zero, so a window
-  // that overlaps none is copied in rather than added (q, k and v's windows of qkv).
-  int window_axis = -1;
-  std::vector<std::pair<int64_t, int64_t>> written_windows;
+  // Set by GradSink::add_window when it zero-fills grad; whatever else writes grad resets it
+  // (add_window starts afresh on an undefined grad).
+  std::shared_ptr<GradWindows> windows;
 };
 
-// Where a backward closure writes the gradients of its inputs.
+// Where a backward closure writes the gradients of its inputs. The tape core only declares how
+// a gradient lands: add and add_window need ops (add, copy, slice), so they are defined in
+// engine/ops (grad_accumulate.cpp, grad_window.cpp), keeping engine/core free of engine/ops.
 class GradSink {
  public:
   GradSink(const std::vector<std::shared_ptr<GradSlot>>& slots, const std::vector<Shape>& shapes)
@@ -77,6 +78,7 @@ size_t tape_size();
 void clear_tape();  // drops recorded history without computing gradients
 
 // Adds `grad` into the slot: the first gradient is adopted (cloned for leaves), later ones summed.
+// Defined in engine/ops/grad_accumulate.cpp.
 void accumulate_grad(GradSlot& slot, const Tensor& grad);
 
 }  // namespace engine

@@ -1,3 +1,5 @@
+// Tensor's storage, views and autodiff hooks. The members that are ops (full, contiguous, to,
+// reshape, clone) are defined beside those ops in engine/ops: engine/core includes no op.
 #include "engine/core/tensor.h"
 
 #include <cstring>
@@ -7,8 +9,6 @@
 #include "engine/core/allocator.h"
 #include "engine/core/dispatch.h"
 #include "engine/core/tape.h"
-#include "engine/ops/copy.h"
-#include "engine/ops/shape.h"
 
 namespace engine {
 
@@ -65,12 +65,6 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) { return full(shape, 0.0, dtype, device); }
 
-Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
-  Tensor t = empty(shape, dtype, device);
-  ON_DEVICE(t, fill, t, value);
-  return t;
-}
-
 namespace {
 template <class T>
 Tensor from_host(const std::vector<T>& values, const Shape& shape, Device device) {
@@ -101,22 +95,11 @@ void* Tensor::raw_data() const {
   return static_cast<char*>(impl_->storage->data) + impl_->offset * static_cast<int64_t>(dtype_size(impl_->dtype));
 }
 
-Tensor Tensor::contiguous() const { return engine::contiguous(*this); }
-Tensor Tensor::to(Device device) const { return engine::to_device(*this, device); }
-Tensor Tensor::to(DType dtype) const { return engine::cast(*this, dtype); }
-Tensor Tensor::reshape(const Shape& shape) const { return engine::reshape(*this, shape); }
-
 Tensor Tensor::detach() const {
   auto impl = std::make_shared<TensorImpl>(*impl_);
   impl->grad_slot = nullptr;
   impl->is_leaf = true;
   return Tensor(std::move(impl));
-}
-
-Tensor Tensor::clone() const {
-  Tensor out = empty(shape(), dtype(), device());
-  copy_into(*this, out);
-  return out;
 }
 
 Tensor& Tensor::set_requires_grad(bool on) {
@@ -134,7 +117,7 @@ void Tensor::set_grad(const Tensor& g) {
   ENGINE_CHECK(!g.defined() || g.shape() == shape(), "Tensor::set_grad",
                "gradient shape " + shape_str(g.shape()) + " differs from tensor shape " + shape_str(shape()));
   impl_->grad_slot->grad = g;
-  impl_->grad_slot->window_axis = -1;
+  impl_->grad_slot->windows.reset();
 }
 
 void Tensor::zero_grad() {

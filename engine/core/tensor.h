@@ -54,6 +54,7 @@ class Tensor {
   // Creation. Everything is allocated on `device`; host data is copied over.
   static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
+  // Defined in engine/ops/copy.cpp, beside the fill kernel it runs.
   static Tensor full(const Shape& shape, double value, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor from_vector(const std::vector<float>& values, const Shape& shape, Device device = Device::cpu());
   static Tensor from_vector(const std::vector<double>& values, const Shape& shape, Device device = Device::cpu());
@@ -78,7 +79,9 @@ class Tensor {
   T* data() const;
   void* raw_data() const;
 
-  // Views and copies. These are differentiable ops (engine/ops/shape.h, engine/ops/copy.h).
+  // Views and copies. All but detach() are differentiable ops, declared here for convenience and
+  // defined beside those ops (engine/ops/copy.cpp, engine/ops/shape.cpp): engine/core includes
+  // nothing from engine/ops.
   Tensor contiguous() const;
   Tensor to(Device device) const;
   Tensor to(DType dtype) const;

@@ -65,6 +65,24 @@ void copy_into(const Tensor& src, Tensor& dst) {
   ON_DEVICE(dst, strided_copy, src, dst);
 }
 
+// ---- Tensor's members that are these ops (declared in tensor.h) ----------------------------
+
+Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  ON_DEVICE(t, fill, t, value);
+  return t;
+}
+
+Tensor Tensor::contiguous() const { return engine::contiguous(*this); }
+Tensor Tensor::to(Device device) const { return engine::to_device(*this, device); }
+Tensor Tensor::to(DType dtype) const { return engine::cast(*this, dtype); }
+
+Tensor Tensor::clone() const {
+  Tensor out = empty(shape(), dtype(), device());
+  copy_into(*this, out);
+  return out;
+}
+
 // ---- CPU kernels --------------------------------------------------------------------------
 
 namespace cpu {

@@ -38,6 +38,8 @@ Tensor reshape(const Tensor& x_in, const Shape& requested) {
   return y;
 }
 
+Tensor Tensor::reshape(const Shape& shape) const { return engine::reshape(*this, shape); }
+
 Tensor flatten_rows(const Tensor& x) {
   ENGINE_CHECK(x.ndim() >= 1, "flatten_rows", "needs at least one axis");
   return reshape(x, {-1, x.size(-1)});

@@ -1,9 +1,11 @@
 // Stage timers: off by default, nested stages charge their own time, and stages add up.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <thread>
 
 #include "engine/core/profile.h"
+#include "engine/engine.h"
 
 using namespace engine;
 
@@ -45,4 +47,22 @@ TEST_CASE("nested stages report self time, in first-seen order", "[profile]") {
   CHECK(seconds_of("inner") == Approx(0.030).margin(0.008));
   reset_stage_times();
   CHECK(stage_times().empty());
+}
+
+TEST_CASE("backward stages are named after the op that recorded the closure", "[profile][tape]") {
+  Tensor x = Tensor::full({2, 3}, 1.0).set_requires_grad(true);
+  Tensor w = Tensor::full({4, 3}, 0.5).set_requires_grad(true);
+  Tensor loss = sum_all(slice(linear(x, w), 1, 0, 2));
+  reset_stage_times();
+  set_profiling(true);
+  backward(loss);
+  set_profiling(false);
+  std::vector<std::string> names;
+  for (const auto& [name, s] : stage_times()) names.push_back(name);
+  // Newest first: slice's closure runs before linear's (whose backward times its own parts).
+  const auto slice_at = std::find(names.begin(), names.end(), "bw:slice");
+  const auto linear_at = std::find(names.begin(), names.end(), "bw:linear");
+  CHECK(slice_at < linear_at);
+  CHECK(linear_at != names.end());
+  reset_stage_times();
 }
