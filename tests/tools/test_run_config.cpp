@@ -308,6 +308,17 @@ TEST_CASE("config: a bad override names the override", "[config]") {
   CHECK_THROWS_WITH(parse("", {"data.paths=[a"}), Contains("override 'data.paths=[a'") && Contains("not valid YAML"));
 }
 
+TEST_CASE("config: deep nesting and a second document are refused, naming the place", "[config]") {
+  CHECK_THROWS_WITH(parse("model: " + std::string(10000, '[')),
+                    Contains("test.yaml:1:") && Contains("YAML nested more than") &&
+                        Contains("levels deep (a run config nests 3)") && !Contains("bad file"));
+  CHECK_THROWS_WITH(parse("model:\n  d_model: 64\n---\nmodel:\n  d_model: 32\n"),
+                    Contains("test.yaml:4:1: a second YAML document (after '---')"));
+  CHECK_THROWS_WITH(parse("", {"model.d_model=1\n---\n2"}),
+                    Contains("override 'model.d_model=1") && Contains("a second YAML document"));
+  CHECK(parse("---\nmodel:\n  d_model: 64\n").model.d_model == 64);  // one document with its marker is fine
+}
+
 TEST_CASE("config: YAML syntax error names the file and line", "[config]") {
   TempDir tmp("syntax");
   const std::string path = tmp.write("bad.yaml", "model:\n  d_model: 128\n  n_heads: [4, 8\ntraining:\n  steps: 3\n");

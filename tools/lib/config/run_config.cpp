@@ -4,6 +4,7 @@
 // operation (parse, emit, compare, list allowed keys) walks that list through a visitor.
 #include "tools/lib/config/run_config.h"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -204,6 +205,7 @@ void schema(V& v, Tag<RunConfig>) {
   v.section("diagnostics", &RunConfig::diagnostics);
   v.field("device", &RunConfig::device);
   v.field("precision", &RunConfig::precision);
+  v.field("memory_limit", &RunConfig::memory_limit);
 }
 
 // ---- visitors ----
@@ -492,6 +494,29 @@ struct Differ {
   }
 };
 
+// The one YAML document of `text`. A second document would be ignored by YAML::Load, so it is
+// refused; nesting deep enough to trip yaml-cpp's recursion guard is named as such (its own
+// message is "bad file"). `where` prefixes the message: "FILE" or "override 'K=V'".
+YAML::Node load_one_document(const std::string& text, const std::string& where, bool with_mark) {
+  auto at = [&](const YAML::Mark& m) {
+    return with_mark ? where + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1) : where;
+  };
+  std::vector<YAML::Node> documents;
+  try {
+    documents = YAML::LoadAll(text);
+  } catch (const YAML::DeepRecursion& e) {
+    throw ConfigError(at(e.mark) + ": YAML nested more than " + std::to_string(e.depth() - 1) +
+                      " levels deep (a run config nests 3)");
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(at(e.mark) + ": YAML syntax error: " + e.msg);
+  }
+  if (documents.size() > 1)
+    throw ConfigError(at(documents[1].Mark()) +
+                      ": a second YAML document (after '---'); a config holds one document, and a second "
+                      "would be ignored");
+  return documents.empty() ? YAML::Node() : documents[0];
+}
+
 // Turns `a.b.c=value` into the map {a: {b: {c: value}}} so it parses like a file fragment.
 YAML::Node override_node(const std::string& text, const std::string& at) {
   const size_t eq = text.find('=');
@@ -505,9 +530,12 @@ YAML::Node override_node(const std::string& text, const std::string& at) {
   }
   YAML::Node value;
   try {
-    value = YAML::Load(text.substr(eq + 1));
-  } catch (const YAML::ParserException& e) {
-    fail(at, path, "the value is not valid YAML: " + e.msg);
+    value = load_one_document(text.substr(eq + 1), "", false);
+  } catch (const ConfigError& e) {
+    std::string why = e.what() + 2;  // without the empty location's ": "
+    const std::string syntax = "YAML syntax error: ";
+    if (why.rfind(syntax, 0) == 0) why = why.substr(syntax.size());
+    fail(at, path, "the value is not valid YAML: " + why);
   }
   for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
     YAML::Node map(YAML::NodeType::Map);
@@ -563,13 +591,7 @@ std::string KeyLocations::find(const std::vector<std::string>& keys) const {
 
 RunConfig parse_run_config(const std::string& yaml_text, const std::string& source_name,
                            const std::vector<std::string>& overrides, const CudaProbe& cuda_available) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError(source_name + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
-                      ": YAML syntax error: " + e.msg);
-  }
+  const YAML::Node root = load_one_document(yaml_text, source_name, true);
   RunConfig cfg;
   detail::KeyLocations locs;
   locs.source = source_name;
