@@ -164,6 +164,9 @@ struct RunConfig {
   // Matrix products in f32, or bf16 operands with f32 sums (weights, optimizer state and every
   // other op stay f32; the router stays f32).
   PrecisionKind precision = PrecisionKind::f32;
+  // GiB a run may use; 0: the memory available when it starts. A config whose estimate
+  // (parameters, gradients, AdamW state, activations) exceeds it is refused before allocating.
+  double memory_limit = 0.0;
 };
 
 // Answers whether a CUDA device can be used; on false it writes the reason. An empty probe means

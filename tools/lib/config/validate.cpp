@@ -162,6 +162,8 @@ void check_training(const Checker& c, const RunConfig& cfg) {
   c.at_least(cfg.checkpointing.every, 0, "checkpointing.every");
   c.at_least(cfg.checkpointing.keep_last, 1, "checkpointing.keep_last");
 
+  c.at_least(cfg.memory_limit, 0.0, "memory_limit");
+
   const DiagnosticsConfig& d = cfg.diagnostics;
   c.at_least(d.max_vio, 0.0, "diagnostics.max_vio");
   c.at_least(d.max_dead, 0, "diagnostics.max_dead");

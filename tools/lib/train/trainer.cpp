@@ -31,6 +31,12 @@ std::vector<std::string> balance_term_names() {
   return names;
 }
 
+assemble::MemoryEstimate checked_memory_estimate(const rc::RunConfig& config) {
+  assemble::MemoryEstimate e = assemble::estimate_memory(config);
+  assemble::check_memory(config, e, assemble::available_memory_bytes());
+  return e;
+}
+
 std::string format_duration(double seconds) {
   const int64_t s = static_cast<int64_t>(seconds + 0.5);
   std::ostringstream out;
@@ -43,6 +49,7 @@ std::string format_duration(double seconds) {
 Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::unique_ptr<data::TokenSource> train_source)
     : config_(config),
       progress_(progress),
+      memory_(checked_memory_estimate(config)),
       model_(std::make_unique<moe::TransformerLM>(assemble::model_config(config))),
       metrics_(balance_term_names(), static_cast<int64_t>(model_->moe_layers().size()), config.moe.num_experts) {
   for (int64_t l = 0; l < model_->config().n_layers; ++l)
@@ -68,7 +75,8 @@ Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::uniqu
   train_data_ = train_source ? std::move(train_source) : assemble::data_source(config, false);
   eval_data_ = assemble::data_source(config, true);
   progress_ << "moe-train: " << model_->params().count_elements() << " parameters, " << model_->moe_layers().size()
-            << " MoE layers" << (config.logging.out_dir.empty() ? "" : ", writing " + config.logging.out_dir) << "\n";
+            << " MoE layers, memory estimate " << memory_.summary()
+            << (config.logging.out_dir.empty() ? "" : ", writing " + config.logging.out_dir) << "\n";
 }
 
 // The run folder is touched only once the run is known to be good: a fresh start, or after a

@@ -22,6 +22,7 @@
 #include "data/batch.h"
 #include "engine/engine.h"
 #include "models/transformer.h"
+#include "tools/lib/assemble/memory_estimate.h"
 #include "tools/lib/checkpoint/checkpoint.h"
 #include "tools/lib/train/metrics_log.h"
 #include "tools/lib/train/routing_stats.h"
@@ -40,6 +41,8 @@ class Trainer {
  public:
   // train_source replaces the config's training data when given (moe-refcheck feeds one fixed
   // batch). An empty logging.out_dir writes no files (progress still goes to `progress`).
+  // Throws runconfig::ConfigError before building anything when the config's memory estimate
+  // exceeds memory_limit or the available memory.
   Trainer(const runconfig::RunConfig& config, std::ostream& progress,
           std::unique_ptr<data::TokenSource> train_source = nullptr);
   ~Trainer();
@@ -72,6 +75,7 @@ class Trainer {
 
   runconfig::RunConfig config_;
   std::ostream& progress_;
+  assemble::MemoryEstimate memory_;  // checked against the memory limit before model_ is built
   std::unique_ptr<moe::TransformerLM> model_;
   std::unique_ptr<engine::AdamW> optimizer_;
   std::vector<engine::Tensor> params_;  // the model's parameters, for clipping
