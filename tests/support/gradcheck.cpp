@@ -1,9 +1,17 @@
 #include "tests/support/gradcheck.h"
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <sstream>
 
 namespace engine::testing {
+
+bool bf16_available() {
+  std::string why;
+  if (cpu::bf16_matmul_supported(&why)) return true;
+  WARN("skipped: " << why);
+  return false;
+}
 
 Tensor random_tensor(const Shape& shape, uint64_t seed, double std, DType dtype) {
   Generator gen(seed);

@@ -39,6 +39,10 @@ Tensor random_tensor(const Shape& shape, uint64_t seed, double std = 1.0, DType 
 // max |a - b| over all elements; shapes must match.
 double max_abs_diff(const Tensor& a, const Tensor& b);
 
+// Whether this CPU runs bf16 products (cpu::bf16_matmul_supported); when not, a Catch warning
+// says why, and the calling test skips itself.
+bool bf16_available();
+
 }  // namespace engine::testing
 
 // Catch2 assertion with the checker's report in the failure message.
