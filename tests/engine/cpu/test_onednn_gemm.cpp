@@ -20,8 +20,7 @@ struct GemmCase {
   GemmCall call;
   Tensor want;
 };
-GemmCase gemm_case(int64_t m, int64_t n, int64_t k, bool ta, bool tb, bool bias, bool accumulate,
-                               uint64_t seed) {
+GemmCase gemm_case(int64_t m, int64_t n, int64_t k, bool ta, bool tb, bool bias, bool accumulate, uint64_t seed) {
   GemmCase c;
   c.call.args.m = m;
   c.call.args.n = n;
@@ -101,7 +100,7 @@ TEST_CASE("gemm_concurrent: independent products side by side equal their double
   std::vector<GemmCase> cases;
   for (int i = 0; i < 40; ++i)
     cases.push_back(gemm_case(i % 7 == 0 ? 64 : (i * 37) % 700 + 1, 48, 64, i % 5 == 0, i % 2 == 0, i % 3 == 0,
-                                    i % 4 == 0, 100 + 10 * i));
+                              i % 4 == 0, 100 + 10 * i));
   cases.push_back(gemm_case(600, 256, 128, false, true, true, false, 900));
   cases.push_back(gemm_case(2000, 96, 128, false, false, false, true, 910));
   run_and_check(cases);
@@ -136,8 +135,7 @@ TEST_CASE("oneDNN cache: a shape seen again runs the primitive made for it", "[o
   CHECK(grew.runtime == 0);
 }
 
-TEST_CASE("oneDNN cache: past kMaxExactSizes row counts, one runtime-rows primitive runs the rest",
-          "[onednn][gemm]") {
+TEST_CASE("oneDNN cache: past kMaxExactSizes row counts, one runtime-rows primitive runs the rest", "[onednn][gemm]") {
   const cpu::OneDnnCacheStats before = cpu::onednn_cache_stats();
   for (int64_t i = 0; i < cpu::kMaxExactSizes; ++i) {
     GemmCase c = gemm_case(1 + i, 223, 19, false, true, false, false, 2100 + 10 * i);
@@ -236,8 +234,7 @@ TEST_CASE("try_gemm_concurrent: side by side gives what onednn_gemm gives one by
   ThreadsScope two(2);  // side by side needs two threads, whatever OMP_NUM_THREADS says
   std::vector<GemmCase> cases;
   for (int i = 0; i < 10; ++i)
-    cases.push_back(gemm_case(5 + 11 * i, 241, 24 + i, i % 3 == 0, i % 2 == 0, i % 4 == 0, i % 5 == 0,
-                                    2900 + 10 * i));
+    cases.push_back(gemm_case(5 + 11 * i, 241, 24 + i, i % 3 == 0, i % 2 == 0, i % 4 == 0, i % 5 == 0, 2900 + 10 * i));
   std::vector<GemmCall> calls;
   std::vector<Tensor> one_by_one;
   for (const GemmCase& c : cases) {

@@ -2,8 +2,8 @@
 // compares.
 #include <catch2/catch.hpp>
 #include <string>
-#include <vector>
 #include <utility>
+#include <vector>
 
 #include "tests/engine/cuda/compare.h"
 
