@@ -19,7 +19,6 @@ class SyntheticDomains : public TokenSource {
   Batch next_batch(int64_t batch, int64_t seq_len) override;
   int32_t vocab_size() const override { return vocab_; }
   int num_domains() const { return num_domains_; }
-  int favoured_per_token() const { return k_; }
 
  private:
   int32_t vocab_;

@@ -5,6 +5,7 @@
 #include "engine/core/random.h"
 #include "engine/core/tape.h"
 #include "engine/core/tensor.h"
+#include "engine/cpu/onednn_gemm.h"
 #include "engine/ops/activation.h"
 #include "engine/ops/attention.h"
 #include "engine/ops/binary.h"

@@ -10,16 +10,19 @@ namespace engine {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+double steady_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 struct Frame {
   size_t stage;
-  Clock::time_point start;
+  double start;         // seconds, on the clock
   double children = 0;  // seconds spent in nested stages
 };
 
 struct State {
   bool on = false;
+  ProfileClock clock = steady_seconds;
   std::vector<std::pair<std::string, double>> totals;
   std::vector<Frame> stack;
 };
@@ -35,6 +38,7 @@ void set_profiling(bool on) { state().on = on; }
 bool profiling() { return state().on; }
 void reset_stage_times() { state().totals.clear(); }
 std::vector<std::pair<std::string, double>> stage_times() { return state().totals; }
+void set_profile_clock(ProfileClock clock) { state().clock = clock ? clock : steady_seconds; }
 
 const char* backward_stage_name(const std::type_info& type) {
   thread_local std::map<const std::type_info*, std::string> names;  // each thread has its own tape
@@ -56,14 +60,14 @@ void StageTimer::begin(const char* stage) {
   size_t index = 0;
   while (index < s.totals.size() && s.totals[index].first != stage) ++index;
   if (index == s.totals.size()) s.totals.emplace_back(stage, 0.0);
-  s.stack.push_back({index, Clock::now()});
+  s.stack.push_back({index, s.clock()});
 }
 
 void StageTimer::end() {
   State& s = state();
   const Frame f = s.stack.back();
   s.stack.pop_back();
-  const double elapsed = std::chrono::duration<double>(Clock::now() - f.start).count();
+  const double elapsed = s.clock() - f.start;
   s.totals[f.stage].second += elapsed - f.children;
   if (!s.stack.empty()) s.stack.back().children += elapsed;
 }

@@ -16,6 +16,12 @@ bool profiling();
 void reset_stage_times();
 std::vector<std::pair<std::string, double>> stage_times();  // seconds, in first-seen order
 
+// Where stage times are read: seconds from std::chrono::steady_clock, unless a test installs a
+// clock it advances by hand (the accounting is then checked exactly, not against wall time).
+// nullptr restores the steady clock.
+using ProfileClock = double (*)();
+void set_profile_clock(ProfileClock clock);
+
 // The stage name for a backward closure: "bw:" and the op function that recorded it, read from
 // the closure's type ("engine::linear(...)::{lambda...}" -> "bw:linear"), so every op is
 // profiled without naming itself. The pointer stays valid for the calling thread's lifetime.

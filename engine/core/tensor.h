@@ -59,7 +59,6 @@ class Tensor {
   static Tensor from_vector(const std::vector<float>& values, const Shape& shape, Device device = Device::cpu());
   static Tensor from_vector(const std::vector<double>& values, const Shape& shape, Device device = Device::cpu());
   static Tensor from_vector(const std::vector<int32_t>& values, const Shape& shape, Device device = Device::cpu());
-  static Tensor empty_like(const Tensor& t) { return empty(t.shape(), t.dtype(), t.device()); }
   static Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype(), t.device()); }
 
   bool defined() const { return impl_ != nullptr; }

@@ -12,11 +12,12 @@ namespace cuda {
 
 constexpr int kThreads = 256;
 
-// Enough blocks to cover n at one element per thread, capped: grid-stride loops cover the rest,
-// and the cap keeps launches cheap for huge tensors (132 SMs x 16 blocks fills an H100).
+// Enough blocks to cover n at one element per thread, capped at 16 per SM of the current device
+// (enough to fill it): grid-stride loops cover the rest, and the cap keeps launches cheap for
+// huge tensors. Results never depend on the grid size, only on the loop.
 inline unsigned grid_for(int64_t n, int threads = kThreads) {
   const int64_t blocks = (n + threads - 1) / threads;
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(blocks, 132 * 16)));
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(blocks, int64_t{16} * sm_count())));
 }
 
 // for (i = this thread's first element; i < n; i += all threads of the grid)

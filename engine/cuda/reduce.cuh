@@ -78,7 +78,8 @@ inline int row_threads(int64_t n) {
   return t;
 }
 inline unsigned row_blocks(int64_t rows) {
-  return static_cast<unsigned>(rows < 1 ? 1 : (rows < 132 * 64 ? rows : 132 * 64));
+  const int64_t cap = int64_t{64} * sm_count();  // 64 row blocks per SM of the current device
+  return static_cast<unsigned>(rows < 1 ? 1 : (rows < cap ? rows : cap));
 }
 #define CUDA_ROW_LOOP(row, rows) for (int64_t row = blockIdx.x; row < (rows); row += gridDim.x)
 

@@ -1,5 +1,6 @@
 // CUDA runtime glue: error reporting, device detection, the per-device caching allocators
 // (raw cudaMalloc/cudaFree underneath) and the per-thread cuBLAS/cuDNN handles.
+#include <atomic>
 #include <climits>
 #include <mutex>
 #include <stdexcept>
@@ -115,6 +116,21 @@ CachingAllocator* make_allocator(int index, std::integer_sequence<int, I...>) {
 }
 
 }  // namespace
+
+int sm_count() {
+  // Zero (static storage) until asked. Threads asking at once all store the same answer.
+  static std::atomic<int> counts[kMaxDevices];
+  const int index = current_device();
+  if (index < kMaxDevices) {
+    const int cached = counts[index].load(std::memory_order_relaxed);
+    if (cached > 0) return cached;
+  }
+  int count = 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, index));
+  if (index < kMaxDevices) counts[index].store(count, std::memory_order_relaxed);
+  return count;
+}
+
 }  // namespace cuda
 
 bool cuda_device_usable(std::string* why) {

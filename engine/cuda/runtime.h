@@ -39,6 +39,10 @@ class DeviceGuard {
 cublasHandle_t cublas_handle();
 cudnnHandle_t cudnn_handle();
 
+// The current device's number of streaming multiprocessors (cudaDevAttrMultiProcessorCount),
+// asked once per device and cached: launch sizes scale with it rather than assuming one GPU.
+int sm_count();
+
 // v as a cuBLAS int; throws std::invalid_argument "op: what = v exceeds cuBLAS's 32-bit limit"
 // when it does not fit.
 int cublas_int(int64_t v, const char* op, const char* what);

@@ -13,7 +13,7 @@
 namespace engine {
 
 struct GradWindows {
-  int axis;  // every window below lies along this axis
+  int axis;                                          // every window below lies along this axis
   std::vector<std::pair<int64_t, int64_t>> written;  // [start, end); outside them the buffer is zero
 };
 

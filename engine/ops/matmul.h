@@ -1,7 +1,7 @@
 // Matrix products: matmul (2-D and batched 3-D, any transpose combination) and linear.
 //
-// CPU: oneDNN's matmul primitive, cached by shape (creating one costs 0.1-0.35 ms, far more
-// than a small GEMM). f64 (used by gradient checks) runs a plain blocked loop.
+// CPU: oneDNN's matmul primitive, cached by shape (engine/cpu/onednn_gemm.h, the CPU GEMM
+// backend). f64 (used by gradient checks) runs a plain blocked loop.
 // CUDA: cuBLAS (strided batched for 3-D).
 //
 // Precision: f32 products run in f32, or, under MatmulPrecision::bf16, with both operands
@@ -14,11 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "engine/core/gemm.h"
 #include "engine/core/tensor.h"
 
 namespace engine {
 
-enum class MatmulPrecision : uint8_t { f32, bf16 };
 const char* precision_name(MatmulPrecision p);
 
 // The precision of this thread's f32 products; f32 unless a scope says otherwise. A product's
@@ -43,16 +43,6 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool t
 // y = x @ weight^T + bias, weight [out, in] (PyTorch's layout), x [..., in]; bias optional.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
-// C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b] for b < batch; A, B, C contiguous,
-// stored row-major as given (A is [M,K] or, transposed, [K,M]). bias (optional, [N]) is added
-// to every row of C. beta is 0 or 1.
-struct GemmArgs {
-  int64_t batch = 1, m = 0, n = 0, k = 0;
-  bool transpose_a = false, transpose_b = false;
-  double beta = 0.0;
-  MatmulPrecision precision = MatmulPrecision::f32;  // bf16 applies to f32 operands only
-};
-
 // Args for C[b] = op(A[b]) op(B[b]) over `batch` contiguous matrices, at this thread's precision
 // (the attention kernels' and grouped_linear's products on both backends).
 inline GemmArgs batched_gemm_args(int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool tb) {
@@ -67,22 +57,13 @@ inline GemmArgs batched_gemm_args(int64_t batch, int64_t m, int64_t n, int64_t k
   return g;
 }
 
-// One product of a set: c = op(a) op(b) (+ bias rows), args.batch == 1, each tensor's data
-// pointer where its matrix starts (views into larger tensors allowed).
-struct GemmCall {
-  GemmArgs args;
-  Tensor a, b, bias, c;
-};
-
 namespace cpu {
 // Independent products at once (the experts' GEMMs): small f32 ones run concurrently, one per
 // thread, each single-threaded - they use the cores better side by side than one after another
 // with every core on each (1.2-1.4x at 64 rows); large ones, and anything not plain f32, run
-// one by one through gemm(). Same values as gemm() up to the summation order.
+// one by one through gemm(). Same values as gemm() up to the summation order. (The side-by-side
+// runner is the oneDNN backend's try_gemm_concurrent, engine/cpu/onednn_gemm.h.)
 void gemm_concurrent(const std::vector<GemmCall>& calls);
-// Whether oneDNN has a bf16 matmul for this CPU (AVX-512 cores; AMX or AVX512-BF16 run it
-// natively). On false, *reason says why.
-bool bf16_matmul_supported(std::string* reason = nullptr);
 void gemm(const GemmArgs& args, const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& c);
 }  // namespace cpu
 namespace cuda {

@@ -97,11 +97,7 @@ TEST_CASE("grouped_linear: an empty group's weight and bias get no gradient, the
 }
 
 TEST_CASE("grouped_linear under bf16 equals per-group linear under bf16", "[grouped_linear][bf16]") {
-  std::string why;
-  if (!cpu::bf16_matmul_supported(&why)) {
-    WARN("skipped: " << why);
-    return;
-  }
+  if (!bf16_available()) return;
   const std::vector<int64_t> offsets{0, 70, 70, 200};
   Tensor x = random_tensor({200, 64}, 70, 1.0, DType::f32);
   const Ins w = random_list(3, {48, 64}, 80, DType::f32);

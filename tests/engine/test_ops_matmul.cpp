@@ -1,6 +1,4 @@
 // matmul (2-D, batched, folded leading axes; every transpose combination) and linear.
-#include <omp.h>
-
 #include <array>
 #include <catch2/catch.hpp>
 
@@ -124,73 +122,4 @@ TEST_CASE("linear: x W^T + b with fused bias, values and gradients", "[linear][g
                     Ins({random_tensor({1, 4}, 22), random_tensor({1, 4}, 23)}));
   CHECK_THROWS_WITH(linear(x, Tensor::zeros({5, 3})), Catch::Contains("does not match weight"));
   CHECK_THROWS_WITH(linear(x, w, Tensor::zeros({4})), Catch::Contains("bias must be [5]"));
-}
-
-namespace {
-// One product of a gemm_concurrent set with its double reference.
-struct ConcurrentCase {
-  GemmCall call;
-  Tensor want;
-};
-ConcurrentCase concurrent_case(int64_t m, int64_t n, int64_t k, bool ta, bool tb, bool bias, bool accumulate,
-                               uint64_t seed) {
-  ConcurrentCase c;
-  c.call.args.m = m;
-  c.call.args.n = n;
-  c.call.args.k = k;
-  c.call.args.transpose_a = ta;
-  c.call.args.transpose_b = tb;
-  c.call.args.beta = accumulate ? 1.0 : 0.0;
-  c.call.a = random_tensor(ta ? Shape{k, m} : Shape{m, k}, seed, 1.0, DType::f32);
-  c.call.b = random_tensor(tb ? Shape{n, k} : Shape{k, n}, seed + 1, 1.0, DType::f32);
-  c.call.c = random_tensor({m, n}, seed + 2, 1.0, DType::f32);
-  if (bias) c.call.bias = random_tensor({n}, seed + 3, 1.0, DType::f32);
-  c.want = matmul(c.call.a.to(DType::f64), c.call.b.to(DType::f64), ta, tb);
-  if (accumulate) c.want = add(c.want, c.call.c.to(DType::f64));
-  if (bias) c.want = add(c.want, c.call.bias.to(DType::f64));
-  return c;
-}
-void run_and_check(const std::vector<ConcurrentCase>& cases) {
-  std::vector<GemmCall> calls;
-  for (const ConcurrentCase& c : cases) calls.push_back(c.call);
-  cpu::gemm_concurrent(calls);
-  for (size_t i = 0; i < cases.size(); ++i) {
-    const GemmArgs& g = cases[i].call.args;
-    INFO("product " << i << ": " << g.m << " x " << g.n << " x " << g.k << " ta " << g.transpose_a << " tb "
-                    << g.transpose_b);
-    CHECK(max_abs_diff(cases[i].call.c.to(DType::f64), cases[i].want) < 1e-4 * g.k);
-  }
-}
-}  // namespace
-
-TEST_CASE("gemm_concurrent: independent products side by side equal their double reference", "[matmul][gemm]") {
-  if (omp_get_max_threads() < 2) WARN("one OpenMP thread: the products run one by one, nothing runs side by side");
-  // 40 small products (1 to 700 rows, several sharing a shape, so one primitive runs on two
-  // threads at once; transposed operands, bias and beta = 1 mixed in) plus two large ones that
-  // run alone first.
-  std::vector<ConcurrentCase> cases;
-  for (int i = 0; i < 40; ++i)
-    cases.push_back(concurrent_case(i % 7 == 0 ? 64 : (i * 37) % 700 + 1, 48, 64, i % 5 == 0, i % 2 == 0, i % 3 == 0,
-                                    i % 4 == 0, 100 + 10 * i));
-  cases.push_back(concurrent_case(600, 256, 128, false, true, true, false, 900));
-  cases.push_back(concurrent_case(2000, 96, 128, false, false, false, true, 910));
-  run_and_check(cases);
-}
-
-TEST_CASE("gemm_concurrent: runtime-size primitives shared by several threads", "[matmul][gemm]") {
-  // Past 8 row counts a shape family runs one runtime-rows primitive; past 8 inner sizes, one
-  // runtime-K primitive (expert dW). Warm both families up, then run 12 new sizes of each side
-  // by side: every product of a family then executes the same primitive.
-  std::vector<ConcurrentCase> warm, rows, inner;
-  for (int64_t i = 0; i < 8; ++i) {
-    warm.push_back(concurrent_case(3 + i, 37, 29, false, true, false, false, 1000 + 10 * i));
-    warm.push_back(concurrent_case(31, 23, 5 + i, true, false, false, false, 1100 + 10 * i));
-  }
-  run_and_check(warm);
-  for (int64_t i = 0; i < 12; ++i) {
-    rows.push_back(concurrent_case(40 + 7 * i, 37, 29, false, true, false, false, 1200 + 10 * i));
-    inner.push_back(concurrent_case(31, 23, 50 + 9 * i, true, false, false, false, 1400 + 10 * i));
-  }
-  run_and_check(rows);
-  run_and_check(inner);
 }

@@ -8,6 +8,7 @@
 #include "tests/support/gradcheck.h"
 
 using namespace engine;
+using engine::testing::bf16_available;
 using engine::testing::max_abs_diff;
 using engine::testing::random_tensor;
 
@@ -31,13 +32,6 @@ Tensor product(const Tensor& a, const Tensor& b, bool ta, bool tb, bool rounded)
   };
   MatmulPrecisionScope exact(MatmulPrecision::f32);
   return matmul(as_f64(a), as_f64(b), ta, tb);
-}
-
-bool bf16_available() {
-  std::string why;
-  if (cpu::bf16_matmul_supported(&why)) return true;
-  WARN("skipped: " << why);
-  return false;
 }
 
 }  // namespace

@@ -1,4 +1,6 @@
-// Stage timers: off by default, nested stages charge their own time, and stages add up.
+// Stage timers: off by default, nested stages charge their own time, and stages add up. The
+// accounting is checked on a clock the test advances by hand, so nothing depends on how busy
+// the machine is; the real clock is only held to lower bounds.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -10,11 +12,19 @@
 using namespace engine;
 
 namespace {
-void busy(int ms) {
-  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-  while (std::chrono::steady_clock::now() < end) {
+
+// A clock that moves only when busy() says so, installed for the scope.
+double fake_now = 0.0;
+double fake_clock() { return fake_now; }
+struct FakeClockScope {
+  FakeClockScope() {
+    fake_now = 1000.0;
+    set_profile_clock(fake_clock);
   }
-}
+  ~FakeClockScope() { set_profile_clock(nullptr); }
+};
+void busy(int ms) { fake_now += ms / 1000.0; }
+
 double seconds_of(const std::string& stage) {
   for (const auto& [name, s] : stage_times())
     if (name == stage) return s;
@@ -29,6 +39,7 @@ TEST_CASE("stage timers record nothing unless profiling is on", "[profile]") {
 }
 
 TEST_CASE("nested stages report self time, in first-seen order", "[profile]") {
+  FakeClockScope clock;
   reset_stage_times();
   set_profiling(true);
   {
@@ -43,10 +54,58 @@ TEST_CASE("nested stages report self time, in first-seen order", "[profile]") {
   set_profiling(false);
   REQUIRE(stage_times().size() == 2);
   CHECK(stage_times()[0].first == "outer");
-  CHECK(seconds_of("outer") == Approx(0.020).margin(0.008));  // the inner 30 ms are not counted twice
-  CHECK(seconds_of("inner") == Approx(0.030).margin(0.008));
+  CHECK(seconds_of("outer") == Approx(0.020));  // the inner 30 ms are not counted twice
+  CHECK(seconds_of("inner") == Approx(0.030));
   reset_stage_times();
   CHECK(stage_times().empty());
+}
+
+TEST_CASE("the stages of a step add up to the step, however deep they nest", "[profile]") {
+  FakeClockScope clock;
+  reset_stage_times();
+  set_profiling(true);
+  {
+    StageTimer step("step");
+    busy(1);
+    for (int layer = 0; layer < 3; ++layer) {
+      StageTimer block("block");
+      busy(2);
+      {
+        StageTimer attention("attention");
+        busy(5);
+        StageTimer softmax("softmax");
+        busy(3);
+      }
+      StageTimer ffn("ffn");
+      busy(7);
+    }
+  }
+  set_profiling(false);
+  double total = 0.0;
+  for (const auto& [name, s] : stage_times()) total += s;
+  CHECK(total == Approx(0.001 + 3 * 0.017));
+  CHECK(seconds_of("step") == Approx(0.001));
+  CHECK(seconds_of("block") == Approx(3 * 0.002));
+  CHECK(seconds_of("attention") == Approx(3 * 0.005));
+  CHECK(seconds_of("softmax") == Approx(3 * 0.003));
+  CHECK(seconds_of("ffn") == Approx(3 * 0.007));
+  reset_stage_times();
+}
+
+TEST_CASE("on the real clock a stage takes at least the sleep it contains", "[profile]") {
+  reset_stage_times();
+  set_profiling(true);
+  {
+    StageTimer outer("outer");
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    StageTimer inner("inner");
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  set_profiling(false);
+  // No upper bound: the machine may be busy. (1e-9: the clock's seconds are doubles.)
+  CHECK(seconds_of("outer") >= 0.005 - 1e-9);
+  CHECK(seconds_of("inner") >= 0.005 - 1e-9);
+  reset_stage_times();
 }
 
 TEST_CASE("backward stages are named after the op that recorded the closure", "[profile][tape]") {

@@ -1,9 +1,22 @@
 #include "tests/support/gradcheck.h"
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <sstream>
 
 namespace engine::testing {
+
+Tensor doubles(const std::vector<double>& values, const Shape& shape) { return Tensor::from_vector(values, shape); }
+Tensor ids(const std::vector<int32_t>& values) {
+  return Tensor::from_vector(values, {static_cast<int64_t>(values.size())});
+}
+
+bool bf16_available() {
+  std::string why;
+  if (cpu::bf16_matmul_supported(&why)) return true;
+  WARN("skipped: " << why);
+  return false;
+}
 
 Tensor random_tensor(const Shape& shape, uint64_t seed, double std, DType dtype) {
   Generator gen(seed);

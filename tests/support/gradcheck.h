@@ -36,8 +36,16 @@ GradCheckResult gradcheck(const TensorFn& f, std::vector<Tensor> inputs, GradChe
 // A random f64 CPU tensor, normal(0, std), reproducible from the seed.
 Tensor random_tensor(const Shape& shape, uint64_t seed, double std = 1.0, DType dtype = DType::f64);
 
+// Literal inputs: f64 values of a shape, and a 1-D i32 index vector.
+Tensor doubles(const std::vector<double>& values, const Shape& shape);
+Tensor ids(const std::vector<int32_t>& values);
+
 // max |a - b| over all elements; shapes must match.
 double max_abs_diff(const Tensor& a, const Tensor& b);
+
+// Whether this CPU runs bf16 products (cpu::bf16_matmul_supported); when not, a Catch warning
+// says why, and the calling test skips itself.
+bool bf16_available();
 
 }  // namespace engine::testing
 
