@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <set>
 #include <vector>
 
@@ -103,8 +104,10 @@ void write_header(const std::string& path) {
   std::snprintf(header, sizeof header, "%s\nformat_version %d\nsize %llu\nhash %016llx\n", kHeaderMagic, kFormatVersion,
                 static_cast<unsigned long long>(size), static_cast<unsigned long long>(hash));
   std::fseek(f, 0, SEEK_SET);
-  const bool ok = std::fwrite(header, 1, sizeof header, f) == sizeof header;
-  if (std::fclose(f) != 0 || !ok) throw CheckpointError(path + ": cannot write the header (disk full?)");
+  const bool ok = std::fwrite(header, 1, sizeof header, f) == sizeof header && std::fflush(f) == 0;
+  const int err = errno;
+  if (std::fclose(f) != 0 || !ok)
+    throw CheckpointError(path + ": cannot write the header: " + std::strerror(ok ? errno : err));
 }
 
 // Throws unless the header is ours, of this version, and matches the bytes that follow it.
@@ -308,44 +311,67 @@ std::string checksum(const Checkpoint& c) {
   return h.hex();
 }
 
+namespace {
+
+void write_contents(h5::File& f, const Checkpoint& c) {
+  crash_point("open");
+  f.write_string_attribute("/", "format", kFormatName);
+  f.write_string_attribute("/", "format_version", std::to_string(kFormatVersion));
+  f.write_string_attribute("/", "engine_version", kEngineVersion);
+  f.write_string_attribute("/", "config", c.config_yaml);
+  f.write_string_attribute("/", "diagnostic", c.diagnostic);
+  for (const NamedArray& a : c.params) write_array(f, "/model/", a);
+  crash_point("params");
+  f.write_int64s("/optimizer/step", {c.optimizer_step}, {});
+  for (const NamedArray& a : c.adam_m) write_array(f, "/optimizer/m/", a);
+  for (const NamedArray& a : c.adam_v) write_array(f, "/optimizer/v/", a);
+  for (const auto& [k, v] : c.hyperparameters) f.write_doubles("/optimizer/hyperparameters/" + k, {v}, {});
+  crash_point("optimizer");
+  for (const auto& [layer, bias] : c.router_bias)
+    f.write_floats("/router/" + std::to_string(layer) + "/bias", bias, {static_cast<int64_t>(bias.size())});
+  f.write_int64s("/state/step", {c.step}, {});
+  f.write_int64s("/state/tokens_seen", {c.tokens_seen}, {});
+  f.write_doubles("/state/lr", {c.lr}, {});
+  for (const auto& [name, v] : c.rng) f.write_uint64s("/state/rng/" + name, v, {static_cast<int64_t>(v.size())});
+  for (const auto& [name, v] : c.loaders) f.write_uint64s("/state/loader/" + name, v, {static_cast<int64_t>(v.size())});
+  write_metrics(f, c.metrics);
+  f.write_string_attribute("/", "checksum", checksum(c));  // last: marks the file complete
+  f.flush();
+  crash_point("flush");
+  f.close();
+}
+
+}  // namespace
+
 void write_checkpoint(const std::string& path, const Checkpoint& c) {
   namespace fs = std::filesystem;
   const std::string tmp = path + ".tmp";
-  {
-    h5::File f(tmp, h5::File::Mode::create, kHeaderBytes);
-    crash_point("open");
-    f.write_string_attribute("/", "format", kFormatName);
-    f.write_string_attribute("/", "format_version", std::to_string(kFormatVersion));
-    f.write_string_attribute("/", "engine_version", kEngineVersion);
-    f.write_string_attribute("/", "config", c.config_yaml);
-    f.write_string_attribute("/", "diagnostic", c.diagnostic);
-    for (const NamedArray& a : c.params) write_array(f, "/model/", a);
-    crash_point("params");
-    f.write_int64s("/optimizer/step", {c.optimizer_step}, {});
-    for (const NamedArray& a : c.adam_m) write_array(f, "/optimizer/m/", a);
-    for (const NamedArray& a : c.adam_v) write_array(f, "/optimizer/v/", a);
-    for (const auto& [k, v] : c.hyperparameters) f.write_doubles("/optimizer/hyperparameters/" + k, {v}, {});
-    crash_point("optimizer");
-    for (const auto& [layer, bias] : c.router_bias)
-      f.write_floats("/router/" + std::to_string(layer) + "/bias", bias, {static_cast<int64_t>(bias.size())});
-    f.write_int64s("/state/step", {c.step}, {});
-    f.write_int64s("/state/tokens_seen", {c.tokens_seen}, {});
-    f.write_doubles("/state/lr", {c.lr}, {});
-    for (const auto& [name, v] : c.rng) f.write_uint64s("/state/rng/" + name, v, {static_cast<int64_t>(v.size())});
-    for (const auto& [name, v] : c.loaders)
-      f.write_uint64s("/state/loader/" + name, v, {static_cast<int64_t>(v.size())});
-    write_metrics(f, c.metrics);
-    f.write_string_attribute("/", "checksum", checksum(c));  // last: marks the file complete
-    f.flush();
-    crash_point("flush");
-    f.close();
+  // A save that fails (a full disk, above all) closes and deletes its .tmp and leaves `path`
+  // as it was; the error says what failed and why.
+  std::unique_ptr<h5::File> f;
+  try {
+    f = std::make_unique<h5::File>(tmp, h5::File::Mode::create, kHeaderBytes);
+    write_contents(*f, c);
+    f.reset();
+    write_header(tmp);
+    fsync_path(tmp, false);
+  } catch (const std::exception& e) {
+    if (f) f->discard();
+    f.reset();
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    const std::string what = e.what();
+    throw CheckpointError(
+        what + (ec ? "; could not delete the partial file: " + ec.message() : "; the partial file was deleted"));
   }
-  write_header(tmp);
-  fsync_path(tmp, false);
   crash_point("rename");
   std::error_code ec;
   fs::rename(tmp, path, ec);
-  if (ec) throw CheckpointError(path + ": cannot move the new checkpoint into place: " + ec.message());
+  if (ec) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw CheckpointError(path + ": cannot move the new checkpoint into place: " + ec.message());
+  }
   const fs::path folder = fs::path(path).parent_path();
   fsync_path(folder.empty() ? "." : folder.string(), true);
   crash_point("cleanup");
