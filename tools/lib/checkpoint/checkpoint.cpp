@@ -112,11 +112,14 @@ void write_header(const std::string& path) {
 
 // Throws unless the header is ours, of this version, and matches the bytes that follow it.
 void check_header(const std::string& path) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status)) throw CheckpointError(path + ": no such file");
+  if (std::filesystem::is_directory(status)) throw CheckpointError(path + ": is a directory, not a checkpoint file");
+  if (std::filesystem::is_regular_file(status) && std::filesystem::file_size(path, ec) == 0 && !ec)
+    throw CheckpointError(path + ": is empty (0 bytes), not a checkpoint");
   std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) {
-    if (!std::filesystem::exists(path)) throw CheckpointError(path + ": no such file");
-    throw CheckpointError(path + ": cannot open: " + std::strerror(errno));
-  }
+  if (!f) throw CheckpointError(path + ": cannot open: " + std::strerror(errno));
   char header[kHeaderBytes + 1] = {};
   const size_t got = std::fread(header, 1, kHeaderBytes, f);
   std::fseek(f, 0, SEEK_END);
@@ -258,6 +261,23 @@ MetricsHistory read_metrics(const h5::File& f) {
   if (m.eval_step.size() != m.eval_loss.size())
     throw CheckpointError(f.path() + ": /metrics/eval: step and loss differ in length");
   return m;
+}
+
+// The per-layer history is read by layer and expert (moe-inspect, the metrics files), so its
+// shape must agree with the routers the file holds: one bias of E values per MoE layer.
+void check_metrics_shape(const std::string& path, const Checkpoint& c) {
+  const MetricsHistory& m = c.metrics;
+  const std::string counts = path + ": /metrics/expert_counts: ";
+  if (m.layers > 0 && m.experts < 1)
+    throw CheckpointError(counts + "counts " + std::to_string(m.layers) + " MoE layers of 0 experts");
+  if (m.layers != static_cast<int64_t>(c.router_bias.size()))
+    throw CheckpointError(counts + "counts " + std::to_string(m.layers) + " MoE layers, /router holds " +
+                          std::to_string(c.router_bias.size()));
+  for (const auto& [layer, bias] : c.router_bias)
+    if (static_cast<int64_t>(bias.size()) != m.experts)
+      throw CheckpointError(path + ": /router/" + std::to_string(layer) + "/bias: holds " +
+                            std::to_string(bias.size()) + " experts, /metrics/expert_counts " +
+                            std::to_string(m.experts));
 }
 
 }  // namespace
@@ -430,6 +450,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     };
     same_names(c.adam_m, "/optimizer/m");
     same_names(c.adam_v, "/optimizer/v");
+    check_metrics_shape(path, c);
     return c;
   } catch (const h5::Error& e) {
     throw CheckpointError(e.what());

@@ -3,9 +3,10 @@
 //
 // Contract: every failure throws h5::Error with a message "FILE: /OBJECT: what is wrong", never
 // an HDF5 error stack on stderr and never a crash: a missing object, a dataset of the wrong
-// class (float vs integer), an unreadable or non-HDF5 file, a failed write (with the system's
-// reason: "write failed: No space left on device"). Reads convert from any stored float (or
-// integer) width to the requested one, as h5py writes float32 or float64.
+// class (float vs integer), an unreadable or non-HDF5 file, a directory or an empty file, a
+// failed write (with the system's reason: "write failed: No space left on device"). Reads
+// convert from any stored float (or integer) width to the requested one, as h5py writes
+// float32 or float64.
 //
 // Writing: after a failed write the file is broken; its File only discards it (closes it
 // without the data reaching the disk; the caller deletes it). Each write, flush() and close()
