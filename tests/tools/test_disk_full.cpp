@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -203,6 +204,22 @@ TEST_CASE("a failed write to metrics.jsonl or metrics.csv stops training when it
     REQUIRE(disk.free_bytes() == leave);
     metrics_write_fails(out, file);
   }
+}
+
+TEST_CASE("a NaN stop whose diagnostic checkpoint cannot be saved says both", "[diskfull]") {
+  const fs::path out = scratch("nan_injected");
+  fs::remove_all(out);
+  std::ostringstream progress;
+  train::Trainer t(small_run(out), progress);
+  t.step();
+  const moe::NamedParam& p = t.model().params().all()[5];
+  p.tensor.data<float>()[2] = std::nanf("");
+  ScopedEnv fault("MOE_ENGINE_FAIL_WRITES", "diagnostic_step");
+  CHECK_THROWS_WITH(t.run(), Contains("training stopped at step 2") && Contains("parameter " + p.name) &&
+                                 Contains("the diagnostic checkpoint could not be saved: ") &&
+                                 Contains("diagnostic_step_00000001.h5.tmp: /: write failed: No space left on device"));
+  for (const auto& e : fs::directory_iterator(out / "checkpoints")) CHECK(e.path().extension() != ".tmp");
+  fs::remove_all(out);
 }
 
 TEST_CASE("h5::File on a full disk reports the system's reason, and the failed file still closes", "[diskfull]") {

@@ -248,6 +248,8 @@ RunEnd Trainer::run(const std::atomic<bool>* stop) {
     open_outputs();
   } catch (const fileio::WriteError& e) {
     throw OutputError(std::string(e.what()) + "; training did not start");
+  } catch (const std::filesystem::filesystem_error& e) {  // the run folder cannot be created
+    throw OutputError(std::string(e.what()) + "; training did not start");
   }
   const rc::TrainingConfig& t = config_.training;
   const int every = config_.checkpointing.every;
