@@ -146,7 +146,7 @@ int File::find_descriptor() const {
 // address: a full disk is then reported here, with the system's reason, and HDF5's own writes
 // of metadata cannot fail for want of room. Returns 0, or the errno of a failed reservation.
 int File::reserve() {
-#ifdef __linux__
+#if defined(__linux__) && H5_VERSION_GE(1, 10, 2)  // fallocate; H5Fget_eoa (absolute: the user block included)
   haddr_t eoa = 0;
   if (!writable_ || fd_ < 0 || H5Fget_eoa(file_, &eoa) < 0 || eoa <= reserved_) return 0;
   // KEEP_SIZE: the file's length stays what HDF5 makes it; only the blocks are set aside.
