@@ -7,12 +7,13 @@
 // Exit status: 0 when every layer is healthy, 3 when any is imbalanced, collapsing or collapsed
 // (so scripts can use it as an alarm), 2 on errors (bad flags, bad file, bad data).
 #include <boost/program_options.hpp>
-#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "tools/cli.h"
 #include "tools/lib/diagnose/diagnose.h"
 #include "tools/lib/diagnose/report_html.h"
+#include "tools/lib/fileio/fileio.h"
 
 namespace po = boost::program_options;
 
@@ -36,16 +37,18 @@ int main(int argc, char** argv) {
   try {
     const diagnose::Result result = diagnose::run(checkpoint, options);
     diagnose::print_table(result, std::cout);
+    // Rendered in memory, then written with every write checked (the file and the system's
+    // reason on failure: an unchecked final flush could leave a truncated report unnoticed).
     if (!json_path.empty()) {
-      std::ofstream out(json_path);
+      std::ostringstream out;
       diagnose::write_json(result, out);
-      if (!out) throw std::runtime_error("cannot write " + json_path);
+      fileio::write_file(json_path, out.str());
       std::cout << "wrote " << json_path << "\n";
     }
     if (!report_path.empty()) {
-      std::ofstream out(report_path);
+      std::ostringstream out;
       diagnose::write_html(result, out);
-      if (!out) throw std::runtime_error("cannot write " + report_path);
+      fileio::write_file(report_path, out.str());
       std::cout << "wrote " << report_path << "\n";
     }
     return diagnose::exit_status(result);

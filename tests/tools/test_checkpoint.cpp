@@ -201,6 +201,45 @@ TEST_CASE("bad checkpoint files give one clear error naming the file and what is
     }
     CHECK_THROWS_WITH(ckpt::read_checkpoint(q), Contains(q + ": incomplete checkpoint: its save did not finish"));
   }
+  SECTION("a directory, or an empty file, is called that") {
+    const std::string folder = dir.string();
+    const std::string empty = (dir / "step_00000009.h5").string();
+    std::ofstream{empty};
+    CHECK_THROWS_WITH(ckpt::read_checkpoint(folder), Contains(folder + ": is a directory, not a checkpoint file"));
+    CHECK_THROWS_WITH(ckpt::read_checkpoint(empty), Contains(empty + ": is empty (0 bytes)"));
+    CHECK_THROWS_WITH(h5::File(folder, h5::File::Mode::read), Contains(folder + ": is a directory"));
+    CHECK_THROWS_WITH(h5::File(empty, h5::File::Mode::read), Contains(empty + ": is empty (0 bytes)"));
+    std::ostringstream quiet;
+    train::Trainer t(small_run(fresh_dir("dir_resume")), quiet);
+    CHECK_THROWS_WITH(t.resume(folder), Contains("is a directory") && !Contains("HDF5"));
+    std::vector<std::string> skipped;  // --resume latest passes over the empty file, saying why
+    CHECK(train::latest_checkpoint(dir.parent_path().string(), &skipped) == good);
+    CHECK_THAT(skipped.at(0), Contains(empty + ": is empty (0 bytes)"));
+  }
+  SECTION("per-layer metrics that disagree with the routers (moe-inspect indexes one by the other)") {
+    const ckpt::Checkpoint c = ckpt::read_checkpoint(good);
+    REQUIRE(c.metrics.layers == 2);
+    REQUIRE(c.metrics.experts == 4);
+    const std::string p = (dir / "counts.h5").string();
+    ckpt::Checkpoint no_experts = c;  // a complete file, checksum and all, with [steps, 2, 0] counts
+    no_experts.metrics.experts = 0;
+    no_experts.metrics.expert_counts.clear();
+    ckpt::write_checkpoint(p, no_experts);
+    CHECK_THROWS_WITH(ckpt::read_checkpoint(p),
+                      Contains(p + ": /metrics/expert_counts: counts 2 MoE layers of 0 experts"));
+    ckpt::Checkpoint more_layers = c;
+    more_layers.metrics.layers = 3;
+    more_layers.metrics.expert_counts.resize(c.metrics.size() * 3 * 4);
+    ckpt::write_checkpoint(p, more_layers);
+    CHECK_THROWS_WITH(ckpt::read_checkpoint(p),
+                      Contains(p + ": /metrics/expert_counts: counts 3 MoE layers, /router holds 2"));
+    ckpt::Checkpoint short_bias = c;
+    short_bias.router_bias.begin()->second.resize(3);
+    const std::string layer = std::to_string(short_bias.router_bias.begin()->first);
+    ckpt::write_checkpoint(p, short_bias);
+    CHECK_THROWS_WITH(ckpt::read_checkpoint(p),
+                      Contains(p + ": /router/" + layer + "/bias: holds 3 experts, /metrics/expert_counts 4"));
+  }
   SECTION("tensor shapes that do not match the file's own config") {
     ckpt::Checkpoint c = ckpt::read_checkpoint(good);
     for (ckpt::NamedArray* a : {&c.params[3], &c.adam_m[3], &c.adam_v[3]}) {

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <set>
 #include <vector>
 
@@ -103,17 +104,22 @@ void write_header(const std::string& path) {
   std::snprintf(header, sizeof header, "%s\nformat_version %d\nsize %llu\nhash %016llx\n", kHeaderMagic, kFormatVersion,
                 static_cast<unsigned long long>(size), static_cast<unsigned long long>(hash));
   std::fseek(f, 0, SEEK_SET);
-  const bool ok = std::fwrite(header, 1, sizeof header, f) == sizeof header;
-  if (std::fclose(f) != 0 || !ok) throw CheckpointError(path + ": cannot write the header (disk full?)");
+  const bool ok = std::fwrite(header, 1, sizeof header, f) == sizeof header && std::fflush(f) == 0;
+  const int err = errno;
+  if (std::fclose(f) != 0 || !ok)
+    throw CheckpointError(path + ": cannot write the header: " + std::strerror(ok ? errno : err));
 }
 
 // Throws unless the header is ours, of this version, and matches the bytes that follow it.
 void check_header(const std::string& path) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status)) throw CheckpointError(path + ": no such file");
+  if (std::filesystem::is_directory(status)) throw CheckpointError(path + ": is a directory, not a checkpoint file");
+  if (std::filesystem::is_regular_file(status) && std::filesystem::file_size(path, ec) == 0 && !ec)
+    throw CheckpointError(path + ": is empty (0 bytes), not a checkpoint");
   std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) {
-    if (!std::filesystem::exists(path)) throw CheckpointError(path + ": no such file");
-    throw CheckpointError(path + ": cannot open: " + std::strerror(errno));
-  }
+  if (!f) throw CheckpointError(path + ": cannot open: " + std::strerror(errno));
   char header[kHeaderBytes + 1] = {};
   const size_t got = std::fread(header, 1, kHeaderBytes, f);
   std::fseek(f, 0, SEEK_END);
@@ -257,6 +263,23 @@ MetricsHistory read_metrics(const h5::File& f) {
   return m;
 }
 
+// The per-layer history is read by layer and expert (moe-inspect, the metrics files), so its
+// shape must agree with the routers the file holds: one bias of E values per MoE layer.
+void check_metrics_shape(const std::string& path, const Checkpoint& c) {
+  const MetricsHistory& m = c.metrics;
+  const std::string counts = path + ": /metrics/expert_counts: ";
+  if (m.layers > 0 && m.experts < 1)
+    throw CheckpointError(counts + "counts " + std::to_string(m.layers) + " MoE layers of 0 experts");
+  if (m.layers != static_cast<int64_t>(c.router_bias.size()))
+    throw CheckpointError(counts + "counts " + std::to_string(m.layers) + " MoE layers, /router holds " +
+                          std::to_string(c.router_bias.size()));
+  for (const auto& [layer, bias] : c.router_bias)
+    if (static_cast<int64_t>(bias.size()) != m.experts)
+      throw CheckpointError(path + ": /router/" + std::to_string(layer) + "/bias: holds " +
+                            std::to_string(bias.size()) + " experts, /metrics/expert_counts " +
+                            std::to_string(m.experts));
+}
+
 }  // namespace
 
 std::string checksum(const Checkpoint& c) {
@@ -308,44 +331,67 @@ std::string checksum(const Checkpoint& c) {
   return h.hex();
 }
 
+namespace {
+
+void write_contents(h5::File& f, const Checkpoint& c) {
+  crash_point("open");
+  f.write_string_attribute("/", "format", kFormatName);
+  f.write_string_attribute("/", "format_version", std::to_string(kFormatVersion));
+  f.write_string_attribute("/", "engine_version", kEngineVersion);
+  f.write_string_attribute("/", "config", c.config_yaml);
+  f.write_string_attribute("/", "diagnostic", c.diagnostic);
+  for (const NamedArray& a : c.params) write_array(f, "/model/", a);
+  crash_point("params");
+  f.write_int64s("/optimizer/step", {c.optimizer_step}, {});
+  for (const NamedArray& a : c.adam_m) write_array(f, "/optimizer/m/", a);
+  for (const NamedArray& a : c.adam_v) write_array(f, "/optimizer/v/", a);
+  for (const auto& [k, v] : c.hyperparameters) f.write_doubles("/optimizer/hyperparameters/" + k, {v}, {});
+  crash_point("optimizer");
+  for (const auto& [layer, bias] : c.router_bias)
+    f.write_floats("/router/" + std::to_string(layer) + "/bias", bias, {static_cast<int64_t>(bias.size())});
+  f.write_int64s("/state/step", {c.step}, {});
+  f.write_int64s("/state/tokens_seen", {c.tokens_seen}, {});
+  f.write_doubles("/state/lr", {c.lr}, {});
+  for (const auto& [name, v] : c.rng) f.write_uint64s("/state/rng/" + name, v, {static_cast<int64_t>(v.size())});
+  for (const auto& [name, v] : c.loaders) f.write_uint64s("/state/loader/" + name, v, {static_cast<int64_t>(v.size())});
+  write_metrics(f, c.metrics);
+  f.write_string_attribute("/", "checksum", checksum(c));  // last: marks the file complete
+  f.flush();
+  crash_point("flush");
+  f.close();
+}
+
+}  // namespace
+
 void write_checkpoint(const std::string& path, const Checkpoint& c) {
   namespace fs = std::filesystem;
   const std::string tmp = path + ".tmp";
-  {
-    h5::File f(tmp, h5::File::Mode::create, kHeaderBytes);
-    crash_point("open");
-    f.write_string_attribute("/", "format", kFormatName);
-    f.write_string_attribute("/", "format_version", std::to_string(kFormatVersion));
-    f.write_string_attribute("/", "engine_version", kEngineVersion);
-    f.write_string_attribute("/", "config", c.config_yaml);
-    f.write_string_attribute("/", "diagnostic", c.diagnostic);
-    for (const NamedArray& a : c.params) write_array(f, "/model/", a);
-    crash_point("params");
-    f.write_int64s("/optimizer/step", {c.optimizer_step}, {});
-    for (const NamedArray& a : c.adam_m) write_array(f, "/optimizer/m/", a);
-    for (const NamedArray& a : c.adam_v) write_array(f, "/optimizer/v/", a);
-    for (const auto& [k, v] : c.hyperparameters) f.write_doubles("/optimizer/hyperparameters/" + k, {v}, {});
-    crash_point("optimizer");
-    for (const auto& [layer, bias] : c.router_bias)
-      f.write_floats("/router/" + std::to_string(layer) + "/bias", bias, {static_cast<int64_t>(bias.size())});
-    f.write_int64s("/state/step", {c.step}, {});
-    f.write_int64s("/state/tokens_seen", {c.tokens_seen}, {});
-    f.write_doubles("/state/lr", {c.lr}, {});
-    for (const auto& [name, v] : c.rng) f.write_uint64s("/state/rng/" + name, v, {static_cast<int64_t>(v.size())});
-    for (const auto& [name, v] : c.loaders)
-      f.write_uint64s("/state/loader/" + name, v, {static_cast<int64_t>(v.size())});
-    write_metrics(f, c.metrics);
-    f.write_string_attribute("/", "checksum", checksum(c));  // last: marks the file complete
-    f.flush();
-    crash_point("flush");
-    f.close();
+  // A save that fails (a full disk, above all) closes and deletes its .tmp and leaves `path`
+  // as it was; the error says what failed and why.
+  std::unique_ptr<h5::File> f;
+  try {
+    f = std::make_unique<h5::File>(tmp, h5::File::Mode::create, kHeaderBytes);
+    write_contents(*f, c);
+    f.reset();
+    write_header(tmp);
+    fsync_path(tmp, false);
+  } catch (const std::exception& e) {
+    if (f) f->discard();
+    f.reset();
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    const std::string what = e.what();
+    throw CheckpointError(
+        what + (ec ? "; could not delete the partial file: " + ec.message() : "; the partial file was deleted"));
   }
-  write_header(tmp);
-  fsync_path(tmp, false);
   crash_point("rename");
   std::error_code ec;
   fs::rename(tmp, path, ec);
-  if (ec) throw CheckpointError(path + ": cannot move the new checkpoint into place: " + ec.message());
+  if (ec) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw CheckpointError(path + ": cannot move the new checkpoint into place: " + ec.message());
+  }
   const fs::path folder = fs::path(path).parent_path();
   fsync_path(folder.empty() ? "." : folder.string(), true);
   crash_point("cleanup");
@@ -404,6 +450,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     };
     same_names(c.adam_m, "/optimizer/m");
     same_names(c.adam_v, "/optimizer/v");
+    check_metrics_shape(path, c);
     return c;
   } catch (const h5::Error& e) {
     throw CheckpointError(e.what());

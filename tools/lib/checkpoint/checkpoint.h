@@ -21,8 +21,10 @@
 //
 // Contract: write_checkpoint is atomic: it writes `path`.tmp in the same folder, flushes, fsyncs,
 // renames over `path` and fsyncs the folder, so at any moment either the old file or the complete
-// new one exists under `path`. read_checkpoint returns only a complete, self-consistent file and
-// otherwise throws CheckpointError with "FILE: what is wrong (which tensor or key)".
+// new one exists under `path`. A save that fails (a full disk) closes and deletes its .tmp and
+// throws CheckpointError with "FILE: /OBJECT: write failed: SYSTEM'S REASON". read_checkpoint
+// returns only a complete, self-consistent file and otherwise throws CheckpointError with
+// "FILE: what is wrong (which tensor or key)".
 #pragma once
 #include <cstdint>
 #include <map>

@@ -1,10 +1,19 @@
 #include "tools/lib/hdf5/hdf5_file.h"
 
+#include <fcntl.h>
 #include <hdf5.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
+
+#include "tools/lib/fileio/fileio.h"
 
 namespace h5 {
 
@@ -21,6 +30,12 @@ class Handle {
   Handle& operator=(const Handle&) = delete;
   hid_t get() const { return id_; }
   bool ok() const { return id_ >= 0; }
+  // Closes now and returns HDF5's status: closing a dataset writes what its buffers still hold.
+  herr_t close() {
+    const hid_t id = id_;
+    id_ = -1;
+    return id >= 0 ? close_(id) : 0;
+  }
 
  private:
   hid_t id_;
@@ -28,12 +43,33 @@ class Handle {
 };
 
 // HDF5 prints its error stack by default; this layer reports errors itself.
+//
+// It also skips HDF5's exit-time cleanup (H5dont_atexit, before the library starts): that
+// cleanup closes every file still open, and a file whose close failed (its last flush hit a
+// write error) stays registered half torn down in HDF5 1.10, so closing it again crashes. Every
+// file this layer opens is closed by its File, so the cleanup has nothing else to do.
 void silence_hdf5() {
   static const bool done = [] {
+    H5dont_atexit();
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     return true;
   }();
   (void)done;
+}
+
+// The system's reason behind the HDF5 call that just failed, as ": No space left on device",
+// or "" when the failure did not come from the operating system. HDF5 does not return errno;
+// its file driver writes it into the error stack ("errno = 28, error message = ..."), which
+// stays readable until the next HDF5 call.
+std::string system_reason() {
+  int err = 0;
+  auto visit = [](unsigned, const H5E_error2_t* e, void* data) -> herr_t {
+    const char* at = e->desc ? std::strstr(e->desc, "errno = ") : nullptr;
+    if (at) *static_cast<int*>(data) = std::atoi(at + 8);
+    return 0;
+  };
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, visit, &err);
+  return err > 0 ? ": " + fileio::reason(err) : "";
 }
 
 std::string dims_str(const Dims& d) {
@@ -57,10 +93,20 @@ File::File(const std::string& path, Mode mode, uint64_t userblock_bytes) : path_
     if (userblock_bytes > 0 && H5Pset_userblock(fcpl.get(), userblock_bytes) < 0)
       throw Error(path + ": invalid user block size " + std::to_string(userblock_bytes));
     file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT);
-    if (file_ < 0) throw Error(path + ": cannot create the file (is the folder writable?)");
+    if (file_ < 0) {
+      const std::string why = system_reason();
+      throw Error(path + ": cannot create the file" + (why.empty() ? " (is the folder writable?)" : why));
+    }
+    writable_ = true;
+    fd_ = find_descriptor();
     return;
   }
-  if (!std::filesystem::exists(path)) throw Error(path + ": no such file");
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status)) throw Error(path + ": no such file");
+  if (std::filesystem::is_directory(status)) throw Error(path + ": is a directory, not a file");
+  if (std::filesystem::is_regular_file(status) && std::filesystem::file_size(path, ec) == 0 && !ec)
+    throw Error(path + ": is empty (0 bytes)");
 #if H5_VERSION_GE(1, 12, 0)
   const htri_t is_hdf5 = H5Fis_accessible(path.c_str(), H5P_DEFAULT);
 #else
@@ -69,17 +115,94 @@ File::File(const std::string& path, Mode mode, uint64_t userblock_bytes) : path_
   if (is_hdf5 <= 0) throw Error(path + ": not an HDF5 file (or unreadable)");
   file_ = H5Fopen(path.c_str(), mode == Mode::read ? H5F_ACC_RDONLY : H5F_ACC_RDWR, H5P_DEFAULT);
   if (file_ < 0) throw Error(path + ": cannot open the HDF5 file (truncated or corrupted?)");
+  writable_ = mode == Mode::read_write;
+  if (writable_) fd_ = find_descriptor();
 }
 
 File::~File() {
-  if (file_ >= 0) H5Fclose(file_);
+  if (file_ < 0) return;
+  if (broken_) {
+    discard();
+  } else {
+    H5Fclose(file_);
+  }
+}
+
+// The descriptor of HDF5's default (sec2) file driver, or -1 under any other driver.
+int File::find_descriptor() const {
+  Handle fapl(H5Fget_access_plist(file_), H5Pclose);
+  void* handle = nullptr;
+  if (!fapl.ok() || H5Pget_driver(fapl.get()) != H5FD_SEC2 || H5Fget_vfd_handle(file_, fapl.get(), &handle) < 0 ||
+      !handle)
+    return -1;
+  return *static_cast<int*>(handle);
+}
+
+// HDF5 1.10 does not survive a failed metadata write: after a failed flush its metadata cache
+// is inconsistent and the file can never be closed, and a dataset whose creation failed (the
+// cache, making room, could not write out older entries) stays registered, holding the file
+// open. Metadata only goes to addresses HDF5 has already allocated (below its end-of-allocation
+// address), so before each write and before the flush the file is given disk blocks up to that
+// address: a full disk is then reported here, with the system's reason, and HDF5's own writes
+// of metadata cannot fail for want of room. Returns 0, or the errno of a failed reservation.
+int File::reserve() {
+#if defined(__linux__) && H5_VERSION_GE(1, 10, 2)  // fallocate; H5Fget_eoa (absolute: the user block included)
+  haddr_t eoa = 0;
+  if (!writable_ || fd_ < 0 || H5Fget_eoa(file_, &eoa) < 0 || eoa <= reserved_) return 0;
+  // KEEP_SIZE: the file's length stays what HDF5 makes it; only the blocks are set aside.
+  if (::fallocate(fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(reserved_), static_cast<off_t>(eoa - reserved_)) == 0) {
+    reserved_ = eoa;
+    return 0;
+  }
+  const int err = errno;
+  if (err == EOPNOTSUPP || err == ENOSYS || err == EINVAL) {  // a filesystem that cannot reserve: write anyway
+    fd_ = -1;
+    return 0;
+  }
+  broken_ = true;
+  return err;
+#else
+  return 0;
+#endif
+}
+
+// Closing flushes HDF5's cached metadata, which on a full disk would fail again and leave the
+// file half closed. So the file's descriptor is first pointed at an anonymous in-memory file
+// (dup2 closes the real one): HDF5's last writes succeed there and vanish, and the caller
+// removes what was written before.
+void File::discard() {
+  if (file_ < 0) return;
+  const int fd = fd_ >= 0 ? fd_ : find_descriptor();
+  if (fd >= 0) {
+#ifdef __linux__
+    const int sink = memfd_create("moe-engine-discarded-hdf5", MFD_CLOEXEC);
+#else
+    char name[] = "/tmp/moe-engine-discarded-XXXXXX";
+    const int sink = mkstemp(name);
+    if (sink >= 0) ::unlink(name);
+#endif
+    if (sink >= 0) {
+      ::dup2(sink, fd);
+      ::close(sink);
+    }
+  }
+  H5Fclose(file_);
+  file_ = -1;
 }
 
 void File::close() {
   if (file_ < 0) return;
+  if (broken_) {
+    discard();
+    throw Error(path_ + ": closed without finishing it: an earlier write failed");
+  }
+  if (const int err = reserve()) {
+    discard();
+    throw Error(path_ + ": no room to finish the file: " + fileio::reason(err));
+  }
   const herr_t rc = H5Fclose(file_);
   file_ = -1;
-  if (rc < 0) throw Error(path_ + ": closing the file failed (disk full?)");
+  if (rc < 0) throw Error(path_ + ": closing the file failed" + system_reason());
 }
 
 void File::fail(const std::string& object, const std::string& what) const {
@@ -189,7 +312,29 @@ bool File::has_attribute(const std::string& object, const std::string& name) con
 }
 
 void File::flush() {
-  if (H5Fflush(file_, H5F_SCOPE_GLOBAL) < 0) throw Error(path_ + ": flush failed (disk full?)");
+  if (broken_) fail("/", "cannot flush: an earlier write failed");
+  if (const int err = reserve()) throw Error(path_ + ": no room to finish the file: " + fileio::reason(err));
+  if (H5Fflush(file_, H5F_SCOPE_GLOBAL) < 0) {
+    broken_ = true;
+    fail("/", "flush failed" + system_reason());
+  }
+}
+
+// Marks the file broken (only discard() may close it) and throws "write failed" with the reason.
+void File::write_failed(const std::string& object, const std::string& what) {
+  const std::string why = system_reason();
+  broken_ = true;
+  fail(object, what + why);
+}
+
+// Before a write: room for what HDF5 may write out while doing it (see reserve), or the test
+// hook (fileio::injected_failure) failing it as on a full disk.
+void File::prepare_write(const std::string& object) {
+  int err = reserve();
+  if (!err && fileio::injected_failure(path_)) err = ENOSPC;
+  if (!err) return;
+  broken_ = true;
+  fail(object, "write failed: " + fileio::reason(err));
 }
 
 double File::read_scalar(const std::string& dataset) const {
@@ -232,7 +377,7 @@ void File::make_groups(const std::string& object) {
     const std::string group = object.substr(0, pos);
     if (H5Lexists(file_, group.c_str(), H5P_DEFAULT) <= 0) {
       Handle g(H5Gcreate2(file_, group.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
-      if (!g.ok()) fail(group, "cannot create the group");
+      if (!g.ok()) write_failed(group, "cannot create the group");
     }
     ++pos;
   }
@@ -241,11 +386,13 @@ void File::make_groups(const std::string& object) {
 void File::write(const std::string& dataset, const void* data, size_t values, int64_t mem_type, int64_t file_type,
                  const Dims& dims) {
   if (static_cast<int64_t>(values) != count(dims)) fail(dataset, "value count does not match " + dims_str(dims));
+  prepare_write(dataset);
   if (exists(dataset)) {
     if (this->dims(dataset) != dims)
       fail(dataset, "exists with shape " + dims_str(this->dims(dataset)) + ", cannot write " + dims_str(dims));
     Handle d(H5Dopen2(file_, dataset.c_str(), H5P_DEFAULT), H5Dclose);
-    if (H5Dwrite(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) fail(dataset, "write failed");
+    if (H5Dwrite(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) write_failed(dataset, "write failed");
+    if (d.close() < 0) write_failed(dataset, "write failed");
     return;
   }
   make_groups(dataset);
@@ -253,9 +400,11 @@ void File::write(const std::string& dataset, const void* data, size_t values, in
   Handle space(dims.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(static_cast<int>(h.size()), h.data(), nullptr),
                H5Sclose);
   Handle d(H5Dcreate2(file_, dataset.c_str(), file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
-  if (!d.ok()) fail(dataset, "cannot create the dataset");
+  if (!d.ok()) write_failed(dataset, "cannot create the dataset");
   if (count(dims) > 0 && H5Dwrite(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-    fail(dataset, "write failed");
+    write_failed(dataset, "write failed");
+  // A small dataset's values wait in HDF5's buffer until the dataset closes: that write is checked too.
+  if (d.close() < 0) write_failed(dataset, "write failed");
 }
 
 void File::write_floats(const std::string& dataset, const std::vector<float>& values, const Dims& dims) {
@@ -280,8 +429,10 @@ void File::write_uint64s(const std::string& dataset, const std::vector<uint64_t>
 
 void File::write_string_attribute(const std::string& object, const std::string& name, const std::string& value) {
   if (object != "/" && !exists(object)) fail(object, "missing");
-  if (H5Aexists_by_name(file_, object.c_str(), name.c_str(), H5P_DEFAULT) > 0)
-    H5Adelete_by_name(file_, object.c_str(), name.c_str(), H5P_DEFAULT);
+  prepare_write(object);
+  if (H5Aexists_by_name(file_, object.c_str(), name.c_str(), H5P_DEFAULT) > 0 &&
+      H5Adelete_by_name(file_, object.c_str(), name.c_str(), H5P_DEFAULT) < 0)
+    write_failed(object, "cannot replace attribute '" + name + "'");
   Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
   H5Tset_size(type.get(), H5T_VARIABLE);
   H5Tset_cset(type.get(), H5T_CSET_UTF8);
@@ -290,7 +441,8 @@ void File::write_string_attribute(const std::string& object, const std::string& 
                                 H5P_DEFAULT),
               H5Aclose);
   const char* text = value.c_str();
-  if (!attr.ok() || H5Awrite(attr.get(), type.get(), &text) < 0) fail(object, "cannot write attribute '" + name + "'");
+  if (!attr.ok() || H5Awrite(attr.get(), type.get(), &text) < 0 || attr.close() < 0)
+    write_failed(object, "cannot write attribute '" + name + "'");
 }
 
 }  // namespace h5

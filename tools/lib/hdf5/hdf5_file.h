@@ -3,8 +3,16 @@
 //
 // Contract: every failure throws h5::Error with a message "FILE: /OBJECT: what is wrong", never
 // an HDF5 error stack on stderr and never a crash: a missing object, a dataset of the wrong
-// class (float vs integer), an unreadable or non-HDF5 file. Reads convert from any stored
-// float (or integer) width to the requested one, as h5py writes float32 or float64.
+// class (float vs integer), an unreadable or non-HDF5 file, a directory or an empty file, a
+// failed write (with the system's reason: "write failed: No space left on device"). Reads
+// convert from any stored float (or integer) width to the requested one, as h5py writes
+// float32 or float64.
+//
+// Writing: after a failed write the file is broken; its File only discards it (closes it
+// without the data reaching the disk; the caller deletes it). Each write, flush() and close()
+// first reserve disk space for the metadata HDF5 may write out, so a full disk is reported by
+// this layer while the file can still be closed (HDF5 1.10 cannot close a file after a failed
+// metadata write).
 #pragma once
 #include <cstdint>
 #include <stdexcept>
@@ -51,8 +59,10 @@ class File {
   void write_ints(const std::string& dataset, const std::vector<int32_t>& values, const Dims& dims);
   void write_int64s(const std::string& dataset, const std::vector<int64_t>& values, const Dims& dims);
   void write_uint64s(const std::string& dataset, const std::vector<uint64_t>& values, const Dims& dims);
-  void flush();  // pushes HDF5's buffers to the operating system (not to the disk: fsync the closed file)
-  void close();  // closes now and throws if HDF5 could not write everything out; the destructor cannot
+  void flush();    // pushes HDF5's buffers to the operating system (not to the disk: fsync the closed file)
+  void close();    // closes now and throws if HDF5 could not write everything out; the destructor cannot
+  void discard();  // closes without finishing a file that will be deleted; never throws
+  bool broken() const { return broken_; }  // a write failed: only discard() remains
   void write_string_attribute(const std::string& object, const std::string& name, const std::string& value);
 
  private:
@@ -62,9 +72,16 @@ class File {
   void write(const std::string& dataset, const void* data, size_t values, int64_t mem_type, int64_t file_type,
              const Dims& dims);
   void make_groups(const std::string& object);
+  [[noreturn]] void write_failed(const std::string& object, const std::string& what);
+  void prepare_write(const std::string& object);
+  int find_descriptor() const;
+  int reserve();
 
   std::string path_;
-  int64_t file_ = -1;  // hid_t
+  int64_t file_ = -1;      // hid_t
+  int fd_ = -1;            // HDF5's descriptor of a file open for writing (-1: unknown, or no reserving)
+  uint64_t reserved_ = 0;  // bytes from the start given disk blocks by reserve()
+  bool writable_ = false, broken_ = false;
 };
 
 }  // namespace h5

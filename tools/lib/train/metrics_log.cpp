@@ -36,14 +36,15 @@ void MetricsLog::open(const std::string& dir) {
   if (dir.empty()) return;
   const std::filesystem::path out(dir);
   std::filesystem::create_directories(out);
-  jsonl_ = std::make_unique<std::ofstream>(out / "metrics.jsonl");
-  csv_ = std::make_unique<std::ofstream>(out / "metrics.csv");
-  if (!*jsonl_ || !*csv_) throw std::runtime_error("moe-train: cannot write metrics into " + out.string());
-  *csv_ << "step,loss,ce,lr,grad_norm,tokens_per_s,dropped";
-  for (const std::string& name : term_names_) *csv_ << "," << name;
+  jsonl_ = std::make_unique<fileio::TextFile>((out / "metrics.jsonl").string());
+  csv_ = std::make_unique<fileio::TextFile>((out / "metrics.csv").string());
+  std::ostringstream header;
+  header << "step,loss,ce,lr,grad_norm,tokens_per_s,dropped";
+  for (const std::string& name : term_names_) header << "," << name;
   for (int64_t l = 0; l < history_.layers; ++l)
-    for (int64_t e = 0; e < history_.experts; ++e) *csv_ << ",moe" << l << "_expert" << e;
-  *csv_ << "\n";
+    for (int64_t e = 0; e < history_.experts; ++e) header << ",moe" << l << "_expert" << e;
+  header << "\n";
+  csv_->write(header.str());
   // Evaluations come right after the step they follow, as they were logged.
   size_t next_eval = 0;
   for (size_t i = 0; i < history_.size(); ++i) {
@@ -52,8 +53,6 @@ void MetricsLog::open(const std::string& dir) {
       write_eval(next_eval++);
   }
   while (next_eval < history_.eval_step.size()) write_eval(next_eval++);
-  jsonl_->flush();
-  csv_->flush();
 }
 
 void MetricsLog::record_step(const StepMetrics& m) {
@@ -82,25 +81,19 @@ void MetricsLog::record_step(const StepMetrics& m) {
         column.push_back(value);
       }
   for (auto& [name, column] : h.layer_metrics) column.resize(h.size() * h.layers, collapse::kNaN);  // a step without them
-  if (jsonl_) {
-    write_step(h.size() - 1);
-    jsonl_->flush();
-    csv_->flush();
-  }
+  if (jsonl_) write_step(h.size() - 1);
 }
 
 void MetricsLog::record_eval(int64_t step, double loss) {
   history_.eval_step.push_back(step);
   history_.eval_loss.push_back(loss);
-  if (jsonl_) {
-    write_eval(history_.eval_step.size() - 1);
-    jsonl_->flush();
-  }
+  if (jsonl_) write_eval(history_.eval_step.size() - 1);
 }
 
+// Each record is formatted in memory and written with one checked write per file.
 void MetricsLog::write_step(size_t i) {
   const ckpt::MetricsHistory& h = history_;
-  std::ofstream& j = *jsonl_;
+  std::ostringstream j;
   j << std::setprecision(8) << "{\"step\": " << h.step[i] << ", \"loss\": " << h.loss[i] << ", \"ce\": " << h.ce[i]
     << ", \"lr\": " << h.lr[i] << ", \"grad_norm\": " << h.grad_norm[i] << ", \"tokens_per_s\": " << h.tokens_per_s[i]
     << ", \"dropped\": " << h.dropped[i] << ", \"terms\": {";
@@ -142,8 +135,9 @@ void MetricsLog::write_step(size_t i) {
     j << "}";
   }
   j << "}\n";
+  jsonl_->write(j.str());
 
-  std::ofstream& c = *csv_;
+  std::ostringstream c;
   c << std::setprecision(8) << h.step[i] << "," << h.loss[i] << "," << h.ce[i] << "," << h.lr[i] << ","
     << h.grad_norm[i] << "," << h.tokens_per_s[i] << "," << h.dropped[i];
   for (const std::string& name : term_names_) {
@@ -153,11 +147,14 @@ void MetricsLog::write_step(size_t i) {
   }
   for (int64_t k = 0; k < h.layers * h.experts; ++k) c << "," << counts[k];
   c << "\n";
+  csv_->write(c.str());
 }
 
 void MetricsLog::write_eval(size_t i) {
-  *jsonl_ << "{\"step\": " << history_.eval_step[i] << ", \"eval_loss\": " << json_number(history_.eval_loss[i])
-          << ", \"eval_perplexity\": " << json_number(std::exp(history_.eval_loss[i])) << "}\n";
+  std::ostringstream line;
+  line << "{\"step\": " << history_.eval_step[i] << ", \"eval_loss\": " << json_number(history_.eval_loss[i])
+       << ", \"eval_perplexity\": " << json_number(std::exp(history_.eval_loss[i])) << "}\n";
+  jsonl_->write(line.str());
 }
 
 }  // namespace train

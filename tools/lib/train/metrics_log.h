@@ -2,9 +2,9 @@
 // file views, DIR/metrics.jsonl and DIR/metrics.csv, one line per logged step (csv) or per
 // logged step and evaluation (jsonl). Both files are always a rendering of the history: a
 // resumed run rewrites them from the checkpoint's history, so lines logged after that
-// checkpoint by the interrupted run do not appear twice.
+// checkpoint by the interrupted run do not appear twice. Every write is checked: a failure
+// (a full disk) throws fileio::WriteError naming the file and the system's reason.
 #pragma once
-#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -12,6 +12,7 @@
 
 #include "tools/lib/checkpoint/checkpoint.h"
 #include "tools/lib/collapse/metrics.h"
+#include "tools/lib/fileio/fileio.h"
 
 namespace train {
 
@@ -46,7 +47,7 @@ class MetricsLog {
 
   std::vector<std::string> term_names_;
   ckpt::MetricsHistory history_;
-  std::unique_ptr<std::ofstream> jsonl_, csv_;
+  std::unique_ptr<fileio::TextFile> jsonl_, csv_;
 };
 
 }  // namespace train

@@ -3,12 +3,12 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <iomanip>
 #include <sstream>
 #include <stdexcept>
 
 #include "tools/lib/assemble/assemble.h"
+#include "tools/lib/fileio/fileio.h"
 
 namespace train {
 
@@ -92,7 +92,7 @@ void Trainer::open_outputs() {
                                   "); continue it with --resume latest, or use another --out or delete them");
   }
   std::filesystem::create_directories(out);
-  std::ofstream(out / "config.yaml") << rc::to_yaml(config_);
+  fileio::write_file((out / "config.yaml").string(), rc::to_yaml(config_));
   metrics_.open(config_.logging.out_dir);
   outputs_open_ = true;
 }
@@ -252,7 +252,13 @@ void Trainer::warn_on_collapse(const StepMetrics& m) {
 }
 
 RunEnd Trainer::run(const std::atomic<bool>* stop) {
-  open_outputs();
+  try {
+    open_outputs();
+  } catch (const fileio::WriteError& e) {
+    throw OutputError(std::string(e.what()) + "; training did not start");
+  } catch (const std::filesystem::filesystem_error& e) {  // the run folder cannot be created
+    throw OutputError(std::string(e.what()) + "; training did not start");
+  }
   const rc::TrainingConfig& t = config_.training;
   const int every = config_.checkpointing.every;
   while (step_ < t.steps) {
@@ -260,23 +266,54 @@ RunEnd Trainer::run(const std::atomic<bool>* stop) {
     try {
       m = step();
     } catch (const NonFiniteError& e) {
-      const std::string path = config_.logging.out_dir.empty() ? "" : save_checkpoint(e.what());
-      throw NonFiniteError("training stopped at step " + std::to_string(step_ + 1) + ": " + e.what() +
-                           (path.empty() ? "" : "; diagnostic checkpoint (state before that step): " + path));
+      std::string saved;
+      if (!config_.logging.out_dir.empty()) {
+        try {
+          saved = "; diagnostic checkpoint (state before that step): " + save_checkpoint(e.what());
+        } catch (const std::exception& save_error) {
+          saved = std::string("; the diagnostic checkpoint could not be saved: ") + save_error.what();
+        }
+      }
+      throw NonFiniteError("training stopped at step " + std::to_string(step_ + 1) + ": " + e.what() + saved);
     }
-    if (is_log_step(m.step)) log(m);
-    if ((t.eval_every > 0 && m.step % t.eval_every == 0) || m.step == t.steps) {
-      const double loss = evaluate();
-      progress_ << "eval at step " << step_ << " | loss " << std::fixed << std::setprecision(4) << loss
-                << " perplexity " << std::setprecision(2) << std::exp(loss) << std::endl;
-      metrics_.record_eval(step_, loss);
+    // A file that cannot be written (a full disk) stops training at once, saying how to go on.
+    try {
+      if (is_log_step(m.step)) log(m);
+      if ((t.eval_every > 0 && m.step % t.eval_every == 0) || m.step == t.steps) {
+        const double loss = evaluate();
+        progress_ << "eval at step " << step_ << " | loss " << std::fixed << std::setprecision(4) << loss
+                  << " perplexity " << std::setprecision(2) << std::exp(loss) << std::endl;
+        metrics_.record_eval(step_, loss);
+      }
+      const bool stopping = stop && stop->load();
+      if (!config_.logging.out_dir.empty() && ((every > 0 && m.step % every == 0) || m.step == t.steps || stopping)) {
+        const std::string path = save_checkpoint();  // before printing: a failed save prints no "checkpoint:"
+        progress_ << "checkpoint: " << path << std::endl;
+      }
+      if (stopping) return step_ >= t.steps ? RunEnd::finished : RunEnd::stopped;
+    } catch (const fileio::WriteError& e) {
+      throw OutputError(stopped_writing(e.what()));
+    } catch (const ckpt::CheckpointError& e) {
+      throw OutputError(stopped_writing(e.what()));
+    } catch (const std::filesystem::filesystem_error& e) {
+      throw OutputError(stopped_writing(e.what()));
     }
-    const bool stopping = stop && stop->load();
-    if (!config_.logging.out_dir.empty() && ((every > 0 && m.step % every == 0) || m.step == t.steps || stopping))
-      progress_ << "checkpoint: " << save_checkpoint() << std::endl;
-    if (stopping) return step_ >= t.steps ? RunEnd::finished : RunEnd::stopped;
   }
   return RunEnd::finished;
+}
+
+std::string Trainer::stopped_writing(const std::string& what) const {
+  std::string out = "training stopped after step " + std::to_string(step_) + ": " + what + "; ";
+  try {
+    // latest_checkpoint has read and verified the file; its name is step_NNNNNNNN.h5.
+    const std::string last = latest_checkpoint(config_.logging.out_dir);
+    const std::string step = std::filesystem::path(last).stem().string().substr(5);
+    out += "the last good checkpoint is " + last + " (step " + std::to_string(std::stoll(step)) +
+           "): make room, then continue with --resume latest (or --resume " + last + ")";
+  } catch (const std::exception&) {
+    out += "no checkpoint was saved: make room, then start again";
+  }
+  return out;
 }
 
 }  // namespace train

@@ -12,6 +12,10 @@
 // A non-finite loss or gradient stops training with NonFiniteError naming the first tensor
 // where it appeared (a parameter, the logits, a loss term, or a parameter's gradient), after a
 // diagnostic checkpoint (OUT/checkpoints/diagnostic_step_N.h5) has been saved.
+//
+// A file that cannot be written (config.yaml, the metrics files, a checkpoint: a full disk)
+// stops run() with OutputError: the file, the system's reason, and the last good checkpoint
+// with the --resume to continue from it. A failed save leaves no .tmp behind.
 #pragma once
 #include <atomic>
 #include <memory>
@@ -31,6 +35,11 @@
 namespace train {
 
 class NonFiniteError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class OutputError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
@@ -70,6 +79,7 @@ class Trainer {
   bool is_log_step(int64_t step) const;
   int64_t domain_count() const;
   void warn_on_collapse(const StepMetrics& m);
+  std::string stopped_writing(const std::string& what) const;  // what failed, and how to resume
   void check_finite(const moe::ForwardResult& out) const;
   void check_finite_gradients() const;
 
