@@ -451,6 +451,13 @@ TEST_CASE("config: missing data files are named", "[config]") {
   CHECK_THROWS_WITH(load_run_config(shards),
                     Contains(shards + ":4:15: data.val_shards: file not found: '" + gone + "'"));
   CHECK_NOTHROW(load_run_config(path, {"data.paths=[" + real + "]"}));
+  // A folder given as a data file is called a folder, not "not found".
+  const std::string folder = tmp.path("corpus");
+  fs::create_directories(folder);
+  CHECK_THROWS_WITH(load_run_config(path, {"data.paths=[" + folder + "]"}),
+                    Contains("data.paths: '" + folder + "' is a directory, not a file"));
+  CHECK_THROWS_WITH(load_run_config(shards, {"data.val_shards=[" + folder + "]"}),
+                    Contains("data.val_shards: '" + folder + "' is a directory, not a file"));
 }
 
 TEST_CASE("config: device cuda without a GPU gives the reason", "[config]") {

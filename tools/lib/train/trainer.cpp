@@ -31,6 +31,41 @@ std::vector<std::string> balance_term_names() {
   return names;
 }
 
+// The config keys that name a run's training or validation data, for error messages.
+std::string data_keys(const rc::DataConfig& d, bool validation) {
+  switch (d.kind) {
+    case rc::DataKind::synthetic:
+      return "data.kind synthetic";
+    case rc::DataKind::text: {
+      std::ostringstream s;
+      s << "data.paths" << (validation ? ", the last data.val_fraction = " : ", all but data.val_fraction = ")
+        << d.val_fraction << " of each file";
+      return s.str();
+    }
+    case rc::DataKind::shards:
+      return validation && !d.val_shards.empty() ? "data.val_shards" : "data.train_shards";
+  }
+  return "data";
+}
+
+// A data source checked against the config before step 1: a validation split too short for one
+// window would otherwise show only at the first evaluation, after the whole run has trained.
+// Any problem is a ConfigError (the config and the data do not fit) naming the keys.
+std::unique_ptr<data::TokenSource> checked_source(const rc::RunConfig& c, bool validation,
+                                                  std::unique_ptr<data::TokenSource> given) {
+  try {
+    std::unique_ptr<data::TokenSource> source = given ? std::move(given) : assemble::data_source(c, validation);
+    source->check_fits(c.training.seq_len);
+    return source;
+  } catch (const std::exception& e) {
+    std::string why = e.what();
+    if (why.rfind("data: ", 0) == 0) why = why.substr(6);  // the data library's own prefix
+    throw rc::ConfigError(std::string(validation ? "validation" : "training") + " data (" +
+                          data_keys(c.data, validation) + "): " + why +
+                          ", with training.seq_len = " + std::to_string(c.training.seq_len) + "; nothing was trained");
+  }
+}
+
 std::string format_duration(double seconds) {
   const int64_t s = static_cast<int64_t>(seconds + 0.5);
   std::ostringstream out;
@@ -65,8 +100,8 @@ Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::uniqu
   schedule_.decay = config.schedule.decay == rc::DecayKind::cosine ? LrSchedule::cosine : LrSchedule::constant;
   schedule_.min_lr_ratio = config.schedule.min_lr_ratio;
   schedule_.validate();
-  train_data_ = train_source ? std::move(train_source) : assemble::data_source(config, false);
-  eval_data_ = assemble::data_source(config, true);
+  train_data_ = checked_source(config, false, std::move(train_source));
+  eval_data_ = checked_source(config, true, nullptr);
   progress_ << "moe-train: " << model_->params().count_elements() << " parameters, " << model_->moe_layers().size()
             << " MoE layers" << (config.logging.out_dir.empty() ? "" : ", writing " + config.logging.out_dir) << "\n";
 }

@@ -9,6 +9,10 @@
 // step and the metrics history; on the CPU the continued run is bit-identical to one that never
 // stopped. A checkpoint whose model or moe keys differ from the config is refused, naming them.
 //
+// The constructor checks every data source against the config (each file, split or shard must
+// hold one window of seq_len + 1 tokens) and throws runconfig::ConfigError naming the keys, so
+// data that cannot serve the run is found before step 1, not at the final evaluation.
+//
 // A non-finite loss or gradient stops training with NonFiniteError naming the first tensor
 // where it appeared (a parameter, the logits, a loss term, or a parameter's gradient), after a
 // diagnostic checkpoint (OUT/checkpoints/diagnostic_step_N.h5) has been saved.
