@@ -3,7 +3,8 @@
 //   moe-train --config FILE [--set key.path=value ...] [--out DIR] [--resume PATH|latest]
 //
 // Exit status: 0 finished; 2 bad flags or config, or data that does not fit the config (found
-// before step 1); 1 any other error (bad checkpoint, NaN stop);
+// before step 1); 1 any other error (bad checkpoint, NaN stop, an error during training: that
+// one saves a checkpoint first and names it);
 // 130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint.
 #include <boost/program_options.hpp>
 #include <csignal>

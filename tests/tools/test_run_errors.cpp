@@ -1,8 +1,10 @@
 // Errors of a run and what it leaves: data too short for one window found before step 1 (not
-// at the final evaluation), and a data path that is a folder.
+// at the final evaluation), a data path that is a folder, an error during training saving a
+// checkpoint and naming it, and a checkpoint that cannot be saved.
 #include <catch2/catch.hpp>
 #include <sstream>
 
+#include "data/synthetic.h"
 #include "tests/tools/run_program.h"
 #include "tools/lib/checkpoint/checkpoint.h"
 #include "tools/lib/train/trainer.h"
@@ -27,6 +29,19 @@ void write_bytes(const fs::path& file, size_t n, char fill = 'a') {
   fs::create_directories(file.parent_path());
   std::ofstream(file, std::ios::binary) << std::string(n, fill);
 }
+
+// Synthetic data that fails (as a disk or a network mount might) when batch `fail_at` is drawn.
+class FailingSource : public data::SyntheticDomains {
+ public:
+  explicit FailingSource(int64_t fail_at) : SyntheticDomains(64, 2, 1, 0.9), fail_at_(fail_at) {}
+  data::Batch next_batch(int64_t batch, int64_t seq_len) override {
+    if (position_ == fail_at_) throw std::runtime_error("reading batch " + std::to_string(fail_at_) + ": I/O error");
+    return SyntheticDomains::next_batch(batch, seq_len);
+  }
+
+ private:
+  int64_t fail_at_;
+};
 
 }  // namespace
 
@@ -98,3 +113,49 @@ TEST_CASE("moe-train: a data path that is a folder is called a folder, exit 2", 
 }
 #endif
 
+TEST_CASE("an error during training saves the last finished step and says where", "[errors][checkpoint]") {
+  const fs::path dir = fresh_dir("error_saves");
+  std::ostringstream progress;
+  {
+    train::Trainer t(small_run(dir), progress, std::make_unique<FailingSource>(3));
+    // Steps 1-3 finish, step 4 draws batch 3 and fails; checkpointing.every = 0 saved nothing so far.
+    const std::string checkpoint = (dir / "checkpoints" / "step_00000003.h5").string();
+    CHECK_THROWS_WITH(t.run(), Contains("training stopped by an error in step 4: reading batch 3: I/O error") &&
+                                   Contains("saved the state after step 3 to " + checkpoint) &&
+                                   Contains("--resume latest"));
+    const ckpt::Checkpoint c = ckpt::read_checkpoint(checkpoint);
+    CHECK(c.step == 3);
+    CHECK(c.loaders.at("train")[2] == 3);  // the failed step's draw was undone
+    CHECK(c.metrics.eval_step == std::vector<int64_t>{2});
+  }
+  // It resumes and finishes with the configured data.
+  std::ostringstream quiet;
+  train::Trainer again(small_run(dir), quiet);
+  again.resume(train::latest_checkpoint(dir.string()));
+  CHECK(again.steps_done() == 3);
+  CHECK(again.run() == train::RunEnd::finished);
+  CHECK(again.steps_done() == 6);
+
+  // Failing at the first step: nothing to save, and the message says so.
+  const fs::path first = fresh_dir("error_first_step");
+  train::Trainer t(small_run(first), progress, std::make_unique<FailingSource>(0));
+  CHECK_THROWS_WITH(t.run(), Contains("error in step 1") && Contains("no step had finished, nothing to save"));
+  CHECK(train::checkpoint_steps((first / "checkpoints").string()).empty());
+}
+
+#ifdef MOE_TRAIN_BINARY
+TEST_CASE("moe-train: a checkpoint that cannot be saved names the last good one, exit 1", "[errors][program]") {
+  const fs::path dir = fresh_dir("save_fails");
+  // The save of step 2 writes step_00000002.h5.tmp first: a non-empty folder there makes it fail.
+  fs::create_directories(dir / "checkpoints" / "step_00000002.h5.tmp" / "in_the_way");
+  const runtest::Result r = runtest::run(
+      runtest::train_args(dir, {"--set", "training.steps=3", "--set", "checkpointing.every=1"}), dir.string() + ".log");
+  const std::string good = (dir / "checkpoints" / "step_00000001.h5").string();
+  CHECK(r.status == 1);
+  CHECK_THAT(r.output, Contains("moe-train: training stopped by an error saving the checkpoint of step 2: ") &&
+                           Contains("saving a checkpoint of step 2 failed too") &&
+                           Contains("the last good checkpoint is " + good));
+  CHECK(ckpt::read_checkpoint(good).step == 1);
+  CHECK(train::latest_checkpoint(dir.string()) == good);
+}
+#endif

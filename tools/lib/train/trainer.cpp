@@ -176,47 +176,49 @@ StepMetrics Trainer::step() {
   if (is_log_step(m.step))
     for (size_t l = 0; l < layers.size(); ++l)
       observers.emplace_back(config_.moe.num_experts, layers[l]->config().router.top_k, domain_count());
-  for (int a = 0; a < t.grad_accum; ++a) {
-    data::Batch batch = train_data_->next_batch(t.batch_size, t.seq_len);
-    moe::ForwardResult out = model_->forward(batch.inputs, batch.targets, true);
-    const double loss = out.loss.item();
-    if (!std::isfinite(loss)) {
-      rewind();
-      check_finite(out);
-    }
-    {
-      StageTimer stage("backward");
-      backward(scale(out.loss, micro));  // the step's gradient is the mean over micro-batches
-    }
-    m.loss += loss * micro;
-    m.ce += out.ce.item() * micro;
-    for (const auto& [name, value] : out.terms) m.terms[name] += value * micro;
-    for (size_t l = 0; l < out.routings.size(); ++l) {
-      for (size_t e = 0; e < out.routings[l].counts.size(); ++e) m.counts[l][e] += out.routings[l].counts[e];
-      m.dropped += out.routings[l].dropped;
-      if (!observers.empty()) {
-        StageTimer diagnostics_stage("diagnostics");
-        observers[l].add(out.routings[l], batch.domains, t.seq_len);
+  // Any failure here (a non-finite loss, a data or engine error) rewinds before it propagates,
+  // so the trainer stays at the end of the last finished step and a checkpoint of it is sound.
+  try {
+    for (int a = 0; a < t.grad_accum; ++a) {
+      data::Batch batch = train_data_->next_batch(t.batch_size, t.seq_len);
+      moe::ForwardResult out = model_->forward(batch.inputs, batch.targets, true);
+      const double loss = out.loss.item();
+      if (!std::isfinite(loss)) check_finite(out);  // throws NonFiniteError naming the tensor
+      {
+        StageTimer stage("backward");
+        backward(scale(out.loss, micro));  // the step's gradient is the mean over micro-batches
+      }
+      m.loss += loss * micro;
+      m.ce += out.ce.item() * micro;
+      for (const auto& [name, value] : out.terms) m.terms[name] += value * micro;
+      for (size_t l = 0; l < out.routings.size(); ++l) {
+        for (size_t e = 0; e < out.routings[l].counts.size(); ++e) m.counts[l][e] += out.routings[l].counts[e];
+        m.dropped += out.routings[l].dropped;
+        if (!observers.empty()) {
+          StageTimer diagnostics_stage("diagnostics");
+          observers[l].add(out.routings[l], batch.domains, t.seq_len);
+        }
       }
     }
+  } catch (...) {
+    rewind();
+    throw;
   }
   StageTimer optimizer_stage("optimizer");
-  m.grad_norm = clip_grad_norm(params_, config_.optimizer.grad_clip);
-  if (!std::isfinite(m.grad_norm)) {
-    try {
-      check_finite_gradients();
-    } catch (...) {
-      rewind();
-      throw;
+  try {  // nothing is updated before optimizer_->step: up to there a failure can still rewind
+    m.grad_norm = clip_grad_norm(params_, config_.optimizer.grad_clip);
+    if (!std::isfinite(m.grad_norm)) check_finite_gradients();  // throws NonFiniteError naming the tensor
+    if (!observers.empty()) {
+      StageTimer diagnostics_stage("diagnostics");
+      const collapse::Thresholds thresholds = thresholds_from(config_.diagnostics);
+      for (size_t l = 0; l < observers.size(); ++l) {
+        m.layers.push_back(observers[l].stats(moe_blocks_[l], thresholds));
+        set_expert_similarity(m.layers.back(), *layers[l]);
+      }
     }
-  }
-  if (!observers.empty()) {
-    StageTimer diagnostics_stage("diagnostics");
-    const collapse::Thresholds thresholds = thresholds_from(config_.diagnostics);
-    for (size_t l = 0; l < observers.size(); ++l) {
-      m.layers.push_back(observers[l].stats(moe_blocks_[l], thresholds));
-      set_expert_similarity(m.layers.back(), *layers[l]);
-    }
+  } catch (...) {
+    rewind();
+    throw;
   }
   optimizer_->step(m.lr);
   optimizer_->zero_grad();
@@ -232,12 +234,20 @@ StepMetrics Trainer::step() {
 
 double Trainer::evaluate() {
   NoGradScope no_grad;
-  double total = 0;
-  for (int b = 0; b < config_.training.eval_batches; ++b) {
-    data::Batch batch = eval_data_->next_batch(config_.training.batch_size, config_.training.seq_len);
-    total += model_->forward(batch.inputs, batch.targets, false).ce.item();
+  // An evaluation that fails leaves the validation stream where it was, so a checkpoint saved
+  // after the failure continues exactly like a run that never failed.
+  const data::LoaderCursor cursor = eval_data_->cursor();
+  try {
+    double total = 0;
+    for (int b = 0; b < config_.training.eval_batches; ++b) {
+      data::Batch batch = eval_data_->next_batch(config_.training.batch_size, config_.training.seq_len);
+      total += model_->forward(batch.inputs, batch.targets, false).ce.item();
+    }
+    return total / config_.training.eval_batches;
+  } catch (...) {
+    eval_data_->restore(cursor);
+    throw;
   }
-  return total / config_.training.eval_batches;
 }
 
 void Trainer::log(const StepMetrics& m) {
@@ -290,20 +300,54 @@ RunEnd Trainer::run(const std::atomic<bool>* stop) {
       const std::string path = config_.logging.out_dir.empty() ? "" : save_checkpoint(e.what());
       throw NonFiniteError("training stopped at step " + std::to_string(step_ + 1) + ": " + e.what() +
                            (path.empty() ? "" : "; diagnostic checkpoint (state before that step): " + path));
+    } catch (const std::exception& e) {
+      throw std::runtime_error(stopped_by_error("in step " + std::to_string(step_ + 1), e.what()));
     }
-    if (is_log_step(m.step)) log(m);
-    if ((t.eval_every > 0 && m.step % t.eval_every == 0) || m.step == t.steps) {
-      const double loss = evaluate();
-      progress_ << "eval at step " << step_ << " | loss " << std::fixed << std::setprecision(4) << loss
-                << " perplexity " << std::setprecision(2) << std::exp(loss) << std::endl;
-      metrics_.record_eval(step_, loss);
+    try {
+      if (is_log_step(m.step)) log(m);
+      if ((t.eval_every > 0 && m.step % t.eval_every == 0) || m.step == t.steps) {
+        const double loss = evaluate();
+        progress_ << "eval at step " << step_ << " | loss " << std::fixed << std::setprecision(4) << loss
+                  << " perplexity " << std::setprecision(2) << std::exp(loss) << std::endl;
+        metrics_.record_eval(step_, loss);
+      }
+    } catch (const std::exception& e) {
+      throw std::runtime_error(stopped_by_error("after step " + std::to_string(step_), e.what()));
     }
     const bool stopping = stop && stop->load();
-    if (!config_.logging.out_dir.empty() && ((every > 0 && m.step % every == 0) || m.step == t.steps || stopping))
-      progress_ << "checkpoint: " << save_checkpoint() << std::endl;
+    if (!config_.logging.out_dir.empty() && ((every > 0 && m.step % every == 0) || m.step == t.steps || stopping)) {
+      try {
+        last_checkpoint_ = save_checkpoint();
+        last_checkpoint_step_ = step_;
+      } catch (const std::exception& e) {
+        throw std::runtime_error(stopped_by_error("saving the checkpoint of step " + std::to_string(step_), e.what()));
+      }
+      progress_ << "checkpoint: " << last_checkpoint_ << std::endl;
+    }
     if (stopping) return step_ >= t.steps ? RunEnd::finished : RunEnd::stopped;
   }
   return RunEnd::finished;
+}
+
+// An error once training has begun must not lose the steps since the last checkpoint: the
+// trainer is at the end of its last finished step (a failed step or evaluation rewinds), so
+// that state is saved as a regular, resumable checkpoint and the message says where it is.
+std::string Trainer::stopped_by_error(const std::string& where, const std::string& what) {
+  std::string message = "training stopped by an error " + where + ": " + what;
+  if (config_.logging.out_dir.empty()) return message + "; no output folder, nothing saved";
+  if (step_ == last_checkpoint_step_)
+    return message + (last_checkpoint_.empty() ? "; no step had finished, nothing to save"
+                                               : "; no step had finished since the checkpoint " + last_checkpoint_ +
+                                                     ", continue with --resume " + last_checkpoint_);
+  try {
+    const std::string path = save_checkpoint();
+    return message + "; saved the state after step " + std::to_string(step_) + " to " + path +
+           ", continue from it with --resume latest";
+  } catch (const std::exception& e) {
+    return message + "; saving a checkpoint of step " + std::to_string(step_) + " failed too (" + e.what() + ")" +
+           (last_checkpoint_.empty() ? "; no earlier checkpoint of this run"
+                                     : "; the last good checkpoint is " + last_checkpoint_);
+  }
 }
 
 }  // namespace train

@@ -15,7 +15,9 @@
 //
 // A non-finite loss or gradient stops training with NonFiniteError naming the first tensor
 // where it appeared (a parameter, the logits, a loss term, or a parameter's gradient), after a
-// diagnostic checkpoint (OUT/checkpoints/diagnostic_step_N.h5) has been saved.
+// diagnostic checkpoint (OUT/checkpoints/diagnostic_step_N.h5) has been saved. Any other error
+// during run() saves a regular checkpoint of the last finished step (a failed step is undone)
+// and rethrows with its path, or with the newest checkpoint's path when the save fails too.
 #pragma once
 #include <atomic>
 #include <memory>
@@ -73,6 +75,7 @@ class Trainer {
   void warn_on_collapse(const StepMetrics& m);
   void check_finite(const moe::ForwardResult& out) const;
   void check_finite_gradients() const;
+  std::string stopped_by_error(const std::string& where, const std::string& what);
 
   runconfig::RunConfig config_;
   std::ostream& progress_;
@@ -87,6 +90,11 @@ class Trainer {
   bool resumed_ = false, outputs_open_ = false;
   std::vector<int64_t> moe_blocks_;  // the block index of each MoE layer
   std::vector<int> warned_;          // per MoE layer: the thresholds crossed at the last log step
+
+  // The newest regular checkpoint of this run (saved, or resumed from) and its step; none at step
+  // 0, where nothing needs saving. An error during training names it or saves a newer one.
+  std::string last_checkpoint_;
+  int64_t last_checkpoint_step_ = 0;
 };
 
 // Steps of the regular checkpoints (step_N.h5) in a checkpoint folder, ascending.

@@ -136,6 +136,8 @@ void Trainer::resume(const std::string& path) {
                                 ", beyond training.steps = " + std::to_string(config_.training.steps));
   restore(c, path);
   resumed_ = true;
+  last_checkpoint_ = path;
+  last_checkpoint_step_ = c.step;
   // Later checkpoints of this folder belong to the run being replaced: keep them, out of the way.
   const fs::path superseded = fs::path(checkpoint_dir()) / "superseded";
   if (!config_.logging.out_dir.empty())
