@@ -60,9 +60,11 @@ int main(int argc, char** argv) {
       return 128 + sig;
     }
   } catch (const runconfig::ConfigError& e) {
+    std::cout.flush();  // progress first, then the error, in a log that holds both
     std::cerr << "moe-train: " << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {
+    std::cout.flush();
     std::cerr << "moe-train: " << e.what() << "\n";
     return 1;
   }

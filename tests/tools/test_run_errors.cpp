@@ -1,6 +1,6 @@
 // Errors of a run and what it leaves: data too short for one window found before step 1 (not
 // at the final evaluation), a data path that is a folder, an error during training saving a
-// checkpoint and naming it, and a checkpoint that cannot be saved.
+// checkpoint and naming it, a checkpoint that cannot be saved, metrics that cannot be written.
 #include <catch2/catch.hpp>
 #include <sstream>
 
@@ -157,5 +157,16 @@ TEST_CASE("moe-train: a checkpoint that cannot be saved names the last good one,
                            Contains("the last good checkpoint is " + good));
   CHECK(ckpt::read_checkpoint(good).step == 1);
   CHECK(train::latest_checkpoint(dir.string()) == good);
+}
+
+TEST_CASE("moe-train: metrics that cannot be written: the file and the system's reason, one prefix",
+          "[errors][program]") {
+  const fs::path dir = fresh_dir("metrics_unwritable");
+  fs::create_directories(dir / "metrics.jsonl");  // a folder where the file should go
+  const runtest::Result r =
+      runtest::run(runtest::train_args(dir, {"--set", "training.steps=2"}), dir.string() + ".log");
+  CHECK(r.status == 1);
+  CHECK_THAT(r.output, Contains("moe-train: cannot write " + (dir / "metrics.jsonl").string() + ": Is a directory"));
+  CHECK(r.output.find("moe-train: moe-train:") == std::string::npos);
 }
 #endif

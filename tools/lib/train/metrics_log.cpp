@@ -1,6 +1,8 @@
 #include "tools/lib/train/metrics_log.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <iomanip>
 #include <sstream>
@@ -36,9 +38,12 @@ void MetricsLog::open(const std::string& dir) {
   if (dir.empty()) return;
   const std::filesystem::path out(dir);
   std::filesystem::create_directories(out);
+  // Each file checked as it is opened, while errno still holds the system's reason.
   jsonl_ = std::make_unique<std::ofstream>(out / "metrics.jsonl");
+  if (!*jsonl_)
+    throw std::runtime_error("cannot write " + (out / "metrics.jsonl").string() + ": " + std::strerror(errno));
   csv_ = std::make_unique<std::ofstream>(out / "metrics.csv");
-  if (!*jsonl_ || !*csv_) throw std::runtime_error("moe-train: cannot write metrics into " + out.string());
+  if (!*csv_) throw std::runtime_error("cannot write " + (out / "metrics.csv").string() + ": " + std::strerror(errno));
   *csv_ << "step,loss,ce,lr,grad_norm,tokens_per_s,dropped";
   for (const std::string& name : term_names_) *csv_ << "," << name;
   for (int64_t l = 0; l < history_.layers; ++l)

@@ -1,7 +1,9 @@
 #include "tools/lib/train/trainer.h"
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -119,7 +121,12 @@ void Trainer::open_outputs() {
                                   "); continue it with --resume latest, or use another --out or delete them");
   }
   std::filesystem::create_directories(out);
-  std::ofstream(out / "config.yaml") << rc::to_yaml(config_);
+  {
+    std::ofstream config(out / "config.yaml");
+    config << rc::to_yaml(config_) << std::flush;
+    if (!config)
+      throw std::runtime_error("cannot write " + (out / "config.yaml").string() + ": " + std::strerror(errno));
+  }
   metrics_.open(config_.logging.out_dir);
   outputs_open_ = true;
 }
