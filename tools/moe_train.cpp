@@ -3,8 +3,8 @@
 //   moe-train --config FILE [--set key.path=value ...] [--out DIR] [--resume PATH|latest]
 //
 // Exit status: 0 finished; 2 bad flags or config, or data that does not fit the config (found
-// before step 1); 1 any other error (bad checkpoint, NaN stop, an error during training: that
-// one saves a checkpoint first and names it);
+// before step 1); 1 any other error (output folder in use by another run, bad checkpoint, NaN
+// stop, an error during training: that one saves a checkpoint first and names it);
 // 130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint.
 #include <boost/program_options.hpp>
 #include <csignal>
@@ -12,6 +12,7 @@
 
 #include "engine/engine.h"
 #include "tools/cli.h"
+#include "tools/lib/train/run_lock.h"
 #include "tools/lib/train/trainer.h"
 
 namespace po = boost::program_options;
@@ -43,6 +44,8 @@ int main(int argc, char** argv) {
     if (!out_dir.empty()) overrides.push_back("logging.out_dir=" + out_dir);
     runconfig::RunConfig config = runconfig::load_run_config(
         config_path, overrides, [](std::string* why) { return engine::cuda_available(why); });
+    // Held until the program ends: nothing below may read or write the folder without it.
+    const train::RunLock lock(config.logging.out_dir);
     std::string resume_path = resume;
     if (resume == "latest") {
       std::vector<std::string> skipped;
