@@ -1,4 +1,5 @@
-// One run per output folder: the lock (refusal naming the holder, released by SIGKILL).
+// One run per output folder: the lock (refusal naming the holder, released by SIGKILL), and
+// resuming into a folder that holds another model's checkpoints.
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
@@ -55,4 +56,62 @@ TEST_CASE("moe-train refuses a folder another moe-train holds, naming its PID; a
   CHECK(runtest::read_text(dir / ".lock").find("pid " + std::to_string(first) + " ") == std::string::npos);
 }
 #endif
+
+namespace {
+runconfig::RunConfig small_run(const fs::path& out, std::vector<std::string> extra = {}) {
+  std::vector<std::string> o = {"model.vocab_size=64",     "model.d_model=16",      "model.n_layers=2",
+                                "model.n_heads=2",         "model.max_seq_len=16",  "model.d_ff=24",
+                                "moe.num_experts=4",       "moe.d_expert=12",       "training.batch_size=2",
+                                "training.seq_len=16",     "training.steps=4",      "schedule.warmup_steps=1",
+                                "training.eval_batches=1", "checkpointing.every=2", "logging.out_dir=" + out.string()};
+  o.insert(o.end(), extra.begin(), extra.end());
+  return runconfig::parse_run_config("{}", "test", o);
+}
+}  // namespace
+
+TEST_CASE("resume refuses a folder holding another model's checkpoints, naming the folder and keys",
+          "[resume][errors]") {
+  const fs::path mine = fresh_dir("resume_mine"), theirs = fresh_dir("resume_theirs");
+  std::ostringstream quiet;
+  {
+    train::Trainer t(small_run(mine), quiet);
+    REQUIRE(t.run() == train::RunEnd::finished);
+  }
+  {
+    train::Trainer t(small_run(theirs, {"moe.num_experts=8", "model.d_ff=32"}), quiet);
+    REQUIRE(t.run() == train::RunEnd::finished);
+  }
+  const std::string resumed = (mine / "checkpoints" / "step_00000002.h5").string();
+  const std::vector<int64_t> before = train::checkpoint_steps((theirs / "checkpoints").string());
+  REQUIRE(before == std::vector<int64_t>{2, 4});
+
+  train::Trainer into(small_run(theirs), quiet);
+  CHECK_THROWS_WITH(into.resume(resumed),
+                    Contains((theirs / "checkpoints").string() + " holds checkpoints of another model or data") &&
+                        Contains("model.d_ff") && Contains("moe.num_experts") && Contains(resumed) &&
+                        Contains("use another --out"));
+  // Nothing was moved aside or overwritten; the other run still resumes from its own.
+  CHECK(train::checkpoint_steps((theirs / "checkpoints").string()) == before);
+  CHECK_FALSE(fs::exists(theirs / "checkpoints" / "superseded"));
+  CHECK(ckpt::read_checkpoint(train::latest_checkpoint(theirs.string())).step == 4);
+
+  // The same model's checkpoints in the folder are no reason to refuse (a run continuing itself).
+  train::Trainer again(small_run(mine), quiet);
+  CHECK_NOTHROW(again.resume(resumed));
+
+#ifdef MOE_TRAIN_BINARY
+  // The program: exit 1 and the same message, and the folder's checkpoints untouched.
+  const fs::path other = fresh_dir("resume_program");
+  REQUIRE(runtest::run(runtest::train_args(other, {"--set", "training.steps=2"}), other.string() + ".1.log").status ==
+          0);
+  const std::string foreign = (other / "checkpoints" / "step_00000002.h5").string();
+  const runtest::Result r = runtest::run(
+      runtest::train_args(theirs, {"--set", "training.steps=3", "--resume", foreign}), other.string() + ".2.log");
+  CHECK(r.status == 1);
+  CHECK_THAT(r.output, Contains("moe-train: " + (theirs / "checkpoints").string() +
+                                " holds checkpoints of another model or data") &&
+                           Contains("moe.d_expert") && Contains(foreign));
+  CHECK(train::checkpoint_steps((theirs / "checkpoints").string()) == before);
+#endif
+}
 

@@ -7,7 +7,8 @@
 // Resuming (resume()) restores everything a step depends on: parameters, AdamW moments and
 // step count, loss-free biases, the router-noise and dropout generators, both data cursors, the
 // step and the metrics history; on the CPU the continued run is bit-identical to one that never
-// stopped. A checkpoint whose model or moe keys differ from the config is refused, naming them.
+// stopped. A checkpoint whose model or moe keys differ from the config is refused, naming them,
+// and so is an output folder holding checkpoints of another model or data.
 //
 // The constructor checks every data source against the config (each file, split or shard must
 // hold one window of seq_len + 1 tokens) and throws runconfig::ConfigError naming the keys, so
