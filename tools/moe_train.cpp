@@ -5,9 +5,13 @@
 // Exit status: 0 finished; 2 bad flags or config, or data that does not fit the config (found
 // before step 1); 1 any other error (output folder in use by another run, bad checkpoint, NaN
 // stop, an error during training: that one saves a checkpoint first and names it);
-// 130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint.
+// 130 / 143 stopped by SIGINT / SIGTERM (during training after saving a checkpoint; before
+// training at once, saying that nothing was trained or saved).
+#include <unistd.h>
+
 #include <boost/program_options.hpp>
 #include <csignal>
+#include <cstring>
 #include <iostream>
 
 #include "engine/engine.h"
@@ -21,8 +25,39 @@ namespace {
 std::atomic<bool> g_stop{false};
 volatile std::sig_atomic_t g_signal = 0;
 
+// What the program is doing, for the signal handler. Before training there is nothing to save,
+// so a signal ends the program at once and says what it interrupted; during training it asks
+// the loop to finish its step and save.
+enum Phase { kTraining, kConfig, kLocking, kFindingLatest, kBuilding, kLoading };
+const char* const kPhaseText[] = {"training",
+                                  "reading the config",
+                                  "locking the output folder",
+                                  "looking for the latest checkpoint",
+                                  "building the model and checking the data",
+                                  "loading the checkpoint"};
+volatile std::sig_atomic_t g_phase = kConfig;
+
+void say(const char* text) {  // write(2) is async-signal-safe, iostreams are not
+  const ssize_t ignored = ::write(STDERR_FILENO, text, std::strlen(text));
+  (void)ignored;
+}
+
 void on_signal(int sig) {
-  if (g_stop.load()) std::_Exit(128 + sig);  // a second signal: the user insists, leave at once
+  const char* name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+  if (g_phase != kTraining) {
+    say("moe-train: stopped by ");
+    say(name);
+    say(" while ");
+    say(kPhaseText[g_phase]);
+    say("; nothing was trained or saved\n");
+    std::_Exit(128 + sig);
+  }
+  if (g_stop.load()) {  // a second signal: the user insists, leave at once
+    say("moe-train: second ");
+    say(name);
+    say(": leaving at once, without the checkpoint of this step\n");
+    std::_Exit(128 + sig);
+  }
   g_signal = sig;
   g_stop.store(true);
 }
@@ -40,22 +75,28 @@ int main(int argc, char** argv) {
       "continue from a checkpoint file, or 'latest' for the newest good one in the output folder");
   po::variables_map vm;
   if (auto status = tools::parse_flags(argc, argv, "moe-train", opts, vm)) return *status;
+  // Installed before anything slow (reading checkpoints, loading data), so no signal goes unsaid.
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
   try {
     if (!out_dir.empty()) overrides.push_back("logging.out_dir=" + out_dir);
     runconfig::RunConfig config = runconfig::load_run_config(
         config_path, overrides, [](std::string* why) { return engine::cuda_available(why); });
     // Held until the program ends: nothing below may read or write the folder without it.
+    g_phase = kLocking;
     const train::RunLock lock(config.logging.out_dir);
     std::string resume_path = resume;
     if (resume == "latest") {
+      g_phase = kFindingLatest;
       std::vector<std::string> skipped;
       resume_path = train::latest_checkpoint(config.logging.out_dir, &skipped);
       for (const std::string& why : skipped) std::cout << "moe-train: skipping " << why << "\n";
     }
+    g_phase = kBuilding;
     train::Trainer trainer(config, std::cout);
+    g_phase = kLoading;
     if (!resume_path.empty()) trainer.resume(resume_path);
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
+    g_phase = kTraining;
     if (trainer.run(&g_stop) == train::RunEnd::stopped) {
       const int sig = g_signal;
       std::cout << "moe-train: stopped by " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << " after step "

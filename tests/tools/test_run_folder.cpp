@@ -1,5 +1,5 @@
-// One run per output folder: the lock (refusal naming the holder, released by SIGKILL), and
-// resuming into a folder that holds another model's checkpoints.
+// One run per output folder: the lock (refusal naming the holder, released by SIGKILL), resuming
+// into a folder that holds another model's checkpoints, and a signal while a checkpoint loads.
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
@@ -115,3 +115,34 @@ TEST_CASE("resume refuses a folder holding another model's checkpoints, naming t
 #endif
 }
 
+#ifdef MOE_TRAIN_BINARY
+// The checkpoint is a FIFO that the test holds open without writing: moe-train blocks inside
+// the read, so the signal is sure to arrive while the checkpoint loads.
+TEST_CASE("SIGTERM while a checkpoint loads: exit 143, saying nothing was trained or saved", "[signal][program]") {
+  const fs::path dir = fresh_dir("signal_loading");
+  fs::create_directories(dir);
+  const fs::path fifo = dir.string() + ".fifo";
+  fs::remove(fifo);
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  const int hold = ::open(fifo.c_str(), O_RDWR | O_CLOEXEC);  // a writer that never writes
+  REQUIRE(hold >= 0);
+  const fs::path log = dir.string() + ".log";
+  const pid_t pid = runtest::spawn(runtest::train_args(dir, {"--resume", fifo.string()}), log);
+  REQUIRE(pid > 0);
+  const bool reading = runtest::wait_until([&] {
+    std::error_code ec;
+    for (const auto& fd : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec))
+      if (fs::read_symlink(fd.path(), ec) == fifo) return true;
+    return false;
+  });
+  CHECK(reading);
+  ::kill(pid, SIGTERM);
+  CHECK(runtest::wait_for(pid) == 143);
+  ::close(hold);
+  CHECK_THAT(runtest::read_text(log),
+             Contains("moe-train: stopped by SIGTERM while loading the checkpoint; nothing was trained or saved"));
+  CHECK_FALSE(fs::exists(dir / "checkpoints"));
+  CHECK_FALSE(fs::exists(dir / "metrics.jsonl"));
+  fs::remove(fifo);
+}
+#endif
