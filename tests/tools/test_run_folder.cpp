@@ -14,7 +14,7 @@ using Catch::Contains;
 using runtest::fresh_dir;
 namespace fs = std::filesystem;
 
-TEST_CASE("RunLock: a second lock on a folder is refused naming the holder; releasing frees it", "[lock]") {
+TEST_CASE("RunLock: a second lock on a folder is refused naming the holder, and releasing frees it", "[lock]") {
   const fs::path dir = fresh_dir("lock") / "run";  // created by the lock
   const std::string me = "pid " + std::to_string(::getpid()) + " on host ";
   {
@@ -30,7 +30,7 @@ TEST_CASE("RunLock: a second lock on a folder is refused naming the holder; rele
 }
 
 #ifdef MOE_TRAIN_BINARY
-TEST_CASE("moe-train refuses a folder another moe-train holds, naming its PID; after SIGKILL a run starts",
+TEST_CASE("moe-train refuses a folder another moe-train holds, naming its PID, and a run starts after SIGKILL",
           "[lock][program]") {
   const fs::path dir = fresh_dir("two_runs");
   const fs::path log1 = dir.string() + ".first.log";
