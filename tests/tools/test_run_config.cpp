@@ -251,7 +251,7 @@ TEST_CASE("config: to_yaml writes every key and parses back to an equal config",
   CHECK(parse(to_yaml(odd)) == odd);
 }
 
-TEST_CASE("config: keys_differing in schema order; the model, data and seed keys are fixed on resume", "[config]") {
+TEST_CASE("config: keys_differing in schema order, and the model, data and seed keys are fixed on resume", "[config]") {
   RunConfig a, b;
   CHECK(keys_differing(a, b).empty());
   b.moe.top_k = 1;
