@@ -33,6 +33,10 @@ class TokenSource {
 
   virtual Batch next_batch(int64_t batch, int64_t seq_len) = 0;
   virtual int32_t vocab_size() const = 0;
+  // Throws, naming the file and its size, when a window of seq_len + 1 tokens cannot be drawn,
+  // so a run can find out before its first step rather than at its first draw (sources that
+  // generate their tokens fit any length).
+  virtual void check_fits(int64_t /*seq_len*/) const {}
 
   // The default cursor is the generator state plus the batch count; sources whose state is
   // entirely in the generator (all of ours) need not override these.

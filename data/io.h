@@ -3,7 +3,8 @@
 // unreadable or empty. sample_windows draws `batch` windows of seq_len + 1 tokens uniformly over
 // every valid start position in every segment (so a long file is sampled in proportion to its
 // length), using one Philox block per window from `gen`; it throws std::runtime_error naming the
-// path, its length and the needed length when a segment cannot hold one window.
+// path, its length and the needed length when a segment cannot hold one window
+// (check_segments_fit, which a run calls before its first step, says the same).
 #pragma once
 #include <cstdint>
 #include <stdexcept>
@@ -25,19 +26,27 @@ struct Segment {
   int64_t size = 0;
 };
 
+// Throws unless every segment holds one window of seq_len + 1 tokens: a silently skipped file
+// would change the data mix. Called before training starts and again at every draw.
 template <class T>
-std::vector<int32_t> sample_windows(const std::vector<Segment<T>>& segments, int64_t batch, int64_t seq_len,
-                                    engine::Generator& gen, const char* unit) {
+void check_segments_fit(const std::vector<Segment<T>>& segments, int64_t seq_len, const char* unit) {
   const int64_t need = seq_len + 1;
   if (segments.empty()) throw std::runtime_error("data: no input files");
-  // Every segment must fit a window: a silently skipped file would change the data mix.
-  std::vector<uint64_t> cum_starts;
-  uint64_t total = 0;
-  for (const auto& s : segments) {
+  for (const auto& s : segments)
     if (s.size < need)
       throw std::runtime_error("data: '" + s.path + "' is too short for one window: its " + s.what + " has " +
                                std::to_string(s.size) + " " + unit + ", need at least " + std::to_string(need) +
                                " (seq_len + 1)");
+}
+
+template <class T>
+std::vector<int32_t> sample_windows(const std::vector<Segment<T>>& segments, int64_t batch, int64_t seq_len,
+                                    engine::Generator& gen, const char* unit) {
+  const int64_t need = seq_len + 1;
+  check_segments_fit(segments, seq_len, unit);
+  std::vector<uint64_t> cum_starts;
+  uint64_t total = 0;
+  for (const auto& s : segments) {
     total += static_cast<uint64_t>(s.size - need + 1);
     cum_starts.push_back(total);
   }
@@ -67,6 +76,8 @@ class WindowSource : public TokenSource {
     ++position_;
     return make_batch(windows, batch, seq_len, std::vector<int32_t>(static_cast<size_t>(batch), -1));
   }
+
+  void check_fits(int64_t seq_len) const override { check_segments_fit(segments_, seq_len, unit_); }
 
   // Tokens over all segments.
   int64_t total_tokens() const {

@@ -85,6 +85,13 @@ TEST_CASE("text: errors name the file and the problem", "[data][text]") {
                                                      Catch::Contains("too short") && Catch::Contains("has 10 bytes") &&
                                                      Catch::Contains("need at least 17"));
   CHECK_NOTHROW(short_src.next_batch(2, 9));
+  // check_fits says the same before any draw, and draws nothing.
+  const data::LoaderCursor before = short_src.cursor();
+  CHECK_THROWS_WITH(short_src.check_fits(16), Catch::Contains(tmp.path("short.txt")) &&
+                                                  Catch::Contains("train split has 10 bytes") &&
+                                                  Catch::Contains("need at least 17"));
+  CHECK_NOTHROW(short_src.check_fits(9));
+  CHECK(short_src.cursor().offset == before.offset);
   TextSource no_val({tmp.path("short.txt")}, Split::validation, 0.0, 0);
   CHECK_THROWS_WITH(no_val.next_batch(1, 1), Catch::Contains("validation split has 0 bytes"));
   CHECK_THROWS_WITH(TextSource({tmp.path("short.txt")}, Split::train, 1.0, 0), Catch::Contains("val_fraction"));

@@ -136,6 +136,12 @@ TEST_CASE("shards: errors name the file and the problem", "[data][shards]") {
   CHECK_THROWS_WITH(short_src.next_batch(1, 5),
                     Catch::Contains(tmp.path("short.bin")) && Catch::Contains("has 5 tokens, need at least 6"));
   CHECK_NOTHROW(short_src.next_batch(1, 4));
+  // The second of two shards is the short one: check_fits names it, before any draw.
+  write_bytes(tmp.path("long.bin"), raw_shard(ramp(50, 0)));
+  TokenShards mixed({tmp.path("long.bin"), tmp.path("short.bin")}, 100, 0);
+  CHECK_THROWS_WITH(mixed.check_fits(5),
+                    Catch::Contains(tmp.path("short.bin")) && Catch::Contains("has 5 tokens, need at least 6"));
+  CHECK_NOTHROW(mixed.check_fits(4));
 
   CHECK_THROWS_WITH(TokenShards({}, 100, 0), Catch::Contains("no shard files"));
   CHECK_THROWS_WITH(TokenShards({tmp.path("short.bin")}, 70000, 0), Catch::Contains("vocab must be in [1, 65536]"));

@@ -254,7 +254,7 @@ TEST_CASE("bad checkpoint files give one clear error naming the file and what is
   }
 }
 
-TEST_CASE("a fresh run refuses a folder with checkpoints; resuming an older one sets later ones aside",
+TEST_CASE("a fresh run refuses a folder with checkpoints, and resuming an older one sets later ones aside",
           "[checkpoint]") {
   const fs::path dir = fresh_dir("folder");
   std::ostringstream quiet;

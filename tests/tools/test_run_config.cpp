@@ -251,7 +251,7 @@ TEST_CASE("config: to_yaml writes every key and parses back to an equal config",
   CHECK(parse(to_yaml(odd)) == odd);
 }
 
-TEST_CASE("config: keys_differing in schema order; the model, data and seed keys are fixed on resume", "[config]") {
+TEST_CASE("config: keys_differing in schema order, and the model, data and seed keys are fixed on resume", "[config]") {
   RunConfig a, b;
   CHECK(keys_differing(a, b).empty());
   b.moe.top_k = 1;
@@ -462,6 +462,13 @@ TEST_CASE("config: missing data files are named", "[config]") {
   CHECK_THROWS_WITH(load_run_config(shards),
                     Contains(shards + ":4:15: data.val_shards: file not found: '" + gone + "'"));
   CHECK_NOTHROW(load_run_config(path, {"data.paths=[" + real + "]"}));
+  // A folder given as a data file is called a folder, not "not found".
+  const std::string folder = tmp.path("corpus");
+  fs::create_directories(folder);
+  CHECK_THROWS_WITH(load_run_config(path, {"data.paths=[" + folder + "]"}),
+                    Contains("data.paths: '" + folder + "' is a directory, not a file"));
+  CHECK_THROWS_WITH(load_run_config(shards, {"data.val_shards=[" + folder + "]"}),
+                    Contains("data.val_shards: '" + folder + "' is a directory, not a file"));
 }
 
 TEST_CASE("config: device cuda without a GPU gives the reason", "[config]") {

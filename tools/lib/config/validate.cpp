@@ -45,9 +45,14 @@ class Checker {
     require(ok, key, "must be in " + range + ", got " + num(v), range);
   }
   void files_exist(const std::vector<std::string>& files, const std::string& key) const {
+    namespace fs = std::filesystem;
     for (const auto& f : files) {
       std::error_code ec;
-      require(std::filesystem::is_regular_file(f, ec), key, "file not found: '" + f + "'", "existing files");
+      const fs::file_status st = fs::status(f, ec);
+      // A folder is the likeliest mistake after a typo: say which of the two it is.
+      require(!fs::is_directory(st), key, "'" + f + "' is a directory, not a file", "existing files");
+      require(fs::exists(st), key, "file not found: '" + f + "'", "existing files");
+      require(fs::is_regular_file(st), key, "'" + f + "' is not a regular file", "existing files");
     }
   }
 

@@ -1,7 +1,9 @@
 #include "tools/lib/train/trainer.h"
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <iomanip>
 #include <sstream>
@@ -35,6 +37,41 @@ assemble::MemoryEstimate checked_memory_estimate(const rc::RunConfig& config) {
   assemble::MemoryEstimate e = assemble::estimate_memory(config);
   assemble::check_memory(config, e, assemble::available_memory_bytes());
   return e;
+}
+
+// The config keys that name a run's training or validation data, for error messages.
+std::string data_keys(const rc::DataConfig& d, bool validation) {
+  switch (d.kind) {
+    case rc::DataKind::synthetic:
+      return "data.kind synthetic";
+    case rc::DataKind::text: {
+      std::ostringstream s;
+      s << "data.paths" << (validation ? ", the last data.val_fraction = " : ", all but data.val_fraction = ")
+        << d.val_fraction << " of each file";
+      return s.str();
+    }
+    case rc::DataKind::shards:
+      return validation && !d.val_shards.empty() ? "data.val_shards" : "data.train_shards";
+  }
+  return "data";
+}
+
+// A data source checked against the config before step 1: a validation split too short for one
+// window would otherwise show only at the first evaluation, after the whole run has trained.
+// Any problem is a ConfigError (the config and the data do not fit) naming the keys.
+std::unique_ptr<data::TokenSource> checked_source(const rc::RunConfig& c, bool validation,
+                                                  std::unique_ptr<data::TokenSource> given) {
+  try {
+    std::unique_ptr<data::TokenSource> source = given ? std::move(given) : assemble::data_source(c, validation);
+    source->check_fits(c.training.seq_len);
+    return source;
+  } catch (const std::exception& e) {
+    std::string why = e.what();
+    if (why.rfind("data: ", 0) == 0) why = why.substr(6);  // the data library's own prefix
+    throw rc::ConfigError(std::string(validation ? "validation" : "training") + " data (" +
+                          data_keys(c.data, validation) + "): " + why +
+                          ", with training.seq_len = " + std::to_string(c.training.seq_len) + "; nothing was trained");
+  }
 }
 
 std::string format_duration(double seconds) {
@@ -72,8 +109,8 @@ Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::uniqu
   schedule_.decay = config.schedule.decay == rc::DecayKind::cosine ? LrSchedule::cosine : LrSchedule::constant;
   schedule_.min_lr_ratio = config.schedule.min_lr_ratio;
   schedule_.validate();
-  train_data_ = train_source ? std::move(train_source) : assemble::data_source(config, false);
-  eval_data_ = assemble::data_source(config, true);
+  train_data_ = checked_source(config, false, std::move(train_source));
+  eval_data_ = checked_source(config, true, nullptr);
   progress_ << "moe-train: " << model_->params().count_elements() << " parameters, " << model_->moe_layers().size()
             << " MoE layers, memory estimate " << memory_.summary()
             << (config.logging.out_dir.empty() ? "" : ", writing " + config.logging.out_dir) << "\n";
@@ -149,47 +186,49 @@ StepMetrics Trainer::step() {
   if (is_log_step(m.step))
     for (size_t l = 0; l < layers.size(); ++l)
       observers.emplace_back(config_.moe.num_experts, layers[l]->config().router.top_k, domain_count());
-  for (int a = 0; a < t.grad_accum; ++a) {
-    data::Batch batch = train_data_->next_batch(t.batch_size, t.seq_len);
-    moe::ForwardResult out = model_->forward(batch.inputs, batch.targets, true);
-    const double loss = out.loss.item();
-    if (!std::isfinite(loss)) {
-      rewind();
-      check_finite(out);
-    }
-    {
-      StageTimer stage("backward");
-      backward(scale(out.loss, micro));  // the step's gradient is the mean over micro-batches
-    }
-    m.loss += loss * micro;
-    m.ce += out.ce.item() * micro;
-    for (const auto& [name, value] : out.terms) m.terms[name] += value * micro;
-    for (size_t l = 0; l < out.routings.size(); ++l) {
-      for (size_t e = 0; e < out.routings[l].counts.size(); ++e) m.counts[l][e] += out.routings[l].counts[e];
-      m.dropped += out.routings[l].dropped;
-      if (!observers.empty()) {
-        StageTimer diagnostics_stage("diagnostics");
-        observers[l].add(out.routings[l], batch.domains, t.seq_len);
+  // Any failure here (a non-finite loss, a data or engine error) rewinds before it propagates,
+  // so the trainer stays at the end of the last finished step and a checkpoint of it is sound.
+  try {
+    for (int a = 0; a < t.grad_accum; ++a) {
+      data::Batch batch = train_data_->next_batch(t.batch_size, t.seq_len);
+      moe::ForwardResult out = model_->forward(batch.inputs, batch.targets, true);
+      const double loss = out.loss.item();
+      if (!std::isfinite(loss)) check_finite(out);  // throws NonFiniteError naming the tensor
+      {
+        StageTimer stage("backward");
+        backward(scale(out.loss, micro));  // the step's gradient is the mean over micro-batches
+      }
+      m.loss += loss * micro;
+      m.ce += out.ce.item() * micro;
+      for (const auto& [name, value] : out.terms) m.terms[name] += value * micro;
+      for (size_t l = 0; l < out.routings.size(); ++l) {
+        for (size_t e = 0; e < out.routings[l].counts.size(); ++e) m.counts[l][e] += out.routings[l].counts[e];
+        m.dropped += out.routings[l].dropped;
+        if (!observers.empty()) {
+          StageTimer diagnostics_stage("diagnostics");
+          observers[l].add(out.routings[l], batch.domains, t.seq_len);
+        }
       }
     }
+  } catch (...) {
+    rewind();
+    throw;
   }
   StageTimer optimizer_stage("optimizer");
-  m.grad_norm = clip_grad_norm(params_, config_.optimizer.grad_clip);
-  if (!std::isfinite(m.grad_norm)) {
-    try {
-      check_finite_gradients();
-    } catch (...) {
-      rewind();
-      throw;
+  try {  // nothing is updated before optimizer_->step: up to there a failure can still rewind
+    m.grad_norm = clip_grad_norm(params_, config_.optimizer.grad_clip);
+    if (!std::isfinite(m.grad_norm)) check_finite_gradients();  // throws NonFiniteError naming the tensor
+    if (!observers.empty()) {
+      StageTimer diagnostics_stage("diagnostics");
+      const collapse::Thresholds thresholds = thresholds_from(config_.diagnostics);
+      for (size_t l = 0; l < observers.size(); ++l) {
+        m.layers.push_back(observers[l].stats(moe_blocks_[l], thresholds));
+        set_expert_similarity(m.layers.back(), *layers[l]);
+      }
     }
-  }
-  if (!observers.empty()) {
-    StageTimer diagnostics_stage("diagnostics");
-    const collapse::Thresholds thresholds = thresholds_from(config_.diagnostics);
-    for (size_t l = 0; l < observers.size(); ++l) {
-      m.layers.push_back(observers[l].stats(moe_blocks_[l], thresholds));
-      set_expert_similarity(m.layers.back(), *layers[l]);
-    }
+  } catch (...) {
+    rewind();
+    throw;
   }
   optimizer_->step(m.lr);
   optimizer_->zero_grad();
@@ -205,12 +244,20 @@ StepMetrics Trainer::step() {
 
 double Trainer::evaluate() {
   NoGradScope no_grad;
-  double total = 0;
-  for (int b = 0; b < config_.training.eval_batches; ++b) {
-    data::Batch batch = eval_data_->next_batch(config_.training.batch_size, config_.training.seq_len);
-    total += model_->forward(batch.inputs, batch.targets, false).ce.item();
+  // An evaluation that fails leaves the validation stream where it was, so a checkpoint saved
+  // after the failure continues exactly like a run that never failed.
+  const data::LoaderCursor cursor = eval_data_->cursor();
+  try {
+    double total = 0;
+    for (int b = 0; b < config_.training.eval_batches; ++b) {
+      data::Batch batch = eval_data_->next_batch(config_.training.batch_size, config_.training.seq_len);
+      total += model_->forward(batch.inputs, batch.targets, false).ce.item();
+    }
+    return total / config_.training.eval_batches;
+  } catch (...) {
+    eval_data_->restore(cursor);
+    throw;
   }
-  return total / config_.training.eval_batches;
 }
 
 void Trainer::log(const StepMetrics& m) {
@@ -275,8 +322,11 @@ RunEnd Trainer::run(const std::atomic<bool>* stop) {
         }
       }
       throw NonFiniteError("training stopped at step " + std::to_string(step_ + 1) + ": " + e.what() + saved);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(stopped_by_error("in step " + std::to_string(step_ + 1), e.what()));
     }
-    // A file that cannot be written (a full disk) stops training at once, saying how to go on.
+    // A file that cannot be written (a full disk) stops training at once, saying how to go on;
+    // any other error saves the last finished step first.
     try {
       if (is_log_step(m.step)) log(m);
       if ((t.eval_every > 0 && m.step % t.eval_every == 0) || m.step == t.steps) {
@@ -287,8 +337,9 @@ RunEnd Trainer::run(const std::atomic<bool>* stop) {
       }
       const bool stopping = stop && stop->load();
       if (!config_.logging.out_dir.empty() && ((every > 0 && m.step % every == 0) || m.step == t.steps || stopping)) {
-        const std::string path = save_checkpoint();  // before printing: a failed save prints no "checkpoint:"
-        progress_ << "checkpoint: " << path << std::endl;
+        last_checkpoint_ = save_checkpoint();  // before printing: a failed save prints no "checkpoint:"
+        last_checkpoint_step_ = step_;
+        progress_ << "checkpoint: " << last_checkpoint_ << std::endl;
       }
       if (stopping) return step_ >= t.steps ? RunEnd::finished : RunEnd::stopped;
     } catch (const fileio::WriteError& e) {
@@ -297,6 +348,8 @@ RunEnd Trainer::run(const std::atomic<bool>* stop) {
       throw OutputError(stopped_writing(e.what()));
     } catch (const std::filesystem::filesystem_error& e) {
       throw OutputError(stopped_writing(e.what()));
+    } catch (const std::exception& e) {
+      throw std::runtime_error(stopped_by_error("after step " + std::to_string(step_), e.what()));
     }
   }
   return RunEnd::finished;
@@ -314,6 +367,27 @@ std::string Trainer::stopped_writing(const std::string& what) const {
     out += "no checkpoint was saved: make room, then start again";
   }
   return out;
+}
+
+// An error once training has begun must not lose the steps since the last checkpoint: the
+// trainer is at the end of its last finished step (a failed step or evaluation rewinds), so
+// that state is saved as a regular, resumable checkpoint and the message says where it is.
+std::string Trainer::stopped_by_error(const std::string& where, const std::string& what) {
+  std::string message = "training stopped by an error " + where + ": " + what;
+  if (config_.logging.out_dir.empty()) return message + "; no output folder, nothing saved";
+  if (step_ == last_checkpoint_step_)
+    return message + (last_checkpoint_.empty() ? "; no step had finished, nothing to save"
+                                               : "; no step had finished since the checkpoint " + last_checkpoint_ +
+                                                     ", continue with --resume " + last_checkpoint_);
+  try {
+    const std::string path = save_checkpoint();
+    return message + "; saved the state after step " + std::to_string(step_) + " to " + path +
+           ", continue from it with --resume latest";
+  } catch (const std::exception& e) {
+    return message + "; saving a checkpoint of step " + std::to_string(step_) + " failed too (" + e.what() + ")" +
+           (last_checkpoint_.empty() ? "; no earlier checkpoint of this run"
+                                     : "; the last good checkpoint is " + last_checkpoint_);
+  }
 }
 
 }  // namespace train

@@ -7,7 +7,12 @@
 // Resuming (resume()) restores everything a step depends on: parameters, AdamW moments and
 // step count, loss-free biases, the router-noise and dropout generators, both data cursors, the
 // step and the metrics history; on the CPU the continued run is bit-identical to one that never
-// stopped. A checkpoint whose model or moe keys differ from the config is refused, naming them.
+// stopped. A checkpoint whose model or moe keys differ from the config is refused, naming them,
+// and so is an output folder holding checkpoints of another model or data.
+//
+// The constructor checks every data source against the config (each file, split or shard must
+// hold one window of seq_len + 1 tokens) and throws runconfig::ConfigError naming the keys, so
+// data that cannot serve the run is found before step 1, not at the final evaluation.
 //
 // A non-finite loss or gradient stops training with NonFiniteError naming the first tensor
 // where it appeared (a parameter, the logits, a loss term, or a parameter's gradient), after a
@@ -15,7 +20,9 @@
 //
 // A file that cannot be written (config.yaml, the metrics files, a checkpoint: a full disk)
 // stops run() with OutputError: the file, the system's reason, and the last good checkpoint
-// with the --resume to continue from it. A failed save leaves no .tmp behind.
+// with the --resume to continue from it. A failed save leaves no .tmp behind. Any other error
+// during run() saves a regular checkpoint of the last finished step (a failed step is undone)
+// and rethrows with its path, or with the newest checkpoint's path when the save fails too.
 #pragma once
 #include <atomic>
 #include <memory>
@@ -82,6 +89,7 @@ class Trainer {
   std::string stopped_writing(const std::string& what) const;  // what failed, and how to resume
   void check_finite(const moe::ForwardResult& out) const;
   void check_finite_gradients() const;
+  std::string stopped_by_error(const std::string& where, const std::string& what);
 
   runconfig::RunConfig config_;
   std::ostream& progress_;
@@ -97,6 +105,11 @@ class Trainer {
   bool resumed_ = false, outputs_open_ = false;
   std::vector<int64_t> moe_blocks_;  // the block index of each MoE layer
   std::vector<int> warned_;          // per MoE layer: the thresholds crossed at the last log step
+
+  // The newest regular checkpoint of this run (saved, or resumed from) and its step; none at step
+  // 0, where nothing needs saving. An error during training names it or saves a newer one.
+  std::string last_checkpoint_;
+  int64_t last_checkpoint_step_ = 0;
 };
 
 // Steps of the regular checkpoints (step_N.h5) in a checkpoint folder, ascending.

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <regex>
 #include <sstream>
 
 #include "tools/lib/assemble/assemble.h"
+#include "tools/lib/hdf5/hdf5_file.h"
 #include "tools/lib/train/trainer.h"
 
 namespace train {
@@ -40,6 +42,36 @@ std::vector<std::pair<int64_t, fs::path>> checkpoints_in(const fs::path& dir) {
     if (const int64_t s = step_of(entry.path()); s >= 0) out.emplace_back(s, entry.path());
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// The config stored in a checkpoint, read from its attribute alone (not its tensors, which may
+// be gigabytes); nullopt when the file cannot be read or its config cannot be parsed.
+std::optional<rc::RunConfig> stored_config(const fs::path& file) {
+  try {
+    h5::File f(file.string(), h5::File::Mode::read);
+    return rc::parse_run_config(f.read_string_attribute("/", "config"), file.string() + ":/config");
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+// Refuses a run folder whose checkpoints belong to a run that differs from the resumed one in
+// keys a resume may not change: the two runs' checkpoints would end up side by side, and
+// keep-last-K or --resume latest would mix them up.
+void check_folder_holds_same_run(const fs::path& dir, const rc::RunConfig& resumed, const std::string& path) {
+  std::error_code ec;
+  for (const auto& [step, file] : checkpoints_in(dir)) {
+    if (fs::equivalent(file, path, ec)) continue;
+    const std::optional<rc::RunConfig> other = stored_config(file);
+    if (!other) continue;  // unreadable: latest_checkpoint skips it too
+    std::string keys;
+    for (const std::string& k : rc::keys_differing(*other, resumed))
+      if (rc::fixed_on_resume(k)) keys += (keys.empty() ? "" : ", ") + k;
+    if (!keys.empty())
+      throw ckpt::CheckpointError(dir.string() + " holds checkpoints of another model or data (" +
+                                  file.filename().string() + " differs from " + path + " in " + keys +
+                                  "); refusing to resume into it: use another --out");
+  }
 }
 
 }  // namespace
@@ -134,8 +166,11 @@ void Trainer::resume(const std::string& path) {
   if (c.step > config_.training.steps)
     throw ckpt::CheckpointError(path + ": the checkpoint is at step " + std::to_string(c.step) +
                                 ", beyond training.steps = " + std::to_string(config_.training.steps));
+  if (!config_.logging.out_dir.empty()) check_folder_holds_same_run(checkpoint_dir(), saved, path);
   restore(c, path);
   resumed_ = true;
+  last_checkpoint_ = path;
+  last_checkpoint_step_ = c.step;
   // Later checkpoints of this folder belong to the run being replaced: keep them, out of the way.
   const fs::path superseded = fs::path(checkpoint_dir()) / "superseded";
   if (!config_.logging.out_dir.empty())
