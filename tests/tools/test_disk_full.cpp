@@ -117,18 +117,18 @@ TEST_CASE("a save that runs out of disk deletes its .tmp, keeps the last checkpo
   }
 }
 
-// The run's first write is config.yaml: it fails there, names the file, and trains nothing.
-void full_before_start(const fs::path& out, const std::string& env) {
+// The run's first write fails (the folder's lock file on a full disk, config.yaml where the fault
+// is injected): it names the file and the system's reason, and trains nothing.
+void full_before_start(const fs::path& out, const std::string& env, const std::string& expected) {
   const fs::path log = log_for(out, "start");
   CHECK(run_train(env, "--set training.steps=3 --out " + out.string(), log) == 1);
   const std::string said = read_text(log);
   INFO(said);
-  CHECK_THAT(said, Contains((out / "config.yaml").string() + ": cannot write: No space left on device") &&
-                       Contains("training did not start") && !Contains("step 1/3"));
+  CHECK_THAT(said, Contains(expected) && !Contains("step 1/3"));
   CHECK(!fs::exists(out / "checkpoints"));
 }
 
-TEST_CASE("with the disk already full, moe-train stops at config.yaml before training", "[diskfull]") {
+TEST_CASE("with the disk already full, moe-train stops at its first write, before training", "[diskfull]") {
   SECTION("a full tmpfs") {
     SmallDisk disk(scratch("start_tmpfs"), 1 << 20);
     if (!disk.mounted()) {
@@ -137,12 +137,15 @@ TEST_CASE("with the disk already full, moe-train stops at config.yaml before tra
     }
     disk.fill();
     REQUIRE(disk.free_bytes() == 0);
-    full_before_start(disk.dir() / "run", "");
+    full_before_start(disk.dir() / "run", "",
+                      "cannot write the lock file " + (disk.dir() / "run" / ".lock").string() +
+                          ": No space left on device");
   }
   SECTION("the fault injected into the file-writing layer") {
     const fs::path out = scratch("start_injected");
     fs::remove_all(out);
-    full_before_start(out, "MOE_ENGINE_FAIL_WRITES=config.yaml");
+    full_before_start(out, "MOE_ENGINE_FAIL_WRITES=config.yaml",
+                      (out / "config.yaml").string() + ": cannot write: No space left on device; training did not start");
     fs::remove_all(out);
   }
 }

@@ -27,8 +27,10 @@ std::string format_bytes(double bytes) {
   char out[32];
   if (bytes >= 1024.0 * 1024 * 1024)
     std::snprintf(out, sizeof out, "%.1f GiB", bytes / (1024.0 * 1024 * 1024));
-  else
+  else if (bytes >= 1024.0 * 1024)
     std::snprintf(out, sizeof out, "%.0f MiB", bytes / (1024.0 * 1024));
+  else
+    std::snprintf(out, sizeof out, "%.0f KiB", bytes / 1024.0);
   return out;
 }
 

@@ -41,6 +41,6 @@ double available_memory_bytes();
 // nothing about the device's).
 void check_memory(const runconfig::RunConfig& config, const MemoryEstimate& estimate, double available_bytes);
 
-std::string format_bytes(double bytes);  // "512 MiB", "1.2 GiB"
+std::string format_bytes(double bytes);  // "300 KiB", "512 MiB", "1.2 GiB"
 
 }  // namespace assemble
