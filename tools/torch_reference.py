@@ -14,6 +14,7 @@ Needs torch, h5py, numpy and PyYAML (pip); never needed to build or train the en
 
 The routers and balance losses are those of models/routers/routers.def and models/balance/losses.def
 (keys, order, rules: read from those files); each has its PyTorch function here, in ROUTERS and LOSSES.
+Beside it: moe_tables.py reads those two tables; reference_suite.py holds the committed suite's configs.
 
 Choices that make the comparison decisive:
 - The reference is computed in float64 from float32 parameters, so what refcheck measures is the
@@ -29,94 +30,16 @@ import copy
 import fnmatch
 import math
 import os
-import re
 import sys
-from collections import namedtuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
 
-# ---------------------------------------------------------------------------------------------
 # The routers and balance losses, as declared once for the engine (models/README.md has the math).
-
-MODELS_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
-ROUTERS_DEF = os.path.join(MODELS_DIR, "routers", "routers.def")
-LOSSES_DEF = os.path.join(MODELS_DIR, "balance", "losses.def")
-
-RouterRule = namedtuple("RouterRule", "id key experts_per_token capacity weights summary")
-LossRule = namedtuple("LossRule", "key needs summary")
-
-_STRING = r'"(?:[^"\\\n]|\\.)*"'
-_SUMMARY = rf"((?:{_STRING}\s*)+)"  # adjacent C string literals concatenate
-_ROUTER_LINE = re.compile(rf"MOE_ROUTER\s*\(\s*(\w+)\s*,\s*({_STRING})\s*,\s*(\w+)\s*,\s*(\w+)\s*,\s*(\w+)\s*,"
-                          rf"\s*{_SUMMARY}\)")
-_LOSS_LINE = re.compile(rf"MOE_BALANCE_LOSS\s*\(\s*(\w+)\s*,\s*(\w+)\s*,\s*{_SUMMARY}\)")
-_ROUTER_VALUES = {"experts_per_token": ("top_k", "one"), "capacity": ("optional", "required"),
-                  "weights": ("gate", "gate_noise", "none")}
-_LOSS_NEEDS = ("scores", "logits", "noise")
-
-
-def _c_string(literals):  # the text of one or more adjacent C string literals (escapes kept as written)
-    return "".join(lit[1:-1] for lit in re.findall(_STRING, literals))
-
-
-def _read_table(path, macro, pattern):
-    """The macro's entries of a .def file, in order, comments left out; every entry must parse."""
-    try:
-        with open(path) as fh:
-            text = fh.read()
-    except OSError as e:
-        raise SystemExit(f"torch_reference: cannot read {path} ({e.strerror}); it declares the {macro} entries")
-    # Comments out (their text shows the macro's shape), strings kept.
-    text = re.sub(rf"{_STRING}|//[^\n]*|/\*.*?\*/", lambda m: m.group(0) if m.group(0)[0] == '"' else " ", text,
-                  flags=re.S)
-    entries = [m.groups() for m in pattern.finditer(text)]
-    if len(entries) != len(re.findall(rf"\b{macro}\s*\(", text)):
-        raise SystemExit(f"torch_reference: {path}: a {macro}(...) line this script cannot parse")
-    if not entries:
-        raise SystemExit(f"torch_reference: {path}: no {macro}(...) line")
-    return entries
-
-
-def read_router_table(path=ROUTERS_DEF):
-    """key -> RouterRule, in the table's order."""
-    out = {}
-    for id_, key, per_token, capacity, weights, summary in _read_table(path, "MOE_ROUTER", _ROUTER_LINE):
-        rule = RouterRule(id_, _c_string(key), per_token, capacity, weights, _c_string(summary))
-        for field, allowed in _ROUTER_VALUES.items():
-            if getattr(rule, field) not in allowed:
-                raise SystemExit(f"torch_reference: {path}: router {rule.key}: {field} is {getattr(rule, field)}, "
-                                 f"not one of {', '.join(allowed)}")
-        if rule.key in out:
-            raise SystemExit(f"torch_reference: {path}: router {rule.key} declared twice")
-        out[rule.key] = rule
-    return out
-
-
-def read_loss_table(path=LOSSES_DEF):
-    """key -> LossRule, in the table's order (the engine's log order)."""
-    out = {}
-    for key, needs, summary in _read_table(path, "MOE_BALANCE_LOSS", _LOSS_LINE):
-        if needs not in _LOSS_NEEDS:
-            raise SystemExit(f"torch_reference: {path}: loss {key}: needs is {needs}, not one of "
-                             f"{', '.join(_LOSS_NEEDS)}")
-        if key in out:
-            raise SystemExit(f"torch_reference: {path}: loss {key} declared twice")
-        out[key] = LossRule(key, needs, _c_string(summary))
-    return out
-
-
-ROUTER_TABLE = read_router_table()
-LOSS_TABLE = read_loss_table()
-LOSS_NAMES = list(LOSS_TABLE)  # the engine's log order
-
-
-def router_provides(router):
-    """What a router gives the losses: scores always, logits unless it has no weights, noise with gate_noise."""
-    weights = ROUTER_TABLE[router].weights
-    return {"scores"} | ({"logits"} if weights != "none" else set()) | ({"noise"} if weights == "gate_noise" else set())
+from moe_tables import (LOSS_NAMES, LOSS_TABLE, LOSSES_DEF, MODELS_DIR, ROUTER_TABLE, ROUTERS_DEF,  # noqa: F401
+                        LossRule, RouterRule, read_loss_table, read_router_table, router_provides)
 
 
 # Every key the engine reads, with its default (configs/README.md is the reference).
@@ -664,80 +587,6 @@ def make_reference(cfg, out_path, steps, seed, perturb, dtype):
     return total.item(), terms
 
 
-# The committed suite: every router with each balance loss it supports, plus the model's options
-# (norms, positions, activations, shared experts, placement, capacity policies, loss-free bias).
-SUITE_BASE = {
-    "model": {"vocab_size": 48, "d_model": 16, "n_layers": 2, "n_heads": 2, "max_seq_len": 16, "d_ff": 24,
-              "embedding_init_std": 0.5, "init_std": 0.2},
-    "moe": {"num_experts": 4, "top_k": 2, "d_expert": 12},
-    "optimizer": {"lr": 1e-2},
-    "schedule": {"warmup_steps": 2},
-    "training": {"steps": 6, "batch_size": 2, "seq_len": 12},
-}
-
-
-
-def suite_router(key):
-    """A router's suite settings from its table rules: top_k 1 for `one`, capacity 1.0 where `required`."""
-    rule = ROUTER_TABLE[key]
-    moe = {"router": key}
-    if rule.experts_per_token == "one":
-        moe["top_k"] = 1
-    if rule.capacity == "required":
-        moe["capacity_factor"] = 1.0
-    return moe
-
-
-SUITE_ROUTERS = {key: suite_router(key) for key in ROUTER_TABLE}  # in the table's order
-# Routers whose selection is the capacity (capacity `required`) are also checked at these factors,
-# as ROUTER_NAME__LOSS, e.g. expert_choice_half_capacity__switch_aux.
-SUITE_CAPACITIES = {"half_capacity": 0.5, "double_capacity": 2.0}
-SUITE_OPTIONS = {  # checked with every loss the router supports on at once
-    "topk_softmax_normalized_capacity_position": {
-        "moe": {"router": "topk_softmax", "normalize_topk": True, "capacity_factor": 1.0}},
-    "topk_softmax_capacity_score_bias": {
-        "moe": {"router": "topk_softmax", "capacity_factor": 1.0, "drop_policy": "score", "bias_update_rate": 0.05}},
-    "switch_capacity_score": {"moe": {"router": "switch", "top_k": 1, "capacity_factor": 1.25, "drop_policy": "score"}},
-    "noisy_topk_capacity_bias": {"moe": {"router": "noisy_topk", "capacity_factor": 1.0, "bias_update_rate": 0.05}},
-    "sigmoid_topk_bias": {"moe": {"router": "sigmoid_topk", "bias_update_rate": 0.05}},
-    "rmsnorm_rope_swiglu_shared_untied": {
-        "model": {"norm": "rmsnorm", "position": "rope", "activation": "swiglu", "tie_embeddings": False,
-                  "n_layers": 3},
-        "moe": {"num_shared_experts": 1, "d_shared": 8, "layers": "every_n", "every_n": 2}},
-    "first_dense_fine_grained": {
-        "model": {"n_layers": 3}, "moe": {"first_dense": 1, "num_experts": 8, "top_k": 4, "d_expert": 6}},
-}
-# Coefficients large enough that each term visibly moves the gradients: 0.1 unless listed here.
-SUITE_LOSSES = {key: {"z_loss": 0.01}.get(key, 0.1) for key in LOSS_NAMES}
-
-
-def supported_losses(router):
-    """The losses (table order) whose input the router provides (logits: not hash; noise: noisy_topk)."""
-    provides = router_provides(router)
-    return [n for n in LOSS_NAMES if LOSS_TABLE[n].needs in provides]
-
-
-def suite():
-    """name -> config: each router with CE only and with each balance loss alone (capacity `required`
-    routers also at SUITE_CAPACITIES), then the options."""
-    out = {}
-    for router, moe in SUITE_ROUTERS.items():
-        variants = {router: moe}
-        if ROUTER_TABLE[router].capacity == "required":
-            variants.update({f"{router}_{name}": dict(moe, capacity_factor=cf)
-                             for name, cf in SUITE_CAPACITIES.items()})
-        for prefix, over in variants.items():
-            base = merge(SUITE_BASE, {"moe": over})
-            out[prefix + "__ce_only"] = base
-            for name in supported_losses(router):
-                out[f"{prefix}__{name}"] = merge(base, {"moe": {"losses": {name: SUITE_LOSSES[name]}}})
-    for option, over in SUITE_OPTIONS.items():
-        cfg = merge(SUITE_BASE, over)
-        losses = {n: SUITE_LOSSES[n] for n in supported_losses(cfg["moe"].get("router", "topk_softmax"))}
-        out[option + "__all_losses"] = merge(cfg, {"moe": {"losses": losses}})
-    return out
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", help="a moe-train YAML config")
@@ -758,6 +607,8 @@ def main():
     if a.only and not a.suite:
         ap.error("--only needs --suite DIR")
     if a.suite:
+        from reference_suite import suite  # here: it imports this module
+
         entries = suite()
         if a.only:
             unmatched = [pat for pat in a.only if not any(fnmatch.fnmatchcase(n, pat) for n in entries)]
