@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include "tools/lib/config/run_config.h"
@@ -313,7 +314,18 @@ TEST_CASE("config: deep nesting and a second document are refused, naming the pl
                     Contains("test.yaml:1:") && Contains("YAML nested more than") &&
                         Contains("levels deep (a run config nests 3)") && !Contains("bad file"));
   CHECK_THROWS_WITH(parse("model:\n  d_model: 64\n---\nmodel:\n  d_model: 32\n"),
-                    Contains("test.yaml:4:1: a second YAML document (after '---')"));
+                    Contains("test.yaml:3:1: a second YAML document (after '---' or '...')"));
+  CHECK_THROWS_WITH(parse("model:\n  d_model: 64\n...\n# a comment\n--- {model: {d_model: 32}}\n"),
+                    Contains("test.yaml:5:1: a second YAML document"));
+  CHECK(parse("model:\n  d_model: 64\n...\n# only a comment after the end marker\n").model.d_model == 64);
+  // yaml-cpp's LoadAll looped forever on this input (found by fuzzing), and Load reads nothing
+  // from it: it is refused, not taken for an empty config.
+  std::ifstream hang(std::string(ENGINE_SOURCE_DIR) + "/tests/fuzz/seeds/config/loadall_hang.yaml", std::ios::binary);
+  REQUIRE(hang);
+  std::stringstream hang_text;
+  hang_text << hang.rdbuf();
+  CHECK_THROWS_WITH(parse(hang_text.str()), Contains("test.yaml:1:1: YAML syntax error: nothing could be read"));
+  CHECK(parse("# only comments\n---\n...\n").model.d_model == 128);  // no content: the defaults
   CHECK_THROWS_WITH(parse("", {"model.d_model=1\n---\n2"}),
                     Contains("override 'model.d_model=1") && Contains("a second YAML document"));
   CHECK(parse("---\nmodel:\n  d_model: 64\n").model.d_model == 64);  // one document with its marker is fine

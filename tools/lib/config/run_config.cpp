@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -430,27 +431,62 @@ struct Differ {
   }
 };
 
-// The one YAML document of `text`. A second document would be ignored by YAML::Load, so it is
-// refused; nesting deep enough to trip yaml-cpp's recursion guard is named as such (its own
-// message is "bad file"). `where` prefixes the message: "FILE" or "override 'K=V'".
+// Where the text's documents start, from the document markers ("---" or "...") at the start of
+// a line: the first line with content (-1: none, only comments and markers), and the marker
+// line of a second document with content (-1: none). YAML::Load ignores a second document
+// silently, and yaml-cpp 0.7's LoadAll, which would find it, loops forever on some malformed
+// input (found by fuzzing), so the markers are read here.
+struct DocumentLines {
+  int first_content = -1, second_document = -1;
+};
+
+DocumentLines document_lines(const std::string& text) {
+  DocumentLines out;
+  int line_no = 0, marker_line = -1;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line); ++line_no) {
+    const bool marker = (line.rfind("---", 0) == 0 || line.rfind("...", 0) == 0) &&
+                        (line.size() == 3 || std::isspace(static_cast<unsigned char>(line[3])));
+    const std::string rest = marker ? line.substr(3) : line;
+    const size_t start = rest.find_first_not_of(" \t\r");
+    const bool content = start != std::string::npos && rest[start] != '#' &&
+                         !(out.first_content < 0 && rest[start] == '%');  // directives precede the document
+    if (marker && out.first_content >= 0) marker_line = line_no;
+    if (!content) continue;
+    if (out.first_content < 0) {
+      out.first_content = line_no;
+    } else if (marker_line >= 0) {
+      out.second_document = marker_line;
+      break;
+    }
+  }
+  return out;
+}
+
+// The one YAML document of `text`; a second one is refused, and nesting deep enough to trip
+// yaml-cpp's recursion guard is named as such (its own message is "bad file"). `where`
+// prefixes the message: "FILE" (with line:column when with_mark) or "override 'K=V'".
 YAML::Node load_one_document(const std::string& text, const std::string& where, bool with_mark) {
-  auto at = [&](const YAML::Mark& m) {
-    return with_mark ? where + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1) : where;
+  auto at = [&](int line, int column) {
+    return with_mark ? where + ":" + std::to_string(line + 1) + ":" + std::to_string(column + 1) : where;
   };
-  std::vector<YAML::Node> documents;
+  YAML::Node root;
   try {
-    documents = YAML::LoadAll(text);
+    root = YAML::Load(text);
   } catch (const YAML::DeepRecursion& e) {
-    throw ConfigError(at(e.mark) + ": YAML nested more than " + std::to_string(e.depth() - 1) +
+    throw ConfigError(at(e.mark.line, e.mark.column) + ": YAML nested more than " + std::to_string(e.depth() - 1) +
                       " levels deep (a run config nests 3)");
   } catch (const YAML::ParserException& e) {
-    throw ConfigError(at(e.mark) + ": YAML syntax error: " + e.msg);
+    throw ConfigError(at(e.mark.line, e.mark.column) + ": YAML syntax error: " + e.msg);
   }
-  if (documents.size() > 1)
-    throw ConfigError(at(documents[1].Mark()) +
-                      ": a second YAML document (after '---'); a config holds one document, and a second "
+  const DocumentLines lines = document_lines(text);
+  if (lines.second_document >= 0)
+    throw ConfigError(at(lines.second_document, 0) +
+                      ": a second YAML document (after '---' or '...'); a config holds one document, and a second "
                       "would be ignored");
-  return documents.empty() ? YAML::Node() : documents[0];
+  if ((!root || root.IsNull()) && lines.first_content >= 0)
+    throw ConfigError(at(lines.first_content, 0) + ": YAML syntax error: nothing could be read from this text");
+  return root;
 }
 
 // Turns `a.b.c=value` into the map {a: {b: {c: value}}} so it parses like a file fragment.
