@@ -13,6 +13,7 @@
 #include <set>
 #include <vector>
 
+#include "tools/lib/fileio/fileio.h"
 #include "tools/lib/hdf5/hdf5_file.h"
 
 // Hashes and checksums read integers and words in the machine's byte order; every platform the
@@ -112,12 +113,10 @@ void write_header(const std::string& path) {
 
 // Throws unless the header is ours, of this version, and matches the bytes that follow it.
 void check_header(const std::string& path) {
-  std::error_code ec;
-  const auto status = std::filesystem::status(path, ec);
-  if (!std::filesystem::exists(status)) throw CheckpointError(path + ": no such file");
-  if (std::filesystem::is_directory(status)) throw CheckpointError(path + ": is a directory, not a checkpoint file");
-  if (std::filesystem::is_regular_file(status) && std::filesystem::file_size(path, ec) == 0 && !ec)
-    throw CheckpointError(path + ": is empty (0 bytes), not a checkpoint");
+  const std::string unreadable = fileio::unreadable_reason(path);
+  if (unreadable == "no such file") throw CheckpointError(path + ": no such file");
+  if (!unreadable.empty())
+    throw CheckpointError(path + ": " + unreadable + (unreadable == "is a directory" ? ", not a checkpoint file" : ", not a checkpoint"));
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) throw CheckpointError(path + ": cannot open: " + std::strerror(errno));
   char header[kHeaderBytes + 1] = {};

@@ -1,5 +1,7 @@
 #include "tools/lib/fileio/fileio.h"
 
+#include <filesystem>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -52,6 +54,16 @@ void write_file(const std::string& path, const std::string& text) {
   TextFile f(path);
   f.write(text);
   f.close();
+}
+
+std::string unreadable_reason(const std::string& path) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status)) return "no such file";
+  if (std::filesystem::is_directory(status)) return "is a directory";
+  if (std::filesystem::is_regular_file(status) && std::filesystem::file_size(path, ec) == 0 && !ec)
+    return "is empty (0 bytes)";
+  return "";
 }
 
 }  // namespace fileio

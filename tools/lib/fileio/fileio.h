@@ -43,6 +43,10 @@ class TextFile {
   int fd_ = -1;
 };
 
+// Why `path` cannot be read as a file, before any reader tries: "no such file", "is a directory",
+// "is empty (0 bytes)"; empty when it is a file with content (or something else to open and see).
+std::string unreadable_reason(const std::string& path);
+
 // Creates or replaces `path` with `text`: open, write and close all checked.
 void write_file(const std::string& path, const std::string& text);
 

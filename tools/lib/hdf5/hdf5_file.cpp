@@ -101,12 +101,8 @@ File::File(const std::string& path, Mode mode, uint64_t userblock_bytes) : path_
     fd_ = find_descriptor();
     return;
   }
-  std::error_code ec;
-  const auto status = std::filesystem::status(path, ec);
-  if (!std::filesystem::exists(status)) throw Error(path + ": no such file");
-  if (std::filesystem::is_directory(status)) throw Error(path + ": is a directory, not a file");
-  if (std::filesystem::is_regular_file(status) && std::filesystem::file_size(path, ec) == 0 && !ec)
-    throw Error(path + ": is empty (0 bytes)");
+  const std::string unreadable = fileio::unreadable_reason(path);
+  if (!unreadable.empty()) throw Error(path + ": " + unreadable + (unreadable == "is a directory" ? ", not a file" : ""));
 #if H5_VERSION_GE(1, 12, 0)
   const htri_t is_hdf5 = H5Fis_accessible(path.c_str(), H5P_DEFAULT);
 #else
