@@ -6,21 +6,14 @@
 #include <sstream>
 
 #include "models/catalog.h"
+#include "tools/lib/assemble/assemble.h"
 
 namespace assemble {
 
 namespace rc = runconfig;
 
 namespace {
-
 constexpr double kFloat = 4;  // every parameter, gradient, moment and activation is f32
-
-bool is_moe_block(const rc::RunConfig& c, int layer) {
-  const rc::MoeConfig& m = c.moe;
-  if (!m.enabled || m.layers == rc::MoeLayers::none || layer < m.first_dense) return false;
-  return m.layers == rc::MoeLayers::all || (layer - m.first_dense) % m.every_n == 0;
-}
-
 }  // namespace
 
 std::string format_bytes(double bytes) {
@@ -54,8 +47,9 @@ MemoryEstimate estimate_memory(const rc::RunConfig& c) {
                                 : router.weights == moe::RouterWeightKind::gate_noise ? 2 * E * d
                                                                                       : E * d;
   const double shared_h = c.moe.d_shared > 0 ? c.moe.d_shared : de;
+  const moe::ModelConfig placement = model_config(c);  // the model's own rule for which blocks are MoE
   double moe_layers = 0;
-  for (int l = 0; l < c.model.n_layers; ++l) moe_layers += is_moe_block(c, l) ? 1 : 0;
+  for (int64_t l = 0; l < c.model.n_layers; ++l) moe_layers += moe::is_moe_layer(placement, l) ? 1 : 0;
   const double dense_layers = L - moe_layers;
   const double norm = layernorm ? 2 * d : d;
 

@@ -1,6 +1,5 @@
 #include "tools/lib/train/metrics_log.h"
 
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>

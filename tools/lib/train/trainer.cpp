@@ -1,9 +1,7 @@
 #include "tools/lib/train/trainer.h"
 
-#include <cerrno>
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 #include <iomanip>
 #include <sstream>
