@@ -43,6 +43,14 @@ class TokenSource {
   virtual LoaderCursor cursor() const;
   virtual void restore(const LoaderCursor& c);
 
+  // Data parallelism: this source becomes part `index` of `count`. next_batch(b, T) then returns
+  // rows index*b ... (index+1)*b - 1 of the batch next_batch(count*b, T) returns unsharded, and
+  // the cursor advances as for that batch, so `count` sharded sources together draw exactly
+  // one source's batches and share one cursor.
+  void set_shard(int64_t index, int64_t count) {
+    gen_.set_shard(static_cast<uint64_t>(index), static_cast<uint64_t>(count));
+  }
+
  protected:
   // Throws std::invalid_argument naming `who` unless batch and seq_len are positive.
   static void check_batch_args(const char* who, int64_t batch, int64_t seq_len);

@@ -44,9 +44,26 @@ MoeLayer::MoeLayer(const MoeLayerConfig& config, ParamStore& params, const std::
   if (learns == RouterWeightKind::gate_noise)
     router_.noise = params.add(prefix + ".router.noise.weight",
                                randn({E, d}, gen, 0.0, init_std, config.dtype, config.device), true);
-  for (int64_t e = 0; e < E; ++e)
-    experts_.push_back(ExpertMlp::create(params, prefix + ".experts." + std::to_string(e), config.activation, d,
-                                         config.d_expert, init_std, residual_std, gen, config.dtype, config.device));
+  const int ranks = config.expert_group ? config.expert_group->size() : 1;
+  if (E % ranks != 0)
+    throw std::invalid_argument("MoeLayer: " + std::to_string(E) + " experts cannot be spread evenly over an expert "
+                                "group of " + std::to_string(ranks) + " ranks (num_experts must be a multiple)");
+  if (ranks > 1 && router_info(config.router.kind).capacity == CapacityRule::required)
+    throw std::invalid_argument("MoeLayer: the " + std::string(router_info(config.router.kind).key) +
+                                " router picks tokens per expert over the whole batch, which expert parallelism "
+                                "does not gather; use parallel.expert = 1 with it");
+  const int64_t local = E / ranks;
+  first_local_ = (ranks > 1 ? config.expert_group->rank() : 0) * local;
+  // Every rank draws every expert's initial weights in the same order and keeps its own, so a
+  // run's initial model is the same whatever the number of ranks.
+  ParamStore elsewhere;
+  for (int64_t e = 0; e < E; ++e) {
+    const bool mine = e >= first_local_ && e < first_local_ + local;
+    ExpertMlp m = ExpertMlp::create(mine ? params : elsewhere, prefix + ".experts." + std::to_string(e),
+                                    config.activation, d, config.d_expert, init_std, residual_std, gen, config.dtype,
+                                    config.device);
+    if (mine) experts_.push_back(std::move(m));
+  }
   const int64_t d_shared = config.d_shared > 0 ? config.d_shared : config.d_expert;
   for (int64_t s = 0; s < config.num_shared_experts; ++s)
     shared_.push_back(ExpertMlp::create(params, prefix + ".shared_experts." + std::to_string(s), config.activation, d,
@@ -59,9 +76,9 @@ Tensor dispatch(const Tensor& tokens, const Routing& routing) { return gather_ro
 // each MLP layer is one grouped product over all experts - ExpertMlp::forward's equations, with
 // the activation applied to all rows together. An idle expert contributes no rows and receives
 // no gradient.
-Tensor run_experts(const std::vector<ExpertMlp>& experts, const Tensor& expert_rows, const Routing& routing) {
+Tensor run_experts(const std::vector<ExpertMlp>& experts, const Tensor& expert_rows,
+                   const std::vector<int64_t>& offsets) {
   if (experts.empty()) throw std::invalid_argument("run_experts: no experts");
-  const std::vector<int64_t>& offsets = routing.expert_offsets;
   auto each = [&](Tensor ExpertMlp::*member) {
     std::vector<Tensor> out;
     for (const ExpertMlp& e : experts) out.push_back(e.*member);
@@ -90,6 +107,7 @@ MoeForward MoeLayer::forward(const Tensor& x, const std::vector<int32_t>* token_
   in.training = training;
   in.noise = noise;
   in.replay_noise = replay_noise;
+  in.capacity_group = config_.expert_group;
   bool any_bias = false;
   for (float b : bias_) any_bias = any_bias || b != 0.0f;
   in.bias = any_bias ? &bias_ : nullptr;
@@ -106,7 +124,9 @@ MoeForward MoeLayer::forward(const Tensor& x, const std::vector<int32_t>* token_
   }
   {
     StageTimer stage("experts");
-    expert_out = run_experts(experts_, rows, out.routing);
+    expert_out = config_.expert_group && config_.expert_group->size() > 1
+                     ? run_on_owners(rows, out.routing)
+                     : run_experts(experts_, rows, out.routing.expert_offsets);
   }
   {
     StageTimer stage("combine");
@@ -118,6 +138,50 @@ MoeForward MoeLayer::forward(const Tensor& x, const std::vector<int32_t>* token_
   }
   out.output = reshape(y, shape);
   return out;
+}
+
+// rows: this rank's kept slots, grouped by expert (global index order). Rank q receives the rows
+// of its experts from every rank (source-major), reorders them expert-major (rows of expert j
+// from rank 0, then rank 1, ...: the group batch's order), runs its experts, and sends each
+// output row back to where its input came from.
+Tensor MoeLayer::run_on_owners(const Tensor& rows, const Routing& routing) {
+  const std::shared_ptr<dist::Communicator>& group = config_.expert_group;
+  const int P = group->size();
+  const int64_t local = static_cast<int64_t>(experts_.size());
+  const std::vector<int64_t>& off = routing.expert_offsets;
+  std::vector<int64_t> kept(static_cast<size_t>(P * local)), send_rows(P, 0), recv_rows(P, 0);
+  for (int q = 0; q < P; ++q)
+    for (int64_t j = 0; j < local; ++j) {
+      kept[q * local + j] = off[q * local + j + 1] - off[q * local + j];
+      send_rows[q] += kept[q * local + j];
+    }
+  // from[q * local + j]: rows rank q sends for local expert j.
+  const std::vector<int64_t> from = group->all_to_all(kept);
+  for (int q = 0; q < P; ++q)
+    for (int64_t j = 0; j < local; ++j) recv_rows[q] += from[q * local + j];
+  Tensor received = all_to_all_rows(rows, group, send_rows, recv_rows);
+
+  // The received row order is (source, expert); the experts want (expert, source).
+  std::vector<int64_t> source_start(P + 1, 0);
+  for (int q = 0; q < P; ++q) source_start[q + 1] = source_start[q] + recv_rows[q];
+  std::vector<int32_t> expert_major;
+  std::vector<int64_t> offsets(local + 1, 0);
+  for (int64_t j = 0; j < local; ++j) {
+    for (int q = 0; q < P; ++q) {
+      int64_t start = source_start[q];
+      for (int64_t i = 0; i < j; ++i) start += from[q * local + i];
+      for (int64_t r = 0; r < from[q * local + j]; ++r) expert_major.push_back(static_cast<int32_t>(start + r));
+    }
+    offsets[j + 1] = static_cast<int64_t>(expert_major.size());
+  }
+  const int64_t n = static_cast<int64_t>(expert_major.size());
+  std::vector<int32_t> back(expert_major.size());
+  for (int64_t i = 0; i < n; ++i) back[expert_major[i]] = static_cast<int32_t>(i);
+  const Device device = rows.device();
+  Tensor ordered = gather_rows(received, Tensor::from_vector(expert_major, {n}, device));
+  Tensor out = run_experts(experts_, ordered, offsets);
+  Tensor by_source = gather_rows(out, Tensor::from_vector(back, {n}, device));
+  return all_to_all_rows(by_source, group, recv_rows, send_rows);
 }
 
 void MoeLayer::update_bias(const std::vector<int64_t>& step_counts) {

@@ -4,7 +4,11 @@
 //   experts                     one MLP per expert on its own block (a GEMM per weight, no per-token loop)
 //   combine                     weighted scatter-add of the expert outputs back to the tokens
 // Shared experts (DeepSeekMoE) see every token and are added to the result.
-// dispatch and combine move rows by index only, so a later all-to-all can replace them.
+// Expert parallelism: with an expert group of P ranks, rank q holds experts [q E/P, (q+1) E/P)
+// only. Each rank routes its own tokens; dispatch then sends every kept slot's row to the rank
+// owning its expert (an all-to-all, differentiable: its backward is the reverse exchange), the
+// owner runs its experts on the rows of the whole group, and a second all-to-all brings the
+// outputs back for combine. Capacity counts the group's tokens (models/router.h).
 #pragma once
 #include <string>
 #include <vector>
@@ -36,6 +40,9 @@ struct MoeLayerConfig {
   double bias_update_rate = 0.0;             // loss-free balancing; 0 = off
   engine::DType dtype = engine::DType::f32;  // of the parameters (f64 for gradient checks)
   engine::Device device = engine::Device::cpu();
+  // The ranks that share one copy of the experts (expert parallelism); null or one rank: all
+  // experts live in this process. num_experts must be a multiple of the group's size.
+  std::shared_ptr<engine::dist::Communicator> expert_group;
 };
 
 struct MoeForward {
@@ -61,19 +68,25 @@ class MoeLayer {
 
   const MoeLayerConfig& config() const { return config_; }
   const RouterWeights& router_weights() const { return router_; }
+  // The experts held here: global indices [first_local_expert(), + experts().size()).
   const std::vector<ExpertMlp>& experts() const { return experts_; }
+  int64_t first_local_expert() const { return first_local_; }
 
  private:
   MoeLayerConfig config_;
   RouterWeights router_;
   std::vector<ExpertMlp> experts_, shared_;
   std::vector<float> bias_;
+  int64_t first_local_ = 0;
+
+  engine::Tensor run_on_owners(const engine::Tensor& rows, const Routing& routing);  // expert parallel
 };
 
 // The stages, usable on their own (tests, a distributed dispatch later).
 engine::Tensor dispatch(const engine::Tensor& tokens, const Routing& routing);  // [N, d] -> [S, d]
+// experts[e] runs on rows [offsets[e], offsets[e+1]).
 engine::Tensor run_experts(const std::vector<ExpertMlp>& experts, const engine::Tensor& expert_rows,
-                           const Routing& routing);                                // [S, d] -> [S, d]
+                           const std::vector<int64_t>& offsets);                   // [S, d] -> [S, d]
 engine::Tensor combine(const engine::Tensor& expert_out, const Routing& routing);  // [S, d] -> [N, d]
 
 }  // namespace moe

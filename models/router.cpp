@@ -12,29 +12,98 @@ using namespace engine;
 
 namespace {
 
+// Which of an expert's assignments (indices into this process's assignment list, in token
+// order) stay within capacity. Alone, the first `capacity` (position) or the `capacity` with the
+// largest gates (score, ties to the earlier token). In a capacity group the rule is applied to
+// the group's whole batch, rank-major: every rank sees every rank's counts (position) or gates
+// (score) and keeps those of its own slots that the whole batch would keep.
+struct CapacityView {
+  int64_t capacity = 0;
+  int rank = 0, ranks = 1;
+  std::vector<int64_t> counts_before;  // [E]: slots of expert e on lower ranks (position)
+  std::vector<double> all_gates;       // [ranks * M]: score policy in a group
+  std::vector<int64_t> all_experts;    // [ranks * M]
+};
+
+CapacityView capacity_view(const RouterConfig& config, const Routing& r, const RouteInputs& in) {
+  CapacityView v;
+  const int64_t E = r.num_experts;
+  const bool grouped = in.capacity_group && in.capacity_group->size() > 1;
+  if (router_info(config.kind).capacity == CapacityRule::required || config.capacity_factor <= 0) return v;
+  if (!grouped) {
+    v.capacity = expert_capacity(config, r.num_tokens);
+    return v;
+  }
+  engine::dist::Communicator& group = *in.capacity_group;
+  v.rank = group.rank();
+  v.ranks = group.size();
+  std::vector<int64_t> mine = r.counts;
+  mine.push_back(r.num_tokens);
+  const std::vector<int64_t> all = group.all_gather(mine);
+  int64_t group_tokens = 0;
+  v.counts_before.assign(E, 0);
+  for (int q = 0; q < v.ranks; ++q) {
+    group_tokens += all[q * (E + 1) + E];
+    if (all[q * (E + 1) + E] != r.num_tokens)
+      throw std::invalid_argument("route: capacity group ranks hold different token counts (" +
+                                  std::to_string(all[q * (E + 1) + E]) + " on rank " + std::to_string(q) + ", " +
+                                  std::to_string(r.num_tokens) + " here)");
+    if (q < v.rank)
+      for (int64_t e = 0; e < E; ++e) v.counts_before[e] += all[q * (E + 1) + e];
+  }
+  v.capacity = expert_capacity(config, group_tokens);
+  if (config.drop_policy == DropPolicy::score) {
+    v.all_gates = group.all_gather(r.assigned_gate.to_vector());
+    v.all_experts = group.all_gather(std::vector<int64_t>(r.assigned_expert.begin(), r.assigned_expert.end()));
+  }
+  return v;
+}
+
+void apply_capacity(const RouterConfig& config, const Routing& r, const CapacityView& v,
+                    std::vector<std::vector<int64_t>>& per_expert) {
+  if (v.capacity <= 0) return;
+  const int64_t E = r.num_experts, M = static_cast<int64_t>(r.assigned_expert.size());
+  if (config.drop_policy == DropPolicy::position) {
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t room = v.ranks > 1 ? std::max<int64_t>(0, v.capacity - v.counts_before[e]) : v.capacity;
+      if (static_cast<int64_t>(per_expert[e].size()) > room) per_expert[e].resize(room);  // first come, first kept
+    }
+    return;
+  }
+  // score: the gates of the whole batch (this process's, or the group's rank-major).
+  const std::vector<double> gates = v.ranks > 1 ? v.all_gates : r.assigned_gate.to_vector();
+  const int64_t first = v.ranks > 1 ? v.rank * M : 0;  // this process's assignments in `gates`
+  std::vector<std::vector<int64_t>> whole(E);          // global assignment indices per expert
+  if (v.ranks > 1) {
+    for (int64_t m = 0; m < static_cast<int64_t>(v.all_experts.size()); ++m) whole[v.all_experts[m]].push_back(m);
+  } else {
+    whole = per_expert;
+  }
+  for (int64_t e = 0; e < E; ++e) {
+    std::vector<int64_t>& list = whole[e];
+    std::stable_sort(list.begin(), list.end(), [&](int64_t a, int64_t b) { return gates[a] > gates[b]; });
+    if (static_cast<int64_t>(list.size()) > v.capacity) list.resize(v.capacity);
+    std::vector<int64_t> kept;
+    for (int64_t m : list)
+      if (m >= first && m < first + M) kept.push_back(m - first);
+    std::sort(kept.begin(), kept.end());  // back to token order inside the expert
+    per_expert[e] = kept;
+  }
+}
+
 // Fills the dispatch plan from the assignments: counts, capacity drops, expert-major order.
 // A router whose catalog entry requires a capacity applies it in its own selection (expert
 // choice), so nothing is dropped here.
-void build_plan(const RouterConfig& config, Routing& r) {
+void build_plan(const RouterConfig& config, const RouteInputs& in, Routing& r) {
   const int64_t E = r.num_experts, M = static_cast<int64_t>(r.assigned_expert.size());
   r.counts.assign(E, 0);
   for (int32_t e : r.assigned_expert) ++r.counts[e];
-  const bool router_applies_capacity = router_info(config.kind).capacity == CapacityRule::required;
-  const int64_t capacity = router_applies_capacity ? 0 : expert_capacity(config, r.num_tokens);
+  r.balance_counts = r.counts;
+  r.balance_tokens = r.num_tokens;
 
   std::vector<std::vector<int64_t>> per_expert(E);  // assignment indices, token order
   for (int64_t m = 0; m < M; ++m) per_expert[r.assigned_expert[m]].push_back(m);
-  if (capacity > 0 && config.drop_policy == DropPolicy::score) {
-    const std::vector<double> gate = r.assigned_gate.to_vector();
-    for (auto& list : per_expert) {
-      std::stable_sort(list.begin(), list.end(), [&](int64_t a, int64_t b) { return gate[a] > gate[b]; });
-      if (static_cast<int64_t>(list.size()) > capacity) list.resize(capacity);
-      std::sort(list.begin(), list.end());  // back to token order inside the expert
-    }
-  } else if (capacity > 0) {
-    for (auto& list : per_expert)
-      if (static_cast<int64_t>(list.size()) > capacity) list.resize(capacity);  // first come, first kept
-  }
+  apply_capacity(config, r, capacity_view(config, r, in), per_expert);
 
   std::vector<int32_t> slot_token, slot_assignment;
   r.expert_offsets.assign(E + 1, 0);
@@ -84,7 +153,7 @@ Routing route(const RouterConfig& config, const RouterWeights& w, const RouteInp
   r.num_experts = config.num_experts;
   r.top_k = config.top_k;
   routers::route_function(config.kind)(config, w, in, r);
-  build_plan(config, r);
+  build_plan(config, in, r);
   return r;
 }
 

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/dist/communicator.h"
 #include "engine/engine.h"
 #include "models/catalog.h"
 
@@ -46,6 +47,11 @@ struct Routing {
   std::vector<int32_t> assigned_token;   // [M]
   engine::Tensor assigned_gate;          // [M], differentiable
   std::vector<int64_t> counts;           // c_i over the assignments (sums to M)
+  // What the count-based balance terms measure f_i on: these counts over balance_tokens tokens.
+  // route() sets them to counts and num_tokens; a global-batch balance scope replaces them with
+  // the counts of the whole step (every micro-batch of every rank).
+  std::vector<int64_t> balance_counts;
+  int64_t balance_tokens = 0;
   int64_t dropped = 0;                   // slots dropped by capacity
 
   // Differentiable tensors for the balance losses (undefined where a router has none).
@@ -69,6 +75,11 @@ struct RouteInputs {
   // noisy_topk in training: standard-normal draws eps [N, E] to use instead of drawing from
   // `noise` (a reference file's noise replayed by moe-refcheck).
   engine::Tensor replay_noise;
+  // Expert parallelism: the ranks whose tokens share the experts. Capacity then counts the
+  // whole group's tokens, and drops follow the order of the group's batch (rank-major), so a
+  // group drops exactly the slots one process holding the group's tokens would. Null: this
+  // process's tokens only.
+  std::shared_ptr<engine::dist::Communicator> capacity_group;
 };
 
 // Throws std::invalid_argument when the config breaks a rule of its router (models/catalog.h).

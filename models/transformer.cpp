@@ -106,7 +106,7 @@ Tensor TransformerLM::attention(const Block& b, const Tensor& x, bool training) 
   return dropout(linear(a, b.proj_w, b.proj_b), config_.dropout, dropout_gen_, training);
 }
 
-ForwardResult TransformerLM::forward(const Tensor& inputs, const Tensor& targets, bool training) {
+ForwardResult TransformerLM::forward(const Tensor& inputs, const Tensor& targets, bool training, bool balance) {
   const ModelConfig& c = config_;
   ENGINE_CHECK(inputs.dtype() == DType::i32 && inputs.ndim() == 2, "TransformerLM::forward",
                "inputs must be i32 [B, T], got " + inputs.str());
@@ -164,14 +164,31 @@ ForwardResult TransformerLM::forward(const Tensor& inputs, const Tensor& targets
   StageTimer stage("loss");
   out.ce = cross_entropy(out.logits, targets.to(c.device));
   out.loss = out.ce;
-  const double layers = static_cast<double>(out.routings.size());
+  out.layout = layout;
+  if (balance) add_balance_terms(out);
+  return out;
+}
+
+void TransformerLM::add_balance_terms(ForwardResult& out, const std::vector<std::vector<int64_t>>* step_counts,
+                                      int64_t step_tokens) const {
+  ENGINE_CHECK(!step_counts || step_counts->size() == out.routings.size(), "TransformerLM::add_balance_terms",
+               "step counts for " + std::to_string(step_counts ? step_counts->size() : 0) + " MoE layers, the model has " +
+                   std::to_string(out.routings.size()));
+  StageTimer stage("loss");
+  std::vector<Routing> measured = out.routings;
+  if (step_counts)
+    for (size_t l = 0; l < measured.size(); ++l) {
+      measured[l].balance_counts = (*step_counts)[l];
+      measured[l].balance_tokens = step_tokens;
+    }
+  const double layers = static_cast<double>(measured.size());
   for (const BalanceLoss& bl : balance_losses()) {
-    auto coef_it = c.loss_coefs.find(bl.name);
-    const double coef = coef_it == c.loss_coefs.end() ? 0.0 : coef_it->second;
+    auto coef_it = config_.loss_coefs.find(bl.name);
+    const double coef = coef_it == config_.loss_coefs.end() ? 0.0 : coef_it->second;
     std::unique_ptr<NoGradScope> log_only = coef > 0 ? nullptr : std::make_unique<NoGradScope>();
     Tensor term_sum;
-    for (const Routing& r : out.routings) {
-      Tensor t = bl.fn(r, layout);
+    for (const Routing& r : measured) {
+      Tensor t = bl.fn(r, out.layout);
       if (t.defined()) term_sum = term_sum.defined() ? add(term_sum, t) : t;
     }
     if (!term_sum.defined()) continue;
@@ -179,7 +196,6 @@ ForwardResult TransformerLM::forward(const Tensor& inputs, const Tensor& targets
     out.terms[bl.name] = term.item();
     if (coef > 0) out.loss = add(out.loss, scale(term, coef));
   }
-  return out;
 }
 
 }  // namespace moe

@@ -58,14 +58,24 @@ struct ForwardResult {
   std::map<std::string, double> terms;   // every balance term, averaged over MoE layers (logged even at coef 0)
   std::vector<int64_t> moe_layer_index;  // which layers are MoE
   std::vector<Routing> routings;         // one per MoE layer
+  SequenceLayout layout;                 // of the batch, for the sequence-wise terms
 };
 
 class TransformerLM {
  public:
   explicit TransformerLM(const ModelConfig& config);
 
-  // inputs, targets: i32 [B, T]; targets may be undefined (no loss).
-  ForwardResult forward(const engine::Tensor& inputs, const engine::Tensor& targets, bool training);
+  // inputs, targets: i32 [B, T]; targets may be undefined (no loss). balance = false leaves
+  // loss = ce and the terms empty, for a caller that adds them with add_balance_terms once it
+  // knows the counts to measure them on.
+  ForwardResult forward(const engine::Tensor& inputs, const engine::Tensor& targets, bool training,
+                        bool balance = true);
+  // Adds every balance term (logged) and coef x term (to out.loss). step_counts, when given,
+  // holds per MoE layer the expert counts over step_tokens tokens that the count-based terms
+  // measure f_i on (the global-batch balance scope: every micro-batch of every rank); null
+  // measures each layer on its own routing's counts (the micro-batch scope).
+  void add_balance_terms(ForwardResult& out, const std::vector<std::vector<int64_t>>* step_counts = nullptr,
+                         int64_t step_tokens = 0) const;
 
   const ModelConfig& config() const { return config_; }
   ParamStore& params() { return params_; }

@@ -70,14 +70,24 @@ class Generator {
     offset_ = offset;
   }
   uint64_t reserve(uint64_t count) {
-    const uint64_t start = offset_;
-    offset_ += (count + 3) / 4 * 4;  // whole Philox blocks, so streams stay aligned
+    const uint64_t start = offset_ + shard_index_ * count;
+    offset_ += (count * shard_count_ + 3) / 4 * 4;  // whole Philox blocks, so streams stay aligned
     return start;
+  }
+  // Data parallelism: this generator becomes part `index` of `count` equal parts. A draw of n
+  // values then returns values index*n ... (index+1)*n - 1 of the draw of count*n values an
+  // unsharded generator would make, and advances as that draw does, so ranks that each draw
+  // their own rows of a batch together hold exactly one process's batch, and their generators
+  // stay in the same state (one checkpoint serves them all).
+  void set_shard(uint64_t index, uint64_t count) {
+    shard_index_ = index;
+    shard_count_ = count < 1 ? 1 : count;
   }
 
  private:
   uint64_t seed_;
   uint64_t offset_ = 0;
+  uint64_t shard_index_ = 0, shard_count_ = 1;
 };
 
 }  // namespace engine

@@ -12,7 +12,7 @@
 
 namespace engine {
 
-double clip_grad_norm(std::vector<Tensor>& params, double max_norm) {
+double grad_sum_squares(const std::vector<Tensor>& params) {
   NoGradScope no_grad;  // gradient bookkeeping is not part of the model
   double sum_sq = 0.0;
   for (const Tensor& p : params) {
@@ -21,15 +21,23 @@ double clip_grad_norm(std::vector<Tensor>& params, double max_norm) {
     // Squares in double: f32 squares of large gradients would overflow or lose the small ones.
     sum_sq += sum_squares(g).item();
   }
-  const double norm = std::sqrt(sum_sq);
-  if (max_norm > 0.0 && std::isfinite(norm) && norm > max_norm) {
-    const double factor = max_norm / (norm + 1e-6);
-    for (const Tensor& p : params) {
-      Tensor g = p.grad();
-      if (!g.defined()) continue;
-      copy_into(scale(g, factor), g);  // g shares the slot's buffer: the gradient changes in place
-    }
+  return sum_sq;
+}
+
+void scale_grads_to_norm(std::vector<Tensor>& params, double norm, double max_norm) {
+  if (!(max_norm > 0.0 && std::isfinite(norm) && norm > max_norm)) return;
+  NoGradScope no_grad;
+  const double factor = max_norm / (norm + 1e-6);
+  for (const Tensor& p : params) {
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    copy_into(scale(g, factor), g);  // g shares the slot's buffer: the gradient changes in place
   }
+}
+
+double clip_grad_norm(std::vector<Tensor>& params, double max_norm) {
+  const double norm = std::sqrt(grad_sum_squares(params));
+  scale_grads_to_norm(params, norm, max_norm);
   return norm;
 }
 

@@ -20,4 +20,10 @@ namespace engine {
 
 double clip_grad_norm(std::vector<Tensor>& params, double max_norm);
 
+// The two halves, for a norm summed over processes (expert parallelism): the sum of squares of
+// the defined gradients (each in double, added in order), and the scaling clip_grad_norm applies
+// for a given norm.
+double grad_sum_squares(const std::vector<Tensor>& params);
+void scale_grads_to_norm(std::vector<Tensor>& params, double norm, double max_norm);
+
 }  // namespace engine

@@ -18,7 +18,7 @@ Routing route_random(RouterKind kind, const Tensor& x, const Tensor& w, const Te
   cfg.top_k = k;
   cfg.capacity_factor = kind == RouterKind::expert_choice ? 1.0 : 0.0;
   Generator noise(4);
-  RouteInputs in{x, nullptr, nullptr, true, &noise, {}};
+  RouteInputs in{x, nullptr, nullptr, true, &noise, {}, {}};
   return route(cfg, RouterWeights{w, w_noise}, in);
 }
 
@@ -36,6 +36,8 @@ Routing balanced(int64_t N, int64_t E) {
   }
   r.assigned_gate = Tensor::full({N}, 0.5, DType::f64);
   r.counts.assign(E, N / E);
+  r.balance_counts = r.counts;
+  r.balance_tokens = N;
   return r;
 }
 }  // namespace
@@ -54,8 +56,14 @@ TEST_CASE("balance losses at perfect balance and at full collapse", "[balance]")
   for (int t = 0; t < 8; ++t) one_hot[t * 4] = 1.0;
   r.probs = Tensor::from_vector(one_hot, {8, 4});
   std::fill(r.assigned_expert.begin(), r.assigned_expert.end(), 0);
-  r.counts = {8, 0, 0, 0};
+  r.counts = r.balance_counts = {8, 0, 0, 0};
   CHECK(loss_switch_aux(r, layout).item() == Approx(4.0).epsilon(1e-12));  // E / k
+  // The global-batch scope: f_i from the step's counts (here: perfectly balanced over 4x the
+  // tokens), P_i from this micro-batch, so the collapsed P meets a uniform f: E * 1 * 1/E = 1.
+  Routing global = r;
+  global.balance_counts = {8, 8, 8, 8};
+  global.balance_tokens = 4 * r.num_tokens;
+  CHECK(loss_switch_aux(global, layout).item() == Approx(1.0).epsilon(1e-12));
   CHECK(loss_sequence_aux(r, layout).item() == Approx(4.0).epsilon(1e-12));
   CHECK(loss_importance(r, layout).item() == Approx(3.0).epsilon(1e-9));  // CV^2 of (4, 0, 0, 0)
 }
@@ -101,7 +109,7 @@ TEST_CASE("switch_aux divides counts by N k for every router: expert_choice at c
     cfg.num_experts = E;
     cfg.top_k = 1;
     cfg.capacity_factor = capacity;
-    RouteInputs in{x, nullptr, nullptr, false, nullptr, {}};
+    RouteInputs in{x, nullptr, nullptr, false, nullptr, {}, {}};
     Routing r = route(cfg, RouterWeights{w, Tensor()}, in);
     const int64_t C = static_cast<int64_t>(std::ceil(capacity * N / E));
     REQUIRE(static_cast<int64_t>(r.assigned_expert.size()) == E * C);

@@ -73,6 +73,11 @@ const NameTable<DeviceKind>& names(DeviceKind) {
   static const NameTable<DeviceKind> t{{DeviceKind::cpu, "cpu"}, {DeviceKind::cuda, "cuda"}};
   return t;
 }
+const NameTable<BalanceScope>& names(BalanceScope) {
+  static const NameTable<BalanceScope> t{{BalanceScope::micro_batch, "micro_batch"},
+                                         {BalanceScope::global_batch, "global_batch"}};
+  return t;
+}
 const NameTable<PrecisionKind>& names(PrecisionKind) {
   static const NameTable<PrecisionKind> t{{PrecisionKind::f32, "f32"}, {PrecisionKind::bf16, "bf16"}};
   return t;
@@ -137,6 +142,11 @@ void schema(V& v, Tag<MoeConfig>) {
   v.field("drop_policy", &MoeConfig::drop_policy);
   v.section("losses", &MoeConfig::losses);
   v.field("bias_update_rate", &MoeConfig::bias_update_rate);
+  v.field("balance_scope", &MoeConfig::balance_scope);
+}
+template <class V>
+void schema(V& v, Tag<ParallelConfig>) {
+  v.field("expert", &ParallelConfig::expert);
 }
 template <class V>
 void schema(V& v, Tag<DataConfig>) {
@@ -207,6 +217,7 @@ void schema(V& v, Tag<RunConfig>) {
   v.section("logging", &RunConfig::logging);
   v.section("checkpointing", &RunConfig::checkpointing);
   v.section("diagnostics", &RunConfig::diagnostics);
+  v.section("parallel", &RunConfig::parallel);
   v.field("device", &RunConfig::device);
   v.field("precision", &RunConfig::precision);
   v.field("memory_limit", &RunConfig::memory_limit);
@@ -529,6 +540,7 @@ const char* to_string(DataKind v) { return enum_name(v); }
 const char* to_string(DecayKind v) { return enum_name(v); }
 const char* to_string(DeviceKind v) { return enum_name(v); }
 const char* to_string(PrecisionKind v) { return enum_name(v); }
+const char* to_string(BalanceScope v) { return enum_name(v); }
 
 double LossCoefficients::of(const std::string& key) const {
 #define MOE_BALANCE_LOSS(name, needs, summary) \

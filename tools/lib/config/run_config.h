@@ -32,6 +32,7 @@ enum class DataKind { synthetic, text, shards };
 enum class DecayKind { cosine, constant };
 enum class DeviceKind { cpu, cuda };
 enum class PrecisionKind { f32, bf16 };
+enum class BalanceScope { micro_batch, global_batch };
 
 // The YAML spelling of each enum value (RouterKind::switch_k1 is "switch").
 const char* to_string(NormKind v);
@@ -44,6 +45,7 @@ const char* to_string(DataKind v);
 const char* to_string(DecayKind v);
 const char* to_string(DeviceKind v);
 const char* to_string(PrecisionKind v);
+const char* to_string(BalanceScope v);
 
 struct ModelConfig {
   int vocab_size = 256;
@@ -88,6 +90,16 @@ struct MoeConfig {
   DropPolicy drop_policy = DropPolicy::position;
   LossCoefficients losses;
   double bias_update_rate = 0.0;  // loss-free balancing bias step; 0 disables
+  // What the count-based balance terms (switch_aux's f_i) are measured on: each micro-batch of
+  // each rank, or the step's whole batch (every micro-batch of every rank).
+  BalanceScope balance_scope = BalanceScope::micro_batch;
+};
+
+// Several processes (mpirun): expert = the number of ranks that share one copy of each MoE
+// layer's experts; the world size / expert copies of every expert exist, every other parameter
+// lives on every rank.
+struct ParallelConfig {
+  int expert = 1;
 };
 
 struct DataConfig {
@@ -160,6 +172,7 @@ struct RunConfig {
   LoggingConfig logging;
   CheckpointingConfig checkpointing;
   DiagnosticsConfig diagnostics;
+  ParallelConfig parallel;
   DeviceKind device = DeviceKind::cpu;
   // Matrix products in f32, or bf16 operands with f32 sums (weights, optimizer state and every
   // other op stay f32; the router stays f32).

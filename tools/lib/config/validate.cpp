@@ -108,6 +108,28 @@ void check_moe(const Checker& c, const MoeConfig& e, const ModelConfig& m) {
     c.require(rule.empty(), key, rule, std::string("0 with router ") + router.key, {"moe.router"});
   }
   c.at_least(e.bias_update_rate, 0.0, "moe.bias_update_rate");
+  if (e.balance_scope == BalanceScope::global_batch)
+    for (const char* key : {"importance", "load"})
+      c.require(e.losses.of(key) == 0.0, std::string("moe.losses.") + key,
+                std::string(key) + " is CV^2 of a sum over the batch, which the global_batch scope does not gather; " +
+                    "it is measured per micro-batch: use moe.balance_scope micro_batch with it",
+                "0 with moe.balance_scope global_batch", {"moe.balance_scope"});
+}
+
+void check_parallel(const Checker& c, const ParallelConfig& p, const MoeConfig& e) {
+  c.positive(p.expert, "parallel.expert");
+  if (p.expert <= 1) return;
+  c.require(e.enabled, "parallel.expert", "expert parallelism needs MoE layers (moe.enabled is false)", "1",
+            {"moe.enabled"});
+  c.require(e.num_experts % p.expert == 0, "parallel.expert",
+            "must divide moe.num_experts (" + num(e.num_experts) + "), got " + num(p.expert),
+            "a divisor of moe.num_experts", {"moe.num_experts"});
+  const moe::RouterInfo& router = moe::router_info(e.router);
+  c.require(router.capacity != moe::CapacityRule::required, "parallel.expert",
+            std::string("the ") + router.key +
+                " router picks each expert's tokens over the whole batch, which is not gathered across ranks; "
+                "use parallel.expert 1 with it (data parallelism still applies)",
+            "1 with router " + std::string(router.key), {"moe.router"});
 }
 
 void check_data(const Checker& c, const DataConfig& d, const ModelConfig& m) {
@@ -188,6 +210,7 @@ void validate(const RunConfig& cfg, const KeyLocations& where, const CudaProbe& 
   check_moe(c, cfg.moe, cfg.model);
   check_data(c, cfg.data, cfg.model);
   check_training(c, cfg);
+  check_parallel(c, cfg.parallel, cfg.moe);
   if (cfg.data.kind == DataKind::text) c.files_exist(cfg.data.paths, "data.paths");
   if (cfg.data.kind == DataKind::shards) {
     c.files_exist(cfg.data.train_shards, "data.train_shards");

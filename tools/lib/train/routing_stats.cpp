@@ -44,6 +44,25 @@ void RoutingObserver::add(const moe::Routing& r, const std::vector<int32_t>& seq
     }
 }
 
+void RoutingObserver::sum_over(engine::dist::Communicator& ranks) {
+  if (ranks.size() == 1) return;
+  std::vector<int64_t> ints = counts_;
+  ints.insert(ints.end(), domain_table_.begin(), domain_table_.end());
+  ints.push_back(dropped_);
+  ints.push_back(router_.has_logits ? 1 : 0);
+  ranks.all_reduce_sum(ints);
+  std::copy(ints.begin(), ints.begin() + counts_.size(), counts_.begin());
+  std::copy(ints.begin() + counts_.size(), ints.begin() + counts_.size() + domain_table_.size(), domain_table_.begin());
+  dropped_ = ints[ints.size() - 2];
+  router_.has_logits = ints.back() > 0;
+  std::vector<double> sums = {router_.tokens, router_.max_prob, router_.entropy, router_.logsumexp};
+  ranks.all_reduce_sum(sums);
+  router_.tokens = sums[0];
+  router_.max_prob = sums[1];
+  router_.entropy = sums[2];
+  router_.logsumexp = sums[3];
+}
+
 collapse::LayerStats RoutingObserver::stats(int64_t block, const collapse::Thresholds& t) const {
   collapse::LayerStats s;
   s.block = block;

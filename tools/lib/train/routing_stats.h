@@ -24,6 +24,9 @@ class RoutingObserver {
   // The load, router and domain metrics (similarity is added separately: set_expert_similarity).
   collapse::LayerStats stats(int64_t block, const collapse::Thresholds& t) const;
   const std::vector<int32_t>& top1() const { return top1_; }  // per token, in the order added
+  // Several ranks: every rank's observations summed (a collective), so each holds the stats of
+  // the whole batch. top1() stays this rank's.
+  void sum_over(engine::dist::Communicator& ranks);
 
  private:
   int64_t experts_, top_k_, domains_;

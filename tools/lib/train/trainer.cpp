@@ -72,6 +72,20 @@ std::unique_ptr<data::TokenSource> checked_source(const rc::RunConfig& c, bool v
   }
 }
 
+// The model with its experts spread over the expert group (expert parallelism).
+moe::ModelConfig parallel_model_config(const rc::RunConfig& config, const ProcessGroups& groups) {
+  moe::ModelConfig mc = assemble::model_config(config);
+  if (groups.expert_parallel > 1) mc.moe.expert_group = groups.expert_group;
+  return mc;
+}
+
+const ProcessGroups& checked_groups(const rc::RunConfig& config, const ProcessGroups& groups) {
+  if (config.parallel.expert != groups.expert_parallel)
+    throw rc::ConfigError("parallel.expert = " + std::to_string(config.parallel.expert) +
+                          ", but the process groups were made for " + std::to_string(groups.expert_parallel));
+  return groups;
+}
+
 std::string format_duration(double seconds) {
   const int64_t s = static_cast<int64_t>(seconds + 0.5);
   std::ostringstream out;
@@ -81,17 +95,19 @@ std::string format_duration(double seconds) {
 
 }  // namespace
 
-Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::unique_ptr<data::TokenSource> train_source)
+Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::unique_ptr<data::TokenSource> train_source,
+                 const ProcessGroups& groups)
     : config_(config),
       progress_(progress),
+      groups_(checked_groups(config, groups)),
       memory_(checked_memory_estimate(config)),
-      model_(std::make_unique<moe::TransformerLM>(assemble::model_config(config))),
+      model_(std::make_unique<moe::TransformerLM>(parallel_model_config(config, groups))),
       metrics_(balance_term_names(), static_cast<int64_t>(model_->moe_layers().size()), config.moe.num_experts) {
   for (int64_t l = 0; l < model_->config().n_layers; ++l)
     if (moe::is_moe_layer(model_->config(), l)) moe_blocks_.push_back(l);
-  std::vector<ParamGroupEntry> groups;
+  std::vector<ParamGroupEntry> param_groups;
   for (const moe::NamedParam& p : model_->params().all()) {
-    groups.push_back({p.name, p.tensor, decays(p.name, p, config.optimizer)});
+    param_groups.push_back({p.name, p.tensor, decays(p.name, p, config.optimizer)});
     params_.push_back(p.tensor);
   }
   AdamWConfig opt;
@@ -100,7 +116,7 @@ Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::uniqu
   opt.beta2 = config.optimizer.beta2;
   opt.eps = config.optimizer.eps;
   opt.weight_decay = config.optimizer.weight_decay;
-  optimizer_ = std::make_unique<AdamW>(groups, opt);
+  optimizer_ = std::make_unique<AdamW>(param_groups, opt);
   schedule_.base_lr = config.optimizer.lr;
   schedule_.warmup_steps = config.schedule.warmup_steps;
   schedule_.total_steps = config.schedule.total_steps > 0 ? config.schedule.total_steps : config.training.steps;
@@ -109,15 +125,32 @@ Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::uniqu
   schedule_.validate();
   train_data_ = checked_source(config, false, std::move(train_source));
   eval_data_ = checked_source(config, true, nullptr);
-  progress_ << "moe-train: " << model_->params().count_elements() << " parameters, " << model_->moe_layers().size()
-            << " MoE layers, memory estimate " << memory_.summary()
+  if (groups_.distributed()) {  // rank r draws its rows of every batch and of every random draw
+    const int64_t rank = groups_.rank(), ranks = groups_.size();
+    train_data_->set_shard(rank, ranks);
+    eval_data_->set_shard(rank, ranks);
+    model_->noise_generator().set_shard(rank, ranks);
+    model_->dropout_generator().set_shard(rank, ranks);
+  }
+  progress_ << "moe-train: " << model_->params().count_elements() << " parameters";
+  if (groups_.distributed())
+    progress_ << " on rank 0 of " << groups_.size() << " (" << groups_.size() / groups_.expert_parallel
+              << " copies of the experts, each over " << groups_.expert_parallel << " ranks)";
+  progress_ << ", " << model_->moe_layers().size() << " MoE layers, memory estimate " << memory_.summary()
             << (config.logging.out_dir.empty() ? "" : ", writing " + config.logging.out_dir) << "\n";
+}
+
+bool Trainer::any_rank(bool flag) const {
+  if (!groups_.distributed()) return flag;
+  std::vector<int64_t> raised = {flag ? 1 : 0};
+  groups_.world->all_reduce_sum(raised);
+  return raised[0] > 0;
 }
 
 // The run folder is touched only once the run is known to be good: a fresh start, or after a
 // checkpoint was checked and restored; a refused resume leaves the folder as it was.
 void Trainer::open_outputs() {
-  if (outputs_open_ || config_.logging.out_dir.empty()) return;
+  if (outputs_open_ || !writes_files()) return;
   const std::filesystem::path out(config_.logging.out_dir);
   if (!resumed_) {
     const auto existing = checkpoint_steps(checkpoint_dir());
@@ -167,7 +200,6 @@ StepMetrics Trainer::step() {
   m.lr = schedule_.lr_at(m.step);
   std::vector<moe::MoeLayer*> layers = model_->moe_layers();
   m.counts.assign(layers.size(), std::vector<int64_t>(config_.moe.num_experts, 0));
-  const double micro = 1.0 / t.grad_accum;
   // A step that fails leaves the data and generators where it found them, so a diagnostic
   // checkpoint replays exactly the failing step.
   const data::LoaderCursor cursor = train_data_->cursor();
@@ -187,41 +219,28 @@ StepMetrics Trainer::step() {
   // Any failure here (a non-finite loss, a data or engine error) rewinds before it propagates,
   // so the trainer stays at the end of the last finished step and a checkpoint of it is sound.
   try {
-    for (int a = 0; a < t.grad_accum; ++a) {
-      data::Batch batch = train_data_->next_batch(t.batch_size, t.seq_len);
-      moe::ForwardResult out = model_->forward(batch.inputs, batch.targets, true);
-      const double loss = out.loss.item();
-      if (!std::isfinite(loss)) check_finite(out);  // throws NonFiniteError naming the tensor
-      {
-        StageTimer stage("backward");
-        backward(scale(out.loss, micro));  // the step's gradient is the mean over micro-batches
-      }
-      m.loss += loss * micro;
-      m.ce += out.ce.item() * micro;
-      for (const auto& [name, value] : out.terms) m.terms[name] += value * micro;
-      for (size_t l = 0; l < out.routings.size(); ++l) {
-        for (size_t e = 0; e < out.routings[l].counts.size(); ++e) m.counts[l][e] += out.routings[l].counts[e];
-        m.dropped += out.routings[l].dropped;
-        if (!observers.empty()) {
-          StageTimer diagnostics_stage("diagnostics");
-          observers[l].add(out.routings[l], batch.domains, t.seq_len);
-        }
-      }
-    }
+    forward_backward(m, observers);
   } catch (...) {
     rewind();
     throw;
   }
   StageTimer optimizer_stage("optimizer");
   try {  // nothing is updated before optimizer_->step: up to there a failure can still rewind
-    m.grad_norm = clip_grad_norm(params_, config_.optimizer.grad_clip);
+    if (groups_.distributed()) {
+      average_gradients(model_->params().all(), groups_);
+      m.grad_norm = clip_global_grad_norm(model_->params().all(), groups_, config_.optimizer.grad_clip);
+    } else {
+      m.grad_norm = clip_grad_norm(params_, config_.optimizer.grad_clip);
+    }
     if (!std::isfinite(m.grad_norm)) check_finite_gradients();  // throws NonFiniteError naming the tensor
     if (!observers.empty()) {
       StageTimer diagnostics_stage("diagnostics");
       const collapse::Thresholds thresholds = thresholds_from(config_.diagnostics);
       for (size_t l = 0; l < observers.size(); ++l) {
+        observers[l].sum_over(*groups_.world);
         m.layers.push_back(observers[l].stats(moe_blocks_[l], thresholds));
-        set_expert_similarity(m.layers.back(), *layers[l]);
+        // Expert similarity compares every expert's weights, which expert parallelism spreads.
+        if (groups_.expert_parallel == 1) set_expert_similarity(m.layers.back(), *layers[l]);
       }
     }
   } catch (...) {
@@ -233,11 +252,83 @@ StepMetrics Trainer::step() {
   for (size_t l = 0; l < layers.size(); ++l) layers[l]->update_bias(m.counts[l]);
   step_ = m.step;
   last_lr_ = m.lr;
-  tokens_seen_ += static_cast<int64_t>(t.batch_size) * t.seq_len * t.grad_accum;
+  const int64_t step_tokens = static_cast<int64_t>(t.batch_size) * t.seq_len * t.grad_accum * groups_.size();
+  tokens_seen_ += step_tokens;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   elapsed_seconds_ += seconds;
-  m.tokens_per_second = static_cast<double>(t.batch_size) * t.seq_len * t.grad_accum / seconds;
+  m.tokens_per_second = static_cast<double>(step_tokens) / seconds;
   return m;
+}
+
+// The step's micro-batches: forward, balance terms, backward, and the step's metrics summed
+// over the ranks. In the micro-batch balance scope each micro-batch goes backward at once. In
+// the global-batch scope the terms need the step's counts over every micro-batch and rank, so
+// all forwards come first (their graphs held: grad_accum micro-batches of activations), then
+// the counts are summed and one backward runs over every micro-batch's loss.
+void Trainer::forward_backward(StepMetrics& m, std::vector<RoutingObserver>& observers) {
+  const rc::TrainingConfig& t = config_.training;
+  const double micro = 1.0 / t.grad_accum;
+  const bool global_scope = config_.moe.balance_scope == rc::BalanceScope::global_batch;
+  std::vector<moe::ForwardResult> held;
+  auto add_metrics = [&](const moe::ForwardResult& out, double loss) {
+    m.loss += loss * micro;
+    m.ce += out.ce.item() * micro;
+    for (const auto& [name, value] : out.terms) m.terms[name] += value * micro;
+  };
+  for (int a = 0; a < t.grad_accum; ++a) {
+    data::Batch batch = train_data_->next_batch(t.batch_size, t.seq_len);
+    moe::ForwardResult out = model_->forward(batch.inputs, batch.targets, true, !global_scope);
+    for (size_t l = 0; l < out.routings.size(); ++l) {
+      for (size_t e = 0; e < out.routings[l].counts.size(); ++e) m.counts[l][e] += out.routings[l].counts[e];
+      m.dropped += out.routings[l].dropped;
+      if (!observers.empty()) {
+        StageTimer diagnostics_stage("diagnostics");
+        observers[l].add(out.routings[l], batch.domains, t.seq_len);
+      }
+    }
+    if (global_scope) {
+      held.push_back(std::move(out));
+      continue;
+    }
+    const double loss = out.loss.item();
+    if (!std::isfinite(loss)) check_finite(out);  // throws NonFiniteError naming the tensor
+    {
+      StageTimer stage("backward");
+      backward(scale(out.loss, micro));  // the step's gradient is the mean over micro-batches
+    }
+    add_metrics(out, loss);
+  }
+  // The step's counts over every rank: the bias update, the logs and the global balance scope.
+  std::vector<int64_t> counts;
+  for (const auto& layer : m.counts) counts.insert(counts.end(), layer.begin(), layer.end());
+  counts.push_back(m.dropped);
+  groups_.world->all_reduce_sum(counts);
+  for (size_t l = 0, i = 0; l < m.counts.size(); ++l)
+    for (int64_t& c : m.counts[l]) c = counts[i++];
+  m.dropped = counts.back();
+  if (global_scope) {
+    const int64_t step_tokens = static_cast<int64_t>(t.batch_size) * t.seq_len * t.grad_accum * groups_.size();
+    Tensor total;
+    for (moe::ForwardResult& out : held) {
+      model_->add_balance_terms(out, &m.counts, step_tokens);
+      const double loss = out.loss.item();
+      if (!std::isfinite(loss)) check_finite(out);
+      add_metrics(out, loss);
+      total = total.defined() ? add(total, scale(out.loss, micro)) : scale(out.loss, micro);
+    }
+    StageTimer stage("backward");
+    backward(total);
+  }
+  if (groups_.distributed()) {  // the logged numbers are the whole batch's: the mean over ranks
+    std::vector<double> values = {m.loss, m.ce};
+    for (const auto& [name, value] : m.terms) values.push_back(value);
+    groups_.world->all_reduce_sum(values);
+    for (double& v : values) v /= groups_.size();
+    m.loss = values[0];
+    m.ce = values[1];
+    size_t i = 2;
+    for (auto& [name, value] : m.terms) value = values[i++];
+  }
 }
 
 double Trainer::evaluate() {
@@ -251,7 +342,9 @@ double Trainer::evaluate() {
       data::Batch batch = eval_data_->next_batch(config_.training.batch_size, config_.training.seq_len);
       total += model_->forward(batch.inputs, batch.targets, false).ce.item();
     }
-    return total / config_.training.eval_batches;
+    std::vector<double> sum = {total / config_.training.eval_batches};
+    groups_.world->all_reduce_sum(sum);  // every rank evaluated its rows: the mean over ranks
+    return sum[0] / groups_.size();
   } catch (...) {
     eval_data_->restore(cursor);
     throw;
@@ -311,6 +404,7 @@ RunEnd Trainer::run(const std::atomic<bool>* stop) {
     try {
       m = step();
     } catch (const NonFiniteError& e) {
+      if (groups_.distributed()) throw;  // a save is collective: the other ranks are not here
       std::string saved;
       if (!config_.logging.out_dir.empty()) {
         try {
@@ -321,6 +415,7 @@ RunEnd Trainer::run(const std::atomic<bool>* stop) {
       }
       throw NonFiniteError("training stopped at step " + std::to_string(step_ + 1) + ": " + e.what() + saved);
     } catch (const std::exception& e) {
+      if (groups_.distributed()) throw;
       throw std::runtime_error(stopped_by_error("in step " + std::to_string(step_ + 1), e.what()));
     }
     // A file that cannot be written (a full disk) stops training at once, saying how to go on;
@@ -333,7 +428,8 @@ RunEnd Trainer::run(const std::atomic<bool>* stop) {
                   << " perplexity " << std::setprecision(2) << std::exp(loss) << std::endl;
         metrics_.record_eval(step_, loss);
       }
-      const bool stopping = stop && stop->load();
+      // Every rank stops after the same step, however the signal reached them.
+      const bool stopping = any_rank(stop && stop->load());
       if (!config_.logging.out_dir.empty() && ((every > 0 && m.step % every == 0) || m.step == t.steps || stopping)) {
         last_checkpoint_ = save_checkpoint();  // before printing: a failed save prints no "checkpoint:"
         last_checkpoint_step_ = step_;
@@ -347,6 +443,7 @@ RunEnd Trainer::run(const std::atomic<bool>* stop) {
     } catch (const std::filesystem::filesystem_error& e) {
       throw OutputError(stopped_writing(e.what()));
     } catch (const std::exception& e) {
+      if (groups_.distributed()) throw;
       throw std::runtime_error(stopped_by_error("after step " + std::to_string(step_), e.what()));
     }
   }

@@ -14,6 +14,15 @@
 // hold one window of seq_len + 1 tokens) and throws runconfig::ConfigError naming the keys, so
 // data that cannot serve the run is found before step 1, not at the final evaluation.
 //
+// Several processes (tools/lib/train/parallel.h): given process groups of R ranks, each rank
+// trains on its rows of every batch (rank r: rows r*b ... of the batch a single process would
+// draw with batch size R*b), the experts are spread over each expert group, gradients are
+// averaged and clipped by the global norm, and every logged number is the whole run's. Only
+// world rank 0 writes files (config.yaml, metrics, checkpoints: one file in the single-process
+// layout, whatever R); every rank calls run(), save_checkpoint() and resume() together. A stop
+// request seen by any rank stops every rank after the same step. An error on one rank is not
+// saved from: it propagates (the caller ends every rank), and the last checkpoint stays.
+//
 // A non-finite loss or gradient stops training with NonFiniteError naming the first tensor
 // where it appeared (a parameter, the logits, a loss term, or a parameter's gradient), after a
 // diagnostic checkpoint (OUT/checkpoints/diagnostic_step_N.h5) has been saved.
@@ -36,6 +45,7 @@
 #include "tools/lib/assemble/memory_estimate.h"
 #include "tools/lib/checkpoint/checkpoint.h"
 #include "tools/lib/train/metrics_log.h"
+#include "tools/lib/train/parallel.h"
 #include "tools/lib/train/routing_stats.h"
 #include "tools/lib/config/run_config.h"
 
@@ -60,7 +70,8 @@ class Trainer {
   // Throws runconfig::ConfigError before building anything when the config's memory estimate
   // exceeds memory_limit or the available memory.
   Trainer(const runconfig::RunConfig& config, std::ostream& progress,
-          std::unique_ptr<data::TokenSource> train_source = nullptr);
+          std::unique_ptr<data::TokenSource> train_source = nullptr,
+          const ProcessGroups& groups = ProcessGroups::single());
   ~Trainer();
 
   StepMetrics step();  // one optimizer step; throws NonFiniteError (nothing updated)
@@ -73,12 +84,14 @@ class Trainer {
   ckpt::Checkpoint snapshot(const std::string& diagnostic = "") const;
   void restore(const ckpt::Checkpoint& c, const std::string& source);  // source names the file in errors
   void resume(const std::string& path);  // read, compare configs (refuse model changes), restore
-  std::string save_checkpoint(const std::string& diagnostic = "");  // returns the path written
+  // Returns the path written (on ranks other than 0, which write nothing: the path rank 0 writes).
+  std::string save_checkpoint(const std::string& diagnostic = "");
   std::string checkpoint_dir() const;
 
   int64_t steps_done() const { return step_; }
   moe::TransformerLM& model() { return *model_; }
   const MetricsLog& metrics() const { return metrics_; }
+  const ProcessGroups& groups() const { return groups_; }
 
  private:
   void log(const StepMetrics& m);
@@ -91,8 +104,13 @@ class Trainer {
   void check_finite_gradients() const;
   std::string stopped_by_error(const std::string& where, const std::string& what);
 
+  bool writes_files() const { return !config_.logging.out_dir.empty() && groups_.rank() == 0; }
+  bool any_rank(bool flag) const;  // flag raised on at least one rank (a collective)
+  void forward_backward(StepMetrics& m, std::vector<RoutingObserver>& observers);
+
   runconfig::RunConfig config_;
   std::ostream& progress_;
+  ProcessGroups groups_;
   assemble::MemoryEstimate memory_;  // checked against the memory limit before model_ is built
   std::unique_ptr<moe::TransformerLM> model_;
   std::unique_ptr<engine::AdamW> optimizer_;

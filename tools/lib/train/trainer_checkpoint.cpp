@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "tools/lib/assemble/assemble.h"
@@ -88,6 +89,7 @@ ckpt::Checkpoint Trainer::snapshot(const std::string& diagnostic) const {
     c.adam_m.push_back(to_array(optimizer_->params()[i].name, optimizer_->m(i)));
     c.adam_v.push_back(to_array(optimizer_->params()[i].name, optimizer_->v(i)));
   }
+  gather_expert_tensors(groups_, c.params, c.adam_m, c.adam_v);  // rank 0 holds every expert
   const engine::AdamWConfig& o = optimizer_->config();
   c.hyperparameters = {
       {"lr", o.lr}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps}, {"weight_decay", o.weight_decay}};
@@ -106,9 +108,28 @@ ckpt::Checkpoint Trainer::snapshot(const std::string& diagnostic) const {
   return c;
 }
 
-void Trainer::restore(const ckpt::Checkpoint& c, const std::string& source) {
-  if (c.adam_m.size() != c.params.size() || c.adam_v.size() != c.params.size())
+void Trainer::restore(const ckpt::Checkpoint& whole, const std::string& source) {
+  if (whole.adam_m.size() != whole.params.size() || whole.adam_v.size() != whole.params.size())
     throw ckpt::CheckpointError(source + ": /optimizer: needs m and v for every tensor of /model");
+  // Expert parallelism: this rank takes its own experts of the file, which holds them all (a
+  // checkpoint of any world size or expert parallelism restores into any other).
+  ckpt::Checkpoint local_part;
+  const bool all_experts_here = groups_.expert_parallel == 1;
+  if (!all_experts_here) {
+    std::set<std::string> held;
+    for (const moe::NamedParam& p : model_->params().all()) held.insert(p.name);
+    local_part = whole;
+    local_part.params.clear();
+    local_part.adam_m.clear();
+    local_part.adam_v.clear();
+    for (size_t i = 0; i < whole.params.size(); ++i) {
+      if (is_expert_tensor(whole.params[i].name) && !held.count(whole.params[i].name)) continue;
+      local_part.params.push_back(whole.params[i]);
+      local_part.adam_m.push_back(whole.adam_m[i]);
+      local_part.adam_v.push_back(whole.adam_v[i]);
+    }
+  }
+  const ckpt::Checkpoint& c = all_experts_here ? whole : local_part;
   assemble::load_model(*model_, c, source);
   std::map<std::string, size_t> by_name;
   for (size_t i = 0; i < c.params.size(); ++i) by_name[c.params[i].name] = i;
@@ -166,14 +187,14 @@ void Trainer::resume(const std::string& path) {
   if (c.step > config_.training.steps)
     throw ckpt::CheckpointError(path + ": the checkpoint is at step " + std::to_string(c.step) +
                                 ", beyond training.steps = " + std::to_string(config_.training.steps));
-  if (!config_.logging.out_dir.empty()) check_folder_holds_same_run(checkpoint_dir(), saved, path);
+  if (writes_files()) check_folder_holds_same_run(checkpoint_dir(), saved, path);
   restore(c, path);
   resumed_ = true;
   last_checkpoint_ = path;
   last_checkpoint_step_ = c.step;
   // Later checkpoints of this folder belong to the run being replaced: keep them, out of the way.
   const fs::path superseded = fs::path(checkpoint_dir()) / "superseded";
-  if (!config_.logging.out_dir.empty())
+  if (writes_files())
     for (const auto& [step, file] : checkpoints_in(checkpoint_dir())) {
       if (step <= c.step) continue;
       fs::create_directories(superseded);
@@ -192,16 +213,18 @@ void Trainer::resume(const std::string& path) {
 
 std::string Trainer::save_checkpoint(const std::string& diagnostic) {
   const fs::path dir = checkpoint_dir();
-  fs::create_directories(dir);
   char name[64];
   std::snprintf(name, sizeof name, "%sstep_%08lld.h5", diagnostic.empty() ? "" : "diagnostic_",
                 static_cast<long long>(step_));
   const std::string path = (dir / name).string();
+  ckpt::Checkpoint state = snapshot(diagnostic);  // a collective with expert parallelism
+  if (groups_.rank() != 0) return path;
+  fs::create_directories(dir);
   std::error_code ec;
   static const std::regex leftover("(diagnostic_)?step_[0-9]+\\.h5\\.tmp");
   for (const auto& entry : fs::directory_iterator(dir, ec))  // left by a save that was killed
     if (std::regex_match(entry.path().filename().string(), leftover)) fs::remove(entry.path(), ec);
-  ckpt::write_checkpoint(path, snapshot(diagnostic));
+  ckpt::write_checkpoint(path, state);
   if (!diagnostic.empty()) return path;
   // Keep the newest K regular checkpoints; the one just written is the newest, so it stays.
   auto all = checkpoints_in(dir);

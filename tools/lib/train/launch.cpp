@@ -1,0 +1,69 @@
+#include "tools/lib/train/launch.h"
+
+#include <omp.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "engine/dist/world.h"
+
+namespace train {
+
+namespace {
+
+int usable_cpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
+  const unsigned n = std::thread::hardware_concurrency();
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+}  // namespace
+
+int launched_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"})
+    if (const char* v = std::getenv(name)) return std::atoi(v);
+  return 0;
+}
+
+void prepare_process(char** argv) {
+  const int local = engine::dist::launched_local_size();
+  if (engine::dist::launched_world_size() <= 1) return;
+  if (!std::getenv("OMP_NUM_THREADS")) {
+    const unsigned hardware = std::thread::hardware_concurrency();
+    int share = hardware > 0 ? static_cast<int>(hardware) / local : 1;
+    share = std::max(1, std::min(share, usable_cpus()));
+    setenv("OMP_NUM_THREADS", std::to_string(share).c_str(), 1);
+    omp_set_num_threads(share);
+  }
+  if (!std::getenv("OMP_WAIT_POLICY")) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv);  // returns only on failure: go on with the threads set above
+  }
+}
+
+int agree(engine::dist::Communicator& world, int code, const std::string& message, std::string* report) {
+  const std::vector<int64_t> codes = world.all_gather(std::vector<int64_t>{code});
+  int first = -1, failed = 0;
+  for (size_t q = 0; q < codes.size(); ++q)
+    if (codes[q] != 0) {
+      ++failed;
+      if (first < 0) first = static_cast<int>(q);
+    }
+  if (first < 0) return 0;
+  const std::string text = world.broadcast(message, first);
+  // The same failure everywhere (a bad config) is reported once, as one process would report it.
+  bool same = failed == world.size();
+  if (same) {
+    std::vector<int64_t> matches = {message == text ? 1 : 0};
+    world.all_reduce_sum(matches);
+    same = matches[0] == world.size();
+  }
+  if (report) *report = same || world.size() == 1 ? text : "rank " + std::to_string(first) + ": " + text;
+  return static_cast<int>(codes[first]);
+}
+
+}  // namespace train
