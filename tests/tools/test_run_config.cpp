@@ -351,7 +351,7 @@ TEST_CASE("config: unknown key is named, with a suggestion and the allowed keys"
   CHECK_THROWS_WITH(
       load_run_config(top),
       Contains(top + ":1:1: optimiser: unknown key, did you mean 'optimizer'?") &&
-          Contains("allowed: model, moe, data, optimizer, schedule, training, logging, checkpointing, diagnostics, "
+          Contains("allowed: model, moe, data, optimizer, schedule, training, logging, checkpointing, diagnostics, parallel, "
                    "device"));
   const std::string loss = tmp.write("loss.yaml", "moe:\n  losses:\n    aux: 0.01\n");
   CHECK_THROWS_WITH(load_run_config(loss),
