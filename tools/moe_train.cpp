@@ -122,8 +122,7 @@ int run_program(const std::string& config_path, std::vector<std::string> overrid
           for (const std::string& k :
                runconfig::keys_differing(runconfig::parse_run_config(reference, "rank 0's config"), config))
             keys += (keys.empty() ? "" : ", ") + k;
-          throw runconfig::ConfigError("rank " + std::to_string(world->rank()) +
-                                       "'s config differs from rank 0's in " + keys +
+          throw runconfig::ConfigError("the config differs from rank 0's in " + keys +
                                        "; every rank must read the same config and --set flags");
         }))
       return code;

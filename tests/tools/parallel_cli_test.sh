@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# moe-train under mpirun, from the outside: what a user sees.
+# Usage: parallel_cli_test.sh CASE MPIRUN MOE_TRAIN MOE_INSPECT CONFIG WORK_DIR
+#   bad_input    EP not dividing E or the world, configs that differ between ranks, parallel
+#                without mpirun: one clear error, non-zero exit everywhere, no hang
+#   killed_rank  a rank killed with SIGKILL: mpirun and the other ranks end within 60 s, the
+#                lost rank is named, the last checkpoint stays loadable
+#   sigterm      SIGTERM to mpirun: every rank finishes the step, one checkpoint, resumable
+#   repeat       the same mpirun command twice: bit-identical losses
+# Each case prints PASS: ... last; CTest looks for it.
+set -u
+case=$1 mpirun=$2 train=$3 inspect=$4 config=$5 work=$6
+rm -rf "$work"
+mkdir -p "$work"
+cd "$work" || exit 1
+small=(--config "$config" --set model.n_layers=2 --set training.seq_len=32 --set training.batch_size=2
+       --set training.eval_every=0 --set schedule.warmup_steps=1 --set logging.every=1)
+fail() { echo "FAIL: $*"; exit 1; }
+# Runs a command with a time limit; its exit status, or 124 when it had to be killed.
+limited() { timeout -k 5 "$1" "${@:2}"; }
+
+errors_in() { grep -c "^moe-train: " "$1"; }  # the program's own error lines
+
+case $case in
+bad_input)
+  limited 60 "$mpirun" -np 2 "$train" "${small[@]}" --set parallel.expert=3 --out run >log1 2>&1
+  rc=$?
+  [[ $rc -ne 0 && $rc -ne 124 ]] || fail "EP 3 with 8 experts: exit $rc"
+  grep -q "parallel.expert: must divide moe.num_experts (8), got 3" log1 || { cat log1; fail "EP 3: no message"; }
+  [[ $(errors_in log1) -eq 1 ]] || { cat log1; fail "EP 3: not exactly one error line"; }
+
+  limited 60 "$mpirun" -np 2 "$train" "${small[@]}" --set parallel.expert=4 --out run >log2 2>&1
+  rc=$?
+  [[ $rc -ne 0 && $rc -ne 124 ]] || fail "EP 4 on 2 ranks: exit $rc"
+  grep -q "parallel.expert: 4 must divide the number of ranks (2)" log2 || { cat log2; fail "EP 4: no message"; }
+  [[ $(errors_in log2) -eq 1 ]] || { cat log2; fail "EP 4: not exactly one error line"; }
+
+  limited 60 "$mpirun" -np 1 "$train" "${small[@]}" --out run : -np 1 "$train" "${small[@]}" \
+    --set optimizer.lr=0.001 --out run >log3 2>&1
+  rc=$?
+  [[ $rc -ne 0 && $rc -ne 124 ]] || fail "differing configs: exit $rc"
+  grep -q "^moe-train: rank 1: the config differs from rank 0's in optimizer.lr" log3 || { cat log3; fail "differing configs: no message"; }
+  [[ $(errors_in log3) -eq 1 ]] || { cat log3; fail "differing configs: not exactly one error line"; }
+
+  limited 60 "$train" "${small[@]}" --set parallel.expert=2 --out run >log4 2>&1
+  rc=$?
+  [[ $rc -eq 2 ]] || fail "parallel.expert 2 without mpirun: exit $rc, expected 2"
+  grep -q "parallel.expert = 2 needs that many processes or a multiple: start with mpirun" log4 ||
+    { cat log4; fail "without mpirun: no message"; }
+  [[ ! -e run/checkpoints ]] || fail "a refused run wrote checkpoints"
+  echo "PASS: bad input ends every rank with one error and no hang"
+  ;;
+killed_rank)
+  "$mpirun" -np 2 "$train" "${small[@]}" --set training.steps=100000 --set logging.every=10 \
+    --set checkpointing.every=20 --set parallel.expert=2 --out run >log 2>&1 &
+  launcher=$!
+  for _ in $(seq 1 600); do [[ -e run/checkpoints/step_00000040.h5 ]] && break; sleep 0.1; done
+  [[ -e run/checkpoints/step_00000040.h5 ]] || { cat log; fail "no checkpoint at step 40"; }
+  victim=$(pgrep -P "$launcher" -f "$train" | tail -1)
+  [[ -z $victim ]] && victim=$(pgrep -f "$train.*--out run" | tail -1)
+  [[ -n $victim ]] || fail "no rank process found"
+  kill -KILL "$victim"
+  start=$SECONDS
+  while kill -0 "$launcher" 2>/dev/null && ((SECONDS - start < 60)); do sleep 0.2; done
+  if kill -0 "$launcher" 2>/dev/null; then
+    pkill -KILL -f "$train.*--out run"
+    fail "mpirun still running 60 s after a rank was killed"
+  fi
+  wait "$launcher"
+  rc=$?
+  [[ $rc -ne 0 ]] || fail "mpirun exited 0 after a rank was killed"
+  pgrep -f "$train.*--out run" >/dev/null && fail "a rank outlived mpirun"
+  grep -Eq "rank [01] .*(signal 9|Killed)" log || { tail -20 log; fail "the lost rank is not named"; }
+  last=$(ls run/checkpoints/step_*.h5 | tail -1)
+  "$inspect" "$last" --no-config >inspect.log 2>&1 || { cat inspect.log; fail "the last checkpoint $last does not load"; }
+  echo "PASS: a killed rank ends the run within $((SECONDS - start)) s; $last loads"
+  ;;
+sigterm)
+  "$mpirun" -np 2 "$train" "${small[@]}" --set training.steps=100000 --set checkpointing.every=0 \
+    --set parallel.expert=2 --out run >log 2>&1 &
+  launcher=$!
+  for _ in $(seq 1 600); do grep -q "^step 3/" log && break; sleep 0.1; done
+  kill -TERM "$launcher"
+  wait "$launcher"
+  rc=$?
+  [[ $rc -ne 0 ]] || fail "mpirun exited 0 after SIGTERM"
+  grep -q "stopped by SIGTERM after step [0-9]*; continue with --resume latest" log || { tail log; fail "no stop message"; }
+  [[ $(grep -c "^checkpoint: " log) -eq 1 ]] || { tail log; fail "not exactly one checkpoint saved"; }
+  saved=$(ls run/checkpoints/step_*.h5 | tail -1)
+  step=$(basename "$saved" .h5 | sed 's/step_0*//')
+  grep -q "stopped by SIGTERM after step $step;" log || fail "the checkpoint is not the last step"
+  limited 120 "$mpirun" -np 2 "$train" "${small[@]}" --set training.steps=$((step + 2)) --set parallel.expert=2 \
+    --out run --resume latest >resume.log 2>&1 || { cat resume.log; fail "resuming"; }
+  grep -q "resumed from .* at step $step" resume.log || { cat resume.log; fail "no resume message"; }
+  echo "PASS: SIGTERM to mpirun saved step $step once; the run resumed"
+  ;;
+repeat)
+  for n in 1 2; do
+    limited 120 "$mpirun" -np 2 "$train" "${small[@]}" --set training.steps=8 --set parallel.expert=2 \
+      --set moe.router=noisy_topk --out "run$n" >"log$n" 2>&1 || { cat "log$n"; fail "run $n"; }
+  done
+  # Every column but the time-dependent tokens_per_s.
+  cut -d, -f1-5,7- run1/metrics.csv >a.csv
+  cut -d, -f1-5,7- run2/metrics.csv >b.csv
+  [[ $(wc -l <a.csv) -eq 9 ]] || fail "expected 8 logged steps"
+  cmp -s a.csv b.csv || { diff a.csv b.csv | head; fail "two identical runs logged different numbers"; }
+  echo "PASS: the same mpirun command twice logs bit-identical losses"
+  ;;
+*)
+  fail "unknown case $case"
+  ;;
+esac
