@@ -3,17 +3,22 @@
 // sgemm peak, peak resident memory, and a per-stage profile.
 //
 //   moe-bench --config FILE [--set key=value ...] [--warmup N] [--steps N] [--no-profile] [--json]
+//   mpirun -np R moe-bench --config FILE --set parallel.expert=P ...   (rank 0 prints, with a
+//   per-rank split of the step into compute, all-to-all, all-reduce and waiting)
 #include <boost/program_options.hpp>
 #include <iostream>
 
+#include "engine/dist/world.h"
 #include "engine/engine.h"
 #include "tools/cli.h"
+#include "tools/lib/train/launch.h"
 #include "tools/lib/bench/bench.h"
 #include "tools/lib/train/metrics_log.h"
 
 namespace po = boost::program_options;
 
 int main(int argc, char** argv) {
+  train::prepare_process(argv);
   std::string config_path;
   std::vector<std::string> overrides;
   bench::Options options;
@@ -31,10 +36,17 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.profile = !vm.count("no-profile");
+  std::shared_ptr<engine::dist::Communicator> world;
   try {
+    world = engine::dist::world();
     const runconfig::RunConfig config = runconfig::load_run_config(
         config_path, overrides, [](std::string* why) { return engine::cuda_available(why); });
-    const bench::Result r = bench::run(config, config_path, options);
+    const train::ProcessGroups groups = train::ProcessGroups::make(world, config.parallel.expert);
+    const bench::Result r = bench::run(config, config_path, options, groups);
+    const bool speaks = world->rank() == 0;
+    world.reset();
+    engine::dist::finalize();
+    if (!speaks) return 0;
     if (!vm.count("json")) {
       bench::print(r, std::cout);
       return 0;
@@ -47,13 +59,22 @@ int main(int argc, char** argv) {
               << ", \"peak_rss_mb\": " << json_number(r.peak_rss_mb) << ", \"stages_ms\": {";
     for (size_t i = 0; i < r.stages.size(); ++i)
       std::cout << (i ? ", " : "") << "\"" << r.stages[i].first << "\": " << json_number(1e3 * r.stages[i].second);
-    std::cout << "}}\n";
-  } catch (const runconfig::ConfigError& e) {
-    std::cerr << "moe-bench: " << e.what() << "\n";
-    return 2;
+    std::cout << "}, \"ranks\": [";
+    for (size_t q = 0; q < r.ranks.size(); ++q) {
+      const bench::Result::RankTimes& t = r.ranks[q];
+      std::cout << (q ? ", " : "") << "{\"step_ms\": " << json_number(1e3 * t.step)
+                << ", \"compute_ms\": " << json_number(1e3 * t.compute)
+                << ", \"all_to_all_ms\": " << json_number(1e3 * t.all_to_all)
+                << ", \"all_reduce_ms\": " << json_number(1e3 * t.all_reduce) << ", \"wait_ms\": " << json_number(1e3 * t.wait)
+                << "}";
+    }
+    std::cout << "]}\n";
   } catch (const std::exception& e) {
-    std::cerr << "moe-bench: " << e.what() << "\n";
-    return 1;
+    const bool config_error = dynamic_cast<const runconfig::ConfigError*>(&e) != nullptr;
+    std::cerr << "moe-bench: " << (world && world->size() > 1 ? "rank " + std::to_string(world->rank()) + ": " : "")
+              << e.what() << "\n";
+    if (world && world->size() > 1) engine::dist::abort_all(config_error ? 2 : 1);
+    return config_error ? 2 : 1;
   }
   return 0;
 }

@@ -60,7 +60,8 @@ double measure_matmul_peak(engine::MatmulPrecision precision) {
 }
 }  // namespace
 
-Result run(const rc::RunConfig& config_in, const std::string& name, const Options& o) {
+Result run(const rc::RunConfig& config_in, const std::string& name, const Options& o,
+           const train::ProcessGroups& groups) {
   rc::RunConfig config = config_in;
   config.logging.out_dir.clear();  // no files, no checkpoints: the step alone is timed
   config.training.steps = std::max(config.training.steps, o.warmup + o.steps);
@@ -68,15 +69,17 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
   config.diagnostics.warnings = false;
   Result r;
   r.config_name = name;
-  r.tokens_per_step =
-      static_cast<int64_t>(config.training.batch_size) * config.training.seq_len * config.training.grad_accum;
-  r.flops_per_step = training_flops(config, &r.flop_formula);
+  r.tokens_per_step = static_cast<int64_t>(config.training.batch_size) * config.training.seq_len *
+                      config.training.grad_accum * groups.size();
+  r.flops_per_step = training_flops(config, &r.flop_formula) * groups.size();
   r.precision = rc::to_string(config.precision);
   r.sgemm_peak_gflops = measure_matmul_peak(config.precision == rc::PrecisionKind::bf16 ? engine::MatmulPrecision::bf16
                                                                                         : engine::MatmulPrecision::f32);
   std::ostringstream quiet;
-  train::Trainer trainer(config, quiet);
+  train::Trainer trainer(config, quiet, nullptr, groups);
   for (int s = 0; s < o.warmup; ++s) trainer.step();
+  const bool split_waiting = o.profile && groups.distributed();
+  for (const auto& comm : {groups.world, groups.expert_group, groups.expert_replicas}) comm->set_measure_wait(split_waiting);
   engine::reset_stage_times();
   engine::set_profiling(o.profile);
   for (int s = 0; s < o.steps; ++s) {
@@ -98,6 +101,20 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
   }
   if (o.profile) r.stages.emplace_back("other", std::max(0.0, total - staged) / o.steps);
   r.peak_rss_mb = peak_rss_mb();
+  if (groups.distributed()) {
+    for (const auto& comm : {groups.world, groups.expert_group, groups.expert_replicas}) comm->set_measure_wait(false);
+    Result::RankTimes mine;
+    mine.step = total / o.steps;
+    for (const auto& [stage, seconds] : r.stages) {
+      if (stage == "all_to_all") mine.all_to_all = seconds;
+      if (stage == "all_reduce") mine.all_reduce = seconds;
+      if (stage == "wait") mine.wait = seconds;
+    }
+    mine.compute = std::max(0.0, mine.step - mine.all_to_all - mine.all_reduce - mine.wait);
+    const std::vector<double> all =
+        groups.world->all_gather(std::vector<double>{mine.step, mine.compute, mine.all_to_all, mine.all_reduce, mine.wait});
+    for (size_t q = 0; q + 4 < all.size(); q += 5) r.ranks.push_back({all[q], all[q + 1], all[q + 2], all[q + 3], all[q + 4]});
+  }
   return r;
 }
 
@@ -110,6 +127,16 @@ void print(const Result& r, std::ostream& out) {
                 r.tokens_per_s, r.model_gflops, 100 * r.model_gflops / r.sgemm_peak_gflops, r.precision.c_str(),
                 r.sgemm_peak_gflops, r.peak_rss_mb);
   out << line << "  model FLOPs per step: " << r.flop_formula << " = " << r.flops_per_step / 1e9 << " GFLOP\n";
+  if (!r.ranks.empty()) {
+    out << "  per rank (mean per step, ms; wait = idle until the slowest rank reaches the collective):\n"
+        << "    rank     step  compute  all-to-all  all-reduce     wait\n";
+    for (size_t q = 0; q < r.ranks.size(); ++q) {
+      const Result::RankTimes& t = r.ranks[q];
+      std::snprintf(line, sizeof line, "    %4zu %8.2f %8.2f %11.2f %11.2f %8.2f\n", q, 1e3 * t.step, 1e3 * t.compute,
+                    1e3 * t.all_to_all, 1e3 * t.all_reduce, 1e3 * t.wait);
+      out << line;
+    }
+  }
   if (r.stages.empty()) return;
   double total = 0;
   for (const auto& [stage, s] : r.stages) total += s;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "tools/lib/config/run_config.h"
+#include "tools/lib/train/parallel.h"
 
 namespace bench {
 
@@ -27,12 +28,21 @@ struct Result {
   std::vector<double> step_seconds;
   std::vector<std::pair<std::string, double>> stages;  // seconds per step, median-free mean over timed steps
   std::string flop_formula;
+  // Several ranks: where each rank's step goes (mean per timed step, seconds). compute is the
+  // step less the collectives; wait is time at the barrier before a collective, the time a rank
+  // idles until the slowest rank arrives (with expert parallelism: the most loaded experts).
+  struct RankTimes {
+    double step = 0, compute = 0, all_to_all = 0, all_reduce = 0, wait = 0;
+  };
+  std::vector<RankTimes> ranks;
 };
 
 // Model FLOPs of one training step: 3 x forward (forward + backward's two matmuls per weight).
 double training_flops(const runconfig::RunConfig& config, std::string* formula = nullptr);
 
-Result run(const runconfig::RunConfig& config, const std::string& name, const Options& options);
+// Every rank of `groups` calls it together; tokens count the whole run's batch.
+Result run(const runconfig::RunConfig& config, const std::string& name, const Options& options,
+           const train::ProcessGroups& groups = train::ProcessGroups::single());
 void print(const Result& r, std::ostream& out);
 double peak_rss_mb();
 
