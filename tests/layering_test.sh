@@ -2,7 +2,8 @@
 # The source tree's layering, checked on #include lines: each rule names a folder and the folders
 # it must not include from. A broken rule prints every offending file:line and fails the test.
 #   engine/core  -> not engine/ops (the tape and tensor sit below the ops)
-#   engine/cpu, engine/cuda -> not engine/ops (the backends the ops call sit below them)
+#   engine/cpu, engine/cuda, engine/dist -> not engine/ops (the backends and the communicator
+#                the ops call sit below them)
 #   engine/      -> not models/, data/, tools/
 #   models/      -> not tools/, data/
 #   data/        -> not models/, tools/
@@ -32,12 +33,13 @@ forbid() {  # forbid DIR PREFIX...: no file under DIR includes "PREFIX..." (nor 
   fi
 }
 
-for dir in engine/core engine/cpu engine/cuda engine models data; do
+for dir in engine/core engine/cpu engine/cuda engine/dist engine models data; do
   [[ -d $dir ]] || { echo "FAIL: no folder $dir under $(pwd)"; exit 1; }
 done
 forbid engine/core engine/ops/
 forbid engine/cpu engine/ops/
 forbid engine/cuda engine/ops/
+forbid engine/dist engine/ops/
 forbid engine models/ data/ tools/
 forbid models tools/ data/
 forbid data models/ tools/

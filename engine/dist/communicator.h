@@ -31,7 +31,8 @@ class Communicator {
   virtual int size() const = 0;
   virtual std::string backend() const = 0;  // "self", "mpi", "nccl"
 
-  // In place: t (f32 or f64, any shape) becomes the element-wise sum over the ranks.
+  // t (f32 or f64, contiguous) becomes the element-wise sum over the ranks: summed in place, or
+  // replaced by a tensor on its device holding the sum (staged through the host).
   virtual void all_reduce_sum(Tensor& t) = 0;
   virtual void all_reduce_sum(std::vector<double>& values) = 0;
   virtual void all_reduce_sum(std::vector<int64_t>& values) = 0;

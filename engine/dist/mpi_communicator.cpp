@@ -11,7 +11,6 @@
 
 #include "engine/core/profile.h"
 #include "engine/dist/mpi_communicator.h"
-#include "engine/ops/copy.h"
 
 namespace engine::dist {
 
@@ -62,7 +61,7 @@ class MpiCommunicator : public Communicator {
     if (!t.device().is_cpu()) {  // no CUDA-aware MPI assumed: through the host
       Tensor host = t.to(Device::cpu());
       all_reduce_sum(host);
-      copy_into(host.to(t.device()), t);
+      t = host.to(t.device());
       return;
     }
     if (t.dtype() == DType::f32)

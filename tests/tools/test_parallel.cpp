@@ -289,7 +289,7 @@ Trace steps_after_five(const Trace& t) {
 
 }  // namespace
 
-TEST_CASE("parallel: 4 ranks save, 1 resumes, and the reverse; the same layout resumes bit-exactly", "[parallel]") {
+TEST_CASE("parallel: 4 ranks save and 1 resumes (and the reverse); the same layout resumes bit-exactly", "[parallel]") {
   const rc::RunConfig c = small_config(rc::RouterKind::topk_softmax);
   const Trace straight4 = steps_after_five(train_parallel(c, 4, 2));
   const Trace straight1 = steps_after_five(train_alone(c, 2 * c.training.batch_size, 2));
