@@ -11,6 +11,7 @@
 // resume; any other error during training saves a checkpoint first and names it);
 // 130 / 143 stopped by SIGINT / SIGTERM (during training after saving a checkpoint; before
 // training at once, saying that nothing was trained or saved).
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
@@ -30,6 +31,7 @@ namespace po = boost::program_options;
 namespace {
 std::atomic<bool> g_stop{false};
 volatile std::sig_atomic_t g_signal = 0;
+volatile std::sig_atomic_t g_several_ranks = 0;
 
 // What the program is doing, for the signal handler. Before training there is nothing to save,
 // so a signal ends the program at once and says what it interrupted; during training it asks
@@ -66,6 +68,14 @@ void on_signal(int sig) {
   }
   g_signal = sig;
   g_stop.store(true);
+  // Under mpirun the signal usually comes from mpirun, which stops reading the ranks' output
+  // while it waits (1 s by default, odls_base_sigkill_timeout) before SIGKILL: a rank writing a
+  // progress line would block until killed, before it could save. Output that cannot be written
+  // now is dropped instead.
+  if (g_several_ranks) {
+    const int flags = fcntl(STDOUT_FILENO, F_GETFL);
+    if (flags >= 0) fcntl(STDOUT_FILENO, F_SETFL, flags | O_NONBLOCK);
+  }
 }
 
 // The part of main that runs once the flags are read: every rank of an mpirun goes through the
@@ -81,6 +91,7 @@ int run_program(const std::string& config_path, std::vector<std::string> overrid
     return 2;
   }
   const bool several = world->size() > 1;
+  g_several_ranks = several ? 1 : 0;
   const bool speaks = world->rank() == 0;
   std::ostream quiet(nullptr);
   std::ostream& progress = speaks ? std::cout : quiet;

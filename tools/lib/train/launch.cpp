@@ -41,7 +41,13 @@ void prepare_process(char** argv) {
   }
   if (!std::getenv("OMP_WAIT_POLICY")) {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    execv("/proc/self/exe", argv);  // returns only on failure: go on with the threads set above
+    // The program's own path, not /proc/self/exe, so that ps and pkill still see its name.
+    char path[4096];
+    const ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (n > 0) {
+      path[n] = '\0';
+      execv(path, argv);  // returns only on failure: go on with the threads set above
+    }
   }
 }
 
