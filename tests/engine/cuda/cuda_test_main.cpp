@@ -6,6 +6,7 @@
 #include <string>
 
 #include "engine/core/device.h"
+#include "engine/dist/world.h"
 
 int main(int argc, char** argv) {
   std::string why;
@@ -13,5 +14,8 @@ int main(int argc, char** argv) {
     std::printf("SKIPPED: CUDA tests need a CUDA device: %s\n", why.c_str());
     return 77;
   }
-  return Catch::Session().run(argc, argv);
+  const int failed = Catch::Session().run(argc, argv);
+  // Under mpirun the NCCL cases joined MPI; leaving without MPI_Finalize fails the launch.
+  engine::dist::finalize();
+  return failed;
 }
