@@ -7,6 +7,7 @@
 #include "engine/core/tensor.h"
 #include "engine/cpu/onednn_gemm.h"
 #include "engine/ops/activation.h"
+#include "engine/ops/all_reduce.h"
 #include "engine/ops/all_to_all.h"
 #include "engine/ops/attention.h"
 #include "engine/ops/binary.h"

@@ -12,14 +12,13 @@ class SelfCommunicator : public Communicator {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   std::string backend() const override { return "self"; }
-  void all_reduce_sum(Tensor&) override {}
   void all_reduce_sum(std::vector<double>&) override {}
   void all_reduce_sum(std::vector<int64_t>&) override {}
   std::vector<int64_t> all_gather(const std::vector<int64_t>& mine) override { return mine; }
   std::vector<double> all_gather(const std::vector<double>& mine) override { return mine; }
   std::vector<int64_t> all_to_all(const std::vector<int64_t>& send) override { return send; }
-  Tensor all_to_all_rows(const Tensor& src, const std::vector<int64_t>& send_rows,
-                         const std::vector<int64_t>& recv_rows) override {
+  Tensor exchange_rows(const Tensor& src, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows,
+                       const char*) override {
     check_rows_exchange(*this, src, send_rows, recv_rows);
     if (send_rows[0] != recv_rows[0])
       throw std::invalid_argument("all_to_all_rows: one rank sends " + std::to_string(send_rows[0]) +

@@ -8,7 +8,8 @@
 // Contract, for every implementation:
 // - Every rank of the group calls the same collectives in the same order (as MPI requires).
 // - Sums are added in rank order 0, 1, ..., size-1 on every rank, never in the order messages
-//   arrive, so all ranks hold bit-identical results and a run repeats bit for bit.
+//   arrive, so all ranks hold bit-identical results and a run repeats bit for bit. Tensors are
+//   summed by engine::all_reduce_sum, one algorithm over exchange_rows for every transport.
 // - Tensors passed in are contiguous; an implementation that cannot reach a device's memory
 //   stages through the host.
 // Each collective is charged to a profile stage ("all_to_all", "all_reduce"); with
@@ -31,9 +32,8 @@ class Communicator {
   virtual int size() const = 0;
   virtual std::string backend() const = 0;  // "self", "mpi", "nccl"
 
-  // t (f32 or f64, contiguous) becomes the element-wise sum over the ranks: summed in place, or
-  // replaced by a tensor on its device holding the sum (staged through the host).
-  virtual void all_reduce_sum(Tensor& t) = 0;
+  // Host values summed over the ranks (a tensor's sum: engine::all_reduce_sum in
+  // engine/ops/all_reduce.h, built on exchange_rows so that every transport sums alike).
   virtual void all_reduce_sum(std::vector<double>& values) = 0;
   virtual void all_reduce_sum(std::vector<int64_t>& values) = 0;
   // Every rank's vector (all of one length), concatenated in rank order.
@@ -43,9 +43,14 @@ class Communicator {
   // rank sent to this one, in rank order.
   virtual std::vector<int64_t> all_to_all(const std::vector<int64_t>& send) = 0;
   // Rows of a 2-D tensor: src [sum(send_rows), d] holds send_rows[q] rows for rank q, in rank
-  // order; returns [sum(recv_rows), d] holding recv_rows[q] rows from rank q, in rank order.
-  virtual Tensor all_to_all_rows(const Tensor& src, const std::vector<int64_t>& send_rows,
-                                 const std::vector<int64_t>& recv_rows) = 0;
+  // order; returns [sum(recv_rows), d] holding recv_rows[q] rows from rank q, in rank order, on
+  // src's device. The time is charged to the profile stage `stage`.
+  virtual Tensor exchange_rows(const Tensor& src, const std::vector<int64_t>& send_rows,
+                               const std::vector<int64_t>& recv_rows, const char* stage) = 0;
+  Tensor all_to_all_rows(const Tensor& src, const std::vector<int64_t>& send_rows,
+                         const std::vector<int64_t>& recv_rows) {
+    return exchange_rows(src, send_rows, recv_rows, "all_to_all");
+  }
   // root's bytes on every rank.
   virtual std::string broadcast(const std::string& bytes, int root) = 0;
   // Point to point, for gathering checkpoint pieces on one rank.

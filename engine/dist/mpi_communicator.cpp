@@ -1,8 +1,8 @@
-// Collectives over MPI. Sums are not left to MPI_Allreduce, whose algorithm (and so the order
-// of floating-point additions) OpenMPI picks by message size and group size: a reduce-scatter
-// (MPI_Alltoallv: rank q receives every rank's q-th chunk) is summed in rank order, then
-// gathered back (MPI_Allgatherv). The bytes moved equal a ring all-reduce's, and the result is
-// the same on every rank and in every run.
+// Collectives over MPI. Sums of host values are not left to MPI_Allreduce, whose algorithm (and
+// so the order of floating-point additions) OpenMPI picks by message size and group size: a
+// reduce-scatter (MPI_Alltoallv: rank q receives every rank's q-th chunk) is summed in rank
+// order, then gathered back (MPI_Allgatherv), the algorithm engine::all_reduce_sum uses for
+// tensors. The result is the same on every rank and in every run.
 #include <mpi.h>
 
 #include <climits>
@@ -33,8 +33,6 @@ int as_int(int64_t n, const char* what) {
 template <class T>
 MPI_Datatype mpi_type();
 template <>
-MPI_Datatype mpi_type<float>() { return MPI_FLOAT; }
-template <>
 MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
 template <>
 MPI_Datatype mpi_type<int64_t>() { return MPI_INT64_T; }
@@ -54,21 +52,6 @@ class MpiCommunicator : public Communicator {
   int size() const override { return size_; }
   std::string backend() const override { return "mpi"; }
 
-  void all_reduce_sum(Tensor& t) override {
-    if (t.dtype() != DType::f32 && t.dtype() != DType::f64)
-      throw std::invalid_argument("all_reduce_sum: f32 or f64 tensors only, got " + t.str());
-    if (!t.is_contiguous()) throw std::invalid_argument("all_reduce_sum: the tensor must be contiguous");
-    if (!t.device().is_cpu()) {  // no CUDA-aware MPI assumed: through the host
-      Tensor host = t.to(Device::cpu());
-      all_reduce_sum(host);
-      t = host.to(t.device());
-      return;
-    }
-    if (t.dtype() == DType::f32)
-      ordered_sum(t.data<float>(), t.numel());
-    else
-      ordered_sum(t.data<double>(), t.numel());
-  }
   void all_reduce_sum(std::vector<double>& v) override { ordered_sum(v.data(), static_cast<int64_t>(v.size())); }
   void all_reduce_sum(std::vector<int64_t>& v) override { ordered_sum(v.data(), static_cast<int64_t>(v.size())); }
 
@@ -87,11 +70,11 @@ class MpiCommunicator : public Communicator {
     return recv;
   }
 
-  Tensor all_to_all_rows(const Tensor& src_in, const std::vector<int64_t>& send_rows,
-                         const std::vector<int64_t>& recv_rows) override {
+  Tensor exchange_rows(const Tensor& src_in, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows,
+                       const char* stage_name) override {
     check_rows_exchange(*this, src_in, send_rows, recv_rows);
-    if (!src_in.device().is_cpu())
-      return all_to_all_rows(src_in.to(Device::cpu()), send_rows, recv_rows).to(src_in.device());
+    if (!src_in.device().is_cpu())  // no CUDA-aware MPI assumed: through the host
+      return exchange_rows(src_in.to(Device::cpu()), send_rows, recv_rows, stage_name).to(src_in.device());
     const Tensor src = src_in.contiguous();
     int64_t total = 0;
     for (int64_t r : recv_rows) total += r;
@@ -113,7 +96,7 @@ class MpiCommunicator : public Communicator {
     wait_for_all();
     int code;
     {
-      StageTimer stage("all_to_all");
+      StageTimer stage(stage_name);
       code = MPI_Alltoallv(src.numel() ? src.raw_data() : nullptr, sc.data(), sd.data(), row,
                            out.numel() ? out.raw_data() : nullptr, rc.data(), rd.data(), row, comm_);
     }

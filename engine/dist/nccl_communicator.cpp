@@ -1,10 +1,8 @@
-// Collectives over NCCL for CUDA tensors; everything else goes through the host (MPI)
-// communicator. As in the MPI backend, sums are not left to ncclAllReduce, whose ring or tree
-// (and so the order of floating-point additions) NCCL picks by size and topology: each rank
-// receives every rank's copy of one chunk (grouped ncclSend/ncclRecv), adds them in rank order
-// with the engine's add kernel, and ncclAllGather hands the summed chunks back. Same bytes on
-// the wire as a ring all-reduce, and the same bits on every rank and in every run.
-// Plain C++ against the CUDA runtime and NCCL headers: no kernel of its own.
+// Row exchanges over NCCL for CUDA tensors (grouped ncclSend/ncclRecv); everything else goes
+// through the host (MPI) communicator. Tensor sums are engine::all_reduce_sum over these
+// exchanges, never ncclAllReduce, whose ring or tree (and so the order of floating-point
+// additions) NCCL picks by size and topology. Plain C++ against the CUDA runtime and NCCL
+// headers: no kernel of its own.
 #include "engine/dist/nccl_communicator.h"
 
 #include <stdexcept>
@@ -20,8 +18,6 @@
 
 #include "engine/core/profile.h"
 #include "engine/cuda/runtime.h"
-#include "engine/ops/binary.h"
-#include "engine/ops/copy.h"
 #endif
 
 namespace engine::dist {
@@ -44,7 +40,6 @@ void cuda_check(cudaError_t err, const char* what) {
   throw std::runtime_error(std::string("CUDA error in NCCL ") + what + ": " + cudaGetErrorString(err));
 }
 
-ncclDataType_t nccl_float_type(DType dtype) { return dtype == DType::f32 ? ncclFloat32 : ncclFloat64; }
 
 // An error between ncclGroupStart and ncclGroupEnd would leave the thread's group open and every
 // later NCCL call queued into it; the destructor closes it on the way out.
@@ -66,10 +61,6 @@ class Group {
   bool open_ = true;
 };
 
-// Elements [begin, begin + n) of a contiguous tensor, as a flat contiguous view.
-Tensor flat_range(const Tensor& t, int64_t begin, int64_t n) {
-  return make_view(t, {n}, {1}, t.offset() + begin);
-}
 
 class NcclCommunicator : public Communicator {
  public:
@@ -86,70 +77,16 @@ class NcclCommunicator : public Communicator {
   int size() const override { return host_->size(); }
   std::string backend() const override { return "nccl"; }
 
-  void all_reduce_sum(Tensor& t) override {
-    if (t.dtype() != DType::f32 && t.dtype() != DType::f64)
-      throw std::invalid_argument("all_reduce_sum: f32 or f64 tensors only, got " + t.str());
-    if (!t.is_contiguous()) throw std::invalid_argument("all_reduce_sum: the tensor must be contiguous");
-    if (t.device().is_cpu()) return host().all_reduce_sum(t);
-    check_device(t, "all_reduce_sum");
-    const int64_t n = t.numel();
-    if (n == 0) return;
-    cuda::DeviceGuard guard(device_);
-    const int p = size(), me = rank();
-    // ncclAllGather needs equal chunks: the last rank's is padded. The padding is summed with
-    // the rest but never copied back. A one-rank group takes the same path, so a test on one
-    // GPU runs every call below.
-    const int64_t chunk = (n + p - 1) / p;
-    Tensor work = t;
-    if (chunk * p != n) {
-      work = Tensor::empty({chunk * p}, t.dtype(), t.device());
-      Tensor head = flat_range(work, 0, n);
-      cuda::copy_bytes(flat_range(t, 0, n), head);
-    }
-    Tensor pieces = Tensor::empty({p, chunk}, t.dtype(), t.device());
-    const size_t esize = dtype_size(t.dtype());
-    const ncclDataType_t type = nccl_float_type(t.dtype());
-    char* wdata = static_cast<char*>(work.raw_data());
-    char* pdata = static_cast<char*>(pieces.raw_data());
-    const size_t chunk_bytes = static_cast<size_t>(chunk) * esize;
-    wait_for_all();
-    StageTimer stage("all_reduce");
-    {
-      Group group("all_reduce_sum (reduce-scatter)");
-      for (int q = 0; q < p; ++q) {
-        nccl_check(ncclSend(wdata + q * chunk_bytes, chunk, type, q, comm_, cuda::stream()), "all_reduce_sum (send)",
-                   comm_);
-        nccl_check(ncclRecv(pdata + q * chunk_bytes, chunk, type, q, comm_, cuda::stream()), "all_reduce_sum (recv)",
-                   comm_);
-      }
-      group.end(comm_);
-    }
-    // Rank order, whatever order the pieces arrived in: ((x0 + x1) + x2) + ...
-    Tensor mine = flat_range(work, me * chunk, chunk);
-    if (p == 1) {
-      cuda::copy_bytes(flat_range(pieces, 0, chunk), mine);
-    } else {
-      cuda::binary(BinaryOp::add, flat_range(pieces, 0, chunk), flat_range(pieces, chunk, chunk), mine);
-      for (int q = 2; q < p; ++q) cuda::binary(BinaryOp::add, mine, flat_range(pieces, q * chunk, chunk), mine);
-    }
-    nccl_check(ncclAllGather(wdata + me * chunk_bytes, wdata, chunk, type, comm_, cuda::stream()),
-               "all_reduce_sum (all-gather)", comm_);
-    if (!work.same_storage(t)) {
-      Tensor dst = flat_range(t, 0, n);
-      cuda::copy_bytes(flat_range(work, 0, n), dst);
-    }
-    settle("all_reduce_sum");
-  }
   void all_reduce_sum(std::vector<double>& v) override { host().all_reduce_sum(v); }
   void all_reduce_sum(std::vector<int64_t>& v) override { host().all_reduce_sum(v); }
   std::vector<int64_t> all_gather(const std::vector<int64_t>& mine) override { return host().all_gather(mine); }
   std::vector<double> all_gather(const std::vector<double>& mine) override { return host().all_gather(mine); }
   std::vector<int64_t> all_to_all(const std::vector<int64_t>& send) override { return host().all_to_all(send); }
 
-  Tensor all_to_all_rows(const Tensor& src_in, const std::vector<int64_t>& send_rows,
-                         const std::vector<int64_t>& recv_rows) override {
+  Tensor exchange_rows(const Tensor& src_in, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows,
+                       const char* stage_name) override {
     check_rows_exchange(*this, src_in, send_rows, recv_rows);
-    if (src_in.device().is_cpu()) return host().all_to_all_rows(src_in, send_rows, recv_rows);
+    if (src_in.device().is_cpu()) return host().exchange_rows(src_in, send_rows, recv_rows, stage_name);
     check_device(src_in, "all_to_all_rows");
     const int p = size();
     // Alone, a mismatch is visible here; NCCL would not report it.
@@ -160,7 +97,7 @@ class NcclCommunicator : public Communicator {
       if (send_rows[q] < 0 || recv_rows[q] < 0)
         throw std::invalid_argument("all_to_all_rows: negative row count for rank " + std::to_string(q));
     cuda::DeviceGuard guard(device_);
-    const Tensor src = kernel_input(src_in);
+    const Tensor src = src_in.contiguous();
     int64_t total = 0;
     for (int64_t r : recv_rows) total += r;
     Tensor out = Tensor::empty({total, src.size(1)}, src.dtype(), src.device());
@@ -168,7 +105,7 @@ class NcclCommunicator : public Communicator {
     const char* sdata = static_cast<const char*>(src.raw_data());
     char* rdata = static_cast<char*>(out.raw_data());
     wait_for_all();
-    StageTimer stage("all_to_all");
+    StageTimer stage(stage_name);
     {
       Group group("all_to_all_rows");
       size_t s_off = 0, r_off = 0;
@@ -223,11 +160,6 @@ class NcclCommunicator : public Communicator {
     host_->barrier();
   }
 
-  // Kernels are queued, so a stage would time only their launch: when measuring, the collective
-  // is finished inside its stage. Otherwise the stream orders it before any later use.
-  void settle(const char* what) {
-    if (measure_wait_) cuda_check(cudaStreamSynchronize(cuda::stream()), what);
-  }
 
   std::shared_ptr<Communicator> host_;
   ncclComm_t comm_;

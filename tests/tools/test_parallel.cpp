@@ -413,6 +413,35 @@ TEST_CASE("parallel: all_to_all_rows passes a finite-difference gradient check o
   CHECK(max_error < 1e-6);
 }
 
+TEST_CASE("parallel: all_reduce_sum adds in rank order with the same bits on every rank", "[parallel][all_reduce]") {
+  using engine::Tensor;
+  const int R = g_world->size(), me = g_world->rank();
+  for (int64_t n : {int64_t{1}, int64_t{3}, int64_t{10}, int64_t{1001}}) {
+    for (engine::DType dt : {engine::DType::f32, engine::DType::f64}) {
+      // Magnitudes differ by rank, so another order of additions changes the last bits.
+      auto input = [&](int q) {
+        engine::Generator gen(7 + q);
+        return engine::randn({n}, gen, 0.0, q % 2 ? 1e-3 : 1e3, dt);
+      };
+      std::vector<double> expected = input(0).to_vector();
+      for (int q = 1; q < R; ++q) {
+        const std::vector<double> x = input(q).to_vector();
+        for (int64_t i = 0; i < n; ++i)
+          expected[i] = dt == engine::DType::f32 ? static_cast<double>(static_cast<float>(expected[i]) +
+                                                                       static_cast<float>(x[i]))
+                                                 : expected[i] + x[i];
+      }
+      Tensor t = input(me);
+      engine::all_reduce_sum(t, *g_world);
+      const std::vector<double> got = t.to_vector();
+      std::vector<int64_t> same = {got == expected ? 1 : 0};
+      g_world->all_reduce_sum(same);
+      INFO(n << " elements, " << engine::dtype_name(dt));
+      CHECK(same[0] == R);
+    }
+  }
+}
+
 int main(int argc, char** argv) {
   g_world = engine::dist::world();
   if (g_world->size() < 4) {

@@ -62,7 +62,7 @@ void sum_bucket(const Bucket& b, engine::dist::Communicator& over, double scale_
     }
     offset += n;
   }
-  over.all_reduce_sum(flat);
+  engine::all_reduce_sum(flat, over);
   offset = 0;
   for (const Tensor& p : b.params) {
     const int64_t n = p.numel();
