@@ -46,8 +46,10 @@ MoeLayer::MoeLayer(const MoeLayerConfig& config, ParamStore& params, const std::
                                randn({E, d}, gen, 0.0, init_std, config.dtype, config.device), true);
   const int ranks = config.expert_group ? config.expert_group->size() : 1;
   if (E % ranks != 0)
-    throw std::invalid_argument("MoeLayer: " + std::to_string(E) + " experts cannot be spread evenly over an expert "
-                                "group of " + std::to_string(ranks) + " ranks (num_experts must be a multiple)");
+    throw std::invalid_argument("MoeLayer: " + std::to_string(E) +
+                                " experts cannot be spread evenly over an expert "
+                                "group of " +
+                                std::to_string(ranks) + " ranks (num_experts must be a multiple)");
   if (ranks > 1 && router_info(config.router.kind).capacity == CapacityRule::required)
     throw std::invalid_argument("MoeLayer: the " + std::string(router_info(config.router.kind).key) +
                                 " router picks tokens per expert over the whole batch, which expert parallelism "
@@ -59,9 +61,9 @@ MoeLayer::MoeLayer(const MoeLayerConfig& config, ParamStore& params, const std::
   ParamStore elsewhere;
   for (int64_t e = 0; e < E; ++e) {
     const bool mine = e >= first_local_ && e < first_local_ + local;
-    ExpertMlp m = ExpertMlp::create(mine ? params : elsewhere, prefix + ".experts." + std::to_string(e),
-                                    config.activation, d, config.d_expert, init_std, residual_std, gen, config.dtype,
-                                    config.device);
+    ExpertMlp m =
+        ExpertMlp::create(mine ? params : elsewhere, prefix + ".experts." + std::to_string(e), config.activation, d,
+                          config.d_expert, init_std, residual_std, gen, config.dtype, config.device);
     if (mine) experts_.push_back(std::move(m));
   }
   const int64_t d_shared = config.d_shared > 0 ? config.d_shared : config.d_expert;

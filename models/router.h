@@ -52,7 +52,7 @@ struct Routing {
   // the counts of the whole step (every micro-batch of every rank).
   std::vector<int64_t> balance_counts;
   int64_t balance_tokens = 0;
-  int64_t dropped = 0;                   // slots dropped by capacity
+  int64_t dropped = 0;  // slots dropped by capacity
 
   // Differentiable tensors for the balance losses (undefined where a router has none).
   engine::Tensor logits;      // z [N, E]

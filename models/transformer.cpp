@@ -172,8 +172,8 @@ ForwardResult TransformerLM::forward(const Tensor& inputs, const Tensor& targets
 void TransformerLM::add_balance_terms(ForwardResult& out, const std::vector<std::vector<int64_t>>* step_counts,
                                       int64_t step_tokens) const {
   ENGINE_CHECK(!step_counts || step_counts->size() == out.routings.size(), "TransformerLM::add_balance_terms",
-               "step counts for " + std::to_string(step_counts ? step_counts->size() : 0) + " MoE layers, the model has " +
-                   std::to_string(out.routings.size()));
+               "step counts for " + std::to_string(step_counts ? step_counts->size() : 0) +
+                   " MoE layers, the model has " + std::to_string(out.routings.size()));
   StageTimer stage("loss");
   std::vector<Routing> measured = out.routings;
   if (step_counts)

@@ -11,8 +11,8 @@
 #include "engine/dist/world.h"
 #include "engine/engine.h"
 #include "tools/cli.h"
-#include "tools/lib/train/launch.h"
 #include "tools/lib/bench/bench.h"
+#include "tools/lib/train/launch.h"
 #include "tools/lib/train/metrics_log.h"
 
 namespace po = boost::program_options;
@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
     world = engine::dist::world();
     const runconfig::RunConfig config = runconfig::load_run_config(
         config_path, overrides, [](std::string* why) { return engine::cuda_available(why); });
-    const train::ProcessGroups groups = train::ProcessGroups::make(world, config.parallel.expert);
+    const train::ProcessGroups groups =
+        train::ProcessGroups::make(world, config.parallel.expert, config.device == runconfig::DeviceKind::cuda);
     const bench::Result r = bench::run(config, config_path, options, groups);
     const bool speaks = world->rank() == 0;
     world.reset();
@@ -65,8 +66,8 @@ int main(int argc, char** argv) {
       std::cout << (q ? ", " : "") << "{\"step_ms\": " << json_number(1e3 * t.step)
                 << ", \"compute_ms\": " << json_number(1e3 * t.compute)
                 << ", \"all_to_all_ms\": " << json_number(1e3 * t.all_to_all)
-                << ", \"all_reduce_ms\": " << json_number(1e3 * t.all_reduce) << ", \"wait_ms\": " << json_number(1e3 * t.wait)
-                << "}";
+                << ", \"all_reduce_ms\": " << json_number(1e3 * t.all_reduce)
+                << ", \"wait_ms\": " << json_number(1e3 * t.wait) << "}";
     }
     std::cout << "]}\n";
   } catch (const std::exception& e) {

@@ -146,7 +146,11 @@ int run_program(const std::string& config_path, std::vector<std::string> overrid
     return 2;
   }
   train::ProcessGroups groups;
-  if (int code = phase([&] { groups = train::ProcessGroups::make(world, config.parallel.expert); })) return code;
+  if (int code = phase([&] {
+        groups =
+            train::ProcessGroups::make(world, config.parallel.expert, config.device == runconfig::DeviceKind::cuda);
+      }))
+    return code;
 
   std::unique_ptr<train::RunLock> lock;  // held until the program ends, by the rank that writes
   std::string resume_path = resume;
@@ -182,8 +186,7 @@ int run_program(const std::string& config_path, std::vector<std::string> overrid
     }
   } catch (const std::exception& e) {
     std::cout.flush();
-    std::cerr << "moe-train: " << (several ? "rank " + std::to_string(world->rank()) + ": " : "") << e.what()
-              << "\n";
+    std::cerr << "moe-train: " << (several ? "rank " + std::to_string(world->rank()) + ": " : "") << e.what() << "\n";
     const int code = dynamic_cast<const runconfig::ConfigError*>(&e) ? 2 : 1;
     if (several) engine::dist::abort_all(code);  // the other ranks wait in a collective: end them
     return code;

@@ -1,5 +1,9 @@
 #include "engine/core/device.h"
 
+#ifdef ENGINE_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
 namespace engine {
 
 #ifdef ENGINE_WITH_CUDA
@@ -20,6 +24,15 @@ bool cuda_available(std::string* why) {
 #else
   if (why) *why = "this build has no CUDA backend (nvcc was not found or ENGINE_CUDA=OFF)";
   return false;
+#endif
+}
+
+int cuda_device_count() {
+#ifdef ENGINE_WITH_CUDA
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
+#else
+  return 0;
 #endif
 }
 

@@ -3,6 +3,8 @@
 // reduce-scatter (MPI_Alltoallv: rank q receives every rank's q-th chunk) is summed in rank
 // order, then gathered back (MPI_Allgatherv), the algorithm engine::all_reduce_sum uses for
 // tensors. The result is the same on every rank and in every run.
+#include "engine/dist/mpi_communicator.h"
+
 #include <mpi.h>
 
 #include <climits>
@@ -10,7 +12,6 @@
 #include <stdexcept>
 
 #include "engine/core/profile.h"
-#include "engine/dist/mpi_communicator.h"
 
 namespace engine::dist {
 
@@ -25,17 +26,22 @@ void check(int code, const char* what) {
 }
 
 int as_int(int64_t n, const char* what) {
-  if (n < 0 || n > INT_MAX) throw std::runtime_error(std::string("MPI ") + what + ": count " + std::to_string(n) +
-                                                     " does not fit MPI's int counts");
+  if (n < 0 || n > INT_MAX)
+    throw std::runtime_error(std::string("MPI ") + what + ": count " + std::to_string(n) +
+                             " does not fit MPI's int counts");
   return static_cast<int>(n);
 }
 
 template <class T>
 MPI_Datatype mpi_type();
 template <>
-MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
+MPI_Datatype mpi_type<double>() {
+  return MPI_DOUBLE;
+}
 template <>
-MPI_Datatype mpi_type<int64_t>() { return MPI_INT64_T; }
+MPI_Datatype mpi_type<int64_t>() {
+  return MPI_INT64_T;
+}
 
 class MpiCommunicator : public Communicator {
  public:
@@ -70,8 +76,8 @@ class MpiCommunicator : public Communicator {
     return recv;
   }
 
-  Tensor exchange_rows(const Tensor& src_in, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows,
-                       const char* stage_name) override {
+  Tensor exchange_rows(const Tensor& src_in, const std::vector<int64_t>& send_rows,
+                       const std::vector<int64_t>& recv_rows, const char* stage_name) override {
     check_rows_exchange(*this, src_in, send_rows, recv_rows);
     if (!src_in.device().is_cpu())  // no CUDA-aware MPI assumed: through the host
       return exchange_rows(src_in.to(Device::cpu()), send_rows, recv_rows, stage_name).to(src_in.device());

@@ -40,7 +40,6 @@ void cuda_check(cudaError_t err, const char* what) {
   throw std::runtime_error(std::string("CUDA error in NCCL ") + what + ": " + cudaGetErrorString(err));
 }
 
-
 // An error between ncclGroupStart and ncclGroupEnd would leave the thread's group open and every
 // later NCCL call queued into it; the destructor closes it on the way out.
 class Group {
@@ -60,7 +59,6 @@ class Group {
   const char* what_;
   bool open_ = true;
 };
-
 
 class NcclCommunicator : public Communicator {
  public:
@@ -83,8 +81,8 @@ class NcclCommunicator : public Communicator {
   std::vector<double> all_gather(const std::vector<double>& mine) override { return host().all_gather(mine); }
   std::vector<int64_t> all_to_all(const std::vector<int64_t>& send) override { return host().all_to_all(send); }
 
-  Tensor exchange_rows(const Tensor& src_in, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows,
-                       const char* stage_name) override {
+  Tensor exchange_rows(const Tensor& src_in, const std::vector<int64_t>& send_rows,
+                       const std::vector<int64_t>& recv_rows, const char* stage_name) override {
     check_rows_exchange(*this, src_in, send_rows, recv_rows);
     if (src_in.device().is_cpu()) return host().exchange_rows(src_in, send_rows, recv_rows, stage_name);
     check_device(src_in, "all_to_all_rows");
@@ -160,7 +158,6 @@ class NcclCommunicator : public Communicator {
     host_->barrier();
   }
 
-
   std::shared_ptr<Communicator> host_;
   ncclComm_t comm_;
   int device_;
@@ -212,9 +209,18 @@ std::shared_ptr<Communicator> nccl_communicator(std::shared_ptr<Communicator> ho
   return make_nccl(std::move(host));
 }
 
+std::shared_ptr<Communicator> nccl_communicator(std::shared_ptr<Communicator> host, int device) {
+  cuda::DeviceGuard guard(device);
+  return make_nccl(std::move(host));
+}
+
 #else  // no NCCL in this build
 
 bool built_with_nccl() { return false; }
+
+std::shared_ptr<Communicator> nccl_communicator(std::shared_ptr<Communicator> host, int) {
+  return nccl_communicator(std::move(host));
+}
 
 std::shared_ptr<Communicator> nccl_communicator(std::shared_ptr<Communicator>) {
   throw std::runtime_error(

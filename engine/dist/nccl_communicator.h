@@ -5,10 +5,9 @@
 // - One rank per GPU. The caller makes this rank's device current (cudaSetDevice, usually the
 //   local rank) before creating the communicator; it stays bound to that device, and CUDA
 //   tensors passed in must live there. NCCL refuses two ranks of one group on one GPU.
-// - all_reduce_sum on a CUDA tensor keeps the rank-order sum: a reduce-scatter by grouped
-//   ncclSend/ncclRecv, each rank adding its chunk's pieces in rank order with the engine's add,
-//   then ncclAllGather. Bit-identical on every rank, and to the MPI backend's sum.
-// - all_to_all_rows on CUDA returns after the exchange has completed (the stream is
+// - Tensors are summed by engine::all_reduce_sum (engine/ops/all_reduce.h) over this
+//   communicator's row exchanges: the rank-order sum, bit-identical to the MPI backend's.
+// - exchange_rows (all_to_all_rows) on CUDA returns after the exchange has completed (the stream is
 //   synchronized). The row counts must agree between ranks (send_rows[q] on p equals
 //   recv_rows[p] on q), as for MPI; NCCL does not check them.
 // - CPU tensors and host vectors (all_reduce_sum of vectors, all_gather, all_to_all of counts,
@@ -29,5 +28,7 @@ bool built_with_nccl();
 // the ncclUniqueId and broadcasts it over host. Throws std::runtime_error in a build without
 // NCCL, or when this rank has no usable CUDA device.
 std::shared_ptr<Communicator> nccl_communicator(std::shared_ptr<Communicator> host);
+// The same, bound to cuda:device (made current for the creation).
+std::shared_ptr<Communicator> nccl_communicator(std::shared_ptr<Communicator> host, int device);
 
 }  // namespace engine::dist

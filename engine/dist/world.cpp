@@ -46,6 +46,11 @@ int launched_local_size() {
   return n > 0 ? n : 1;
 }
 
+int launched_local_rank() {
+  static const char* const names[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", nullptr};
+  return env_int(names);
+}
+
 std::shared_ptr<Communicator> world() {
   std::shared_ptr<Communicator>& w = world_slot();
   if (w) return w;

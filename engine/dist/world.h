@@ -15,8 +15,10 @@ namespace engine::dist {
 bool built_with_mpi();
 // The world size the launcher's environment announces (1 when not launched by MPI).
 int launched_world_size();
-// The number of ranks of this run on this machine (1 when not launched by MPI).
+// The number of ranks of this run on this machine (1 when not launched by MPI), and this
+// process's index among them (0 when not launched by MPI): one GPU each.
 int launched_local_size();
+int launched_local_rank();
 
 // Joins MPI on first call when launched by it (MPI_Init), else returns a one-process group.
 // Throws std::runtime_error when launched as several ranks but built without MPI.

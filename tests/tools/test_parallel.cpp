@@ -15,7 +15,6 @@
 // (Catch2 on other ranks prints nothing).
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -169,7 +168,8 @@ void check_layouts(const rc::RunConfig& c) {
     const Trace many = train_parallel(c, l.ranks, l.expert);
     const bool capacity = c.moe.capacity_factor > 0;
     const int batch = c.training.batch_size;
-    const Trace one = capacity ? train_alone(c, l.expert * batch, l.ranks / l.expert) : train_alone(c, l.ranks * batch, 1);
+    const Trace one =
+        capacity ? train_alone(c, l.expert * batch, l.ranks / l.expert) : train_alone(c, l.ranks * batch, 1);
     const std::string diff = verdict(g_world->rank() == 0 ? differences(many, one, 1e-5) : "");
     INFO(l.ranks << " ranks, parallel.expert " << l.expert << ":\n" << diff);
     CHECK(diff.empty());
@@ -427,9 +427,9 @@ TEST_CASE("parallel: all_reduce_sum adds in rank order with the same bits on eve
       for (int q = 1; q < R; ++q) {
         const std::vector<double> x = input(q).to_vector();
         for (int64_t i = 0; i < n; ++i)
-          expected[i] = dt == engine::DType::f32 ? static_cast<double>(static_cast<float>(expected[i]) +
-                                                                       static_cast<float>(x[i]))
-                                                 : expected[i] + x[i];
+          expected[i] = dt == engine::DType::f32
+                            ? static_cast<double>(static_cast<float>(expected[i]) + static_cast<float>(x[i]))
+                            : expected[i] + x[i];
       }
       Tensor t = input(me);
       engine::all_reduce_sum(t, *g_world);

@@ -79,7 +79,8 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
   train::Trainer trainer(config, quiet, nullptr, groups);
   for (int s = 0; s < o.warmup; ++s) trainer.step();
   const bool split_waiting = o.profile && groups.distributed();
-  for (const auto& comm : {groups.world, groups.expert_group, groups.expert_replicas}) comm->set_measure_wait(split_waiting);
+  for (const auto& comm : {groups.world, groups.expert_group, groups.expert_replicas})
+    comm->set_measure_wait(split_waiting);
   engine::reset_stage_times();
   engine::set_profiling(o.profile);
   for (int s = 0; s < o.steps; ++s) {
@@ -111,9 +112,10 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
       if (stage == "wait") mine.wait = seconds;
     }
     mine.compute = std::max(0.0, mine.step - mine.all_to_all - mine.all_reduce - mine.wait);
-    const std::vector<double> all =
-        groups.world->all_gather(std::vector<double>{mine.step, mine.compute, mine.all_to_all, mine.all_reduce, mine.wait});
-    for (size_t q = 0; q + 4 < all.size(); q += 5) r.ranks.push_back({all[q], all[q + 1], all[q + 2], all[q + 3], all[q + 4]});
+    const std::vector<double> all = groups.world->all_gather(
+        std::vector<double>{mine.step, mine.compute, mine.all_to_all, mine.all_reduce, mine.wait});
+    for (size_t q = 0; q + 4 < all.size(); q += 5)
+      r.ranks.push_back({all[q], all[q + 1], all[q + 2], all[q + 3], all[q + 4]});
   }
   return r;
 }

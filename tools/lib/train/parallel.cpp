@@ -5,13 +5,15 @@
 #include <regex>
 #include <stdexcept>
 
+#include "engine/dist/nccl_communicator.h"
+#include "engine/dist/world.h"
 #include "tools/lib/config/run_config.h"
 
 namespace train {
 
 using engine::Tensor;
 
-ProcessGroups ProcessGroups::make(std::shared_ptr<engine::dist::Communicator> world, int expert_parallel) {
+ProcessGroups ProcessGroups::make(std::shared_ptr<engine::dist::Communicator> world, int expert_parallel, bool cuda) {
   const int R = world->size();
   if (expert_parallel < 1 || R % expert_parallel != 0)
     throw runconfig::ConfigError("parallel.expert: " + std::to_string(expert_parallel) +
@@ -23,6 +25,15 @@ ProcessGroups ProcessGroups::make(std::shared_ptr<engine::dist::Communicator> wo
   const int r = world->rank();
   g.expert_group = world->split(r / expert_parallel);
   g.expert_replicas = world->split(r % expert_parallel);
+  if (cuda) {
+    const int gpus = std::max(1, engine::cuda_device_count());
+    g.device = engine::Device::cuda(R > 1 ? engine::dist::launched_local_rank() % gpus : 0);
+    if (R > 1 && engine::dist::built_with_nccl()) {
+      g.world = engine::dist::nccl_communicator(g.world, g.device.index);
+      g.expert_group = engine::dist::nccl_communicator(g.expert_group, g.device.index);
+      g.expert_replicas = engine::dist::nccl_communicator(g.expert_replicas, g.device.index);
+    }
+  }
   return g;
 }
 
@@ -66,8 +77,8 @@ void sum_bucket(const Bucket& b, engine::dist::Communicator& over, double scale_
   offset = 0;
   for (const Tensor& p : b.params) {
     const int64_t n = p.numel();
-    Tensor g = engine::reshape(engine::scale(engine::slice(flat, 0, offset, offset + n), scale_by), p.shape())
-                   .to(p.dtype());
+    Tensor g =
+        engine::reshape(engine::scale(engine::slice(flat, 0, offset, offset + n), scale_by), p.shape()).to(p.dtype());
     Tensor mutable_p = p;
     if (p.grad().defined()) {
       Tensor dst = p.grad();
@@ -94,8 +105,7 @@ void average_gradients(const std::vector<moe::NamedParam>& params, const Process
   sum_bucket(experts, *groups.expert_replicas, inverse);
 }
 
-double clip_global_grad_norm(const std::vector<moe::NamedParam>& params, const ProcessGroups& groups,
-                             double max_norm) {
+double clip_global_grad_norm(const std::vector<moe::NamedParam>& params, const ProcessGroups& groups, double max_norm) {
   std::vector<Tensor> replicated, experts, all;
   for (const moe::NamedParam& p : params) {
     (is_expert_tensor(p.name) ? experts : replicated).push_back(p.tensor);

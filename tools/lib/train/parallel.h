@@ -27,9 +27,12 @@ namespace train {
 struct ProcessGroups {
   std::shared_ptr<engine::dist::Communicator> world, expert_group, expert_replicas;
   int expert_parallel = 1;
+  engine::Device device = engine::Device::cpu();  // where this rank's model lives
 
-  // Throws runconfig::ConfigError when expert_parallel does not divide the world size.
-  static ProcessGroups make(std::shared_ptr<engine::dist::Communicator> world, int expert_parallel);
+  // Throws runconfig::ConfigError when expert_parallel does not divide the world size. With
+  // cuda, every rank takes one GPU (its index among this machine's ranks, modulo the GPUs) and,
+  // in a build with NCCL, its groups exchange GPU tensors over NCCL (else through the host).
+  static ProcessGroups make(std::shared_ptr<engine::dist::Communicator> world, int expert_parallel, bool cuda = false);
   static ProcessGroups single();  // one process: every group is this process alone
   int rank() const { return world->rank(); }
   int size() const { return world->size(); }
@@ -48,8 +51,7 @@ void average_gradients(const std::vector<moe::NamedParam>& params, const Process
 
 // The global L2 norm of the gradients (every parameter counted once over the run), and clipping
 // to max_norm (<= 0: no clipping). Returns the norm before clipping.
-double clip_global_grad_norm(const std::vector<moe::NamedParam>& params, const ProcessGroups& groups,
-                             double max_norm);
+double clip_global_grad_norm(const std::vector<moe::NamedParam>& params, const ProcessGroups& groups, double max_norm);
 
 // Checkpoints are one file written by world rank 0: the tensors of the experts held by the
 // other members of rank 0's expert group travel to rank 0 (a collective over that group; the

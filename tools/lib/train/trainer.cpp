@@ -76,6 +76,7 @@ std::unique_ptr<data::TokenSource> checked_source(const rc::RunConfig& c, bool v
 moe::ModelConfig parallel_model_config(const rc::RunConfig& config, const ProcessGroups& groups) {
   moe::ModelConfig mc = assemble::model_config(config);
   if (groups.expert_parallel > 1) mc.moe.expert_group = groups.expert_group;
+  if (mc.device.is_cuda() && groups.device.is_cuda()) mc.device = groups.device;  // this rank's GPU
   return mc;
 }
 
