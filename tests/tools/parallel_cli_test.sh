@@ -23,31 +23,31 @@ errors_in() { grep -c "^moe-train: " "$1"; }  # the program's own error lines
 
 case $case in
 bad_input)
-  limited 60 "$mpirun" -np 2 "$train" "${small[@]}" --set parallel.expert=3 --out run >log1 2>&1
+  limited 60 "$mpirun" -np 2 "$train" "${small[@]}" --set parallel.expert=3 --out run1 >log1 2>&1
   rc=$?
   [[ $rc -ne 0 && $rc -ne 124 ]] || fail "EP 3 with 8 experts: exit $rc"
   grep -q "parallel.expert: must divide moe.num_experts (8), got 3" log1 || { cat log1; fail "EP 3: no message"; }
   [[ $(errors_in log1) -eq 1 ]] || { cat log1; fail "EP 3: not exactly one error line"; }
 
-  limited 60 "$mpirun" -np 2 "$train" "${small[@]}" --set parallel.expert=4 --out run >log2 2>&1
+  limited 60 "$mpirun" -np 2 "$train" "${small[@]}" --set parallel.expert=4 --out run2 >log2 2>&1
   rc=$?
   [[ $rc -ne 0 && $rc -ne 124 ]] || fail "EP 4 on 2 ranks: exit $rc"
   grep -q "parallel.expert: 4 must divide the number of ranks (2)" log2 || { cat log2; fail "EP 4: no message"; }
   [[ $(errors_in log2) -eq 1 ]] || { cat log2; fail "EP 4: not exactly one error line"; }
 
-  limited 60 "$mpirun" -np 1 "$train" "${small[@]}" --out run : -np 1 "$train" "${small[@]}" \
-    --set optimizer.lr=0.001 --out run >log3 2>&1
+  limited 60 "$mpirun" -np 1 "$train" "${small[@]}" --out run3 : -np 1 "$train" "${small[@]}" \
+    --set optimizer.lr=0.001 --out run3 >log3 2>&1
   rc=$?
   [[ $rc -ne 0 && $rc -ne 124 ]] || fail "differing configs: exit $rc"
   grep -q "^moe-train: rank 1: the config differs from rank 0's in optimizer.lr" log3 || { cat log3; fail "differing configs: no message"; }
   [[ $(errors_in log3) -eq 1 ]] || { cat log3; fail "differing configs: not exactly one error line"; }
 
-  limited 60 "$train" "${small[@]}" --set parallel.expert=2 --out run >log4 2>&1
+  limited 60 "$train" "${small[@]}" --set parallel.expert=2 --out run4 >log4 2>&1
   rc=$?
   [[ $rc -eq 2 ]] || fail "parallel.expert 2 without mpirun: exit $rc, expected 2"
   grep -q "parallel.expert = 2 needs that many processes or a multiple: start with mpirun" log4 ||
     { cat log4; fail "without mpirun: no message"; }
-  [[ ! -e run/checkpoints ]] || fail "a refused run wrote checkpoints"
+  [[ ! -e run4/checkpoints ]] || fail "a refused run wrote checkpoints"
   echo "PASS: bad input ends every rank with one error and no hang"
   ;;
 killed_rank)

@@ -75,6 +75,11 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
   r.precision = rc::to_string(config.precision);
   r.sgemm_peak_gflops = measure_matmul_peak(config.precision == rc::PrecisionKind::bf16 ? engine::MatmulPrecision::bf16
                                                                                         : engine::MatmulPrecision::f32);
+  if (groups.distributed()) {  // every rank measured at once: the machine's peak is their sum
+    std::vector<double> peak = {r.sgemm_peak_gflops};
+    groups.world->all_reduce_sum(peak);
+    r.sgemm_peak_gflops = peak[0];
+  }
   std::ostringstream quiet;
   train::Trainer trainer(config, quiet, nullptr, groups);
   for (int s = 0; s < o.warmup; ++s) trainer.step();
