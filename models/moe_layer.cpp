@@ -50,10 +50,6 @@ MoeLayer::MoeLayer(const MoeLayerConfig& config, ParamStore& params, const std::
                                 " experts cannot be spread evenly over an expert "
                                 "group of " +
                                 std::to_string(ranks) + " ranks (num_experts must be a multiple)");
-  if (ranks > 1 && router_info(config.router.kind).capacity == CapacityRule::required)
-    throw std::invalid_argument("MoeLayer: the " + std::string(router_info(config.router.kind).key) +
-                                " router picks tokens per expert over the whole batch, which expert parallelism "
-                                "does not gather; use parallel.expert = 1 with it");
   const int64_t local = E / ranks;
   first_local_ = (ranks > 1 ? config.expert_group->rank() : 0) * local;
   // Every rank draws every expert's initial weights in the same order and keeps its own, so a

@@ -106,15 +106,30 @@ sigterm)
   ;;
 repeat)
   for n in 1 2; do
-    limited 120 "$mpirun" -np 2 "$train" "${small[@]}" --set training.steps=8 --set parallel.expert=2 \
-      --set moe.router=noisy_topk --out "run$n" >"log$n" 2>&1 || { cat "log$n"; fail "run $n"; }
+    limited 120 env -u OMP_NUM_THREADS -u OMP_WAIT_POLICY "$mpirun" -np 2 "$train" "${small[@]}" \
+      --set training.steps=8 --set parallel.expert=2 --set moe.router=noisy_topk --out "run$n" >"log$n" 2>&1 ||
+      { cat "log$n"; fail "run $n"; }
   done
   # Every column but the time-dependent tokens_per_s.
   cut -d, -f1-5,7- run1/metrics.csv >a.csv
   cut -d, -f1-5,7- run2/metrics.csv >b.csv
   [[ $(wc -l <a.csv) -eq 9 ]] || fail "expected 8 logged steps"
   cmp -s a.csv b.csv || { diff a.csv b.csv | head; fail "two identical runs logged different numbers"; }
-  echo "PASS: the same mpirun command twice logs bit-identical losses"
+  # Each rank's threads: its share of the cores, sleeping while they wait (the test's own
+  # OMP_NUM_THREADS and OMP_WAIT_POLICY removed, so moe-train's defaults show).
+  threads=$(( $(nproc) / 2 ))
+  ((threads < 1)) && threads=1
+  grep -q "$threads OpenMP threads per rank, waiting threads sleep" log1 ||
+    { head -3 log1; fail "expected $threads OpenMP threads per rank, sleeping while they wait"; }
+  # mpirun -np 1 is the one-process run.
+  limited 120 "$mpirun" -np 1 "$train" "${small[@]}" --set training.steps=8 --set moe.router=noisy_topk \
+    --out run_np1 >log_np1 2>&1 || { cat log_np1; fail "mpirun -np 1"; }
+  limited 120 "$train" "${small[@]}" --set training.steps=8 --set moe.router=noisy_topk --out run_alone \
+    >log_alone 2>&1 || { cat log_alone; fail "one process"; }
+  cut -d, -f1-5,7- run_np1/metrics.csv >c.csv
+  cut -d, -f1-5,7- run_alone/metrics.csv >d.csv
+  cmp -s c.csv d.csv || { diff c.csv d.csv | head; fail "mpirun -np 1 differs from one process"; }
+  echo "PASS: the same mpirun command twice logs bit-identical losses; mpirun -np 1 is one process"
   ;;
 *)
   fail "unknown case $case"

@@ -43,6 +43,21 @@ TEST_CASE("memory estimate: the parameter count is the model's, whatever the opt
   }
 }
 
+TEST_CASE("memory estimate: with expert parallelism a rank holds its share of the routed experts",
+          "[assemble][memory]") {
+  const runconfig::RunConfig one = parse(kSmall);
+  moe::TransformerLM model(assemble::model_config(one));
+  int64_t routed = 0;
+  for (const moe::NamedParam& p : model.params().all())
+    if (train::is_expert_tensor(p.name)) routed += p.tensor.numel();
+  REQUIRE(routed > 0);
+  for (int ep : {2, 4}) {
+    const runconfig::RunConfig spread = parse(kSmall, {"parallel.expert=" + std::to_string(ep)});
+    INFO("parallel.expert " << ep);
+    CHECK(assemble::estimate_memory(spread).parameters == model.params().count_elements() - routed + routed / ep);
+  }
+}
+
 TEST_CASE("memory estimate: within a factor of two of the measured peak of a training step", "[assemble][memory]") {
   for (const std::vector<std::string>& overrides :
        {std::vector<std::string>{}, std::vector<std::string>{"training.batch_size=16", "model.activation=swiglu"},

@@ -203,6 +203,12 @@ TEST_CASE("parallel: switch with capacity drops what one process drops", "[paral
   }
 }
 
+TEST_CASE("parallel: expert_choice picks over the expert group as one process does", "[parallel]") {
+  rc::RunConfig c = small_config(rc::RouterKind::expert_choice);
+  c.moe.capacity_factor = 1.0;
+  check_layouts(c);
+}
+
 TEST_CASE("parallel: micro_batch scope equals one process with grad_accum = ranks", "[parallel]") {
   rc::RunConfig c = small_config(rc::RouterKind::topk_softmax);
   c.moe.balance_scope = rc::BalanceScope::micro_batch;

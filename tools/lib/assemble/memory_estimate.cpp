@@ -56,7 +56,10 @@ MemoryEstimate estimate_memory(const rc::RunConfig& c) {
   const double embeddings = V * d + (c.model.position == rc::PositionKind::learned ? c.model.max_seq_len * d : 0) +
                             (c.model.tie_embeddings ? 0 : V * d) + norm;
   const double attention = L * (4 * d * d + 4 * d + 2 * norm);
-  const double experts = moe_layers * (E * mlp(de) + c.moe.num_shared_experts * mlp(shared_h) + router_weights);
+  // Expert parallelism: each rank holds E / parallel.expert of the routed experts.
+  const double local_experts = E / std::max(1, c.parallel.expert);
+  const double experts =
+      moe_layers * (local_experts * mlp(de) + c.moe.num_shared_experts * mlp(shared_h) + router_weights);
   const double dense = dense_layers * mlp(dff);
 
   // Saved for backward, per token: the block's norms, q/k/v and the attention output and

@@ -1,4 +1,4 @@
-// What a run will hold in memory, estimated from its config before anything is allocated:
+// What one process (one rank) of a run will hold in memory, estimated from its config before anything is allocated:
 // parameters, their gradients and AdamW's two moments (f32 each), and the activations the tape
 // keeps for backward in one micro-batch. The activation count is per token and per layer, read
 // off what the forward saves (see memory_estimate.cpp); it is an estimate, checked against the

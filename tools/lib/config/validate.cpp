@@ -124,12 +124,6 @@ void check_parallel(const Checker& c, const ParallelConfig& p, const MoeConfig& 
   c.require(e.num_experts % p.expert == 0, "parallel.expert",
             "must divide moe.num_experts (" + num(e.num_experts) + "), got " + num(p.expert),
             "a divisor of moe.num_experts", {"moe.num_experts"});
-  const moe::RouterInfo& router = moe::router_info(e.router);
-  c.require(router.capacity != moe::CapacityRule::required, "parallel.expert",
-            std::string("the ") + router.key +
-                " router picks each expert's tokens over the whole batch, which is not gathered across ranks; "
-                "use parallel.expert 1 with it (data parallelism still applies)",
-            "1 with router " + std::string(router.key), {"moe.router"});
 }
 
 void check_data(const Checker& c, const DataConfig& d, const ModelConfig& m) {

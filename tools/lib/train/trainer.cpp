@@ -2,11 +2,13 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <iomanip>
 #include <sstream>
 #include <stdexcept>
 
+#include "engine/core/parallel.h"
 #include "tools/lib/assemble/assemble.h"
 #include "tools/lib/fileio/fileio.h"
 
@@ -135,8 +137,14 @@ Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::uniqu
   }
   progress_ << "moe-train: " << model_->params().count_elements() << " parameters";
   if (groups_.distributed())
+  {
+    const char* wait = std::getenv("OMP_WAIT_POLICY");
+    const bool sleeping = wait && (std::string(wait) == "PASSIVE" || std::string(wait) == "passive");
     progress_ << " on rank 0 of " << groups_.size() << " (" << groups_.size() / groups_.expert_parallel
-              << " copies of the experts, each over " << groups_.expert_parallel << " ranks)";
+              << " copies of the experts, each over " << groups_.expert_parallel << " ranks; "
+              << engine::num_threads() << " OpenMP threads per rank, "
+              << (sleeping ? "waiting threads sleep" : "waiting threads spin") << ")";
+  }
   progress_ << ", " << model_->moe_layers().size() << " MoE layers, memory estimate " << memory_.summary()
             << (config.logging.out_dir.empty() ? "" : ", writing " + config.logging.out_dir) << "\n";
 }
