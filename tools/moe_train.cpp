@@ -23,8 +23,7 @@
 #include "engine/engine.h"
 #include "tools/cli.h"
 #include "tools/lib/train/launch.h"
-#include "tools/lib/train/run_lock.h"
-#include "tools/lib/train/trainer.h"
+#include "tools/lib/train/start_run.h"
 
 namespace po = boost::program_options;
 
@@ -33,17 +32,16 @@ std::atomic<bool> g_stop{false};
 volatile std::sig_atomic_t g_signal = 0;
 volatile std::sig_atomic_t g_several_ranks = 0;
 
-// What the program is doing, for the signal handler. Before training there is nothing to save,
-// so a signal ends the program at once and says what it interrupted; during training it asks
-// the loop to finish its step and save.
-enum Phase { kTraining, kConfig, kLocking, kFindingLatest, kBuilding, kLoading };
-const char* const kPhaseText[] = {"training",
-                                  "reading the config",
+// What the program is doing, for the signal handler (train::StartPhase). Before training there
+// is nothing to save, so a signal ends the program at once and says what it interrupted; during
+// training it asks the loop to finish its step and save.
+const char* const kPhaseText[] = {"reading the config",
                                   "locking the output folder",
                                   "looking for the latest checkpoint",
                                   "building the model and checking the data",
-                                  "loading the checkpoint"};
-volatile std::sig_atomic_t g_phase = kConfig;
+                                  "loading the checkpoint",
+                                  "training"};
+volatile std::sig_atomic_t g_phase = static_cast<int>(train::StartPhase::config);
 
 void say(const char* text) {  // write(2) is async-signal-safe, iostreams are not
   const ssize_t ignored = ::write(STDERR_FILENO, text, std::strlen(text));
@@ -52,7 +50,7 @@ void say(const char* text) {  // write(2) is async-signal-safe, iostreams are no
 
 void on_signal(int sig) {
   const char* name = sig == SIGINT ? "SIGINT" : "SIGTERM";
-  if (g_phase != kTraining) {
+  if (g_phase != static_cast<int>(train::StartPhase::training)) {
     say("moe-train: stopped by ");
     say(name);
     say(" while ");
@@ -76,122 +74,6 @@ void on_signal(int sig) {
     const int flags = fcntl(STDOUT_FILENO, F_GETFL);
     if (flags >= 0) fcntl(STDOUT_FILENO, F_SETFL, flags | O_NONBLOCK);
   }
-}
-
-// The part of main that runs once the flags are read: every rank of an mpirun goes through the
-// same phases; up to training, a failure on any rank ends every rank with one message (train::agree),
-// and during training an error on one rank names it and ends every rank (abort_all).
-int run_program(const std::string& config_path, std::vector<std::string> overrides, const std::string& out_dir,
-                const std::string& resume) {
-  std::shared_ptr<engine::dist::Communicator> world;
-  try {
-    world = engine::dist::world();
-  } catch (const std::exception& e) {
-    std::cerr << "moe-train: " << e.what() << "\n";
-    return 2;
-  }
-  const bool several = world->size() > 1;
-  g_several_ranks = several ? 1 : 0;
-  const bool speaks = world->rank() == 0;
-  std::ostream quiet(nullptr);
-  std::ostream& progress = speaks ? std::cout : quiet;
-  // A start-up phase: its error, if any rank has one, ends every rank with the same status.
-  std::string report;
-  auto phase = [&](auto&& body) -> int {
-    int code = 0;
-    std::string message;
-    try {
-      body();
-    } catch (const runconfig::ConfigError& e) {
-      code = 2;
-      message = e.what();
-    } catch (const std::exception& e) {
-      code = 1;
-      message = e.what();
-    }
-    const int agreed = several ? train::agree(*world, code, message, &report) : code;
-    if (!several) report = message;
-    if (agreed != 0 && speaks) {
-      std::cout.flush();
-      std::cerr << "moe-train: " << report << "\n";
-    }
-    return agreed;
-  };
-
-  runconfig::RunConfig config;
-  if (!out_dir.empty()) overrides.push_back("logging.out_dir=" + out_dir);
-  if (int code = phase([&] {
-        config = runconfig::load_run_config(config_path, overrides,
-                                            [](std::string* why) { return engine::cuda_available(why); });
-      }))
-    return code;
-  if (several) {  // every rank must train the same run: rank 0's config is the reference
-    if (int code = phase([&] {
-          const std::string reference = world->broadcast(runconfig::to_yaml(config), 0);
-          if (reference == runconfig::to_yaml(config)) return;
-          std::string keys;
-          for (const std::string& k :
-               runconfig::keys_differing(runconfig::parse_run_config(reference, "rank 0's config"), config))
-            keys += (keys.empty() ? "" : ", ") + k;
-          throw runconfig::ConfigError("the config differs from rank 0's in " + keys +
-                                       "; every rank must read the same config and --set flags");
-        }))
-      return code;
-  } else if (config.parallel.expert > 1) {
-    std::cerr << "moe-train: parallel.expert = " << config.parallel.expert
-              << " needs that many processes or a multiple: start with mpirun -np N (N a multiple of "
-              << config.parallel.expert << ")"
-              << (engine::dist::built_with_mpi() ? "" : "; this build has no MPI (install libopenmpi-dev, rebuild)")
-              << "\n";
-    return 2;
-  }
-  train::ProcessGroups groups;
-  if (int code = phase([&] {
-        groups =
-            train::ProcessGroups::make(world, config.parallel.expert, config.device == runconfig::DeviceKind::cuda);
-      }))
-    return code;
-
-  std::unique_ptr<train::RunLock> lock;  // held until the program ends, by the rank that writes
-  std::string resume_path = resume;
-  g_phase = kLocking;
-  if (int code = phase([&] {
-        if (speaks) lock = std::make_unique<train::RunLock>(config.logging.out_dir);
-        if (resume == "latest" && speaks) {
-          g_phase = kFindingLatest;
-          std::vector<std::string> skipped;
-          resume_path = train::latest_checkpoint(config.logging.out_dir, &skipped);
-          for (const std::string& why : skipped) std::cout << "moe-train: skipping " << why << "\n";
-        }
-      }))
-    return code;
-  if (several && !resume_path.empty()) resume_path = world->broadcast(resume_path, 0);
-
-  g_phase = kBuilding;
-  std::unique_ptr<train::Trainer> trainer;
-  if (int code = phase([&] { trainer = std::make_unique<train::Trainer>(config, progress, nullptr, groups); }))
-    return code;
-  g_phase = kLoading;
-  if (int code = phase([&] {
-        if (!resume_path.empty()) trainer->resume(resume_path);
-      }))
-    return code;
-  g_phase = kTraining;
-  try {
-    if (trainer->run(&g_stop) == train::RunEnd::stopped) {
-      const int sig = g_signal != 0 ? static_cast<int>(g_signal) : SIGTERM;  // another rank's signal
-      progress << "moe-train: stopped by " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << " after step "
-               << trainer->steps_done() << "; continue with --resume latest" << std::endl;
-      return 128 + sig;
-    }
-  } catch (const std::exception& e) {
-    std::cout.flush();
-    std::cerr << "moe-train: " << (several ? "rank " + std::to_string(world->rank()) + ": " : "") << e.what() << "\n";
-    const int code = dynamic_cast<const runconfig::ConfigError*>(&e) ? 2 : 1;
-    if (several) engine::dist::abort_all(code);  // the other ranks wait in a collective: end them
-    return code;
-  }
-  return 0;
 }
 
 }  // namespace
@@ -226,7 +108,17 @@ int main(int argc, char** argv) {
   // Installed before anything slow (reading checkpoints, loading data), so no signal goes unsaid.
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  const int status = run_program(config_path, overrides, out_dir, resume);
+  train::StartedRun run = train::start_run({config_path, overrides, out_dir, resume}, std::cout, std::cerr,
+                                           [](train::StartPhase p) { g_phase = static_cast<int>(p); });
+  int status = run.exit_code;
+  if (status == 0) {
+    g_several_ranks = run.world->size() > 1 ? 1 : 0;
+    g_phase = static_cast<int>(train::StartPhase::training);
+    status = train::train_to_end(
+        run, &g_stop, [] { return static_cast<int>(g_signal); }, std::cout, std::cerr);
+  }
+  run.trainer.reset();  // the trainer, the lock and the process groups go before MPI does
+  run = train::StartedRun();
   engine::dist::finalize();
   return status;
 }
