@@ -54,8 +54,8 @@ MoeLayer::MoeLayer(const MoeLayerConfig& config, ParamStore& params, const std::
   first_local_ = (ranks > 1 ? config.expert_group->rank() : 0) * local;
   // Every rank draws every expert's initial weights in the same order and keeps its own, so a
   // run's initial model is the same whatever the number of ranks.
-  ParamStore elsewhere;
   for (int64_t e = 0; e < E; ++e) {
+    ParamStore elsewhere;  // another rank's expert: drawn, then freed at once
     const bool mine = e >= first_local_ && e < first_local_ + local;
     ExpertMlp m =
         ExpertMlp::create(mine ? params : elsewhere, prefix + ".experts." + std::to_string(e), config.activation, d,

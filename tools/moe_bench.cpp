@@ -41,9 +41,12 @@ int main(int argc, char** argv) {
     world = engine::dist::world();
     const runconfig::RunConfig config = runconfig::load_run_config(
         config_path, overrides, [](std::string* why) { return engine::cuda_available(why); });
-    const train::ProcessGroups groups =
-        train::ProcessGroups::make(world, config.parallel.expert, config.device == runconfig::DeviceKind::cuda);
-    const bench::Result r = bench::run(config, config_path, options, groups);
+    bench::Result r;
+    {  // the process groups end before MPI does
+      const train::ProcessGroups groups =
+          train::ProcessGroups::make(world, config.parallel.expert, config.device == runconfig::DeviceKind::cuda);
+      r = bench::run(config, config_path, options, groups);
+    }
     const bool speaks = world->rank() == 0;
     world.reset();
     engine::dist::finalize();

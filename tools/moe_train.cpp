@@ -8,7 +8,8 @@
 // Exit status: 0 finished; 2 bad flags or config, or data that does not fit the config (found
 // before step 1); 1 any other error (output folder in use by another run, bad checkpoint, NaN
 // stop, a file that cannot be written: the message names it, the system's reason and how to
-// resume; any other error during training saves a checkpoint first and names it);
+// resume; any other error during training saves a checkpoint first and names it, in one
+// process; with several ranks it names its rank and ends them all, the last checkpoint stays);
 // 130 / 143 stopped by SIGINT / SIGTERM (during training after saving a checkpoint; before
 // training at once, saying that nothing was trained or saved).
 #include <fcntl.h>

@@ -27,6 +27,14 @@ bool cuda_available(std::string* why) {
 #endif
 }
 
+void set_cuda_device(int index) {
+#ifdef ENGINE_WITH_CUDA
+  cudaSetDevice(index);
+#else
+  (void)index;
+#endif
+}
+
 int cuda_device_count() {
 #ifdef ENGINE_WITH_CUDA
   int n = 0;

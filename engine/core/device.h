@@ -22,6 +22,7 @@ struct Device {
 // True when this build has the CUDA backend AND a device can be used; `why` says otherwise.
 bool cuda_available(std::string* why = nullptr);
 int cuda_device_count();  // 0 without the CUDA backend or a device
+void set_cuda_device(int index);  // the calling thread's current GPU (no-op without CUDA)
 bool built_with_cuda();
 
 }  // namespace engine

@@ -32,22 +32,23 @@ bool built_with_mpi() {
 #endif
 }
 
-// OpenMPI, MPICH / Intel MPI (hydra), Slurm.
+// OpenMPI, MPICH / Intel MPI (hydra), PMIx launchers.
 int launched_world_size() {
-  static const char* const names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS", nullptr};
+  // Only what an MPI launcher sets (not SLURM_NTASKS, which a one-process step in a multi-task
+  // job also sees).
+  static const char* const names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", nullptr};
   const int n = env_int(names);
   return n > 0 ? n : 1;
 }
 
 int launched_local_size() {
-  static const char* const names[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE",
-                                      nullptr};
+  static const char* const names[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", nullptr};
   const int n = env_int(names);
   return n > 0 ? n : 1;
 }
 
 int launched_local_rank() {
-  static const char* const names[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", nullptr};
+  static const char* const names[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", nullptr};
   return env_int(names);
 }
 

@@ -10,7 +10,9 @@ namespace moe {
 
 engine::Tensor loss_switch_aux(const Routing& r, const SequenceLayout&) {
   using namespace engine;
-  if (!r.probs.defined() || r.assigned_expert.empty()) return Tensor();
+  // Measured whenever there are scores: under expert parallelism a rank may hold no assignment
+  // of its own (expert_choice) while the step's counts f_i are not zero.
+  if (!r.probs.defined() || r.balance_tokens == 0) return Tensor();
   // f_i from balance_counts: this micro-batch's counts, or the whole step's in the global-batch
   // balance scope (Qwen's global-batch balancing); P_i stays this micro-batch's.
   const double total = static_cast<double>(r.balance_tokens * r.top_k);

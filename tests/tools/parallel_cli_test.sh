@@ -85,7 +85,7 @@ sigterm)
       --set parallel.expert=2 --out run >log 2>&1 &
     launcher=$!
     for _ in $(seq 1 600); do grep -q "^step 3/" log && break; sleep 0.1; done
-    if [[ $target == mpirun ]]; then kill -TERM "$launcher"; else pkill -TERM -x "$(basename "$train")"; fi
+    if [[ $target == mpirun ]]; then kill -TERM "$launcher"; else pkill -TERM -P "$launcher" -x "$(basename "$train")"; fi
     wait "$launcher"
     rc=$?
     [[ $rc -ne 0 ]] || fail "SIGTERM to the $target: mpirun exited 0"
@@ -106,7 +106,7 @@ sigterm)
   ;;
 repeat)
   for n in 1 2; do
-    limited 120 env -u OMP_NUM_THREADS -u OMP_WAIT_POLICY "$mpirun" -np 2 "$train" "${small[@]}" \
+    limited 120 env -u OMP_NUM_THREADS -u OMP_WAIT_POLICY "$mpirun" --bind-to none -np 2 "$train" "${small[@]}" \
       --set training.steps=8 --set parallel.expert=2 --set moe.router=noisy_topk --out "run$n" >"log$n" 2>&1 ||
       { cat "log$n"; fail "run $n"; }
   done
@@ -116,7 +116,8 @@ repeat)
   [[ $(wc -l <a.csv) -eq 9 ]] || fail "expected 8 logged steps"
   cmp -s a.csv b.csv || { diff a.csv b.csv | head; fail "two identical runs logged different numbers"; }
   # Each rank's threads: its share of the cores, sleeping while they wait (the test's own
-  # OMP_NUM_THREADS and OMP_WAIT_POLICY removed, so moe-train's defaults show).
+  # OMP_NUM_THREADS and OMP_WAIT_POLICY removed, so moe-train's defaults show; --bind-to none,
+  # since OpenMPI binds each of 2 ranks to one core by default, which caps them at one thread).
   threads=$(( $(nproc) / 2 ))
   ((threads < 1)) && threads=1
   grep -q "$threads OpenMP threads per rank, waiting threads sleep" log1 ||

@@ -26,8 +26,13 @@ ProcessGroups ProcessGroups::make(std::shared_ptr<engine::dist::Communicator> wo
   g.expert_group = world->split(r / expert_parallel);
   g.expert_replicas = world->split(r % expert_parallel);
   if (cuda) {
-    const int gpus = std::max(1, engine::cuda_device_count());
-    g.device = engine::Device::cuda(R > 1 ? engine::dist::launched_local_rank() % gpus : 0);
+    const int gpus = engine::cuda_device_count(), local = engine::dist::launched_local_size();
+    if (R > 1 && local > gpus)
+      throw runconfig::ConfigError("device: cuda with " + std::to_string(local) + " ranks on this machine and " +
+                                   std::to_string(gpus) + " GPUs; one rank per GPU (mpirun -np at most " +
+                                   std::to_string(gpus) + " per machine)");
+    g.device = engine::Device::cuda(R > 1 ? engine::dist::launched_local_rank() : 0);
+    engine::set_cuda_device(g.device.index);  // this rank's GPU from now on, for every op
     if (R > 1 && engine::dist::built_with_nccl()) {
       g.world = engine::dist::nccl_communicator(g.world, g.device.index);
       g.expert_group = engine::dist::nccl_communicator(g.expert_group, g.device.index);
@@ -62,6 +67,11 @@ struct Bucket {
 void sum_bucket(const Bucket& b, engine::dist::Communicator& over, double scale_by) {
   if (b.params.empty()) return;
   engine::NoGradScope no_grad;
+  // A parameter no rank computed a gradient for (an expert no token reached) keeps none, as in
+  // one process, where AdamW then leaves it and its moments alone; a zero gradient would not.
+  std::vector<int64_t> has_grad;
+  for (const Tensor& p : b.params) has_grad.push_back(p.grad().defined() ? 1 : 0);
+  over.all_reduce_sum(has_grad);
   const engine::Device device = b.params.front().device();
   Tensor flat = Tensor::zeros({b.numel}, engine::DType::f32, device);
   int64_t offset = 0;
@@ -75,8 +85,13 @@ void sum_bucket(const Bucket& b, engine::dist::Communicator& over, double scale_
   }
   engine::all_reduce_sum(flat, over);
   offset = 0;
-  for (const Tensor& p : b.params) {
+  for (size_t i = 0; i < b.params.size(); ++i) {
+    const Tensor& p = b.params[i];
     const int64_t n = p.numel();
+    if (has_grad[i] == 0) {
+      offset += n;
+      continue;
+    }
     Tensor g =
         engine::reshape(engine::scale(engine::slice(flat, 0, offset, offset + n), scale_by), p.shape()).to(p.dtype());
     Tensor mutable_p = p;

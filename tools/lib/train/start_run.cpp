@@ -95,13 +95,17 @@ StartedRun start_run(const StartRequest& request, std::ostream& out, std::ostrea
         }
       }))
     return run;
-  if (several && !resume_path.empty()) resume_path = world.broadcast(resume_path, 0);
+  if (several) resume_path = world.broadcast(resume_path, 0);  // rank 0's --resume for every rank
   if (!phase(StartPhase::building,
              [&] { run.trainer = std::make_unique<Trainer>(config, progress, nullptr, run.groups); }))
     return run;
-  phase(StartPhase::loading, [&] {
-    if (!resume_path.empty()) run.trainer->resume(resume_path);
-  });
+  if (!phase(StartPhase::loading, [&] {
+        if (!resume_path.empty()) run.trainer->resume(resume_path);
+      }))
+    return run;
+  // The run folder is checked (no earlier run's checkpoints in it) before training, so that a
+  // refusal is one message from every rank, not an error in the middle of a collective.
+  phase(StartPhase::loading, [&] { run.trainer->start_outputs(); });
   return run;
 }
 

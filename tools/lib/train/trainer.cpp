@@ -136,14 +136,12 @@ Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::uniqu
     model_->dropout_generator().set_shard(rank, ranks);
   }
   progress_ << "moe-train: " << model_->params().count_elements() << " parameters";
-  if (groups_.distributed())
-  {
+  if (groups_.distributed()) {
     const char* wait = std::getenv("OMP_WAIT_POLICY");
     const bool sleeping = wait && (std::string(wait) == "PASSIVE" || std::string(wait) == "passive");
     progress_ << " on rank 0 of " << groups_.size() << " (" << groups_.size() / groups_.expert_parallel
-              << " copies of the experts, each over " << groups_.expert_parallel << " ranks; "
-              << engine::num_threads() << " OpenMP threads per rank, "
-              << (sleeping ? "waiting threads sleep" : "waiting threads spin") << ")";
+              << " copies of the experts, each over " << groups_.expert_parallel << " ranks; " << engine::num_threads()
+              << " OpenMP threads per rank, " << (sleeping ? "waiting threads sleep" : "waiting threads spin") << ")";
   }
   progress_ << ", " << model_->moe_layers().size() << " MoE layers, memory estimate " << memory_.summary()
             << (config.logging.out_dir.empty() ? "" : ", writing " + config.logging.out_dir) << "\n";
@@ -329,14 +327,21 @@ void Trainer::forward_backward(StepMetrics& m, std::vector<RoutingObserver>& obs
     backward(total);
   }
   if (groups_.distributed()) {  // the logged numbers are the whole batch's: the mean over ranks
+    // Every rank sends every term (a rank may lack one, e.g. with no assignment of its own): the
+    // term's mean over the ranks that have it.
+    const std::vector<std::string> names = balance_term_names();
     std::vector<double> values = {m.loss, m.ce};
-    for (const auto& [name, value] : m.terms) values.push_back(value);
+    for (const std::string& name : names) {
+      const auto it = m.terms.find(name);
+      values.push_back(it == m.terms.end() ? 0.0 : it->second);
+      values.push_back(it == m.terms.end() ? 0.0 : 1.0);
+    }
     groups_.world->all_reduce_sum(values);
-    for (double& v : values) v /= groups_.size();
-    m.loss = values[0];
-    m.ce = values[1];
-    size_t i = 2;
-    for (auto& [name, value] : m.terms) value = values[i++];
+    m.loss = values[0] / groups_.size();
+    m.ce = values[1] / groups_.size();
+    m.terms.clear();
+    for (size_t i = 0; i < names.size(); ++i)
+      if (values[3 + 2 * i] > 0) m.terms[names[i]] = values[2 + 2 * i] / values[3 + 2 * i];
   }
 }
 
@@ -398,7 +403,7 @@ void Trainer::warn_on_collapse(const StepMetrics& m) {
   }
 }
 
-RunEnd Trainer::run(const std::atomic<bool>* stop) {
+void Trainer::start_outputs() {
   try {
     open_outputs();
   } catch (const fileio::WriteError& e) {
@@ -406,6 +411,10 @@ RunEnd Trainer::run(const std::atomic<bool>* stop) {
   } catch (const std::filesystem::filesystem_error& e) {  // the run folder cannot be created
     throw OutputError(std::string(e.what()) + "; training did not start");
   }
+}
+
+RunEnd Trainer::run(const std::atomic<bool>* stop) {
+  start_outputs();
   const rc::TrainingConfig& t = config_.training;
   const int every = config_.checkpointing.every;
   while (step_ < t.steps) {

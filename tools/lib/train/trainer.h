@@ -87,6 +87,10 @@ class Trainer {
   // Returns the path written (on ranks other than 0, which write nothing: the path rank 0 writes).
   std::string save_checkpoint(const std::string& diagnostic = "");
   std::string checkpoint_dir() const;
+  // Creates the run folder's files (config.yaml, metrics), refusing a folder that holds another
+  // run's checkpoints (OutputError, CheckpointError); run() calls it, a caller may call it first
+  // to fail before training.
+  void start_outputs();
 
   int64_t steps_done() const { return step_; }
   moe::TransformerLM& model() { return *model_; }
