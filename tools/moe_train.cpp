@@ -41,7 +41,8 @@ const char* const kPhaseText[] = {"reading the config",
                                   "looking for the latest checkpoint",
                                   "building the model and checking the data",
                                   "loading the checkpoint",
-                                  "training"};
+                                  "training",
+                                  "leaving after a failed start"};
 volatile std::sig_atomic_t g_phase = static_cast<int>(train::StartPhase::config);
 
 void say(const char* text) {  // write(2) is async-signal-safe, iostreams are not
@@ -51,6 +52,7 @@ void say(const char* text) {  // write(2) is async-signal-safe, iostreams are no
 
 void on_signal(int sig) {
   const char* name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+  if (g_phase == static_cast<int>(train::StartPhase::failed)) std::_Exit(128 + sig);  // already said why
   if (g_phase != static_cast<int>(train::StartPhase::training)) {
     say("moe-train: stopped by ");
     say(name);

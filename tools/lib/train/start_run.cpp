@@ -54,11 +54,16 @@ StartedRun start_run(const StartRequest& request, std::ostream& out, std::ostrea
     }
     std::string report = message;
     run.exit_code = several ? agree(world, code, message, &report) : code;
-    if (run.exit_code != 0 && speaks) {
+    if (run.exit_code == 0) return true;
+    if (speaks) {
       out.flush();
-      err << "moe-train: " << report << "\n";
+      err << "moe-train: " << report << std::endl;
     }
-    return run.exit_code == 0;
+    // No rank leaves before rank 0 has spoken: mpirun ends the others as soon as one exits
+    // non-zero, and rank 0 would then say it was stopped instead of why the start failed.
+    if (several) world.barrier();
+    on_phase(StartPhase::failed);
+    return false;
   };
 
   rc::RunConfig config;

@@ -26,8 +26,10 @@ struct StartRequest {
   std::string resume;                  // --resume: a file, "latest" or empty
 };
 
-// The start-up phases, announced before each begins (a signal handler says which it cut short).
-enum class StartPhase { config, locking, finding_latest, building, loading, training };
+// The start-up phases, announced before each begins (a signal handler says which it cut short);
+// failed: the start failed and rank 0 has said why (mpirun may now signal the ranks still
+// leaving: nothing more to say).
+enum class StartPhase { config, locking, finding_latest, building, loading, training, failed };
 
 struct StartedRun {
   int exit_code = 0;  // non-zero: the start failed on some rank (rank 0 has said why)
