@@ -107,3 +107,31 @@ TEST_CASE("precision: bf16 trains to within 2% of f32's loss", "[trainer][bf16]"
   CHECK(std::fabs(bf16 - f32) < 0.02 * f32);
   CHECK(bf16 != f32);  // the products really ran in bf16
 }
+
+TEST_CASE("global_batch balance scope: grad_accum 2 equals one micro-batch of the whole batch", "[trainer][balance]") {
+  // f_i over the step's counts, P_i per micro-batch: the mean of the micro-batches' terms is the
+  // whole batch's term, so two micro-batches of 2 train as one batch of 4; the micro-batch scope
+  // measures each half on its own and differs.
+  const std::vector<std::string> common = {"model.n_layers=2", "training.seq_len=32", "schedule.warmup_steps=1",
+                                           "training.eval_every=0", "moe.losses.switch_aux=0.1",
+                                           "moe.balance_scope=global_batch"};
+  auto run = [&](int batch, int accum, const std::string& scope) {
+    std::vector<std::string> o = common;
+    o.push_back("training.batch_size=" + std::to_string(batch));
+    o.push_back("training.grad_accum=" + std::to_string(accum));
+    o.push_back("moe.balance_scope=" + scope);
+    std::ostringstream progress;
+    train::Trainer trainer(shipped("tiny", o), progress);
+    std::vector<double> out;
+    for (int s = 0; s < 3; ++s) {
+      const train::StepMetrics m = trainer.step();
+      out.insert(out.end(), {m.loss, m.terms.at("switch_aux"), m.grad_norm});
+    }
+    return out;
+  };
+  const std::vector<double> whole = run(4, 1, "global_batch"), halves = run(2, 2, "global_batch");
+  const std::vector<double> separate = run(2, 2, "micro_batch");
+  REQUIRE(whole.size() == halves.size());
+  for (size_t i = 0; i < whole.size(); ++i) CHECK(halves[i] == Approx(whole[i]).epsilon(1e-5));
+  CHECK(separate[1] != Approx(whole[1]).epsilon(1e-5));  // step 1's switch_aux: per half, not whole
+}
