@@ -62,7 +62,7 @@ StartedRun start_run(const StartRequest& request, std::ostream& out, std::ostrea
     // No rank leaves before rank 0 has spoken: mpirun ends the others as soon as one exits
     // non-zero, and rank 0 would then say it was stopped instead of why the start failed.
     if (several) world.barrier();
-    on_phase(StartPhase::failed);
+    on_phase(StartPhase::leaving);
     return false;
   };
 
@@ -123,6 +123,8 @@ int train_to_end(StartedRun& run, const std::atomic<bool>* stop, const std::func
       if (run.world->rank() == 0)
         out << "moe-train: stopped by " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << " after step "
             << run.trainer->steps_done() << "; continue with --resume latest" << std::endl;
+      // Exiting non-zero makes mpirun end the other ranks: none leaves before rank 0 has spoken.
+      if (several) run.world->barrier();
       return 128 + sig;
     }
   } catch (const std::exception& e) {

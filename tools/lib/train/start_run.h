@@ -27,9 +27,9 @@ struct StartRequest {
 };
 
 // The start-up phases, announced before each begins (a signal handler says which it cut short);
-// failed: the start failed and rank 0 has said why (mpirun may now signal the ranks still
-// leaving: nothing more to say).
-enum class StartPhase { config, locking, finding_latest, building, loading, training, failed };
+// leaving: the start failed (rank 0 has said why) or training ended; mpirun may now signal the
+// ranks still on their way out, and there is nothing more to say.
+enum class StartPhase { config, locking, finding_latest, building, loading, training, leaving };
 
 struct StartedRun {
   int exit_code = 0;  // non-zero: the start failed on some rank (rank 0 has said why)

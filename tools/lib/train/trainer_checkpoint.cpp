@@ -218,7 +218,21 @@ std::string Trainer::save_checkpoint(const std::string& diagnostic) {
                 static_cast<long long>(step_));
   const std::string path = (dir / name).string();
   ckpt::Checkpoint state = snapshot(diagnostic);  // a collective with expert parallelism
-  if (groups_.rank() != 0) return path;
+  if (groups_.rank() != 0) {
+    groups_.world->barrier();  // returns once rank 0 has written the file (see below)
+    return path;
+  }
+  // Every rank returns only once the file is complete: a rank that went on (or exited, after a
+  // stop) first could make mpirun end rank 0 in the middle of the write.
+  struct Written {
+    const ProcessGroups& g;
+    ~Written() {
+      try {
+        if (g.distributed()) g.world->barrier();
+      } catch (...) {  // MPI already failing: the write's own outcome is what gets reported
+      }
+    }
+  } written{groups_};
   fs::create_directories(dir);
   std::error_code ec;
   static const std::regex leftover("(diagnostic_)?step_[0-9]+\\.h5\\.tmp");
