@@ -12,7 +12,6 @@
 // process; with several ranks it names its rank and ends them all, the last checkpoint stays);
 // 130 / 143 stopped by SIGINT / SIGTERM (during training after saving a checkpoint; before
 // training at once, saying that nothing was trained or saved).
-#include <fcntl.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -20,6 +19,7 @@
 #include <csignal>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <thread>
 
 #include "engine/dist/world.h"
@@ -33,7 +33,6 @@ namespace po = boost::program_options;
 namespace {
 std::atomic<bool> g_stop{false};
 volatile std::sig_atomic_t g_signal = 0;
-volatile std::sig_atomic_t g_several_ranks = 0;
 
 // What the program is doing, for the signal handler (train::StartPhase). Before training there
 // is nothing to save, so a signal ends the program at once and says what it interrupted; during
@@ -71,14 +70,6 @@ void on_signal(int sig) {
   }
   g_signal = sig;
   g_stop.store(true);
-  // Under mpirun the signal usually comes from mpirun, which stops reading the ranks' output
-  // while it waits (1 s by default, odls_base_sigkill_timeout) before SIGKILL: a rank writing a
-  // progress line would block until killed, before it could save. Output that cannot be written
-  // now is dropped instead.
-  if (g_several_ranks) {
-    const int flags = fcntl(STDOUT_FILENO, F_GETFL);
-    if (flags >= 0) fcntl(STDOUT_FILENO, F_SETFL, flags | O_NONBLOCK);
-  }
 }
 
 }  // namespace
@@ -126,11 +117,17 @@ int main(int argc, char** argv) {
       if (sigwait(&stop_signals, &sig) == 0) on_signal(sig);
     }
   }).detach();
+  // Rank 0 of several: progress that cannot wait once a stop is asked for (train::StopAwareOutput).
+  std::streambuf* const plain_out = std::cout.rdbuf();
+  std::unique_ptr<train::StopAwareOutput> stop_aware;
+  if (engine::dist::launched_world_size() > 1 && train::launched_rank() == 0) {
+    stop_aware = std::make_unique<train::StopAwareOutput>(&g_stop);
+    std::cout.rdbuf(stop_aware.get());
+  }
   train::StartedRun run = train::start_run({config_path, overrides, out_dir, resume}, std::cout, std::cerr,
                                            [](train::StartPhase p) { g_phase = static_cast<int>(p); });
   int status = run.exit_code;
   if (status == 0) {
-    g_several_ranks = run.world->size() > 1 ? 1 : 0;
     g_phase = static_cast<int>(train::StartPhase::training);
     status = train::train_to_end(
         run, &g_stop, [] { return static_cast<int>(g_signal); }, std::cout, std::cerr);
@@ -139,5 +136,7 @@ int main(int argc, char** argv) {
   run.trainer.reset();  // the trainer, the lock and the process groups go before MPI does
   run = train::StartedRun();
   engine::dist::finalize();
+  std::cout.flush();
+  std::cout.rdbuf(plain_out);
   return status;
 }

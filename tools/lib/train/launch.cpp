@@ -1,9 +1,12 @@
 #include "tools/lib/train/launch.h"
 
+#include <fcntl.h>
 #include <omp.h>
+#include <poll.h>
 #include <sched.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -22,6 +25,46 @@ int usable_cpus() {
 }
 
 }  // namespace
+
+StopAwareOutput::StopAwareOutput(const std::atomic<bool>* stop) : stop_(stop) {
+  const int flags = fcntl(STDOUT_FILENO, F_GETFL);
+  if (flags >= 0) fcntl(STDOUT_FILENO, F_SETFL, flags | O_NONBLOCK);
+  setp(buffer_, buffer_ + sizeof buffer_);
+}
+
+StopAwareOutput::~StopAwareOutput() { drain(); }
+
+bool StopAwareOutput::drain() {
+  const char* p = pbase();
+  while (p < pptr()) {
+    const ssize_t n = ::write(STDOUT_FILENO, p, static_cast<size_t>(pptr() - p));
+    if (n > 0) {
+      p += n;
+      continue;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) break;  // gone: drop
+    if (stop_ && stop_->load()) break;  // a stop was asked for: saving matters more than the line
+    pollfd out{STDOUT_FILENO, POLLOUT, 0};
+    ::poll(&out, 1, 100);
+  }
+  const bool all = p >= pptr();
+  setp(buffer_, buffer_ + sizeof buffer_);
+  return all;
+}
+
+int StopAwareOutput::overflow(int c) {
+  drain();
+  if (c != traits_type::eof()) {
+    *pptr() = static_cast<char>(c);
+    pbump(1);
+  }
+  return traits_type::not_eof(c);
+}
+
+int StopAwareOutput::sync() {
+  drain();
+  return 0;
+}
 
 int launched_rank() {
   for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"})

@@ -1,6 +1,8 @@
 // What a program started by mpirun does before and around training, so that every rank starts
 // the same way and bad input ends every rank with one message instead of a hang.
 #pragma once
+#include <atomic>
+#include <streambuf>
 #include <string>
 
 #include "engine/dist/communicator.h"
@@ -14,6 +16,25 @@ namespace train {
 // use / ranks on this machine, at least 1). Spinning threads of ranks that outnumber the cores
 // take the cores from the ranks doing work: a run slows down 10-30x.
 void prepare_process(char** argv);
+
+// Standard output for rank 0 of an mpirun: waits while the output is full, as usual, except once
+// *stop is set. OpenMPI's mpirun, once signalled, stops reading the ranks' output and kills them
+// a second later; a rank blocked writing a progress line would never reach its save. Makes fd 1
+// non-blocking: use it for everything written to standard output.
+class StopAwareOutput : public std::streambuf {
+ public:
+  explicit StopAwareOutput(const std::atomic<bool>* stop);
+  ~StopAwareOutput() override;
+
+ protected:
+  int overflow(int c) override;
+  int sync() override;
+
+ private:
+  bool drain();  // false: dropped what was pending (stop requested and the output full)
+  const std::atomic<bool>* stop_;
+  char buffer_[4096];
+};
 
 // This process's rank as the launcher's environment announces it (0 when not launched by MPI),
 // for before the world is joined.
