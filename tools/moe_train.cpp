@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
     // Every rank reads the same flags: one rank says what is wrong with them.
     std::streambuf* err = std::cerr.rdbuf();
     std::streambuf* out = std::cout.rdbuf();
-    if (train::launched_rank() != 0) {
+    if (engine::dist::launched_rank() != 0) {
       std::cerr.rdbuf(nullptr);
       std::cout.rdbuf(nullptr);
     }
@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
   // Rank 0 of several: progress that cannot wait once a stop is asked for (train::StopAwareOutput).
   std::streambuf* const plain_out = std::cout.rdbuf();
   std::unique_ptr<train::StopAwareOutput> stop_aware;
-  if (engine::dist::launched_world_size() > 1 && train::launched_rank() == 0) {
+  if (engine::dist::launched_world_size() > 1 && engine::dist::launched_rank() == 0) {
     stop_aware = std::make_unique<train::StopAwareOutput>(&g_stop);
     std::cout.rdbuf(stop_aware.get());
   }

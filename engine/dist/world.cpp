@@ -52,6 +52,11 @@ int launched_local_rank() {
   return env_int(names);
 }
 
+int launched_rank() {
+  static const char* const names[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", nullptr};
+  return env_int(names);
+}
+
 std::shared_ptr<Communicator> world() {
   std::shared_ptr<Communicator>& w = world_slot();
   if (w) return w;

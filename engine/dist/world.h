@@ -19,6 +19,9 @@ int launched_world_size();
 // process's index among them (0 when not launched by MPI): one GPU each.
 int launched_local_size();
 int launched_local_rank();
+// This process's rank in the world the launcher announces (0 when not launched by MPI), for
+// before the world is joined.
+int launched_rank();
 
 // Joins MPI on first call when launched by it (MPI_Init), else returns a one-process group.
 // Throws std::runtime_error when launched as several ranks but built without MPI.

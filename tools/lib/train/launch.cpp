@@ -66,12 +66,6 @@ int StopAwareOutput::sync() {
   return 0;
 }
 
-int launched_rank() {
-  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"})
-    if (const char* v = std::getenv(name)) return std::atoi(v);
-  return 0;
-}
-
 void prepare_process(char** argv) {
   const int local = engine::dist::launched_local_size();
   if (engine::dist::launched_world_size() <= 1) return;

@@ -36,10 +36,6 @@ class StopAwareOutput : public std::streambuf {
   char buffer_[4096];
 };
 
-// This process's rank as the launcher's environment announces it (0 when not launched by MPI),
-// for before the world is joined.
-int launched_rank();
-
 // Start-up agreement: every rank reports how its last phase went (code 0: fine) and learns
 // about the others. Returns 0 when every rank is fine, else the first failing rank's code;
 // *report is then (on every rank) that rank's message, naming the rank when not all ranks
