@@ -17,6 +17,7 @@
 #include "engine/ops/gather_scatter.h"
 #include "engine/ops/grouped_linear.h"
 #include "engine/ops/matmul.h"
+#include "engine/ops/meter.h"
 #include "engine/ops/norm.h"
 #include "engine/ops/random_fill.h"
 #include "engine/ops/reduce.h"

@@ -62,6 +62,13 @@ MoeLayer::MoeLayer(const MoeLayerConfig& config, ParamStore& params, const std::
                           config.d_expert, init_std, residual_std, gen, config.dtype, config.device);
     if (mine) experts_.push_back(std::move(m));
   }
+  compute_meter_ = std::make_shared<Meter>();
+  compute_meter_->read = device_seconds(config.device);
+  wait_meter_ = std::make_shared<Meter>();
+  if (ranks > 1) {
+    std::shared_ptr<dist::Communicator> group = config.expert_group;
+    wait_meter_->read = [group] { return group->waited_seconds(); };
+  }
   const int64_t d_shared = config.d_shared > 0 ? config.d_shared : config.d_expert;
   for (int64_t s = 0; s < config.num_shared_experts; ++s)
     shared_.push_back(ExpertMlp::create(params, prefix + ".shared_experts." + std::to_string(s), config.activation, d,
@@ -122,9 +129,13 @@ MoeForward MoeLayer::forward(const Tensor& x, const std::vector<int32_t>* token_
   }
   {
     StageTimer stage("experts");
-    expert_out = config_.expert_group && config_.expert_group->size() > 1
-                     ? run_on_owners(rows, out.routing)
-                     : run_experts(experts_, rows, out.routing.expert_offsets);
+    if (config_.expert_group && config_.expert_group->size() > 1) {
+      expert_out = run_on_owners(rows, out.routing);
+    } else {
+      slots_received_ += rows.size(0);
+      expert_out = meter_end(run_experts(experts_, meter_begin(rows, compute_meter_), out.routing.expert_offsets),
+                             compute_meter_);
+    }
   }
   {
     StageTimer stage("combine");
@@ -154,10 +165,12 @@ Tensor MoeLayer::run_on_owners(const Tensor& rows, const Routing& routing) {
       send_rows[q] += kept[q * local + j];
     }
   // from[q * local + j]: rows rank q sends for local expert j.
+  // Waits are charged from the first exchange to the last (the counts', then the rows' both ways).
+  const Tensor metered_rows = meter_begin(rows, wait_meter_);
   const std::vector<int64_t> from = group->all_to_all(kept);
   for (int q = 0; q < P; ++q)
     for (int64_t j = 0; j < local; ++j) recv_rows[q] += from[q * local + j];
-  Tensor received = all_to_all_rows(rows, group, send_rows, recv_rows);
+  Tensor received = all_to_all_rows(metered_rows, group, send_rows, recv_rows);
 
   // The received row order is (source, expert); the experts want (expert, source).
   std::vector<int64_t> source_start(P + 1, 0);
@@ -177,9 +190,20 @@ Tensor MoeLayer::run_on_owners(const Tensor& rows, const Routing& routing) {
   for (int64_t i = 0; i < n; ++i) back[expert_major[i]] = static_cast<int32_t>(i);
   const Device device = rows.device();
   Tensor ordered = gather_rows(received, Tensor::from_vector(expert_major, {n}, device));
-  Tensor out = run_experts(experts_, ordered, offsets);
+  slots_received_ += n;
+  Tensor out = meter_end(run_experts(experts_, meter_begin(ordered, compute_meter_), offsets), compute_meter_);
   Tensor by_source = gather_rows(out, Tensor::from_vector(back, {n}, device));
-  return all_to_all_rows(by_source, group, recv_rows, send_rows);
+  return meter_end(all_to_all_rows(by_source, group, recv_rows, send_rows), wait_meter_);
+}
+
+ExpertLoad MoeLayer::expert_load() const {
+  return {slots_received_, compute_meter_->total(), wait_meter_->read ? wait_meter_->total() : 0.0};
+}
+
+void MoeLayer::reset_expert_load() {
+  slots_received_ = 0;
+  compute_meter_->reset();
+  wait_meter_->reset();
 }
 
 void MoeLayer::update_bias(const std::vector<int64_t>& step_counts) {

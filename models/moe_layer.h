@@ -45,6 +45,16 @@ struct MoeLayerConfig {
   std::shared_ptr<engine::dist::Communicator> expert_group;
 };
 
+// What this rank's part of a layer cost since MoeLayer::reset_expert_load(): the slots its experts
+// received (kept after capacity, from every rank of the expert group), the seconds they
+// computed, forward and backward (the grouped expert MLPs only), and the seconds this rank waited
+// in the layer's all-to-alls for the slowest rank of its group. The wait is measured by a barrier
+// before each exchange, so only while the group's measure_wait is on; 0 in one process.
+struct ExpertLoad {
+  int64_t slots = 0;
+  double compute_seconds = 0, wait_seconds = 0;
+};
+
 struct MoeForward {
   engine::Tensor output;  // same shape as the input
   Routing routing;        // for the balance losses and the diagnostics
@@ -72,12 +82,20 @@ class MoeLayer {
   const std::vector<ExpertMlp>& experts() const { return experts_; }
   int64_t first_local_expert() const { return first_local_; }
 
+  // The cost of the forwards (and their backwards) since the last reset.
+  ExpertLoad expert_load() const;
+  void reset_expert_load();
+
  private:
   MoeLayerConfig config_;
   RouterWeights router_;
   std::vector<ExpertMlp> experts_, shared_;
   std::vector<float> bias_;
   int64_t first_local_ = 0;
+  // Bracket the expert MLPs (compute) and the expert-parallel exchanges (wait) on the tape, so
+  // their backward is measured too (engine/ops/meter.h).
+  std::shared_ptr<engine::Meter> compute_meter_, wait_meter_;
+  int64_t slots_received_ = 0;
 
   engine::Tensor run_on_owners(const engine::Tensor& rows, const Routing& routing);  // expert parallel
 };

@@ -35,6 +35,14 @@ void set_cuda_device(int index) {
 #endif
 }
 
+void synchronize(Device device) {
+#ifdef ENGINE_WITH_CUDA
+  if (!device.is_cpu()) cudaDeviceSynchronize();
+#else
+  (void)device;
+#endif
+}
+
 int cuda_device_count() {
 #ifdef ENGINE_WITH_CUDA
   int n = 0;

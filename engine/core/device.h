@@ -23,6 +23,9 @@ struct Device {
 bool cuda_available(std::string* why = nullptr);
 int cuda_device_count();  // 0 without the CUDA backend or a device
 void set_cuda_device(int index);  // the calling thread's current GPU (no-op without CUDA)
+// Waits until the work queued on `device` has finished (a no-op on the CPU, where ops are
+// synchronous): wall-clock measurements of device work need it.
+void synchronize(Device device);
 bool built_with_cuda();
 
 }  // namespace engine

@@ -8,11 +8,11 @@
 
 namespace engine {
 
-namespace {
-
 double steady_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
+
+namespace {
 
 struct Frame {
   size_t stage;

@@ -20,6 +20,7 @@ std::vector<std::pair<std::string, double>> stage_times();  // seconds, in first
 // clock it advances by hand (the accounting is then checked exactly, not against wall time).
 // nullptr restores the steady clock.
 using ProfileClock = double (*)();
+double steady_seconds();  // std::chrono::steady_clock, in seconds
 void set_profile_clock(ProfileClock clock);
 
 // The stage name for a backward closure: "bw:" and the op function that recorded it, read from

@@ -1,6 +1,9 @@
 #include "engine/dist/communicator.h"
 
+#include <chrono>
 #include <numeric>
+
+#include "engine/core/profile.h"
 #include <stdexcept>
 
 namespace engine::dist {
@@ -37,6 +40,13 @@ class SelfCommunicator : public Communicator {
 };
 
 }  // namespace
+
+void Communicator::timed_barrier(const std::function<void()>& barrier) {
+  StageTimer stage("wait");
+  const auto start = std::chrono::steady_clock::now();
+  barrier();
+  waited_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 std::shared_ptr<Communicator> self_communicator() { return std::make_shared<SelfCommunicator>(); }
 

@@ -14,9 +14,12 @@
 //   stages through the host.
 // Each collective is charged to a profile stage ("all_to_all", "all_reduce"); with
 // set_measure_wait(true) a barrier before it is charged to "wait" first, so a profile separates
-// the time a rank waits for the slowest one from the time the transfer takes.
+// the time a rank waits for the slowest one from the time the transfer takes; waited_seconds()
+// adds those barriers up, so a caller can charge the waits of its own collectives (an MoE
+// layer's all-to-alls) by reading it before and after.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -62,9 +65,18 @@ class Communicator {
 
   void set_measure_wait(bool on) { measure_wait_ = on; }
   bool measure_wait() const { return measure_wait_; }
+  // Seconds spent in the measure_wait barriers since this communicator was made.
+  virtual double waited_seconds() const { return waited_; }
 
  protected:
+  // An implementation's barrier before a collective, when measure_wait is on: charged to the
+  // profile stage "wait" and to waited_seconds().
+  void timed_barrier(const std::function<void()>& barrier);
+
   bool measure_wait_ = false;
+
+ private:
+  double waited_ = 0;
 };
 
 // One process: every collective returns its input.

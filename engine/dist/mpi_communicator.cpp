@@ -153,8 +153,7 @@ class MpiCommunicator : public Communicator {
 
   void wait_for_all() {
     if (!measure_wait_ || size_ == 1) return;
-    StageTimer stage("wait");
-    check(MPI_Barrier(comm_), "barrier");
+    timed_barrier([this] { check(MPI_Barrier(comm_), "barrier"); });
   }
 
   template <class T>

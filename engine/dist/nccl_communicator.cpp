@@ -137,6 +137,9 @@ class NcclCommunicator : public Communicator {
   std::shared_ptr<Communicator> split(int color) override;
 
  private:
+  // The host's barriers (before the collectives it carries for this communicator) count too.
+  double waited_seconds() const override { return Communicator::waited_seconds() + host_->waited_seconds(); }
+
   // set_measure_wait is not virtual: the host picks the setting up when a call goes through it.
   Communicator& host() {
     host_->set_measure_wait(measure_wait_);
@@ -154,8 +157,7 @@ class NcclCommunicator : public Communicator {
   void wait_for_all() {
     if (!measure_wait_ || size() == 1) return;
     cuda_check(cudaStreamSynchronize(cuda::stream()), "barrier");
-    StageTimer stage("wait");
-    host_->barrier();
+    timed_barrier([this] { host_->barrier(); });
   }
 
   std::shared_ptr<Communicator> host_;

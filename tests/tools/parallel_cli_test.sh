@@ -110,10 +110,16 @@ repeat)
       --set training.steps=8 --set parallel.expert=2 --set moe.router=noisy_topk --out "run$n" >"log$n" 2>&1 ||
       { cat "log$n"; fail "run $n"; }
   done
-  # Every column but the time-dependent tokens_per_s.
-  cut -d, -f1-5,7- run1/metrics.csv >a.csv
-  cut -d, -f1-5,7- run2/metrics.csv >b.csv
+  # Every column but the measured times (tokens_per_s, each rank's compute and wait seconds, the
+  # wait share); each rank's slots must repeat too.
+  untimed() {
+    awk -F, 'NR == 1 { for (i = 1; i <= NF; ++i) keep[i] = $i !~ /(tokens_per_s|_compute_s|_wait_s|_wait_share)$/ }
+             { line = ""; for (i = 1; i <= NF; ++i) if (keep[i]) line = line $i ","; print line }' "$1"
+  }
+  untimed run1/metrics.csv >a.csv
+  untimed run2/metrics.csv >b.csv
   [[ $(wc -l <a.csv) -eq 9 ]] || fail "expected 8 logged steps"
+  grep -q "moe1_rank1_slots" a.csv || fail "metrics.csv has no per-rank slots"
   cmp -s a.csv b.csv || { diff a.csv b.csv | head; fail "two identical runs logged different numbers"; }
   # Each rank's threads: its share of the cores, sleeping while they wait (the test's own
   # OMP_NUM_THREADS and OMP_WAIT_POLICY removed, so moe-train's defaults show; --bind-to none,
@@ -127,8 +133,8 @@ repeat)
     --out run_np1 >log_np1 2>&1 || { cat log_np1; fail "mpirun -np 1"; }
   limited 120 "$train" "${small[@]}" --set training.steps=8 --set moe.router=noisy_topk --out run_alone \
     >log_alone 2>&1 || { cat log_alone; fail "one process"; }
-  cut -d, -f1-5,7- run_np1/metrics.csv >c.csv
-  cut -d, -f1-5,7- run_alone/metrics.csv >d.csv
+  untimed run_np1/metrics.csv >c.csv
+  untimed run_alone/metrics.csv >d.csv
   cmp -s c.csv d.csv || { diff c.csv d.csv | head; fail "mpirun -np 1 differs from one process"; }
   echo "PASS: the same mpirun command twice logs bit-identical losses; mpirun -np 1 is one process"
   ;;

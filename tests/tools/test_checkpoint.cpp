@@ -120,6 +120,44 @@ TEST_CASE("moe-train keeps the last K checkpoints, and the history across a resu
   CHECK(c.tokens_seen == 10 * 2 * 16);
 }
 
+TEST_CASE("checkpoints keep each rank's expert load per layer and logged step", "[checkpoint][devices]") {
+  const fs::path dir = fresh_dir("ranks");
+  std::ostringstream quiet;
+  train::Trainer t(small_run(dir, {"training.steps=2", "checkpointing.every=2"}), quiet);
+  t.run();
+  const std::string path = train::latest_checkpoint(dir.string());
+  const ckpt::Checkpoint c = ckpt::read_checkpoint(path);
+  const ckpt::MetricsHistory& m = c.metrics;
+  REQUIRE(m.ranks == 1);
+  REQUIRE(m.rank_slots.size() == 2 * 2);  // 2 logged steps x 2 MoE layers x 1 rank
+  for (size_t i = 0; i < m.rank_slots.size(); ++i) {
+    CHECK(m.rank_slots[i] == 2 * 16 * 2);  // every slot of batch 2 x 16 tokens x top-2, no capacity
+    CHECK(m.rank_compute_seconds[i] > 0);
+    CHECK(m.rank_wait_seconds[i] == 0);  // one process waits for nobody
+  }
+  CHECK(m.layer_metrics.at("device_imbalance").size() == 4);
+  // A file from before the per-rank history (none recorded) still reads, its checksum intact.
+  ckpt::Checkpoint older = c;
+  older.metrics.ranks = 0;
+  older.metrics.rank_slots.clear();
+  older.metrics.rank_compute_seconds.clear();
+  older.metrics.rank_wait_seconds.clear();
+  const std::string p = path + ".older.h5";
+  ckpt::write_checkpoint(p, older);
+  {
+    h5::File f(p, h5::File::Mode::read);
+    CHECK_FALSE(f.exists("/metrics/ranks"));
+  }
+  CHECK(ckpt::read_checkpoint(p).metrics.ranks == 0);
+  // Arrays that disagree with the history's shape are named.
+  ckpt::Checkpoint bad = c;
+  bad.metrics.ranks = 2;
+  bad.metrics.rank_wait_seconds.resize(2 * 2 * 2);
+  bad.metrics.rank_slots.resize(2 * 2 * 2);
+  bad.metrics.rank_compute_seconds.resize(2 * 2 * 2 - 1);
+  CHECK_THROWS(ckpt::write_checkpoint(p, bad));  // the writer refuses a dataset of the wrong size
+}
+
 TEST_CASE("resume refuses a config that changes the model and names the keys", "[checkpoint][errors]") {
   const std::string path = save_a_checkpoint("mismatch");
   std::ostringstream quiet;

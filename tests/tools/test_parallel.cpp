@@ -254,6 +254,51 @@ TEST_CASE("parallel: micro_batch scope equals one process with grad_accum = rank
   }
 }
 
+TEST_CASE("parallel: the slots each rank measures add up to the kept slots and group as the devices", "[parallel]") {
+  // switch with capacity 1: some slots are dropped, so kept slots differ from the counts.
+  rc::RunConfig c = small_config(rc::RouterKind::switch_k1);
+  c.moe.top_k = 1;
+  c.moe.num_experts = 8;
+  c.moe.capacity_factor = 1.0;
+  for (int expert : {4, 2}) {  // 4: one rank per device; 2: two copies of two devices
+    c.parallel.expert = expert;
+    std::ostringstream quiet;
+    Trainer trainer(c, quiet, nullptr, ProcessGroups::make(g_world, expert));
+    const train::StepMetrics m = trainer.step();  // step 1 is a log step
+    std::ostringstream out;
+    int64_t dropped = 0;
+    for (size_t l = 0; l < m.layers.size(); ++l) {
+      const collapse::LayerStats& s = m.layers[l];
+      int64_t counted = 0, kept = 0;
+      for (int64_t v : s.counts) counted += v;
+      for (int64_t v : s.kept) kept += v;
+      dropped += counted - kept;
+      double received = 0;
+      for (double v : s.rank_slots) received += v;
+      if (static_cast<int>(s.rank_slots.size()) != g_world->size()) out << "layer " << l << ": not one entry per rank\n";
+      if (received != static_cast<double>(kept)) out << "layer " << l << ": ranks received " << received << ", kept " << kept << "\n";
+      if (s.devices != expert) out << "layer " << l << ": " << s.devices << " devices\n";
+      // Rank r holds the experts of device r % expert; the copies of one device add up to it.
+      std::vector<int64_t> by_device(static_cast<size_t>(expert), 0);
+      for (size_t r = 0; r < s.rank_slots.size(); ++r) by_device[r % expert] += static_cast<int64_t>(s.rank_slots[r]);
+      if (by_device != s.device_slots) out << "layer " << l << ": measured slots are not the devices' kept slots\n";
+      const int64_t most = *std::max_element(s.device_slots.begin(), s.device_slots.end());
+      if (std::abs(s.device_imbalance - static_cast<double>(most) * expert / static_cast<double>(kept)) > 1e-12)
+        out << "layer " << l << ": device imbalance " << s.device_imbalance << "\n";
+      for (size_t r = 0; r < s.rank_slots.size(); ++r)
+        if (!(s.rank_compute_seconds[r] > 0) || !(s.rank_wait_seconds[r] >= 0))
+          out << "layer " << l << " rank " << r << ": compute " << s.rank_compute_seconds[r] << " s, wait "
+              << s.rank_wait_seconds[r] << " s\n";
+      if (!(s.wait_share >= 0 && s.wait_share < 1)) out << "layer " << l << ": wait share " << s.wait_share << "\n";
+    }
+    if (m.layers.size() != 2) out << m.layers.size() << " layers of stats\n";
+    if (dropped != m.dropped || dropped == 0) out << "dropped " << dropped << " vs the step's " << m.dropped << "\n";
+    const std::string diff = verdict(g_world->rank() == 0 ? out.str() : "");
+    INFO("parallel.expert " << expert << ":\n" << diff);
+    CHECK(diff.empty());
+  }
+}
+
 TEST_CASE("parallel: the same run twice is bit-identical", "[parallel]") {
   const rc::RunConfig c = small_config(rc::RouterKind::noisy_topk);
   const Trace first = train_parallel(c, 4, 2);

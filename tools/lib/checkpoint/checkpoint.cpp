@@ -201,6 +201,14 @@ std::vector<uint64_t> read_u64s(const h5::File& f, const std::string& ds, size_t
   return v;
 }
 
+template <class History>
+auto rank_columns(History& m) {
+  using Column = decltype(&m.rank_slots);
+  return std::vector<std::pair<std::string, Column>>{{"/metrics/ranks/slots", &m.rank_slots},
+                                                     {"/metrics/ranks/compute_seconds", &m.rank_compute_seconds},
+                                                     {"/metrics/ranks/wait_seconds", &m.rank_wait_seconds}};
+}
+
 void write_metrics(h5::File& f, const MetricsHistory& m) {
   const int64_t n = static_cast<int64_t>(m.size());
   f.write_int64s("/metrics/step", m.step, {n});
@@ -213,6 +221,8 @@ void write_metrics(h5::File& f, const MetricsHistory& m) {
   for (const auto& [name, values] : m.terms) f.write_doubles("/metrics/terms/" + name, values, {n});
   f.write_int64s("/metrics/expert_counts", m.expert_counts, {n, m.layers, m.experts});
   for (const auto& [name, values] : m.layer_metrics) f.write_doubles("/metrics/layers/" + name, values, {n, m.layers});
+  if (m.ranks > 0)
+    for (const auto& [name, values] : rank_columns(m)) f.write_doubles(name, *values, {n, m.layers, m.ranks});
   f.write_int64s("/metrics/eval/step", m.eval_step, {static_cast<int64_t>(m.eval_step.size())});
   f.write_doubles("/metrics/eval/loss", m.eval_loss, {static_cast<int64_t>(m.eval_loss.size())});
 }
@@ -255,6 +265,16 @@ MetricsHistory read_metrics(const h5::File& f) {
       if (d != h5::Dims{static_cast<int64_t>(n), m.layers})
         throw CheckpointError(f.path() + ": /metrics/layers/" + name + ": must be [logged steps, layers]");
     }
+  if (f.exists("/metrics/ranks")) {
+    for (const auto& [name, values] : rank_columns(m)) {
+      h5::Dims d;
+      *values = f.read_doubles(name, &d);
+      if (d.size() != 3 || d[0] != static_cast<int64_t>(n) || d[1] != m.layers || d[2] < 1 ||
+          (m.ranks > 0 && d[2] != m.ranks))
+        throw CheckpointError(f.path() + ": " + name + ": must be [logged steps, layers, ranks], like /metrics/ranks/slots");
+      m.ranks = d[2];
+    }
+  }
   m.eval_step = f.read_int64s("/metrics/eval/step");
   m.eval_loss = f.read_doubles("/metrics/eval/loss");
   if (m.eval_step.size() != m.eval_loss.size())
@@ -324,6 +344,10 @@ std::string checksum(const Checkpoint& c) {
   for (const auto& [k, v] : m.layer_metrics) {
     h.text(k);
     h.vec(v);
+  }
+  if (m.ranks > 0) {  // files from before the per-rank history keep their checksum
+    h.u64(static_cast<uint64_t>(m.ranks));
+    for (const auto& [name, values] : rank_columns(m)) h.vec(*values);
   }
   h.vec(m.eval_step);
   h.vec(m.eval_loss);

@@ -17,7 +17,10 @@
 //   /state/rng/<name>         uint64 [2]: Philox (seed, offset) of each generator
 //   /state/loader/<name>      uint64 [3]: data cursor (seed, offset, position) of train and eval
 //   /metrics/...              the run's logged history (MetricsHistory below); per-layer collapse
-//                             metrics under /metrics/layers/<metric> [logged steps, MoE layers]
+//                             metrics under /metrics/layers/<metric> [logged steps, MoE layers];
+//                             per-rank expert load under /metrics/ranks/{slots,compute_seconds,
+//                             wait_seconds} [logged steps, MoE layers, ranks] (absent before it
+//                             was recorded: older files read as having none)
 //
 // Contract: write_checkpoint is atomic: it writes `path`.tmp in the same folder, flushes, fsyncs,
 // renames over `path` and fsyncs the folder, so at any moment either the old file or the complete
@@ -55,6 +58,10 @@ struct MetricsHistory {
   int64_t layers = 0, experts = 0;
   std::vector<int64_t> expert_counts;                        // [step][layer][expert], row-major
   std::map<std::string, std::vector<double>> layer_metrics;  // collapse metric -> [step][layer]
+  // Measured on each rank at each logged step (training's expert load): [step][layer][rank], NaN
+  // where a step has fewer ranks (a run resumed on another number of processes).
+  int64_t ranks = 0;
+  std::vector<double> rank_slots, rank_compute_seconds, rank_wait_seconds;
   std::vector<int64_t> eval_step;
   std::vector<double> eval_loss;
   size_t size() const { return step.size(); }

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <numeric>
 
+#include "tools/lib/collapse/devices.h"
+
 namespace collapse {
 
 std::string format_number(double v, const char* format, const char* if_nan) {
@@ -155,7 +157,16 @@ std::vector<std::pair<std::string, double>> scalar_metrics(const LayerStats& s) 
           {"router_entropy", s.router_entropy},
           {"logit_scale", s.logit_scale},
           {"mean_similarity", s.mean_similarity},
-          {"domain_mi", s.domain_mi}};
+          {"domain_mi", s.domain_mi},
+          {"device_imbalance", s.device_imbalance},
+          {"wait_share", s.wait_share}};
+}
+
+void set_devices(LayerStats& s, const std::vector<int64_t>& kept, int64_t devices) {
+  s.kept = kept;
+  s.devices = devices;
+  s.device_slots = device_loads(kept, devices);
+  s.device_imbalance = device_imbalance(s.device_slots);
 }
 
 Spread spread(std::vector<double> v) {
@@ -218,14 +229,33 @@ Verdict worst(const std::vector<LayerVerdict>& verdicts) {
   return w;
 }
 
+int crossed_thresholds(const LayerStats& s, const Thresholds& t) {
+  return (s.max_vio > t.max_vio ? 1 : 0) | (static_cast<int>(s.dead.size()) > t.max_dead ? 2 : 0) |
+         (s.experts > s.top_k && s.topk_share > t.topk_share ? 4 : 0) |
+         (s.devices > 1 && s.device_imbalance > t.device_imbalance ? 8 : 0);
+}
+
 std::string live_warning(const LayerStats& s, const Thresholds& t) {
+  const int crossed = crossed_thresholds(s, t);
   std::vector<std::string> parts;
-  if (s.max_vio > t.max_vio) parts.push_back("MaxVio " + fmt("%.2f", s.max_vio) + " > " + fmt("%.2f", t.max_vio));
-  if (static_cast<int>(s.dead.size()) > t.max_dead)
+  if (crossed & 1) parts.push_back("MaxVio " + fmt("%.2f", s.max_vio) + " > " + fmt("%.2f", t.max_vio));
+  if (crossed & 2)
     parts.push_back("dead experts " + join(s.dead) + " (< " + fmt("%.2g", t.dead_fraction) + "/E of slots)");
-  if (s.experts > s.top_k && s.topk_share > t.topk_share)
+  if (crossed & 4)
     parts.push_back("top-" + std::to_string(s.top_k) + " share " + fmt("%.2f", s.topk_share) + " > " +
                     fmt("%.2f", t.topk_share) + " (experts " + join(s.busiest) + ")");
+  if (crossed & 8) {
+    const auto busiest = std::max_element(s.device_slots.begin(), s.device_slots.end());
+    int64_t total = 0;
+    for (int64_t v : s.device_slots) total += v;
+    std::string part = "device imbalance " + fmt("%.2f", s.device_imbalance) + " > " +
+                       fmt("%.2f", t.device_imbalance) + " over " + std::to_string(s.devices) + " devices (device " +
+                       std::to_string(busiest - s.device_slots.begin()) + " computes " +
+                       fmt("%.0f", 100.0 * static_cast<double>(*busiest) / static_cast<double>(total)) +
+                       "% of the slots";
+    if (!std::isnan(s.wait_share)) part += "; ranks wait " + fmt("%.0f", 100.0 * s.wait_share) + "% of the step";
+    parts.push_back(part + ")");
+  }
   std::string line;
   for (size_t i = 0; i < parts.size(); ++i) line += (i ? "; " : "") + parts[i];
   return line;

@@ -20,6 +20,7 @@ struct Thresholds {
   double topk_share = 0.9;         // collapsed when the k busiest experts take more than this share
   double collapsing_growth = 1.5;  // collapsing: late CV > growth x early CV ...
   double collapsing_min_cv = 0.5;  // ... and late CV above this
+  double device_imbalance = 1.5;   // warn when the busiest device has more than this x the mean slots
 };
 
 // Router statistics accumulated over tokens (from the normalized scores p and the logits z).
@@ -44,6 +45,17 @@ struct LayerStats {
   int64_t domains = 0;
   std::vector<int64_t> domain_counts;  // [domains, E] slots per (domain, expert); empty without labels
   double domain_mi = kNaN;             // I(domain; expert) / H(domain)
+
+  // Devices (tools/lib/collapse/devices.h): the experts in `devices` contiguous blocks.
+  std::vector<int64_t> kept;          // slots each expert computed (after capacity drops)
+  int64_t devices = 1;
+  std::vector<int64_t> device_slots;  // kept slots of each device's experts
+  double device_imbalance = kNaN;     // max / mean of device_slots
+  // Measured on each rank of a training run (empty elsewhere): the slots its experts received,
+  // their compute seconds (forward + backward), the seconds it waited in the layer's all-to-alls
+  // for the slowest rank, and the mean over ranks of wait / step time.
+  std::vector<double> rank_slots, rank_compute_seconds, rank_wait_seconds;
+  double wait_share = kNaN;
 };
 
 // Fills the load metrics of `s` from counts (and dropped slots of `assigned` in all).
@@ -52,6 +64,8 @@ void compute_load(LayerStats& s, const std::vector<int64_t>& counts, int64_t top
 void set_router(LayerStats& s, const RouterAccumulator& r);
 // gram: [E, E] dot products of the experts' flattened weights; similarity is their cosine.
 void set_similarity(LayerStats& s, const std::vector<double>& gram, size_t experts);
+// kept: slots per expert after drops; devices must divide E (std::invalid_argument otherwise).
+void set_devices(LayerStats& s, const std::vector<int64_t>& kept, int64_t devices);
 // table: [domains, E] slot counts.
 void set_domains(LayerStats& s, const std::vector<int64_t>& table, int64_t domains);
 
@@ -78,7 +92,9 @@ Verdict worst(const std::vector<LayerVerdict>& verdicts);
 // A metric for tables and reports: printf-formatted, `if_nan` where there is no value.
 std::string format_number(double v, const char* format = "%.3f", const char* if_nan = "-");
 
-// What a layer crosses of the live thresholds, as one line (empty when none is crossed).
+// What a layer crosses of the live thresholds: a bit per threshold (0 when none is crossed),
+// and the same as one line (empty when none is crossed).
+int crossed_thresholds(const LayerStats& s, const Thresholds& t);
 std::string live_warning(const LayerStats& s, const Thresholds& t);
 
 }  // namespace collapse

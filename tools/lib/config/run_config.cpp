@@ -205,6 +205,7 @@ void schema(V& v, Tag<DiagnosticsConfig>) {
   v.field("topk_share", &DiagnosticsConfig::topk_share);
   v.field("dead_fraction", &DiagnosticsConfig::dead_fraction);
   v.field("starved_fraction", &DiagnosticsConfig::starved_fraction);
+  v.field("device_imbalance", &DiagnosticsConfig::device_imbalance);
 }
 template <class V>
 void schema(V& v, Tag<RunConfig>) {

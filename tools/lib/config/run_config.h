@@ -160,6 +160,7 @@ struct DiagnosticsConfig {
   double topk_share = 0.9;        // warn / collapsed when the k busiest experts take more
   double dead_fraction = 0.1;     // dead: load share < dead_fraction / E
   double starved_fraction = 0.5;  // starved: load share < starved_fraction / E
+  double device_imbalance = 1.5;  // warn when a layer's busiest device has more than this x the mean slots
 };
 
 struct RunConfig {

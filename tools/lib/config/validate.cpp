@@ -191,6 +191,7 @@ void check_training(const Checker& c, const RunConfig& cfg) {
   c.in_range(d.topk_share, 0.0, 1.0, true, "diagnostics.topk_share", true);
   c.in_range(d.dead_fraction, 0.0, 1.0, true, "diagnostics.dead_fraction");
   c.in_range(d.starved_fraction, 0.0, 1.0, true, "diagnostics.starved_fraction");
+  c.at_least(d.device_imbalance, 1.0, "diagnostics.device_imbalance");
   c.require(d.dead_fraction <= d.starved_fraction, "diagnostics.dead_fraction",
             "must not exceed diagnostics.starved_fraction (" + num(d.starved_fraction) + ")", "0 .. starved_fraction",
             {"diagnostics.starved_fraction"});

@@ -1,5 +1,6 @@
 #include "tools/lib/train/metrics_log.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -17,10 +18,28 @@ std::string json_number(double v) {
   return s.str();
 }
 
-MetricsLog::MetricsLog(std::vector<std::string> term_names, int64_t layers, int64_t experts)
+namespace {
+
+// Gives every logged step `ranks` entries per layer in the per-rank arrays, NaN where none was
+// measured (a step from a run on fewer processes).
+void widen_ranks(ckpt::MetricsHistory& h, int64_t ranks) {
+  if (ranks <= h.ranks) return;
+  for (std::vector<double>* column : {&h.rank_slots, &h.rank_compute_seconds, &h.rank_wait_seconds}) {
+    std::vector<double> wide(h.size() * static_cast<size_t>(h.layers * ranks), collapse::kNaN);
+    for (size_t row = 0; row < h.size() * static_cast<size_t>(h.layers); ++row)
+      for (int64_t r = 0; r < h.ranks; ++r) wide[row * ranks + r] = (*column)[row * h.ranks + r];
+    *column = std::move(wide);
+  }
+  h.ranks = ranks;
+}
+
+}  // namespace
+
+MetricsLog::MetricsLog(std::vector<std::string> term_names, int64_t layers, int64_t experts, int64_t ranks)
     : term_names_(std::move(term_names)) {
   history_.layers = layers;
   history_.experts = experts;
+  history_.ranks = ranks;
 }
 
 void MetricsLog::set_history(const ckpt::MetricsHistory& h) {
@@ -28,7 +47,9 @@ void MetricsLog::set_history(const ckpt::MetricsHistory& h) {
     throw std::runtime_error("metrics history has " + std::to_string(h.layers) + " layers x " +
                              std::to_string(h.experts) + " experts, the model " + std::to_string(history_.layers) +
                              " x " + std::to_string(history_.experts));
+  const int64_t ranks = std::max(history_.ranks, h.ranks);
   history_ = h;
+  widen_ranks(history_, ranks);
 }
 
 void MetricsLog::open(const std::string& dir) {
@@ -44,6 +65,11 @@ void MetricsLog::open(const std::string& dir) {
   for (const std::string& name : term_names_) header << "," << name;
   for (int64_t l = 0; l < history_.layers; ++l)
     for (int64_t e = 0; e < history_.experts; ++e) header << ",moe" << l << "_expert" << e;
+  for (int64_t l = 0; l < history_.layers; ++l) {
+    header << ",moe" << l << "_device_imbalance,moe" << l << "_wait_share";
+    for (const char* what : {"slots", "compute_s", "wait_s"})
+      for (int64_t r = 0; r < history_.ranks; ++r) header << ",moe" << l << "_rank" << r << "_" << what;
+  }
   header << "\n";
   csv_->write(header.str());
   // Evaluations come right after the step they follow, as they were logged.
@@ -82,6 +108,19 @@ void MetricsLog::record_step(const StepMetrics& m) {
         column.push_back(value);
       }
   for (auto& [name, column] : h.layer_metrics) column.resize(h.size() * h.layers, collapse::kNaN);  // a step without them
+  // Per-rank expert load: NaN for a step without it, or for ranks a step did not have.
+  if (!m.layers.empty()) widen_ranks(h, static_cast<int64_t>(m.layers.front().rank_slots.size()));
+  const std::pair<std::vector<double>*, std::vector<double> collapse::LayerStats::*> per_rank[] = {
+      {&h.rank_slots, &collapse::LayerStats::rank_slots},
+      {&h.rank_compute_seconds, &collapse::LayerStats::rank_compute_seconds},
+      {&h.rank_wait_seconds, &collapse::LayerStats::rank_wait_seconds}};
+  for (const auto& [column, member] : per_rank)
+    for (int64_t l = 0; l < h.layers; ++l)
+      for (int64_t r = 0; r < h.ranks; ++r) {
+        const std::vector<double>* measured =
+            static_cast<int64_t>(m.layers.size()) == h.layers ? &(m.layers[l].*member) : nullptr;
+        column->push_back(measured && r < static_cast<int64_t>(measured->size()) ? (*measured)[r] : collapse::kNaN);
+      }
   if (jsonl_) write_step(h.size() - 1);
 }
 
@@ -121,6 +160,17 @@ void MetricsLog::write_step(size_t i) {
         j << (first_metric ? "" : ", ") << "\"" << name << "\": " << json_number(at < column.size() ? column[at] : NAN);
         first_metric = false;
       }
+      if (h.ranks > 0) {
+        const size_t from = (i * static_cast<size_t>(h.layers) + static_cast<size_t>(l)) * static_cast<size_t>(h.ranks);
+        const std::pair<const char*, const std::vector<double>*> per_rank[] = {
+            {"rank_slots", &h.rank_slots}, {"rank_compute_s", &h.rank_compute_seconds}, {"rank_wait_s", &h.rank_wait_seconds}};
+        for (const auto& [key, column] : per_rank) {
+          j << (first_metric ? "" : ", ") << "\"" << key << "\": [";
+          for (int64_t r = 0; r < h.ranks; ++r) j << (r ? ", " : "") << json_number((*column)[from + r]);
+          j << "]";
+          first_metric = false;
+        }
+      }
       j << "}";
     }
     j << "], \"across_layers\": {";
@@ -147,6 +197,16 @@ void MetricsLog::write_step(size_t i) {
     if (it != h.terms.end()) c << it->second[i];
   }
   for (int64_t k = 0; k < h.layers * h.experts; ++k) c << "," << counts[k];
+  auto cell = [&c](double v) { c << ","; if (std::isfinite(v)) c << v; };
+  for (int64_t l = 0; l < h.layers; ++l) {
+    const size_t at = i * static_cast<size_t>(h.layers) + static_cast<size_t>(l);
+    for (const char* name : {"device_imbalance", "wait_share"}) {
+      const auto it = h.layer_metrics.find(name);
+      cell(it != h.layer_metrics.end() && at < it->second.size() ? it->second[at] : collapse::kNaN);
+    }
+    for (const std::vector<double>* column : {&h.rank_slots, &h.rank_compute_seconds, &h.rank_wait_seconds})
+      for (int64_t r = 0; r < h.ranks; ++r) cell((*column)[at * static_cast<size_t>(h.ranks) + r]);
+  }
   c << "\n";
   csv_->write(c.str());
 }

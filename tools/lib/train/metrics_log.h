@@ -29,8 +29,9 @@ std::string json_number(double v);  // finite: the number; NaN or Inf: null
 
 class MetricsLog {
  public:
-  // term_names: every balance term in log order (csv columns); layers x experts: the counts.
-  MetricsLog(std::vector<std::string> term_names, int64_t layers, int64_t experts);
+  // term_names: every balance term in log order (csv columns); layers x experts: the counts;
+  // ranks: the processes whose expert load is recorded per layer (csv columns).
+  MetricsLog(std::vector<std::string> term_names, int64_t layers, int64_t experts, int64_t ranks = 1);
 
   // Starts writing the files into `dir` (empty: keep the history only), rendering what the
   // history already holds.
@@ -39,7 +40,8 @@ class MetricsLog {
   void record_eval(int64_t step, double loss);
 
   const ckpt::MetricsHistory& history() const { return history_; }
-  void set_history(const ckpt::MetricsHistory& h);  // throws when its layers or experts differ
+  // Throws when its layers or experts differ; a history of fewer ranks is widened (NaN).
+  void set_history(const ckpt::MetricsHistory& h);
 
  private:
   void write_step(size_t index);

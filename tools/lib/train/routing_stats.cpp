@@ -14,6 +14,7 @@ collapse::Thresholds thresholds_from(const runconfig::DiagnosticsConfig& c) {
   t.topk_share = c.topk_share;
   t.dead_fraction = c.dead_fraction;
   t.starved_fraction = c.starved_fraction;
+  t.device_imbalance = c.device_imbalance;
   return t;
 }
 
@@ -23,11 +24,14 @@ RoutingObserver::RoutingObserver(int64_t experts, int64_t top_k, int64_t domains
       domains_(domains),
       keep_top1_(keep_top1),
       counts_(static_cast<size_t>(experts), 0),
+      kept_(static_cast<size_t>(experts), 0),
       domain_table_(static_cast<size_t>(std::max<int64_t>(domains, 0) * experts), 0) {}
 
 void RoutingObserver::add(const moe::Routing& r, const std::vector<int32_t>& sequence_domains, int64_t seq_len) {
   for (size_t e = 0; e < r.counts.size() && e < counts_.size(); ++e) counts_[e] += r.counts[e];
   dropped_ += r.dropped;
+  for (size_t e = 0; e + 1 < r.expert_offsets.size() && e < kept_.size(); ++e)
+    kept_[e] += r.expert_offsets[e + 1] - r.expert_offsets[e];
   if (domains_ > 0)
     for (size_t m = 0; m < r.assigned_expert.size(); ++m) {
       const size_t sequence = static_cast<size_t>(r.assigned_token[m] / seq_len);
@@ -47,12 +51,16 @@ void RoutingObserver::add(const moe::Routing& r, const std::vector<int32_t>& seq
 void RoutingObserver::sum_over(engine::dist::Communicator& ranks) {
   if (ranks.size() == 1) return;
   std::vector<int64_t> ints = counts_;
+  ints.insert(ints.end(), kept_.begin(), kept_.end());
   ints.insert(ints.end(), domain_table_.begin(), domain_table_.end());
   ints.push_back(dropped_);
   ints.push_back(router_.has_logits ? 1 : 0);
   ranks.all_reduce_sum(ints);
-  std::copy(ints.begin(), ints.begin() + counts_.size(), counts_.begin());
-  std::copy(ints.begin() + counts_.size(), ints.begin() + counts_.size() + domain_table_.size(), domain_table_.begin());
+  auto next = ints.begin();
+  for (std::vector<int64_t>* part : {&counts_, &kept_, &domain_table_}) {
+    std::copy(next, next + static_cast<std::ptrdiff_t>(part->size()), part->begin());
+    next += static_cast<std::ptrdiff_t>(part->size());
+  }
   dropped_ = ints[ints.size() - 2];
   router_.has_logits = ints.back() > 0;
   std::vector<double> sums = {router_.tokens, router_.max_prob, router_.entropy, router_.logsumexp};
@@ -63,10 +71,11 @@ void RoutingObserver::sum_over(engine::dist::Communicator& ranks) {
   router_.logsumexp = sums[3];
 }
 
-collapse::LayerStats RoutingObserver::stats(int64_t block, const collapse::Thresholds& t) const {
+collapse::LayerStats RoutingObserver::stats(int64_t block, const collapse::Thresholds& t, int64_t devices) const {
   collapse::LayerStats s;
   s.block = block;
   collapse::compute_load(s, counts_, top_k_, dropped_, t);
+  collapse::set_devices(s, kept_, devices);
   collapse::set_router(s, router_);
   if (domains_ > 0) collapse::set_domains(s, domain_table_, domains_);
   return s;

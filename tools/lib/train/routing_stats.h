@@ -21,8 +21,9 @@ class RoutingObserver {
   // sequence_domains: one label per sequence of the batch (-1 unknown); seq_len: tokens per sequence.
   void add(const moe::Routing& r, const std::vector<int32_t>& sequence_domains, int64_t seq_len);
 
-  // The load, router and domain metrics (similarity is added separately: set_expert_similarity).
-  collapse::LayerStats stats(int64_t block, const collapse::Thresholds& t) const;
+  // The load, router, domain and device metrics (similarity is added separately:
+  // set_expert_similarity), with the experts on `devices` devices (must divide E).
+  collapse::LayerStats stats(int64_t block, const collapse::Thresholds& t, int64_t devices = 1) const;
   const std::vector<int32_t>& top1() const { return top1_; }  // per token, in the order added
   // Several ranks: every rank's observations summed (a collective), so each holds the stats of
   // the whole batch. top1() stays this rank's.
@@ -31,7 +32,7 @@ class RoutingObserver {
  private:
   int64_t experts_, top_k_, domains_;
   bool keep_top1_;
-  std::vector<int64_t> counts_, domain_table_;
+  std::vector<int64_t> counts_, kept_, domain_table_;
   int64_t dropped_ = 0;
   collapse::RouterAccumulator router_;
   std::vector<int32_t> top1_;

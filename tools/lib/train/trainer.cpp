@@ -11,6 +11,7 @@
 #include "engine/core/parallel.h"
 #include "tools/lib/assemble/assemble.h"
 #include "tools/lib/fileio/fileio.h"
+#include "tools/lib/train/expert_load.h"
 
 namespace train {
 
@@ -77,7 +78,12 @@ std::unique_ptr<data::TokenSource> checked_source(const rc::RunConfig& c, bool v
 // The model with its experts spread over the expert group (expert parallelism).
 moe::ModelConfig parallel_model_config(const rc::RunConfig& config, const ProcessGroups& groups) {
   moe::ModelConfig mc = assemble::model_config(config);
-  if (groups.expert_parallel > 1) mc.moe.expert_group = groups.expert_group;
+  if (groups.expert_parallel > 1) {
+    mc.moe.expert_group = groups.expert_group;
+    // A barrier before each exchange tells the wait for the slowest rank apart from the
+    // transfer (the metrics' wait seconds); the exchange would wait for it anyway.
+    groups.expert_group->set_measure_wait(true);
+  }
   if (mc.device.is_cuda() && groups.device.is_cuda()) mc.device = groups.device;  // this rank's GPU
   return mc;
 }
@@ -105,7 +111,8 @@ Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::uniqu
       groups_(checked_groups(config, groups)),
       memory_(checked_memory_estimate(config)),
       model_(std::make_unique<moe::TransformerLM>(parallel_model_config(config, groups))),
-      metrics_(balance_term_names(), static_cast<int64_t>(model_->moe_layers().size()), config.moe.num_experts) {
+      metrics_(balance_term_names(), static_cast<int64_t>(model_->moe_layers().size()), config.moe.num_experts,
+               groups_.size()) {
   for (int64_t l = 0; l < model_->config().n_layers; ++l)
     if (moe::is_moe_layer(model_->config(), l)) moe_blocks_.push_back(l);
   std::vector<ParamGroupEntry> param_groups;
@@ -206,6 +213,7 @@ StepMetrics Trainer::step() {
   m.step = step_ + 1;
   m.lr = schedule_.lr_at(m.step);
   std::vector<moe::MoeLayer*> layers = model_->moe_layers();
+  for (moe::MoeLayer* layer : layers) layer->reset_expert_load();
   m.counts.assign(layers.size(), std::vector<int64_t>(config_.moe.num_experts, 0));
   // A step that fails leaves the data and generators where it found them, so a diagnostic
   // checkpoint replays exactly the failing step.
@@ -245,7 +253,7 @@ StepMetrics Trainer::step() {
       const collapse::Thresholds thresholds = thresholds_from(config_.diagnostics);
       for (size_t l = 0; l < observers.size(); ++l) {
         observers[l].sum_over(*groups_.world);
-        m.layers.push_back(observers[l].stats(moe_blocks_[l], thresholds));
+        m.layers.push_back(observers[l].stats(moe_blocks_[l], thresholds, device_count()));
         // Expert similarity compares every expert's weights, which expert parallelism spreads.
         if (groups_.expert_parallel == 1) set_expert_similarity(m.layers.back(), *layers[l]);
       }
@@ -264,6 +272,7 @@ StepMetrics Trainer::step() {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   elapsed_seconds_ += seconds;
   m.tokens_per_second = static_cast<double>(step_tokens) / seconds;
+  if (!m.layers.empty()) gather_expert_load(m.layers, layers, *groups_.world, seconds);
   return m;
 }
 
@@ -382,6 +391,9 @@ bool Trainer::is_log_step(int64_t step) const {
   return step == 1 || step % config_.logging.every == 0 || step == config_.training.steps;
 }
 
+// The devices the experts are grouped into for the device metrics: the expert-parallel ranks.
+int64_t Trainer::device_count() const { return groups_.expert_parallel; }
+
 int64_t Trainer::domain_count() const {
   return config_.data.kind == rc::DataKind::synthetic ? config_.data.num_domains : 0;
 }
@@ -394,8 +406,7 @@ void Trainer::warn_on_collapse(const StepMetrics& m) {
   warned_.resize(m.layers.size(), 0);
   for (size_t l = 0; l < m.layers.size(); ++l) {
     const collapse::LayerStats& s = m.layers[l];
-    const int crossed = (s.max_vio > t.max_vio ? 1 : 0) | (static_cast<int>(s.dead.size()) > t.max_dead ? 2 : 0) |
-                        (s.experts > s.top_k && s.topk_share > t.topk_share ? 4 : 0);
+    const int crossed = collapse::crossed_thresholds(s, t);
     if (crossed != 0 && crossed != warned_[l])
       progress_ << "warning: step " << m.step << ", MoE layer " << l << " (block " << s.block
                 << "): " << collapse::live_warning(s, t) << std::endl;

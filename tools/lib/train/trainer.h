@@ -102,6 +102,7 @@ class Trainer {
   void open_outputs();
   bool is_log_step(int64_t step) const;
   int64_t domain_count() const;
+  int64_t device_count() const;
   void warn_on_collapse(const StepMetrics& m);
   std::string stopped_writing(const std::string& what) const;  // what failed, and how to resume
   void check_finite(const moe::ForwardResult& out) const;
