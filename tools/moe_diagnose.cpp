@@ -1,9 +1,11 @@
 // moe-diagnose: expert-collapse diagnostics of a checkpoint.
 //
 //   moe-diagnose CHECKPOINT [--data CONFIG_OR_PATH] [--batches N] [--json OUT] [--report OUT.html]
-//                [--compare OTHER_CHECKPOINT]
+//                [--compare OTHER_CHECKPOINT] [--ep N]
 //
-// Prints a per-layer table, the spread of each metric across layers and a verdict per layer.
+// Prints a per-layer table, the spread of each metric across layers, the predicted slowdown of
+// each layer's expert work on N expert-parallel ranks (--ep N, and 2, 4, 8 where they divide E)
+// and a verdict per layer.
 // Exit status: 0 when every layer is healthy, 3 when any is imbalanced, collapsing or collapsed
 // (so scripts can use it as an alarm), 2 on errors (bad flags, bad file, bad data).
 #include <boost/program_options.hpp>
@@ -29,11 +31,18 @@ int main(int argc, char** argv) {
       "json", po::value<std::string>(&json_path), "write everything as JSON to this file")(
       "report", po::value<std::string>(&report_path), "write a self-contained HTML report to this file")(
       "compare", po::value<std::string>(&options.compare), "a second checkpoint: routing stability and metric changes")(
+      "ep", po::value<int64_t>(&options.ep),
+      "predict for N expert-parallel ranks: the slots each would compute and the slowdown against a balanced step "
+      "(N must divide the number of experts)")(
       "checkpoint", po::value<std::string>(&checkpoint)->required(), "the checkpoint to diagnose");
   po::positional_options_description positional;
   positional.add("checkpoint", 1);
   po::variables_map vm;
   if (auto status = tools::parse_flags(argc, argv, "moe-diagnose", opts, vm, &positional)) return *status;
+  if (vm.count("ep") && options.ep < 1) {
+    std::cerr << "moe-diagnose: --ep must be >= 1 (the number of expert-parallel ranks), got " << options.ep << "\n";
+    return 2;
+  }
   try {
     const diagnose::Result result = diagnose::run(checkpoint, options);
     diagnose::print_table(result, std::cout);

@@ -120,6 +120,13 @@ repeat)
   untimed run2/metrics.csv >b.csv
   [[ $(wc -l <a.csv) -eq 9 ]] || fail "expected 8 logged steps"
   grep -q "moe1_rank1_slots" a.csv || fail "metrics.csv has no per-rank slots"
+  # A checkpoint of 2 ranks: moe-diagnose predicts for 2 ranks and shows what training measured.
+  diagnose=$(dirname "$inspect")/moe-diagnose
+  limited 120 "$diagnose" run1/checkpoints/step_00000008.h5 --ep 2 --batches 2 >diagnose.log 2>&1
+  rc=$?
+  [[ $rc -eq 0 || $rc -eq 3 ]] || { cat diagnose.log; fail "moe-diagnose on a 2-rank checkpoint: exit $rc"; }
+  grep -q "kept slots per rank at N = 2" diagnose.log && grep -q "measured in training on 2 ranks at step 8" \
+    diagnose.log || { cat diagnose.log; fail "moe-diagnose --ep 2 shows no device view of the 2-rank run"; }
   cmp -s a.csv b.csv || { diff a.csv b.csv | head; fail "two identical runs logged different numbers"; }
   # Each rank's threads: its share of the cores, sleeping while they wait (the test's own
   # OMP_NUM_THREADS and OMP_WAIT_POLICY removed, so moe-train's defaults show; --bind-to none,

@@ -12,6 +12,7 @@
 #include "tools/lib/checkpoint/checkpoint.h"
 #include "tools/lib/collapse/devices.h"
 #include "tools/lib/collapse/metrics.h"
+#include "tools/lib/diagnose/device_report.h"
 #include "tools/lib/train/metrics_log.h"
 #include "tools/lib/train/routing_stats.h"
 
@@ -146,4 +147,46 @@ TEST_CASE("per-rank expert load in metrics.jsonl, metrics.csv and the history", 
   wider.record_step(bare);
   CHECK(std::isnan(wider.history().rank_wait_seconds.back()));
   fs::remove_all(dir);
+}
+
+TEST_CASE("moe-diagnose's prediction: per layer the busiest rank over the mean, overall their sums",
+          "[devices][diagnose]") {
+  std::vector<diagnose::LayerResult> layers(2);
+  layers[0].stats.kept = {5, 1, 0, 2, 3, 3, 1, 1};  // at 4 ranks {6, 2, 6, 2}: 6 / 4
+  layers[1].stats.kept = {8, 8, 0, 0, 0, 0, 0, 0};  // at 4 ranks {16, 0, 0, 0}: 16 / 4
+  const diagnose::DevicePrediction p = diagnose::predict_devices(layers, 4);
+  CHECK(p.ranks == 4);
+  CHECK(p.loads == std::vector<std::vector<int64_t>>{{6, 2, 6, 2}, {16, 0, 0, 0}});
+  CHECK(p.slowdown == std::vector<double>{1.5, 4.0});
+  CHECK(p.overall == Approx((6.0 + 16.0) / (4.0 + 4.0)));  // the layers run one after the other
+  const diagnose::DevicePrediction two = diagnose::predict_devices(layers, 2);
+  CHECK(two.slowdown == std::vector<double>{1.0, 2.0});
+  CHECK_THROWS_WITH(diagnose::predict_devices(layers, 3), Contains("--ep 3: 3 devices cannot hold 8 experts"));
+
+  // The view: --ep first, then the report's counts; the last logged step's measurement.
+  diagnose::Result r;
+  r.experts = 8;
+  r.layers = layers;
+  ckpt::MetricsHistory h;
+  h.step = {10, 20};
+  h.layers = 2;
+  h.ranks = 2;
+  h.layer_metrics["device_imbalance"] = {1.1, 1.2, 1.3, 1.4};
+  h.layer_metrics["wait_share"] = {0.1, 0.2, 0.3, 0.4};
+  diagnose::Options o;
+  o.ep = 4;
+  diagnose::add_device_view(r, o, h);
+  REQUIRE(r.devices.size() == 3);
+  CHECK(r.devices[0].ranks == 4);
+  CHECK(r.devices[1].ranks == 2);
+  CHECK(r.devices[2].ranks == 8);
+  REQUIRE(r.measured);
+  CHECK(r.measured->step == 20);
+  CHECK(r.measured->imbalance == std::vector<double>{1.3, 1.4});
+  CHECK(r.measured->wait_share == std::vector<double>{0.3, 0.4});
+  std::ostringstream text, json;
+  diagnose::print_devices(r, text);
+  CHECK_THAT(text.str(), Contains("kept slots per rank at N = 4") && Contains("measured in training on 2 ranks"));
+  diagnose::write_devices_json(r, json);
+  CHECK_THAT(json.str(), Contains("{\"ranks\": 4, \"slowdown\": [1.5, 4], \"overall\": 2.75"));
 }

@@ -5,9 +5,9 @@
 #include <filesystem>
 #include <sstream>
 
-#include "tools/lib/checkpoint/checkpoint.h"
-#include "tools/lib/train/metrics_log.h"
 #include "tools/lib/assemble/assemble.h"
+#include "tools/lib/checkpoint/checkpoint.h"
+#include "tools/lib/diagnose/device_report.h"
 #include "tools/lib/train/metrics_log.h"
 #include "tools/lib/train/routing_stats.h"
 
@@ -64,9 +64,9 @@ rc::DataConfig data_for(const rc::RunConfig& cfg, const std::string& spec, std::
   return d;
 }
 
-// cfg: the checkpoint's own config (config_of).
+// cfg: the checkpoint's own config (config_of); devices: the grouping of the device metrics.
 Evaluation evaluate(const std::string& path, const ckpt::Checkpoint& c, const rc::RunConfig& cfg,
-                    const rc::DataConfig& data, int batches) {
+                    const rc::DataConfig& data, int batches, int64_t devices) {
   moe::TransformerLM model(assemble::model_config(cfg));
   assemble::load_model(model, c, path);
   rc::RunConfig with_data = cfg;
@@ -92,7 +92,7 @@ Evaluation evaluate(const std::string& path, const ckpt::Checkpoint& c, const rc
   size_t l = 0;
   for (int64_t block = 0; block < cfg.model.n_layers; ++block) {
     if (!moe::is_moe_layer(model.config(), block)) continue;
-    ev.layers.push_back(observers[l].stats(block, t));
+    ev.layers.push_back(observers[l].stats(block, t, devices));
     train::set_expert_similarity(ev.layers.back(), *layers[l]);
     ev.top1.push_back(observers[l].top1());
     ++l;
@@ -139,8 +139,23 @@ Result run(const std::string& path, const Options& options) {
   r.top_k = cfg.moe.top_k;
   r.batches = options.batches;
   r.thresholds = train::thresholds_from(cfg.diagnostics);
+  // The device metrics of each layer group the experts as --ep ranks would hold them, or as the
+  // checkpoint's own run did.
+  const int64_t E = cfg.moe.num_experts;
+  if (options.ep < 0)
+    throw std::runtime_error("--ep must be >= 1 (the number of expert-parallel ranks), got " +
+                             std::to_string(options.ep));
+  if (options.ep > 0 && E % options.ep != 0) {
+    std::string divisors;
+    for (int64_t d = 1; d <= E; ++d)
+      if (E % d == 0) divisors += (divisors.empty() ? "" : ", ") + std::to_string(d);
+    throw std::runtime_error("--ep " + std::to_string(options.ep) + ": the checkpoint's " + std::to_string(E) +
+                             " experts cannot be split evenly over " + std::to_string(options.ep) +
+                             " ranks; choose one of " + divisors);
+  }
+  const int64_t devices = options.ep > 0 ? options.ep : cfg.parallel.expert;
   const rc::DataConfig data = data_for(cfg, options.data, &r.data_description);
-  const Evaluation ev = evaluate(path, c, cfg, data, options.batches);
+  const Evaluation ev = evaluate(path, c, cfg, data, options.batches, devices);
   r.tokens = ev.tokens;
   if (ev.layers.empty()) throw std::runtime_error(path + ": the model has no MoE layer to diagnose");
 
@@ -170,9 +185,13 @@ Result run(const std::string& path, const Options& options) {
     r.spread.emplace_back(name, collapse::spread(values));
   }
 
+  add_device_view(r, options, h);
+
   if (!options.compare.empty()) {
     const ckpt::Checkpoint other = ckpt::read_checkpoint(options.compare);
-    const Evaluation ov = evaluate(options.compare, other, config_of(other, options.compare), data, options.batches);
+    const rc::RunConfig other_cfg = config_of(other, options.compare);
+    const Evaluation ov = evaluate(options.compare, other, other_cfg, data, options.batches,
+                                   other_cfg.moe.num_experts % devices == 0 ? devices : 1);
     if (ov.layers.size() != ev.layers.size() || ov.layers[0].experts != ev.layers[0].experts)
       throw std::runtime_error(options.compare + ": has " + std::to_string(ov.layers.size()) + " MoE layers of " +
                                std::to_string(ov.layers[0].experts) + " experts; " + path + " has " +
@@ -232,6 +251,7 @@ void print_table(const Result& r, std::ostream& out) {
                   num(s.median).c_str(), num(s.p90).c_str(), num(s.max).c_str());
     out << line;
   }
+  print_devices(r, out);
   out << "\nverdicts:\n";
   for (size_t l = 0; l < r.layers.size(); ++l)
     out << "  layer " << l << " (block " << r.layers[l].stats.block
@@ -286,7 +306,9 @@ void write_json(const Result& r, std::ostream& out) {
         << ", \"median\": " << json_number(s.median) << ", \"p90\": " << json_number(s.p90)
         << ", \"max\": " << json_number(s.max) << "}";
   }
-  out << "},\n  \"history\": {\"steps\": " << array(r.history_steps)
+  out << "},\n  \"devices\": ";
+  write_devices_json(r, out);
+  out << ",\n  \"history\": {\"steps\": " << array(r.history_steps)
       << ", \"expert_counts\": " << array(r.history_counts) << "}";
   if (r.compare) {
     out << ",\n  \"compare\": {\"other\": " << quoted(r.compare->other) << ", \"other_step\": " << r.compare->other_step

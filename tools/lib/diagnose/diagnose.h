@@ -17,6 +17,24 @@ struct Options {
   std::string data;  // empty: the checkpoint's own data config; a .yaml config; a token shard (.bin); a text file
   int batches = 8;
   std::string compare;  // a second checkpoint, or empty
+  int64_t ep = 0;       // --ep N: the devices of N expert-parallel ranks (must divide E); 0: the report's 2, 4, 8
+};
+
+// The experts as `ranks` expert-parallel ranks hold them (contiguous blocks), with the slots the
+// evaluation batches kept on each (tools/lib/collapse/devices.h).
+struct DevicePrediction {
+  int64_t ranks = 0;
+  std::vector<std::vector<int64_t>> loads;  // [layer][rank]
+  std::vector<double> slowdown;             // [layer]: the busiest rank's slots over the mean
+  // The model's expert work, layer after layer, each waiting for its busiest rank: the sum over
+  // layers of the busiest rank's slots over the sum of the means.
+  double overall = collapse::kNaN;
+};
+
+// What training measured on its ranks at the last logged step, from the checkpoint's history.
+struct MeasuredDevices {
+  int64_t step = 0, ranks = 0;
+  std::vector<double> imbalance, wait_share;  // [layer]
 };
 
 struct LayerResult {
@@ -44,9 +62,12 @@ struct Result {
   std::vector<int64_t> history_steps;
   std::vector<int64_t> history_counts;  // [logged step][layer][expert]
   std::optional<Comparison> compare;
+  std::vector<DevicePrediction> devices;  // --ep first when given, then 2, 4, 8 where they divide E
+  std::optional<MeasuredDevices> measured;  // a run on several ranks
 };
 
-// Throws std::runtime_error (bad file, bad data) with a message naming what is wrong.
+// Throws std::runtime_error (bad file, bad data, an --ep that does not divide E) with a message
+// naming what is wrong.
 Result run(const std::string& checkpoint, const Options& options);
 
 int exit_status(const Result& r);  // 0 healthy, 3 otherwise

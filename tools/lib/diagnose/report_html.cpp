@@ -6,6 +6,8 @@
 #include <sstream>
 #include <string>
 
+#include "tools/lib/diagnose/device_report.h"
+
 namespace diagnose {
 
 namespace {
@@ -236,6 +238,8 @@ void write_html(const diagnose::Result& r, std::ostream& o) {
        "<div class=\"grid\">\n";
   for (size_t l = 0; l < r.layers.size(); ++l) bar_chart(o, r.layers[l], l);
   o << "</div></section>\n";
+
+  write_devices_html(r, o);
 
   o << "<section id=\"history\"><h2>Load share over training</h2>\n<p class=\"legend\">Rows: experts; columns: logged "
        "steps; white: no slots, dark red: 4x the uniform share or more.</p><div class=\"grid\">\n";

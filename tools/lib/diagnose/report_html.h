@@ -1,5 +1,6 @@
 // moe-diagnose --report: one self-contained HTML file (inline SVG and CSS, no script, no
-// network) with the verdicts, per-layer load bars against the uniform 1/E line, the load share
+// network) with the verdicts, per-layer load bars against the uniform 1/E line, the device view
+// (slots per expert-parallel rank against the even share, predicted slowdowns), the load share
 // of every expert over training as a heatmap per layer, the expert similarity matrices, the
 // domain x expert tables, the spread of each metric across layers, and the comparison with a
 // second checkpoint when there is one. Charts scale their cells so E = 64 and 12 layers stay
