@@ -3,6 +3,7 @@
 // sgemm peak, peak resident memory, and a per-stage profile.
 //
 //   moe-bench --config FILE [--set key=value ...] [--warmup N] [--steps N] [--no-profile] [--json]
+//             [--hot-experts N [--hot-bias B]] [--checkpoint FILE]
 //   mpirun -np R moe-bench --config FILE --set parallel.expert=P ...   (rank 0 prints, with a
 //   per-rank split of the step into compute, all-to-all, all-reduce and waiting)
 #include <boost/program_options.hpp>
@@ -28,11 +29,23 @@ int main(int argc, char** argv) {
       "set", po::value<std::vector<std::string>>(&overrides)->composing(), "override a key")(
       "warmup", po::value<int>(&options.warmup)->default_value(options.warmup), "untimed steps first")(
       "steps", po::value<int>(&options.steps)->default_value(options.steps), "timed steps")(
-      "no-profile", "time the steps without the per-stage timers")("json", "one JSON line instead of the text");
+      "no-profile", "time the steps without the per-stage timers")("json", "one JSON line instead of the text")(
+      "hot-experts", po::value<int64_t>(&options.hot_experts)->default_value(0),
+      "hold the routing skewed: the first N experts of every MoE layer get the selection bias --hot-bias, so "
+      "tokens pick them (what imbalance costs; tools/imbalance_bench.py)")(
+      "hot-bias", po::value<double>(&options.hot_bias)->default_value(options.hot_bias),
+      "the selection bias of the hot experts: 10 outweighs any score (every token picks them), smaller values "
+      "only some tokens")(
+      "checkpoint", po::value<std::string>(&options.checkpoint),
+      "after the timed steps, save the model as a checkpoint to this file (for moe-diagnose --ep)");
   po::variables_map vm;
   if (auto status = tools::parse_flags(argc, argv, "moe-bench", opts, vm)) return *status;
   if (options.warmup < 0 || options.steps < 1) {
     std::cerr << "moe-bench: --warmup must be >= 0 and --steps >= 1\n";
+    return 2;
+  }
+  if (options.hot_experts < 0 || options.hot_bias < 0) {
+    std::cerr << "moe-bench: --hot-experts and --hot-bias must be >= 0\n";
     return 2;
   }
   options.profile = !vm.count("no-profile");
@@ -71,6 +84,18 @@ int main(int argc, char** argv) {
                 << ", \"all_to_all_ms\": " << json_number(1e3 * t.all_to_all)
                 << ", \"all_reduce_ms\": " << json_number(1e3 * t.all_reduce)
                 << ", \"wait_ms\": " << json_number(1e3 * t.wait) << "}";
+    }
+    std::cout << "], \"devices\": " << r.devices << ", \"device_imbalance\": " << json_number(r.device_imbalance)
+              << ", \"expert_share\": " << json_number(r.expert_share)
+              << ", \"wait_share\": " << json_number(r.wait_share) << ", \"layer_imbalance\": [";
+    for (size_t l = 0; l < r.layer_imbalance.size(); ++l)
+      std::cout << (l ? ", " : "") << json_number(r.layer_imbalance[l]);
+    std::cout << "], \"device_slots\": [";
+    for (size_t l = 0; l < r.device_slots.size(); ++l) {
+      std::cout << (l ? ", " : "") << "[";
+      for (size_t q = 0; q < r.device_slots[l].size(); ++q)
+        std::cout << (q ? ", " : "") << json_number(r.device_slots[l][q]);
+      std::cout << "]";
     }
     std::cout << "]}\n";
   } catch (const std::exception& e) {

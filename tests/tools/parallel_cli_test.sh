@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# moe-train under mpirun, from the outside: what a user sees.
+# moe-train, moe-bench and moe-diagnose under mpirun, from the outside: what a user sees.
 # Usage: parallel_cli_test.sh CASE MPIRUN MOE_TRAIN MOE_INSPECT CONFIG WORK_DIR
 #   bad_input    EP not dividing E or the world, configs that differ between ranks, parallel
 #                without mpirun: one clear error, non-zero exit everywhere, no hang
 #   killed_rank  a rank killed with SIGKILL: mpirun and the other ranks end within 60 s, the
 #                lost rank is named, the last checkpoint stays loadable
 #   sigterm      SIGTERM to mpirun: every rank finishes the step, one checkpoint, resumable
-#   repeat       the same mpirun command twice: bit-identical losses
+#   repeat       the same mpirun command twice: bit-identical losses; moe-diagnose on its checkpoint
+#   imbalance    moe-bench with routing held skewed, and moe-diagnose's prediction from its checkpoint
+# (moe-bench and moe-diagnose are taken from the folders of MOE_TRAIN and MOE_INSPECT.)
 # Each case prints PASS: ... last; CTest looks for it.
 set -u
 case=$1 mpirun=$2 train=$3 inspect=$4 config=$5 work=$6
@@ -144,6 +146,31 @@ repeat)
   untimed run_alone/metrics.csv >d.csv
   cmp -s c.csv d.csv || { diff c.csv d.csv | head; fail "mpirun -np 1 differs from one process"; }
   echo "PASS: the same mpirun command twice logs bit-identical losses; mpirun -np 1 is one process"
+  ;;
+imbalance)
+  # moe-bench holds the routing skewed: with rank 0's experts (0-3 of 8) biased by 10, every slot
+  # goes to rank 0, a device imbalance of exactly 2 on 2 ranks; the checkpoint it saves gives
+  # moe-diagnose --ep 2 the same prediction from the checkpoint alone. Unbiased, the routing of
+  # the initial model is near balanced.
+  bench=$(dirname "$train")/moe-bench
+  diagnose=$(dirname "$inspect")/moe-diagnose
+  quick=(--config "$config" --set model.n_layers=2 --set training.seq_len=32 --set training.batch_size=2
+         --set parallel.expert=2 --set optimizer.lr=1e-9 --warmup 1 --steps 2 --no-profile)
+  limited 120 "$mpirun" -np 2 "$bench" "${quick[@]}" --hot-experts 4 --checkpoint skewed.h5 >bench_skewed.log 2>&1 ||
+    { cat bench_skewed.log; fail "moe-bench --hot-experts 4"; }
+  grep -q "devices: 2; device imbalance 2.00 " bench_skewed.log || { cat bench_skewed.log; fail "expected imbalance 2"; }
+  grep -q "slots per device per step 256 0" bench_skewed.log || { cat bench_skewed.log; fail "expected all 256 slots on rank 0"; }
+  limited 120 "$diagnose" skewed.h5 --ep 2 --batches 1 >diagnose_skewed.log 2>&1
+  [[ $? -eq 0 || $? -eq 3 ]] || { cat diagnose_skewed.log; fail "moe-diagnose on the benchmark's checkpoint"; }
+  grep -qE "^all layers +2.00x" diagnose_skewed.log || { cat diagnose_skewed.log; fail "expected a predicted 2.00x"; }
+  limited 120 "$mpirun" -np 2 "$bench" "${quick[@]}" >bench_balanced.log 2>&1 || { cat bench_balanced.log; fail "moe-bench"; }
+  imbalance=$(grep -oE "device imbalance [0-9.]+" bench_balanced.log | awk '{print $3}')
+  awk -v x="$imbalance" 'BEGIN { exit !(x >= 1 && x < 1.5) }' || { cat bench_balanced.log; fail "unbiased imbalance $imbalance"; }
+  limited 60 "$mpirun" -np 2 "$bench" "${quick[@]}" --set moe.router=expert_choice --set moe.capacity_factor=1 \
+    --hot-experts 4 >bench_bad.log 2>&1 && fail "--hot-experts with expert_choice should be refused"
+  grep -q "the expert_choice router does not select with the loss-free bias" bench_bad.log ||
+    { cat bench_bad.log; fail "no message for --hot-experts with expert_choice"; }
+  echo "PASS: moe-bench holds the routing skewed (imbalance 2 on 2 ranks) and moe-diagnose predicts it from the checkpoint"
   ;;
 *)
   fail "unknown case $case"

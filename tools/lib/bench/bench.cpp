@@ -5,10 +5,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 
 #include "engine/engine.h"
 #include "tools/lib/assemble/assemble.h"
+#include "tools/lib/collapse/devices.h"
 #include "tools/lib/train/trainer.h"
 
 namespace bench {
@@ -43,6 +45,54 @@ double training_flops(const rc::RunConfig& c, std::string* formula) {
 }
 
 namespace {
+
+void hold_routing_skewed(const rc::RunConfig& config, const std::vector<moe::MoeLayer*>& layers, const Options& o) {
+  if (o.hot_experts > config.moe.num_experts)
+    throw rc::ConfigError("--hot-experts " + std::to_string(o.hot_experts) + ": the model has only " +
+                          std::to_string(config.moe.num_experts) + " experts");
+  if (config.moe.bias_update_rate > 0)
+    throw rc::ConfigError("--hot-experts holds the routing skewed with a fixed selection bias; "
+                          "moe.bias_update_rate must be 0, got " + std::to_string(config.moe.bias_update_rate));
+  if (config.moe.router == rc::RouterKind::expert_choice || config.moe.router == rc::RouterKind::hash)
+    throw rc::ConfigError(std::string("--hot-experts: the ") + rc::to_string(config.moe.router) +
+                          " router does not select with the loss-free bias; use a top-k router");
+  std::vector<float> bias(static_cast<size_t>(config.moe.num_experts), 0.0f);
+  for (int64_t e = 0; e < o.hot_experts; ++e) bias[static_cast<size_t>(e)] = static_cast<float>(o.hot_bias);
+  for (moe::MoeLayer* layer : layers) layer->set_bias(bias);
+}
+
+// Every rank's expert load of the timed steps, grouped by device (expert-group member).
+void add_device_times(Result& r, const std::vector<moe::ExpertLoad>& load, const train::ProcessGroups& groups,
+                      double step_seconds, int steps) {
+  std::vector<double> mine = {step_seconds};
+  for (const moe::ExpertLoad& l : load)
+    mine.insert(mine.end(), {static_cast<double>(l.slots) / steps, l.compute_seconds / steps, l.wait_seconds / steps});
+  const std::vector<double> all = groups.world->all_gather(mine);
+  const int ranks = groups.size();
+  r.devices = groups.expert_parallel;
+  r.device_slots.assign(load.size(), std::vector<double>(static_cast<size_t>(r.devices), 0.0));
+  double busiest = 0, mean = 0;
+  for (int q = 0; q < ranks; ++q) {
+    const double* at = all.data() + static_cast<size_t>(q) * mine.size();
+    double compute = 0, wait = 0;
+    for (size_t l = 0; l < load.size(); ++l) {
+      r.device_slots[l][static_cast<size_t>(q % r.devices)] += at[1 + 3 * l];
+      compute += at[2 + 3 * l];
+      wait += at[3 + 3 * l];
+    }
+    r.expert_share += compute / at[0] / ranks;
+    r.wait_share += wait / at[0] / ranks;
+  }
+  for (const std::vector<double>& slots : r.device_slots) {
+    r.layer_imbalance.push_back(collapse::device_imbalance(slots));
+    double total = 0;
+    for (double v : slots) total += v;
+    busiest += *std::max_element(slots.begin(), slots.end());
+    mean += total / static_cast<double>(slots.size());
+  }
+  r.device_imbalance = mean > 0 ? busiest / mean : 0.0;
+}
+
 // The engine's own 1024^3 product at the run's precision: the ceiling its GEMMs could reach.
 double measure_matmul_peak(engine::MatmulPrecision precision) {
   engine::NoGradScope no_grad;
@@ -82,18 +132,42 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
   }
   std::ostringstream quiet;
   train::Trainer trainer(config, quiet, nullptr, groups);
+  const std::vector<moe::MoeLayer*> layers = trainer.model().moe_layers();
+  if (o.hot_experts > 0) hold_routing_skewed(config, layers, o);
   for (int s = 0; s < o.warmup; ++s) trainer.step();
-  const bool split_waiting = o.profile && groups.distributed();
-  for (const auto& comm : {groups.world, groups.expert_group, groups.expert_replicas})
-    comm->set_measure_wait(split_waiting);
+  // A profile splits every collective's waiting from its transfer; the expert group's waits are
+  // measured in any case (the trainer turns them on), since the device numbers need them.
+  std::vector<bool> measured_before;
+  const auto comms = {groups.world, groups.expert_group, groups.expert_replicas};
+  for (const auto& comm : comms) {
+    measured_before.push_back(comm->measure_wait());
+    if (o.profile && groups.distributed()) comm->set_measure_wait(true);
+  }
   engine::reset_stage_times();
   engine::set_profiling(o.profile);
+  std::vector<moe::ExpertLoad> load(layers.size());
   for (int s = 0; s < o.steps; ++s) {
     const auto start = Clock::now();
     trainer.step();
     r.step_seconds.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+    for (size_t l = 0; l < layers.size(); ++l) {  // the step's: each step starts its layers afresh
+      const moe::ExpertLoad step_load = layers[l]->expert_load();
+      load[l].slots += step_load.slots;
+      load[l].compute_seconds += step_load.compute_seconds;
+      load[l].wait_seconds += step_load.wait_seconds;
+    }
   }
   engine::set_profiling(false);
+  if (!o.checkpoint.empty()) {
+    ckpt::Checkpoint c = trainer.snapshot();  // a collective: rank 0 gathers the experts
+    // The steps wrote no files (out_dir cleared); the saved config names the checkpoint's folder,
+    // so the file reads back as any run's.
+    rc::RunConfig saved = config;
+    saved.logging.out_dir = std::filesystem::absolute(o.checkpoint).parent_path().string();
+    c.config_yaml = rc::to_yaml(saved);
+    if (groups.rank() == 0) ckpt::write_checkpoint(o.checkpoint, c);
+    groups.world->barrier();
+  }
   std::vector<double> sorted = r.step_seconds;
   std::sort(sorted.begin(), sorted.end());
   r.median_step_s = sorted[sorted.size() / 2];
@@ -107,8 +181,12 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
   }
   if (o.profile) r.stages.emplace_back("other", std::max(0.0, total - staged) / o.steps);
   r.peak_rss_mb = peak_rss_mb();
+  {
+    size_t i = 0;
+    for (const auto& comm : comms) comm->set_measure_wait(measured_before[i++]);
+  }
+  add_device_times(r, load, groups, total / o.steps, o.steps);
   if (groups.distributed()) {
-    for (const auto& comm : {groups.world, groups.expert_group, groups.expert_replicas}) comm->set_measure_wait(false);
     Result::RankTimes mine;
     mine.step = total / o.steps;
     for (const auto& [stage, seconds] : r.stages) {
@@ -143,6 +221,17 @@ void print(const Result& r, std::ostream& out) {
                     1e3 * t.all_to_all, 1e3 * t.all_reduce, 1e3 * t.wait);
       out << line;
     }
+  }
+  std::snprintf(line, sizeof line,
+                "  devices: %lld; device imbalance %.2f (busiest device's slots over the mean, summed over layers); "
+                "expert compute %.1f%% and all-to-all waiting %.1f%% of the step\n",
+                static_cast<long long>(r.devices), r.device_imbalance, 100 * r.expert_share, 100 * r.wait_share);
+  out << line;
+  for (size_t l = 0; l < r.device_slots.size() && r.devices > 1; ++l) {
+    out << "    MoE layer " << l << ": imbalance " << collapse::format_number(r.layer_imbalance[l], "%.2f")
+        << ", slots per device per step";
+    for (double v : r.device_slots[l]) out << " " << collapse::format_number(v, "%.0f");
+    out << "\n";
   }
   if (r.stages.empty()) return;
   double total = 0;

@@ -15,6 +15,15 @@ namespace bench {
 struct Options {
   int warmup = 5, steps = 20;
   bool profile = true;
+  // Routing held skewed, to measure what imbalance costs: the first hot_experts experts of every
+  // MoE layer get the selection bias hot_bias (the loss-free bias state, held fixed), so tokens
+  // pick them over the others (hot_bias 10 > any score: always; small values: some tokens).
+  // 0: the routing the model's router gives.
+  int64_t hot_experts = 0;
+  double hot_bias = 10.0;
+  // After the timed steps, save the model (with the hot experts' bias) as a checkpoint here, so
+  // moe-diagnose --ep can predict from the checkpoint alone what the steps measured.
+  std::string checkpoint;
 };
 
 struct Result {
@@ -37,6 +46,17 @@ struct Result {
     double step = 0, compute = 0, all_to_all = 0, all_reduce = 0, wait = 0;
   };
   std::vector<RankTimes> ranks;
+
+  // Devices (expert parallelism; tools/lib/collapse/devices.h), over the timed steps: per MoE
+  // layer the slots each device (expert-group member) computed, summed over copies, and its
+  // imbalance (the busiest device over the mean: the predicted slowdown of the layer's expert
+  // work); overall the sums over layers of the busiest and of the mean. expert_share and
+  // wait_share: the step's share spent in expert compute (the layers' grouped MLPs, forward and
+  // backward) and waiting in the layers' all-to-alls, means over ranks.
+  int64_t devices = 1;
+  std::vector<std::vector<double>> device_slots;  // [layer][device], per step
+  std::vector<double> layer_imbalance;
+  double device_imbalance = 0, expert_share = 0, wait_share = 0;
 };
 
 // Model FLOPs of one training step: 3 x forward (forward + backward's two matmuls per weight).
