@@ -2,9 +2,9 @@
 
 #include <chrono>
 #include <numeric>
+#include <stdexcept>
 
 #include "engine/core/profile.h"
-#include <stdexcept>
 
 namespace engine::dist {
 

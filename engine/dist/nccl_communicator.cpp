@@ -135,11 +135,10 @@ class NcclCommunicator : public Communicator {
   void barrier() override { host().barrier(); }
 
   std::shared_ptr<Communicator> split(int color) override;
-
- private:
   // The host's barriers (before the collectives it carries for this communicator) count too.
   double waited_seconds() const override { return Communicator::waited_seconds() + host_->waited_seconds(); }
 
+ private:
   // set_measure_wait is not virtual: the host picks the setting up when a call goes through it.
   Communicator& host() {
     host_->set_measure_wait(measure_wait_);
