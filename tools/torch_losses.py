@@ -49,10 +49,31 @@ def loss_sequence_aux(cfg, r, B, T):
     return E / B * (fs * r["probs"].reshape(B, T, E).mean(1)).sum()
 
 
+def device_groups(cfg):
+    """The devices device_aux groups the experts into: moe.device_groups, or parallel.expert where it is 0."""
+    groups = cfg["moe"].get("device_groups", 0)
+    return groups if groups > 0 else (cfg.get("parallel") or {}).get("expert", 1)
+
+
+def loss_device_aux(cfg, r, B, T):
+    """DeepSeek-V2's device-level loss: D sum_d F_d P'_d over D devices of E/D contiguous experts (device d
+    holds experts d E/D ... (d+1) E/D - 1), F_d and P'_d the sums over device d of switch_aux's f_i and P_i."""
+    if r["probs"] is None or not r["expert"]:
+        return None
+    E, k, D = cfg["moe"]["num_experts"], cfg["moe"]["top_k"], device_groups(cfg)
+    if D < 1 or E % D:
+        raise SystemExit(f"torch_reference: {D} devices do not divide moe.num_experts = {E} (moe.device_groups)")
+    f = torch.tensor(r["counts"] / (B * T * k), dtype=r["probs"].dtype)
+    device_share = f.reshape(D, E // D).sum(1)
+    device_prob = r["probs"].mean(0).reshape(D, E // D).sum(1)
+    return D * (device_share * device_prob).sum()
+
+
 LOSSES = {
     "switch_aux": loss_switch_aux,
     "importance": loss_importance,
     "load": loss_load,
     "z_loss": loss_z_loss,
     "sequence_aux": loss_sequence_aux,
+    "device_aux": loss_device_aux,
 }

@@ -53,7 +53,7 @@ DEFAULTS = {
             "d_expert": 256, "num_shared_experts": 0, "d_shared": 0, "router": "topk_softmax",
             "normalize_topk": False, "capacity_factor": 0.0, "drop_policy": "position",
             "losses": {key: 0.0 for key in LOSS_NAMES},
-            "bias_update_rate": 0.0},
+            "bias_update_rate": 0.0, "device_groups": 0},
     "optimizer": {"lr": 3e-3, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1,
                   "decay_embeddings": False, "decay_norms_and_biases": False, "grad_clip": 1.0},
     "schedule": {"warmup_steps": 20, "decay": "cosine", "min_lr_ratio": 0.1, "total_steps": 0},

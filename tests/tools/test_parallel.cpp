@@ -9,7 +9,8 @@
 // The capacity cases use routers without noise: rank r draws rows r*b... of each random draw a
 // batch of R*b would make, which equals one process drawing R*b rows at once, not R/P
 // micro-batches drawing in turn. For the micro-batch scope it is batch b with grad_accum R
-// (each balance term on one rank's batch), with P = 1.
+// (each balance term on one rank's batch), with P = 1. In every case the one process groups its
+// experts into P devices for device_aux (moe.device_groups P), as the parallel run's ranks do.
 //
 // Rank 0 decides; its verdict is broadcast so that every rank passes or fails the same check
 // (Catch2 on other ranks prints nothing).
@@ -108,6 +109,13 @@ Trace train_parallel(rc::RunConfig c, int ranks, int expert, int steps = 10) {
   return train_steps(c, ProcessGroups::make(sub, expert), steps);
 }
 
+// The one-process equivalent of a run with expert parallelism `expert` groups its experts into
+// that run's devices for device_aux, which moe.device_groups 0 takes from parallel.expert.
+rc::RunConfig grouped_as(rc::RunConfig c, int expert) {
+  if (c.moe.device_groups == 0) c.moe.device_groups = expert;
+  return c;
+}
+
 Trace train_alone(rc::RunConfig c, int batch, int accum, int steps = 10) {
   c.training.batch_size = batch;
   c.training.grad_accum = accum;
@@ -171,8 +179,9 @@ void check_layouts(const rc::RunConfig& c) {
     const Trace many = train_parallel(c, l.ranks, l.expert);
     const bool capacity = c.moe.capacity_factor > 0;
     const int batch = c.training.batch_size;
+    const rc::RunConfig alone = grouped_as(c, l.expert);
     const Trace one =
-        capacity ? train_alone(c, l.expert * batch, l.ranks / l.expert) : train_alone(c, l.ranks * batch, 1);
+        capacity ? train_alone(alone, l.expert * batch, l.ranks / l.expert) : train_alone(alone, l.ranks * batch, 1);
     const std::string diff = verdict(g_world->rank() == 0 ? differences(many, one, 1e-5) : "");
     INFO(l.ranks << " ranks, parallel.expert " << l.expert << ":\n" << diff);
     CHECK(diff.empty());
@@ -215,7 +224,7 @@ TEST_CASE("parallel: an expert no token reaches is left alone as in one process"
   c.moe.losses.z_loss = 0;  // the hash router has no logits
   c.model.vocab_size = 4;
   const Trace many = train_parallel(c, 4, 4);
-  const Trace one = train_alone(c, 4 * c.training.batch_size, 1);
+  const Trace one = train_alone(grouped_as(c, 4), 4 * c.training.batch_size, 1);
   std::string diff;
   if (g_world->rank() == 0) {
     diff = differences(many, one, 1e-5);

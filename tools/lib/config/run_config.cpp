@@ -143,6 +143,7 @@ void schema(V& v, Tag<MoeConfig>) {
   v.section("losses", &MoeConfig::losses);
   v.field("bias_update_rate", &MoeConfig::bias_update_rate);
   v.field("balance_scope", &MoeConfig::balance_scope);
+  v.field("device_groups", &MoeConfig::device_groups);
 }
 template <class V>
 void schema(V& v, Tag<ParallelConfig>) {
@@ -623,6 +624,10 @@ bool operator==(const RunConfig& a, const RunConfig& b) { return keys_differing(
 bool fixed_on_resume(const std::string& key) {
   return key.rfind("model.", 0) == 0 || key.rfind("moe.", 0) == 0 || key.rfind("data.", 0) == 0 ||
          key == "training.seed";
+}
+
+int device_groups(const RunConfig& cfg) {
+  return cfg.moe.device_groups > 0 ? cfg.moe.device_groups : cfg.parallel.expert;
 }
 
 }  // namespace runconfig

@@ -93,6 +93,9 @@ struct MoeConfig {
   // What the count-based balance terms (switch_aux's f_i) are measured on: each micro-batch of
   // each rank, or the step's whole batch (every micro-batch of every rank).
   BalanceScope balance_scope = BalanceScope::micro_batch;
+  // The devices the device-level balance term (device_aux) groups the experts into, as
+  // contiguous blocks of num_experts / device_groups; 0: as many as parallel.expert.
+  int device_groups = 0;
 };
 
 // Several processes (mpirun): expert = the number of ranks that share one copy of each MoE
@@ -208,6 +211,10 @@ bool fixed_on_resume(const std::string& key);
 
 // Every dotted key with a different value, in schema order (empty when a == b).
 std::vector<std::string> keys_differing(const RunConfig& a, const RunConfig& b);
+
+// The number of devices device_aux groups the experts into: moe.device_groups, or parallel.expert
+// where that is 0.
+int device_groups(const RunConfig& cfg);
 
 namespace detail {
 // Where each dotted key (or section) was last set: "FILE:LINE:COL" or "override 'K=V'".
