@@ -303,6 +303,29 @@ TEST_CASE("config: moe.device_groups: 0 follows parallel.expert, else any diviso
                     Contains("(6), got 4 (allowed: 0, 1, 2, 3, 6)"));
 }
 
+TEST_CASE("config: a resume compares the device grouping device_aux trains with, not its spelling", "[config]") {
+  RunConfig saved;  // two expert-parallel ranks, one device each
+  saved.parallel.expert = 2;
+  saved.moe.losses.device_aux = 0.01;
+  RunConfig alone = saved;  // one process, the same grouping spelled out
+  alone.parallel.expert = 1;
+  alone.moe.device_groups = 2;
+  ResumeChanges same = resume_changes(saved, alone);
+  CHECK(same.fixed.empty());
+  CHECK(same.changed == std::vector<std::string>{"parallel.expert"});
+  RunConfig regrouped = alone;  // one process, one device: device_aux would train another objective
+  regrouped.moe.device_groups = 0;
+  CHECK(resume_changes(saved, regrouped).fixed == std::vector<std::string>{"moe.device_groups"});
+  // Without the loss the grouping only changes what is logged: a training key like parallel.expert.
+  saved.moe.losses.device_aux = regrouped.moe.losses.device_aux = 0;
+  const ResumeChanges logged = resume_changes(saved, regrouped);
+  CHECK(logged.fixed.empty());
+  CHECK(logged.changed == std::vector<std::string>{"moe.device_groups", "parallel.expert"});
+  // Other model keys stay fixed.
+  regrouped.moe.top_k = 1;
+  CHECK(resume_changes(saved, regrouped).fixed == std::vector<std::string>{"moe.top_k"});
+}
+
 TEST_CASE("config: overrides set scalars, nested keys and lists, after the file", "[config]") {
   TempDir tmp("overrides");
   const std::string a = tmp.write("a.txt", "hello");

@@ -216,6 +216,15 @@ std::vector<std::string> keys_differing(const RunConfig& a, const RunConfig& b);
 // where that is 0.
 int device_groups(const RunConfig& cfg);
 
+// What resuming `saved` with the config `resumed` changes, in schema order: the keys a resume may
+// not change (fixed_on_resume) and the others. moe.device_groups is compared by the grouping it
+// gives (so 0 at parallel.expert 2 equals 2 in one process), and is fixed only while device_aux
+// trains with it (a positive coefficient); otherwise it changes a logged measurement only.
+struct ResumeChanges {
+  std::vector<std::string> fixed, changed;
+};
+ResumeChanges resume_changes(const RunConfig& saved, const RunConfig& resumed);
+
 namespace detail {
 // Where each dotted key (or section) was last set: "FILE:LINE:COL" or "override 'K=V'".
 struct KeyLocations {
