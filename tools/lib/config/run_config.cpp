@@ -1,7 +1,8 @@
 // Run configuration: the schema (one table of sections and fields), YAML parsing with locations,
 // overrides, emission and comparison. Contract in run_config.h; value checks are in
-// run_config_validate.cpp. Each section's fields are listed once, in schema<S>(), and every
-// operation (parse, emit, compare, list allowed keys) walks that list through a visitor.
+// run_config_validate.cpp, what a resume may change in resume.cpp. Each section's fields are
+// listed once, in schema<S>(), and every operation (parse, emit, compare, list allowed keys)
+// walks that list through a visitor.
 #include "tools/lib/config/run_config.h"
 #include "tools/lib/config/text.h"
 
@@ -620,27 +621,5 @@ std::vector<std::string> keys_differing(const RunConfig& a, const RunConfig& b) 
 }
 
 bool operator==(const RunConfig& a, const RunConfig& b) { return keys_differing(a, b).empty(); }
-
-bool fixed_on_resume(const std::string& key) {
-  return key.rfind("model.", 0) == 0 || key.rfind("moe.", 0) == 0 || key.rfind("data.", 0) == 0 ||
-         key == "training.seed";
-}
-
-int device_groups(const RunConfig& cfg) {
-  return cfg.moe.device_groups > 0 ? cfg.moe.device_groups : cfg.parallel.expert;
-}
-
-ResumeChanges resume_changes(const RunConfig& saved, const RunConfig& resumed) {
-  RunConfig before = saved, after = resumed;
-  before.moe.device_groups = device_groups(saved);
-  after.moe.device_groups = device_groups(resumed);
-  const bool grouping_trains = saved.moe.losses.device_aux > 0 || resumed.moe.losses.device_aux > 0;
-  ResumeChanges out;
-  for (const std::string& k : keys_differing(before, after)) {
-    const bool fixed = k == "moe.device_groups" ? grouping_trains : fixed_on_resume(k);
-    (fixed ? out.fixed : out.changed).push_back(k);
-  }
-  return out;
-}
 
 }  // namespace runconfig
