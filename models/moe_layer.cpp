@@ -121,6 +121,8 @@ MoeForward MoeLayer::forward(const Tensor& x, const std::vector<int32_t>* token_
   {
     StageTimer stage("router");
     out.routing = route(config_.router, router_, in);
+    out.routing.devices =
+        config_.device_groups > 0 ? config_.device_groups : (config_.expert_group ? config_.expert_group->size() : 1);
   }
   Tensor rows, expert_out, y;
   {

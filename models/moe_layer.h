@@ -43,6 +43,10 @@ struct MoeLayerConfig {
   // The ranks that share one copy of the experts (expert parallelism); null or one rank: all
   // experts live in this process. num_experts must be a multiple of the group's size.
   std::shared_ptr<engine::dist::Communicator> expert_group;
+  // The number of devices device-level balance terms group the experts into (Routing::devices);
+  // 0: the expert group's size, i.e. as expert parallelism places them. Any divisor of
+  // num_experts, so one process can train with the grouping of a parallel run.
+  int64_t device_groups = 0;
 };
 
 // What this rank's part of a layer cost since MoeLayer::reset_expert_load(): the slots its experts

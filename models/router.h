@@ -53,6 +53,9 @@ struct Routing {
   std::vector<int64_t> balance_counts;
   int64_t balance_tokens = 0;
   int64_t dropped = 0;  // slots dropped by capacity
+  // The number of devices the experts are grouped into for device-level terms (device_aux):
+  // device d holds experts [d E/D, (d+1) E/D). Set by the MoE layer; route() leaves it 1.
+  int64_t devices = 1;
 
   // Differentiable tensors for the balance losses (undefined where a router has none).
   engine::Tensor logits;      // z [N, E]

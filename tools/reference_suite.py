@@ -50,6 +50,17 @@ SUITE_OPTIONS = {  # checked with every loss the router supports on at once
 }
 # Coefficients large enough that each term visibly moves the gradients: 0.1 unless listed here.
 SUITE_LOSSES = {key: {"z_loss": 0.01}.get(key, 0.1) for key in LOSS_NAMES}
+# moe settings a loss is checked with wherever it is on: device_aux over 2 devices (it is the constant 1
+# on the default single device), which divides the suite's 4 and 8 experts.
+SUITE_LOSS_SETTINGS = {"device_aux": {"device_groups": 2}}
+
+
+def with_losses(cfg, names):
+    """cfg with these losses on at their suite coefficients, and the settings they are checked with."""
+    moe = {"losses": {n: SUITE_LOSSES[n] for n in names}}
+    for n in names:
+        moe.update(SUITE_LOSS_SETTINGS.get(n, {}))
+    return merge(cfg, {"moe": moe})
 
 
 def supported_losses(router):
@@ -71,9 +82,8 @@ def suite():
             base = merge(SUITE_BASE, {"moe": over})
             out[prefix + "__ce_only"] = base
             for name in supported_losses(router):
-                out[f"{prefix}__{name}"] = merge(base, {"moe": {"losses": {name: SUITE_LOSSES[name]}}})
+                out[f"{prefix}__{name}"] = with_losses(base, [name])
     for option, over in SUITE_OPTIONS.items():
         cfg = merge(SUITE_BASE, over)
-        losses = {n: SUITE_LOSSES[n] for n in supported_losses(cfg["moe"].get("router", "topk_softmax"))}
-        out[option + "__all_losses"] = merge(cfg, {"moe": {"losses": losses}})
+        out[option + "__all_losses"] = with_losses(cfg, supported_losses(cfg["moe"].get("router", "topk_softmax")))
     return out

@@ -13,8 +13,9 @@ that `build/bin/moe-refcheck FILE` compares the engine against. Layout: tests/da
 Needs torch, h5py, numpy and PyYAML (pip); never needed to build or train the engine.
 
 The routers and balance losses are those of models/routers/routers.def and models/balance/losses.def
-(keys, order, rules: read from those files); each has its PyTorch function here, in ROUTERS and LOSSES.
-Beside it: moe_tables.py reads those two tables; reference_suite.py holds the committed suite's configs.
+(keys, order, rules: read from those files); each has its PyTorch function: the routers here, in ROUTERS,
+the losses in torch_losses.py, in LOSSES. Beside it: moe_tables.py reads those two tables;
+reference_suite.py holds the committed suite's configs.
 
 Choices that make the comparison decisive:
 - The reference is computed in float64 from float32 parameters, so what refcheck measures is the
@@ -40,6 +41,7 @@ import yaml
 # The routers and balance losses, as declared once for the engine (models/README.md has the math).
 from moe_tables import (LOSS_NAMES, LOSS_TABLE, LOSSES_DEF, MODELS_DIR, ROUTER_TABLE, ROUTERS_DEF,  # noqa: F401
                         LossRule, RouterRule, read_loss_table, read_router_table, router_provides)
+from torch_losses import LOSSES
 
 
 # Every key the engine reads, with its default (configs/README.md is the reference).
@@ -51,7 +53,7 @@ DEFAULTS = {
             "d_expert": 256, "num_shared_experts": 0, "d_shared": 0, "router": "topk_softmax",
             "normalize_topk": False, "capacity_factor": 0.0, "drop_policy": "position",
             "losses": {key: 0.0 for key in LOSS_NAMES},
-            "bias_update_rate": 0.0},
+            "bias_update_rate": 0.0, "device_groups": 0},
     "optimizer": {"lr": 3e-3, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1,
                   "decay_embeddings": False, "decay_norms_and_biases": False, "grad_clip": 1.0},
     "schedule": {"warmup_steps": 20, "decay": "cosine", "min_lr_ratio": 0.1, "total_steps": 0},
@@ -354,69 +356,17 @@ def moe_layer(cfg, h, p, prefix, token_ids, bias, noise):
     return y.reshape(B, T, d), r
 
 
-def cv_squared(v):
-    m = v.mean()
-    return ((v - m) ** 2).mean() / (m * m + 1e-10)
-
-
-# Balance losses: one function per key of losses.def, loss_KEY(cfg, r, B, T) -> one MoE layer's term
-# (a scalar tensor), or None where the routing does not provide it (the term is then absent).
-# r is the layer's routing (route()), B sequences of T tokens, N = B T.
-
-def loss_switch_aux(cfg, r, B, T):
-    """E sum_i f_i P_i, f_i = c_i / (N k) for every router (expert_choice too), P_i = mean_t p_ti."""
-    if r["probs"] is None or not r["expert"]:
-        return None
-    E, k = cfg["moe"]["num_experts"], cfg["moe"]["top_k"]
-    f = torch.tensor(r["counts"] / (B * T * k), dtype=r["probs"].dtype)
-    return E * (f * r["probs"].mean(0)).sum()
-
-
-def loss_importance(cfg, r, B, T):
-    if not r["expert"]:
-        return None
-    E = cfg["moe"]["num_experts"]
-    return cv_squared(torch.zeros(E, dtype=r["gate"].dtype).index_add(0, torch.tensor(r["expert"]), r["gate"]))
-
-
-def loss_load(cfg, r, B, T):
-    return None if r["load_probs"] is None else cv_squared(r["load_probs"].sum(0))
-
-
-def loss_z_loss(cfg, r, B, T):
-    return None if r["logits"] is None else (torch.logsumexp(r["logits"], dim=-1) ** 2).mean()
-
-
-def loss_sequence_aux(cfg, r, B, T):
-    """switch_aux within each sequence, f_bi = c_bi / (T k), averaged over the B sequences."""
-    if r["probs"] is None or not r["expert"]:
-        return None
-    E, k = cfg["moe"]["num_experts"], cfg["moe"]["top_k"]
-    fs = torch.zeros(B, E, dtype=r["probs"].dtype)
-    for m in range(len(r["expert"])):
-        fs[r["token"][m] // T, r["expert"][m]] += 1.0 / (T * k)
-    return E / B * (fs * r["probs"].reshape(B, T, E).mean(1)).sum()
-
-
-LOSSES = {
-    "switch_aux": loss_switch_aux,
-    "importance": loss_importance,
-    "load": loss_load,
-    "z_loss": loss_z_loss,
-    "sequence_aux": loss_sequence_aux,
-}
-
-
 def _check_functions():
-    """Every table entry has its function here and every function its table entry."""
-    for table, funcs, prefix, dict_name, def_path in ((ROUTER_TABLE, ROUTERS, "route_", "ROUTERS", ROUTERS_DEF),
-                                                      (LOSS_TABLE, LOSSES, "loss_", "LOSSES", LOSSES_DEF)):
+    """Every table entry has its function (routers here, losses in torch_losses.py) and every function its entry."""
+    for table, funcs, prefix, dict_name, def_path, module in (
+            (ROUTER_TABLE, ROUTERS, "route_", "ROUTERS", ROUTERS_DEF, "torch_reference.py"),
+            (LOSS_TABLE, LOSSES, "loss_", "LOSSES", LOSSES_DEF, "torch_losses.py")):
         what = "router" if funcs is ROUTERS else "balance loss"
         rel = os.path.relpath(def_path, os.path.join(MODELS_DIR, ".."))
         for key in table:
             if key not in funcs:
                 raise SystemExit(f"torch_reference: {what} {key} ({rel}) has no PyTorch function: define "
-                                 f"{prefix}{key}() in tools/torch_reference.py and add \"{key}\": {prefix}{key} "
+                                 f"{prefix}{key}() in tools/{module} and add \"{key}\": {prefix}{key} "
                                  f"to {dict_name}")
         for key in funcs:
             if key not in table:

@@ -105,8 +105,12 @@ TEST_CASE("transformer: shapes, MoE placement, names, initial loss near ln V", "
 TEST_CASE("transformer: whole-model gradient check with balance losses", "[transformer][gradcheck]") {
   for (int variant = 0; variant < 2; ++variant) {
     ModelConfig c = tiny_config();
-    c.loss_coefs = {{"switch_aux", 0.1}, {"z_loss", 0.01}, {"importance", 0.05}, {"sequence_aux", 0.1}};
+    c.loss_coefs = {
+        {"switch_aux", 0.1}, {"z_loss", 0.01}, {"importance", 0.05}, {"sequence_aux", 0.1}, {"device_aux", 0.1}};
+    c.moe.device_groups = 3;  // one expert per device: device_aux is switch_aux here
     if (variant == 1) {  // the other half of every option
+      c.moe.router.num_experts = 4;
+      c.moe.device_groups = 2;  // two experts per device
       c.norm = NormKind::rmsnorm;
       c.position = PositionKind::rope;
       c.activation = ExpertActivation::swiglu;

@@ -178,6 +178,30 @@ TEST_CASE("resume refuses a config that changes the model and names the keys", "
                              Contains("optimizer.lr") && Contains("training.steps"));
 }
 
+TEST_CASE("resume keeps the device grouping device_aux trains with, and only that", "[checkpoint][errors]") {
+  const fs::path dir = fresh_dir("devices");
+  std::ostringstream quiet;
+  const std::vector<std::string> grouped = {"moe.losses.device_aux=0.01", "moe.device_groups=2"};
+  std::string path;
+  {
+    train::Trainer t(small_run(dir, grouped), quiet);
+    t.step();
+    path = t.save_checkpoint();
+  }
+  std::vector<std::string> regrouped = grouped;
+  regrouped.back() = "moe.device_groups=4";
+  train::Trainer other(small_run(fresh_dir("devices2"), regrouped), quiet);
+  CHECK_THROWS_WITH(other.resume(path), Contains("refusing to resume") && Contains("moe.device_groups"));
+  train::Trainer same(small_run(fresh_dir("devices3"), grouped), quiet);
+  CHECK_NOTHROW(same.resume(path));
+  // Without the loss the grouping only changes a logged measurement.
+  const std::string plain = save_a_checkpoint("devices4");
+  std::ostringstream said;
+  train::Trainer measured(small_run(fresh_dir("devices5"), {"moe.device_groups=2"}), said);
+  measured.resume(plain);
+  CHECK_THAT(said.str(), Contains("changed training keys: moe.device_groups"));
+}
+
 TEST_CASE("bad checkpoint files give one clear error naming the file and what is wrong", "[checkpoint][errors]") {
   const std::string good = save_a_checkpoint("bad");
   const fs::path dir = fs::path(good).parent_path();

@@ -9,7 +9,8 @@
 // The capacity cases use routers without noise: rank r draws rows r*b... of each random draw a
 // batch of R*b would make, which equals one process drawing R*b rows at once, not R/P
 // micro-batches drawing in turn. For the micro-batch scope it is batch b with grad_accum R
-// (each balance term on one rank's batch), with P = 1.
+// (each balance term on one rank's batch), with P = 1. In every case the one process groups its
+// experts into P devices for device_aux (moe.device_groups P), as the parallel run's ranks do.
 //
 // Rank 0 decides; its verdict is broadcast so that every rank passes or fails the same check
 // (Catch2 on other ranks prints nothing).
@@ -21,6 +22,7 @@
 #include <sstream>
 
 #include "engine/dist/world.h"
+#include "models/moe_layer.h"
 #include "tools/lib/config/run_config.h"
 #include "tools/lib/train/parallel.h"
 #include "tools/lib/train/trainer.h"
@@ -108,6 +110,13 @@ Trace train_parallel(rc::RunConfig c, int ranks, int expert, int steps = 10) {
   return train_steps(c, ProcessGroups::make(sub, expert), steps);
 }
 
+// The one-process equivalent of a run with expert parallelism `expert` groups its experts into
+// that run's devices for device_aux, which moe.device_groups 0 takes from parallel.expert.
+rc::RunConfig grouped_as(rc::RunConfig c, int expert) {
+  if (c.moe.device_groups == 0) c.moe.device_groups = expert;
+  return c;
+}
+
 Trace train_alone(rc::RunConfig c, int batch, int accum, int steps = 10) {
   c.training.batch_size = batch;
   c.training.grad_accum = accum;
@@ -171,8 +180,9 @@ void check_layouts(const rc::RunConfig& c) {
     const Trace many = train_parallel(c, l.ranks, l.expert);
     const bool capacity = c.moe.capacity_factor > 0;
     const int batch = c.training.batch_size;
+    const rc::RunConfig alone = grouped_as(c, l.expert);
     const Trace one =
-        capacity ? train_alone(c, l.expert * batch, l.ranks / l.expert) : train_alone(c, l.ranks * batch, 1);
+        capacity ? train_alone(alone, l.expert * batch, l.ranks / l.expert) : train_alone(alone, l.ranks * batch, 1);
     const std::string diff = verdict(g_world->rank() == 0 ? differences(many, one, 1e-5) : "");
     INFO(l.ranks << " ranks, parallel.expert " << l.expert << ":\n" << diff);
     CHECK(diff.empty());
@@ -215,7 +225,7 @@ TEST_CASE("parallel: an expert no token reaches is left alone as in one process"
   c.moe.losses.z_loss = 0;  // the hash router has no logits
   c.model.vocab_size = 4;
   const Trace many = train_parallel(c, 4, 4);
-  const Trace one = train_alone(c, 4 * c.training.batch_size, 1);
+  const Trace one = train_alone(grouped_as(c, 4), 4 * c.training.batch_size, 1);
   std::string diff;
   if (g_world->rank() == 0) {
     diff = differences(many, one, 1e-5);
@@ -230,6 +240,67 @@ TEST_CASE("parallel: expert_choice picks over the expert group as one process do
   rc::RunConfig c = small_config(rc::RouterKind::expert_choice);
   c.moe.capacity_factor = 1.0;
   check_layouts(c);
+}
+
+TEST_CASE("parallel: device_aux at parallel.expert 2 and 4 equals one process with moe.device_groups 2 and 4",
+          "[parallel][device_aux]") {
+  rc::RunConfig c = small_config(rc::RouterKind::topk_softmax);
+  c.moe.losses.device_aux = 0.1;
+  const int batch = c.training.batch_size;
+  for (const Layout& l : {Layout{2, 2}, Layout{4, 2}, Layout{4, 4}}) {
+    const Trace many = train_parallel(c, l.ranks, l.expert);  // moe.device_groups 0: one device per rank
+    rc::RunConfig alone = c;
+    alone.moe.device_groups = l.expert;
+    const Trace one = train_alone(alone, l.ranks * batch, 1);
+    std::string diff;
+    if (g_world->rank() == 0) {
+      diff = differences(many, one, 1e-5);
+      if (!one.terms.count("device_aux")) diff += "no device_aux term\n";
+      if (l.ranks == 2) {  // the comparison must see the grouping: one process with 4 devices differs
+        alone.moe.device_groups = 4;
+        if (differences(many, train_alone(alone, l.ranks * batch, 1), 1e-5).empty())
+          diff += "one process with 4 devices equals the run on 2: the case tests nothing\n";
+      }
+    }
+    diff = verdict(diff);
+    INFO(l.ranks << " ranks, parallel.expert " << l.expert << ":\n" << diff);
+    CHECK(diff.empty());
+  }
+  // Two devices over 4 expert-parallel ranks (ranks grouped by node, say): the same as one
+  // process with two devices.
+  c.moe.device_groups = 2;
+  const Trace many = train_parallel(c, 4, 4);
+  const Trace one = train_alone(c, 4 * batch, 1);
+  const std::string diff = verdict(g_world->rank() == 0 ? differences(many, one, 1e-5) : "");
+  INFO("4 ranks, parallel.expert 4, moe.device_groups 2:\n" << diff);
+  CHECK(diff.empty());
+}
+
+TEST_CASE("parallel: a MoE layer without device_groups has one device per rank of its expert group",
+          "[parallel][device_aux]") {
+  // The config path spells the count out (0 becomes parallel.expert); the layer's own default
+  // serves the C++ API.
+  moe::MoeLayerConfig mc;
+  mc.router.num_experts = 8;
+  mc.d_model = 4;
+  mc.d_expert = 4;
+  mc.expert_group = g_world->split(g_world->rank() / 2);  // two groups of two ranks
+  engine::Generator gen(3);
+  const engine::Tensor x = engine::randn({1, 3, 4}, gen);
+  std::vector<int64_t> devices;
+  for (int64_t groups : {0, 4}) {
+    mc.device_groups = groups;
+    moe::ParamStore params;
+    moe::MoeLayer layer(mc, params, "moe", 0.02, 0.02, gen);
+    devices.push_back(layer.forward(x, nullptr, false, nullptr).routing.devices);
+  }
+  const std::vector<int64_t> all = g_world->all_gather(devices);
+  INFO("devices per rank (device_groups 0, then 4):" << [&] {
+    std::ostringstream s;
+    for (int64_t d : all) s << " " << d;
+    return s.str();
+  }());
+  CHECK(all == std::vector<int64_t>{2, 4, 2, 4, 2, 4, 2, 4});
 }
 
 TEST_CASE("parallel: micro_batch scope equals one process with grad_accum = ranks", "[parallel]") {

@@ -103,8 +103,9 @@ moe:
   normalize_topk: true
   capacity_factor: 1.25
   drop_policy: score
-  losses: {switch_aux: 0.01, importance: 0.1, load: 0.1, z_loss: 0.001, sequence_aux: 0.0001}
+  losses: {switch_aux: 0.01, importance: 0.1, load: 0.1, z_loss: 0.001, sequence_aux: 0.0001, device_aux: 0.001}
   bias_update_rate: 0.001
+  device_groups: 4
 data:
   kind: synthetic
   seed: 7
@@ -188,7 +189,9 @@ TEST_CASE("config: every section and key is parsed", "[config]") {
   CHECK(c.moe.losses.load == 0.1);
   CHECK(c.moe.losses.z_loss == 0.001);
   CHECK(c.moe.losses.sequence_aux == 0.0001);
+  CHECK(c.moe.losses.device_aux == 0.001);
   CHECK(c.moe.bias_update_rate == 0.001);
+  CHECK(c.moe.device_groups == 4);
   CHECK(c.data.kind == DataKind::synthetic);
   CHECK(c.data.seed == 7);
   CHECK(c.data.num_domains == 3);
@@ -229,7 +232,7 @@ TEST_CASE("config: every section and key is parsed", "[config]") {
   CHECK(c.diagnostics.dead_fraction == 0.05);
   CHECK(c.diagnostics.starved_fraction == 0.25);
   // Every key differs from its default.
-  CHECK(keys_differing(c, RunConfig{}).size() == 70);
+  CHECK(keys_differing(c, RunConfig{}).size() == 72);
 }
 
 TEST_CASE("config: to_yaml writes every key and parses back to an equal config", "[config]") {
@@ -240,9 +243,10 @@ TEST_CASE("config: to_yaml writes every key and parses back to an equal config",
     CHECK(to_yaml(back) == text);
   }
   const std::string text = to_yaml(RunConfig{});
-  for (const char* key : {"vocab_size:", "embedding_init_std:", "sequence_aux:", "bias_update_rate:", "val_shards:",
-                          "decay_norms_and_biases:", "total_steps:", "eval_batches:", "out_dir:", "keep_last:",
-                          "device: cpu", "precision: f32", "router: topk_softmax", "norm_eps: 1.0e-05", "eps: 1.0e-08"})
+  for (const char* key :
+       {"vocab_size:", "embedding_init_std:", "sequence_aux:", "device_aux:", "bias_update_rate:", "device_groups: 0",
+        "val_shards:", "decay_norms_and_biases:", "total_steps:", "eval_batches:", "out_dir:", "keep_last:",
+        "device: cpu", "precision: f32", "router: topk_softmax", "norm_eps: 1.0e-05", "eps: 1.0e-08"})
     CHECK_THAT(text, Contains(key));
   // Awkward values survive too: a double with no short form, a string that looks like a number.
   RunConfig odd;
@@ -270,6 +274,56 @@ TEST_CASE("config: keys_differing in schema order, and the model, data and seed 
     if (fixed_on_resume(k)) fixed.push_back(k);
   CHECK(fixed == std::vector<std::string>{"model.d_ff", "moe.top_k", "moe.losses.z_loss", "data.seed", "training.seed"});
   CHECK(a != b);
+}
+
+TEST_CASE("config: moe.device_groups: 0 follows parallel.expert, else any divisor of num_experts", "[config]") {
+  CHECK(RunConfig{}.moe.device_groups == 0);
+  CHECK(device_groups(parse("")) == 1);
+  CHECK(device_groups(parse("parallel:\n  expert: 2\n")) == 2);
+  for (int d : {1, 2, 4, 8}) {
+    const RunConfig c = parse("moe:\n  num_experts: 8\n  device_groups: " + std::to_string(d) + "\n");
+    CHECK(c.moe.device_groups == d);
+    CHECK(device_groups(c) == d);
+  }
+  // Grouping the ranks of an expert-parallel run differently (by node, say) is allowed too.
+  CHECK(device_groups(parse("moe:\n  device_groups: 2\nparallel:\n  expert: 4\n")) == 2);
+  CHECK(device_groups(parse("moe:\n  device_groups: 8\nparallel:\n  expert: 2\n")) == 8);
+  const std::string allowed = "(allowed: 0, 1, 2, 4, 8)";
+  CHECK_THROWS_WITH(parse("moe:\n  num_experts: 8\n  device_groups: 3\n"),
+                    Contains("test.yaml:3:18: moe.device_groups: must be 0 (as many devices as parallel.expert) or a "
+                             "divisor of moe.num_experts (8), got 3 " +
+                             allowed));
+  CHECK_THROWS_WITH(parse("moe:\n  num_experts: 8\n  device_groups: 16\n"),
+                    Contains("moe.device_groups: must be 0") && Contains("(8), got 16 " + allowed));
+  CHECK_THROWS_WITH(parse("moe:\n  device_groups: -2\n"),
+                    Contains("test.yaml:2:18: moe.device_groups:") && Contains("(8), got -2 " + allowed));
+  CHECK_THROWS_WITH(parse("", {"moe.device_groups=3"}),
+                    Contains("override 'moe.device_groups=3'") && Contains("moe.device_groups") && Contains("got 3"));
+  CHECK_THROWS_WITH(parse("moe:\n  num_experts: 6\n  device_groups: 4\n"),
+                    Contains("(6), got 4 (allowed: 0, 1, 2, 3, 6)"));
+}
+
+TEST_CASE("config: a resume compares the device grouping device_aux trains with, not its spelling", "[config]") {
+  RunConfig saved;  // two expert-parallel ranks, one device each
+  saved.parallel.expert = 2;
+  saved.moe.losses.device_aux = 0.01;
+  RunConfig alone = saved;  // one process, the same grouping spelled out
+  alone.parallel.expert = 1;
+  alone.moe.device_groups = 2;
+  ResumeChanges same = resume_changes(saved, alone);
+  CHECK(same.fixed.empty());
+  CHECK(same.changed == std::vector<std::string>{"parallel.expert"});
+  RunConfig regrouped = alone;  // one process, one device: device_aux would train another objective
+  regrouped.moe.device_groups = 0;
+  CHECK(resume_changes(saved, regrouped).fixed == std::vector<std::string>{"moe.device_groups"});
+  // Without the loss the grouping only changes what is logged: a training key like parallel.expert.
+  saved.moe.losses.device_aux = regrouped.moe.losses.device_aux = 0;
+  const ResumeChanges logged = resume_changes(saved, regrouped);
+  CHECK(logged.fixed.empty());
+  CHECK(logged.changed == std::vector<std::string>{"moe.device_groups", "parallel.expert"});
+  // Other model keys stay fixed.
+  regrouped.moe.top_k = 1;
+  CHECK(resume_changes(saved, regrouped).fixed == std::vector<std::string>{"moe.top_k"});
 }
 
 TEST_CASE("config: overrides set scalars, nested keys and lists, after the file", "[config]") {
@@ -344,7 +398,8 @@ TEST_CASE("config: unknown key is named, with a suggestion and the allowed keys"
   TempDir tmp("unknown");
   const std::string path = tmp.write("run.yaml", "model:\n  d_model: 128\nmoe:\n  num_experts: 8\n  topk: 2\n");
   CHECK_THROWS_WITH(load_run_config(path), Contains(path + ":5:3: moe.topk: unknown key, did you mean 'top_k'?") &&
-                                               Contains("(allowed: enabled, layers,") && Contains("bias_update_rate, balance_scope)"));
+                                               Contains("(allowed: enabled, layers,") &&
+                                               Contains("bias_update_rate, balance_scope, device_groups)"));
   const std::string far = tmp.write("far.yaml", "training:\n  banana: 1\n");
   CHECK_THROWS_WITH(load_run_config(far), Contains(far + ":2:3: training.banana: unknown key (allowed: steps,"));
   const std::string top = tmp.write("top.yaml", "optimiser:\n  lr: 0.1\n");
@@ -356,7 +411,7 @@ TEST_CASE("config: unknown key is named, with a suggestion and the allowed keys"
   const std::string loss = tmp.write("loss.yaml", "moe:\n  losses:\n    aux: 0.01\n");
   CHECK_THROWS_WITH(load_run_config(loss),
                     Contains(loss + ":3:5: moe.losses.aux: unknown key") &&
-                        Contains("(allowed: switch_aux, importance, load, z_loss, sequence_aux)"));
+                        Contains("(allowed: switch_aux, importance, load, z_loss, sequence_aux, device_aux)"));
   const std::string twice = tmp.write("twice.yaml", "moe:\n  top_k: 1\n  top_k: 2\n");
   CHECK_THROWS_WITH(load_run_config(twice), Contains(twice + ":3:3: moe.top_k: key given twice"));
 }

@@ -37,7 +37,9 @@ moe::ModelConfig config(moe::RouterKind router, Device device) {
   c.moe.router.capacity_factor = router == moe::RouterKind::expert_choice ? 1.0 : 0.0;
   c.moe.d_expert = 24;
   c.embedding_init_std = 0.5;
-  c.loss_coefs = {{"switch_aux", 0.1}, {"importance", 0.1}, {"z_loss", 0.01}, {"sequence_aux", 0.1}};
+  c.loss_coefs = {
+      {"switch_aux", 0.1}, {"importance", 0.1}, {"z_loss", 0.01}, {"sequence_aux", 0.1}, {"device_aux", 0.1}};
+  c.moe.device_groups = 2;
   if (router == moe::RouterKind::noisy_topk) c.loss_coefs["load"] = 0.1;
   c.device = device;
   return c;

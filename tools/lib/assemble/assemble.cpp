@@ -45,6 +45,7 @@ moe::ModelConfig model_config(const rc::RunConfig& c) {
   m.moe.num_shared_experts = c.moe.num_shared_experts;
   m.moe.d_shared = c.moe.d_shared;
   m.moe.bias_update_rate = c.moe.bias_update_rate;
+  m.moe.device_groups = rc::device_groups(c);
   for (const moe::LossInfo& loss : moe::balance_loss_infos()) m.loss_coefs[loss.key] = c.moe.losses.of(loss.key);
   m.seed = static_cast<uint64_t>(c.training.seed);
   m.device = c.device == rc::DeviceKind::cuda ? engine::Device::cuda() : engine::Device::cpu();

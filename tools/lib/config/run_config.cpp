@@ -1,7 +1,8 @@
 // Run configuration: the schema (one table of sections and fields), YAML parsing with locations,
 // overrides, emission and comparison. Contract in run_config.h; value checks are in
-// run_config_validate.cpp. Each section's fields are listed once, in schema<S>(), and every
-// operation (parse, emit, compare, list allowed keys) walks that list through a visitor.
+// run_config_validate.cpp, what a resume may change in resume.cpp. Each section's fields are
+// listed once, in schema<S>(), and every operation (parse, emit, compare, list allowed keys)
+// walks that list through a visitor.
 #include "tools/lib/config/run_config.h"
 #include "tools/lib/config/text.h"
 
@@ -143,6 +144,7 @@ void schema(V& v, Tag<MoeConfig>) {
   v.section("losses", &MoeConfig::losses);
   v.field("bias_update_rate", &MoeConfig::bias_update_rate);
   v.field("balance_scope", &MoeConfig::balance_scope);
+  v.field("device_groups", &MoeConfig::device_groups);
 }
 template <class V>
 void schema(V& v, Tag<ParallelConfig>) {
@@ -620,10 +622,5 @@ std::vector<std::string> keys_differing(const RunConfig& a, const RunConfig& b) 
 }
 
 bool operator==(const RunConfig& a, const RunConfig& b) { return keys_differing(a, b).empty(); }
-
-bool fixed_on_resume(const std::string& key) {
-  return key.rfind("model.", 0) == 0 || key.rfind("moe.", 0) == 0 || key.rfind("data.", 0) == 0 ||
-         key == "training.seed";
-}
 
 }  // namespace runconfig

@@ -93,6 +93,9 @@ struct MoeConfig {
   // What the count-based balance terms (switch_aux's f_i) are measured on: each micro-batch of
   // each rank, or the step's whole batch (every micro-batch of every rank).
   BalanceScope balance_scope = BalanceScope::micro_batch;
+  // The devices the device-level balance term (device_aux) groups the experts into, as
+  // contiguous blocks of num_experts / device_groups; 0: as many as parallel.expert.
+  int device_groups = 0;
 };
 
 // Several processes (mpirun): expert = the number of ranks that share one copy of each MoE
@@ -209,6 +212,19 @@ bool fixed_on_resume(const std::string& key);
 
 // Every dotted key with a different value, in schema order (empty when a == b).
 std::vector<std::string> keys_differing(const RunConfig& a, const RunConfig& b);
+
+// The number of devices device_aux groups the experts into: moe.device_groups, or parallel.expert
+// where that is 0.
+int device_groups(const RunConfig& cfg);
+
+// What resuming `saved` with the config `resumed` changes, in schema order: the keys a resume may
+// not change (fixed_on_resume) and the others. moe.device_groups is compared by the grouping it
+// gives (so 0 at parallel.expert 2 equals 2 in one process), and is fixed only while device_aux
+// trains with it (a positive coefficient); otherwise it changes a logged measurement only.
+struct ResumeChanges {
+  std::vector<std::string> fixed, changed;
+};
+ResumeChanges resume_changes(const RunConfig& saved, const RunConfig& resumed);
 
 namespace detail {
 // Where each dotted key (or section) was last set: "FILE:LINE:COL" or "override 'K=V'".

@@ -4,6 +4,7 @@
 // Rules are checked per section in schema order; file existence and the device come last.
 #include <filesystem>
 #include <sstream>
+#include <vector>
 
 #include "tools/lib/config/run_config.h"
 
@@ -81,6 +82,25 @@ void check_model(const Checker& c, const ModelConfig& m) {
   c.positive(m.embedding_init_std, "model.embedding_init_std");
 }
 
+// A device count must split the experts into equal contiguous blocks.
+void check_device_groups(const Checker& c, const MoeConfig& e) {
+  const int E = e.num_experts, D = e.device_groups;
+  if (D == 0 || (D >= 1 && E % D == 0)) return;
+  std::vector<int> low, high;  // E's divisors up to and beyond sqrt(E)
+  for (int d = 1; static_cast<std::int64_t>(d) * d <= E; ++d)
+    if (E % d == 0) {
+      low.push_back(d);
+      if (d != E / d) high.insert(high.begin(), E / d);
+    }
+  std::string allowed = "0";
+  for (const std::vector<int>* part : {&low, &high})
+    for (int d : *part) allowed += ", " + num(d);
+  c.require(
+      false, "moe.device_groups",
+      "must be 0 (as many devices as parallel.expert) or a divisor of moe.num_experts (" + num(E) + "), got " + num(D),
+      allowed, {"moe.num_experts"});
+}
+
 void check_moe(const Checker& c, const MoeConfig& e, const ModelConfig& m) {
   c.at_least(e.every_n, 1, "moe.every_n");
   c.at_least(e.first_dense, 0, "moe.first_dense");
@@ -114,6 +134,7 @@ void check_moe(const Checker& c, const MoeConfig& e, const ModelConfig& m) {
                 std::string(key) + " is CV^2 of a sum over the batch, which the global_batch scope does not gather; " +
                     "it is measured per micro-batch: use moe.balance_scope micro_batch with it",
                 "0 with moe.balance_scope global_batch", {"moe.balance_scope"});
+  check_device_groups(c, e);
 }
 
 void check_parallel(const Checker& c, const ParallelConfig& p, const MoeConfig& e) {

@@ -66,8 +66,7 @@ void check_folder_holds_same_run(const fs::path& dir, const rc::RunConfig& resum
     const std::optional<rc::RunConfig> other = stored_config(file);
     if (!other) continue;  // unreadable: latest_checkpoint skips it too
     std::string keys;
-    for (const std::string& k : rc::keys_differing(*other, resumed))
-      if (rc::fixed_on_resume(k)) keys += (keys.empty() ? "" : ", ") + k;
+    for (const std::string& k : rc::resume_changes(*other, resumed).fixed) keys += (keys.empty() ? "" : ", ") + k;
     if (!keys.empty())
       throw ckpt::CheckpointError(dir.string() + " holds checkpoints of another model or data (" +
                                   file.filename().string() + " differs from " + path + " in " + keys +
@@ -175,9 +174,11 @@ void Trainer::resume(const std::string& path) {
   } catch (const rc::ConfigError& e) {
     throw ckpt::CheckpointError(std::string("the checkpoint's config is invalid: ") + e.what());
   }
-  std::vector<std::string> fixed, changed;  // changed training keys are listed
-  for (const std::string& k : rc::keys_differing(saved, config_))
-    if (k != "logging.out_dir") (rc::fixed_on_resume(k) ? fixed : changed).push_back(k);
+  const rc::ResumeChanges changes = rc::resume_changes(saved, config_);
+  const std::vector<std::string>& fixed = changes.fixed;
+  std::vector<std::string> changed;  // changed training keys are listed
+  for (const std::string& k : changes.changed)
+    if (k != "logging.out_dir") changed.push_back(k);
   if (!fixed.empty()) {
     std::string keys;
     for (const std::string& k : fixed) keys += (keys.empty() ? "" : ", ") + k;
