@@ -2,6 +2,7 @@
 // configs doing what their comments say.
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
@@ -134,4 +135,27 @@ TEST_CASE("global_batch balance scope: grad_accum 2 equals one micro-batch of th
   REQUIRE(whole.size() == halves.size());
   for (size_t i = 0; i < whole.size(); ++i) CHECK(halves[i] == Approx(whole[i]).epsilon(1e-5));
   CHECK(separate[1] != Approx(whole[1]).epsilon(1e-5));  // step 1's switch_aux: per half, not whole
+}
+
+TEST_CASE("one process measures its expert load and the device imbalance of moe.device_groups", "[trainer][devices]") {
+  std::ostringstream progress;
+  train::Trainer trainer(shipped("tiny", {"training.steps=1", "schedule.warmup_steps=1", "moe.device_groups=4",
+                                          "moe.capacity_factor=1.0"}),
+                         progress);
+  const train::StepMetrics m = trainer.step();  // step 1 is a log step
+  REQUIRE(m.layers.size() == m.counts.size());
+  for (const collapse::LayerStats& s : m.layers) {
+    CHECK(s.devices == 4);
+    int64_t kept = 0, grouped = 0;
+    for (int64_t v : s.kept) kept += v;
+    for (int64_t v : s.device_slots) grouped += v;
+    CHECK(grouped == kept);
+    REQUIRE(s.rank_slots.size() == 1);
+    CHECK(s.rank_slots[0] == static_cast<double>(kept));  // the one process computes every kept slot
+    CHECK(s.rank_compute_seconds[0] > 0);
+    CHECK(s.rank_wait_seconds[0] == 0);
+    CHECK(s.wait_share == 0);
+    const int64_t most = *std::max_element(s.device_slots.begin(), s.device_slots.end());
+    CHECK(s.device_imbalance == Approx(4.0 * static_cast<double>(most) / static_cast<double>(kept)));
+  }
 }

@@ -153,7 +153,7 @@ Result run(const std::string& path, const Options& options) {
                              " experts cannot be split evenly over " + std::to_string(options.ep) +
                              " ranks; choose one of " + divisors);
   }
-  const int64_t devices = options.ep > 0 ? options.ep : cfg.parallel.expert;
+  const int64_t devices = options.ep > 0 ? options.ep : rc::device_groups(cfg);
   const rc::DataConfig data = data_for(cfg, options.data, &r.data_description);
   const Evaluation ev = evaluate(path, c, cfg, data, options.batches, devices);
   r.tokens = ev.tokens;

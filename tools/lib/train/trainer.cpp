@@ -391,8 +391,9 @@ bool Trainer::is_log_step(int64_t step) const {
   return step == 1 || step % config_.logging.every == 0 || step == config_.training.steps;
 }
 
-// The devices the experts are grouped into for the device metrics: the expert-parallel ranks.
-int64_t Trainer::device_count() const { return groups_.expert_parallel; }
+// The devices the experts are grouped into for the device metrics: as device_aux groups them,
+// moe.device_groups or else the expert-parallel ranks.
+int64_t Trainer::device_count() const { return rc::device_groups(config_); }
 
 int64_t Trainer::domain_count() const {
   return config_.data.kind == rc::DataKind::synthetic ? config_.data.num_domains : 0;
