@@ -102,6 +102,14 @@ Tensor combine(const Tensor& expert_out, const Routing& routing) {
   return scatter_add_rows(expert_out, routing.slot_token, routing.num_tokens, routing.slot_gate);
 }
 
+// The experts on `rows`, their time (and the rows they computed) added up while metering is on.
+template <class Experts>
+Tensor MoeLayer::metered(const std::shared_ptr<Meter>& meter, const Tensor& rows, Experts&& experts) {
+  if (!metering_) return experts(rows);
+  slots_received_ += rows.size(0);
+  return meter_end(experts(meter_begin(rows, meter)), meter);
+}
+
 MoeForward MoeLayer::forward(const Tensor& x, const std::vector<int32_t>* token_ids, bool training, Generator* noise,
                              const Tensor& replay_noise) {
   const Shape shape = x.shape();
@@ -134,9 +142,9 @@ MoeForward MoeLayer::forward(const Tensor& x, const std::vector<int32_t>* token_
     if (config_.expert_group && config_.expert_group->size() > 1) {
       expert_out = run_on_owners(rows, out.routing);
     } else {
-      slots_received_ += rows.size(0);
-      expert_out = meter_end(run_experts(experts_, meter_begin(rows, compute_meter_), out.routing.expert_offsets),
-                             compute_meter_);
+      expert_out = metered(compute_meter_, rows, [&](const Tensor& in) {
+        return run_experts(experts_, in, out.routing.expert_offsets);
+      });
     }
   }
   {
@@ -168,7 +176,7 @@ Tensor MoeLayer::run_on_owners(const Tensor& rows, const Routing& routing) {
     }
   // from[q * local + j]: rows rank q sends for local expert j.
   // Waits are charged from the first exchange to the last (the counts', then the rows' both ways).
-  const Tensor metered_rows = meter_begin(rows, wait_meter_);
+  const Tensor metered_rows = metering_ ? meter_begin(rows, wait_meter_) : rows;
   const std::vector<int64_t> from = group->all_to_all(kept);
   for (int q = 0; q < P; ++q)
     for (int64_t j = 0; j < local; ++j) recv_rows[q] += from[q * local + j];
@@ -192,10 +200,10 @@ Tensor MoeLayer::run_on_owners(const Tensor& rows, const Routing& routing) {
   for (int64_t i = 0; i < n; ++i) back[expert_major[i]] = static_cast<int32_t>(i);
   const Device device = rows.device();
   Tensor ordered = gather_rows(received, Tensor::from_vector(expert_major, {n}, device));
-  slots_received_ += n;
-  Tensor out = meter_end(run_experts(experts_, meter_begin(ordered, compute_meter_), offsets), compute_meter_);
+  Tensor out = metered(compute_meter_, ordered, [&](const Tensor& in) { return run_experts(experts_, in, offsets); });
   Tensor by_source = gather_rows(out, Tensor::from_vector(back, {n}, device));
-  return meter_end(all_to_all_rows(by_source, group, recv_rows, send_rows), wait_meter_);
+  Tensor back_home = all_to_all_rows(by_source, group, recv_rows, send_rows);
+  return metering_ ? meter_end(back_home, wait_meter_) : back_home;
 }
 
 ExpertLoad MoeLayer::expert_load() const {

@@ -86,9 +86,12 @@ class MoeLayer {
   const std::vector<ExpertMlp>& experts() const { return experts_; }
   int64_t first_local_expert() const { return first_local_; }
 
-  // The cost of the forwards (and their backwards) since the last reset.
+  // The cost of the forwards (and their backwards) since the last reset, measured while metering
+  // is on (the default). Off, the layer adds no brackets to the tape and reads no clock: on a
+  // GPU each reading synchronizes the device, so a trainer meters its log steps only.
   ExpertLoad expert_load() const;
   void reset_expert_load();
+  void set_metering(bool on) { metering_ = on; }
 
  private:
   MoeLayerConfig config_;
@@ -100,8 +103,11 @@ class MoeLayer {
   // their backward is measured too (engine/ops/meter.h).
   std::shared_ptr<engine::Meter> compute_meter_, wait_meter_;
   int64_t slots_received_ = 0;
+  bool metering_ = true;
 
   engine::Tensor run_on_owners(const engine::Tensor& rows, const Routing& routing);  // expert parallel
+  template <class Experts>
+  engine::Tensor metered(const std::shared_ptr<engine::Meter>& meter, const engine::Tensor& rows, Experts&& experts);
 };
 
 // The stages, usable on their own (tests, a distributed dispatch later).

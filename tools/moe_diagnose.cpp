@@ -39,8 +39,9 @@ int main(int argc, char** argv) {
   positional.add("checkpoint", 1);
   po::variables_map vm;
   if (auto status = tools::parse_flags(argc, argv, "moe-diagnose", opts, vm, &positional)) return *status;
-  if (vm.count("ep") && options.ep < 1) {
-    std::cerr << "moe-diagnose: --ep must be >= 1 (the number of expert-parallel ranks), got " << options.ep << "\n";
+  if (vm.count("ep") && options.ep < 2) {
+    std::cerr << "moe-diagnose: --ep must be 2 or more (the number of expert-parallel ranks to predict for), got "
+              << options.ep << "\n";
     return 2;
   }
   try {

@@ -1,5 +1,8 @@
 #include "engine/core/device.h"
 
+#include <stdexcept>
+#include <string>
+
 #ifdef ENGINE_WITH_CUDA
 #include <cuda_runtime.h>
 #endif
@@ -37,7 +40,15 @@ void set_cuda_device(int index) {
 
 void synchronize(Device device) {
 #ifdef ENGINE_WITH_CUDA
-  if (!device.is_cpu()) cudaDeviceSynchronize();
+  if (device.is_cpu()) return;
+  int current = 0;
+  cudaGetDevice(&current);
+  if (current != device.index) cudaSetDevice(device.index);
+  const cudaError_t status = cudaDeviceSynchronize();
+  if (current != device.index) cudaSetDevice(current);
+  // A failed kernel reports here, at the next synchronization: say so instead of timing on.
+  if (status != cudaSuccess)
+    throw std::runtime_error(std::string("synchronize(") + device.str() + "): " + cudaGetErrorString(status));
 #else
   (void)device;
 #endif

@@ -31,6 +31,8 @@ Tensor pass_through(const Tensor& x, std::function<void()> in_backward) {
 Tensor meter_begin(const Tensor& x, const std::shared_ptr<Meter>& meter) {
   ENGINE_CHECK(meter && meter->read, "meter_begin", "no meter, or a meter without a reading");
   meter->forward_start = meter->read();
+  meter->armed = is_floating(x.dtype()) && needs_grad({x});
+  if (!meter->armed) return x;
   // Runs last of the region in backward: closes the backward reading opened by meter_end.
   return pass_through(x, [meter] {
     if (!meter->backward_open) return;  // meter_end's entry got no gradient: nothing was timed
@@ -42,6 +44,8 @@ Tensor meter_begin(const Tensor& x, const std::shared_ptr<Meter>& meter) {
 Tensor meter_end(const Tensor& x, const std::shared_ptr<Meter>& meter) {
   ENGINE_CHECK(meter && meter->read, "meter_end", "no meter, or a meter without a reading");
   meter->forward += meter->read() - meter->forward_start;
+  if (!meter->armed) return x;
+  meter->armed = false;
   return pass_through(x, [meter] {
     meter->backward_start = meter->read();
     meter->backward_open = true;

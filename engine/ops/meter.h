@@ -8,7 +8,8 @@
 // before meter_begin's: m.backward gains the reading between those two. `read` is any quantity
 // that only grows: wall seconds (steady_seconds), a communicator's waited_seconds().
 // Regions may follow one another (micro-batches whose backward runs at once): each bracket pairs
-// with its own. They must not interleave.
+// with its own. They must not interleave. A region whose input needs no gradient has no backward
+// to time: neither bracket goes on the tape.
 // Pitfall: CUDA ops are asynchronous, so a wall-clock reading of device work must synchronize
 // first (device_seconds does), or it measures kernel launches.
 #pragma once
@@ -24,11 +25,15 @@ struct Meter {
   std::function<double()> read;
   double forward = 0, backward = 0;
   double total() const { return forward + backward; }
-  void reset() { forward = backward = 0; }
+  void reset() {
+    forward = backward = 0;
+    armed = backward_open = false;
+  }
 
-  // Set by the bracket ops: the reading at the start of the open region.
+  // Set by the bracket ops: the reading at the start of the open region, and whether the
+  // region's start is on the tape (its input needs a gradient), so that its end goes there too.
   double forward_start = 0, backward_start = 0;
-  bool backward_open = false;
+  bool armed = false, backward_open = false;
 };
 
 // engine::steady_seconds (engine/core/profile.h), after synchronize(device) on a GPU.

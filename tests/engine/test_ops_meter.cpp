@@ -79,3 +79,19 @@ TEST_CASE("meter: a meter without a reading is refused", "[meter]") {
   Tensor x = Tensor::zeros({2}, DType::f32);
   CHECK_THROWS_WITH(meter_begin(x, m), Catch::Contains("without a reading"));
 }
+
+TEST_CASE("meter: a region whose input needs no gradient puts nothing on the tape", "[meter]") {
+  now = 0;
+  auto m = fake_meter();
+  Tensor w = Tensor::from_vector(std::vector<double>{2}, {1});
+  w.set_requires_grad(true);  // the region's weights need a gradient, its input does not
+  const Tensor x = Tensor::from_vector(std::vector<double>{3}, {1});
+  const size_t before = tape_size();
+  Tensor y = meter_end(busy(mul(meter_begin(x, m), w), 1, 50), m);
+  CHECK(tape_size() == before + 2);  // mul and busy only: no bracket
+  CHECK(m->forward == 1);
+  backward(sum_all(y));
+  CHECK(m->backward == 0);
+  CHECK_FALSE(m->backward_open);  // nothing left open to swallow a later region's reading
+  CHECK(w.grad().to_vector() == std::vector<double>{3});
+}

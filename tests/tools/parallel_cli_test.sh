@@ -127,7 +127,7 @@ repeat)
   limited 120 "$diagnose" run1/checkpoints/step_00000008.h5 --ep 2 --batches 2 >diagnose.log 2>&1
   rc=$?
   [[ $rc -eq 0 || $rc -eq 3 ]] || { cat diagnose.log; fail "moe-diagnose on a 2-rank checkpoint: exit $rc"; }
-  grep -q "kept slots per rank at N = 2" diagnose.log && grep -q "measured in training on 2 ranks at step 8" \
+  grep -q "kept slots per rank at N = 2" diagnose.log && grep -q "measured in training at step 8 over 2 devices on 2 ranks" \
     diagnose.log || { cat diagnose.log; fail "moe-diagnose --ep 2 shows no device view of the 2-rank run"; }
   cmp -s a.csv b.csv || { diff a.csv b.csv | head; fail "two identical runs logged different numbers"; }
   # Each rank's threads: its share of the cores, sleeping while they wait (the test's own

@@ -191,7 +191,9 @@ TEST_CASE("resume keeps the device grouping device_aux trains with, and only tha
   std::vector<std::string> regrouped = grouped;
   regrouped.back() = "moe.device_groups=4";
   train::Trainer other(small_run(fresh_dir("devices2"), regrouped), quiet);
-  CHECK_THROWS_WITH(other.resume(path), Contains("refusing to resume") && Contains("moe.device_groups"));
+  CHECK_THROWS_WITH(other.resume(path), Contains("refusing to resume") && Contains("moe.device_groups") &&
+                                            Contains("into 2 devices in the checkpoint and 4 here: set "
+                                                     "moe.device_groups: 2 to resume"));
   train::Trainer same(small_run(fresh_dir("devices3"), grouped), quiet);
   CHECK_NOTHROW(same.resume(path));
   // Without the loss the grouping only changes a logged measurement.

@@ -175,7 +175,7 @@ TEST_CASE("moe-diagnose's prediction: per layer the busiest rank over the mean, 
   h.layer_metrics["wait_share"] = {0.1, 0.2, 0.3, 0.4};
   diagnose::Options o;
   o.ep = 4;
-  diagnose::add_device_view(r, o, h);
+  diagnose::add_device_view(r, o, h, 2);
   REQUIRE(r.devices.size() == 3);
   CHECK(r.devices[0].ranks == 4);
   CHECK(r.devices[1].ranks == 2);
@@ -186,7 +186,13 @@ TEST_CASE("moe-diagnose's prediction: per layer the busiest rank over the mean, 
   CHECK(r.measured->wait_share == std::vector<double>{0.3, 0.4});
   std::ostringstream text, json;
   diagnose::print_devices(r, text);
-  CHECK_THAT(text.str(), Contains("kept slots per rank at N = 4") && Contains("measured in training on 2 ranks"));
+  CHECK_THAT(text.str(), Contains("kept slots per rank at N = 4") &&
+                             Contains("measured in training at step 20 over 2 devices on 2 ranks"));
+  diagnose::Result one_device = r;  // a run whose experts were not grouped has nothing measured to show
+  one_device.devices.clear();
+  one_device.measured.reset();
+  diagnose::add_device_view(one_device, o, h, 1);
+  CHECK_FALSE(one_device.measured);
   diagnose::write_devices_json(r, json);
   CHECK_THAT(json.str(), Contains("{\"ranks\": 4, \"slowdown\": [1.5, 4], \"overall\": 2.75"));
 }

@@ -11,6 +11,7 @@
 #include "engine/engine.h"
 #include "tools/lib/assemble/assemble.h"
 #include "tools/lib/collapse/devices.h"
+#include "tools/lib/collapse/metrics.h"
 #include "tools/lib/train/trainer.h"
 
 namespace bench {
@@ -90,7 +91,7 @@ void add_device_times(Result& r, const std::vector<moe::ExpertLoad>& load, const
     busiest += *std::max_element(slots.begin(), slots.end());
     mean += total / static_cast<double>(slots.size());
   }
-  r.device_imbalance = mean > 0 ? busiest / mean : 0.0;
+  r.device_imbalance = mean > 0 ? busiest / mean : collapse::kNaN;
 }
 
 // The engine's own 1024^3 product at the run's precision: the ceiling its GEMMs could reach.
@@ -132,11 +133,12 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
   }
   std::ostringstream quiet;
   train::Trainer trainer(config, quiet, nullptr, groups);
+  trainer.measure_expert_load_every_step(true);
   const std::vector<moe::MoeLayer*> layers = trainer.model().moe_layers();
   if (o.hot_experts > 0) hold_routing_skewed(config, layers, o);
   for (int s = 0; s < o.warmup; ++s) trainer.step();
   // A profile splits every collective's waiting from its transfer; the expert group's waits are
-  // measured in any case (the trainer turns them on), since the device numbers need them.
+  // measured in any case (the trainer turns them on at every step here), for the device numbers.
   std::vector<bool> measured_before;
   const auto comms = {groups.world, groups.expert_group, groups.expert_replicas};
   for (const auto& comm : comms) {
@@ -165,8 +167,14 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
     rc::RunConfig saved = config;
     saved.logging.out_dir = std::filesystem::absolute(o.checkpoint).parent_path().string();
     c.config_yaml = rc::to_yaml(saved);
-    if (groups.rank() == 0) ckpt::write_checkpoint(o.checkpoint, c);
-    groups.world->barrier();
+    std::string failed;
+    if (groups.rank() == 0) try {
+        ckpt::write_checkpoint(o.checkpoint, c);
+      } catch (const std::exception& e) {
+        failed = e.what();
+      }
+    failed = groups.world->broadcast(failed, 0);  // every rank learns whether the save worked
+    if (!failed.empty()) throw std::runtime_error("--checkpoint: " + failed);
   }
   std::vector<double> sorted = r.step_seconds;
   std::sort(sorted.begin(), sorted.end());

@@ -1,6 +1,7 @@
 #include "tools/lib/diagnose/device_report.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
@@ -26,6 +27,15 @@ std::string json_array(const std::vector<T>& v) {
 // The prediction the charts show: --ep when given, else the most ranks of the report's counts.
 const DevicePrediction* charted(const Result& r) { return r.devices.empty() ? nullptr : &r.devices.front(); }
 
+// The predictions in table order: fewest ranks first.
+std::vector<const DevicePrediction*> sorted_by_ranks(const Result& r) {
+  std::vector<const DevicePrediction*> out;
+  for (const DevicePrediction& p : r.devices) out.push_back(&p);
+  std::sort(out.begin(), out.end(),
+            [](const DevicePrediction* a, const DevicePrediction* b) { return a->ranks < b->ranks; });
+  return out;
+}
+
 }  // namespace
 
 DevicePrediction predict_devices(const std::vector<LayerResult>& layers, int64_t ranks) {
@@ -50,7 +60,7 @@ DevicePrediction predict_devices(const std::vector<LayerResult>& layers, int64_t
   return p;
 }
 
-void add_device_view(Result& r, const Options& options, const ckpt::MetricsHistory& h) {
+void add_device_view(Result& r, const Options& options, const ckpt::MetricsHistory& h, int64_t trained_devices) {
   std::vector<int64_t> counts;
   if (options.ep > 0) counts.push_back(options.ep);
   for (int64_t n : collapse::report_device_counts(r.experts))
@@ -61,9 +71,10 @@ void add_device_view(Result& r, const Options& options, const ckpt::MetricsHisto
   for (int64_t n : counts) r.devices.push_back(predict_devices(r.layers, n));
 
   const auto imbalance = h.layer_metrics.find("device_imbalance");
-  if (h.ranks > 1 && h.size() > 0 && imbalance != h.layer_metrics.end()) {
+  if (trained_devices > 1 && h.size() > 0 && imbalance != h.layer_metrics.end()) {
     MeasuredDevices m;
     m.step = h.step.back();
+    m.devices = trained_devices;
     m.ranks = h.ranks;
     const auto wait = h.layer_metrics.find("wait_share");
     const size_t row = (h.size() - 1) * static_cast<size_t>(h.layers);
@@ -80,10 +91,7 @@ void print_devices(const Result& r, std::ostream& out) {
     out << "\ndevices: none of 2, 4, 8 divides E = " << r.experts << " (choose a number of ranks with --ep)\n";
     return;
   }
-  std::vector<const DevicePrediction*> by_ranks;
-  for (const DevicePrediction& p : r.devices) by_ranks.push_back(&p);
-  std::sort(by_ranks.begin(), by_ranks.end(),
-            [](const DevicePrediction* a, const DevicePrediction* b) { return a->ranks < b->ranks; });
+  const std::vector<const DevicePrediction*> by_ranks = sorted_by_ranks(r);
   out << "\npredicted slowdown of each layer's expert work on N expert-parallel ranks against a balanced step\n"
          "(the busiest rank's kept slots over the mean; 1 = balanced, N = every slot on one rank):\n";
   out << "layer block";
@@ -127,11 +135,14 @@ void print_devices(const Result& r, std::ostream& out) {
   }
   if (r.measured) {
     const MeasuredDevices& m = *r.measured;
-    out << "\nmeasured in training on " << m.ranks << " ranks at step " << m.step
+    out << "\nmeasured in training at step " << m.step << " over " << m.devices << " devices on " << m.ranks
+        << (m.ranks == 1 ? " rank" : " ranks")
         << " (device imbalance of the training batch; share of the step spent waiting for the slowest rank):\n";
-    for (size_t l = 0; l < m.imbalance.size(); ++l)
-      out << "  layer " << l << ": device imbalance " << num(m.imbalance[l]) << "x, waiting "
-          << num(100 * m.wait_share[l], "%.1f") << "%\n";
+    for (size_t l = 0; l < m.imbalance.size(); ++l) {
+      out << "  layer " << l << ": device imbalance " << num(m.imbalance[l]) << "x";
+      if (!std::isnan(m.wait_share[l])) out << ", waiting " << num(100 * m.wait_share[l], "%.1f") << "%";
+      out << "\n";
+    }
   }
 }
 
@@ -146,7 +157,8 @@ void write_devices_json(const Result& r, std::ostream& out) {
   }
   out << "]";
   if (r.measured)
-    out << ", \"measured\": {\"step\": " << r.measured->step << ", \"ranks\": " << r.measured->ranks
+    out << ", \"measured\": {\"step\": " << r.measured->step << ", \"devices\": " << r.measured->devices
+        << ", \"ranks\": " << r.measured->ranks
         << ", \"imbalance\": " << json_array(r.measured->imbalance)
         << ", \"wait_share\": " << json_array(r.measured->wait_share) << "}";
   out << "}";
@@ -210,12 +222,9 @@ void write_devices_html(const Result& r, std::ostream& o) {
        "rank's slots over the mean: the predicted slowdown. It covers the expert work only; attention, the "
        "router and the exchanges do not grow with it, so a whole step slows by less.</p>\n"
     << "<table><tr><th>layer</th><th>block</th>";
-  std::vector<const DevicePrediction*> by_ranks;
-  for (const DevicePrediction& p : r.devices) by_ranks.push_back(&p);
-  std::sort(by_ranks.begin(), by_ranks.end(),
-            [](const DevicePrediction* a, const DevicePrediction* b) { return a->ranks < b->ranks; });
+  const std::vector<const DevicePrediction*> by_ranks = sorted_by_ranks(r);
   for (const DevicePrediction* p : by_ranks) o << "<th>N = " << p->ranks << "</th>";
-  if (r.measured) o << "<th>measured, " << r.measured->ranks << " ranks</th><th>waiting</th>";
+  if (r.measured) o << "<th>measured, " << r.measured->devices << " devices</th><th>waiting</th>";
   o << "</tr>\n";
   const double threshold = r.thresholds.device_imbalance;
   auto cell = [&](double v) {

@@ -15,8 +15,9 @@ namespace diagnose {
 
 // Throws std::runtime_error when ranks does not divide the number of experts.
 DevicePrediction predict_devices(const std::vector<LayerResult>& layers, int64_t ranks);
-// Fills r.devices (options.ep first, then the report's counts) and r.measured.
-void add_device_view(Result& r, const Options& options, const ckpt::MetricsHistory& history);
+// Fills r.devices (options.ep first, then the report's counts) and r.measured; trained_devices:
+// the grouping the run's device metrics used.
+void add_device_view(Result& r, const Options& options, const ckpt::MetricsHistory& history, int64_t trained_devices);
 
 void print_devices(const Result& r, std::ostream& out);
 void write_devices_json(const Result& r, std::ostream& out);  // the value of "devices": {...}

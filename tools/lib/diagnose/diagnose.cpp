@@ -142,8 +142,8 @@ Result run(const std::string& path, const Options& options) {
   // The device metrics of each layer group the experts as --ep ranks would hold them, or as the
   // checkpoint's own run did.
   const int64_t E = cfg.moe.num_experts;
-  if (options.ep < 0)
-    throw std::runtime_error("--ep must be >= 1 (the number of expert-parallel ranks), got " +
+  if (options.ep < 0 || options.ep == 1)
+    throw std::runtime_error("--ep must be 2 or more (the number of expert-parallel ranks to predict for), got " +
                              std::to_string(options.ep));
   if (options.ep > 0 && E % options.ep != 0) {
     std::string divisors;
@@ -185,7 +185,7 @@ Result run(const std::string& path, const Options& options) {
     r.spread.emplace_back(name, collapse::spread(values));
   }
 
-  add_device_view(r, options, h);
+  add_device_view(r, options, h, rc::device_groups(cfg));
 
   if (!options.compare.empty()) {
     const ckpt::Checkpoint other = ckpt::read_checkpoint(options.compare);

@@ -31,9 +31,11 @@ struct DevicePrediction {
   double overall = collapse::kNaN;
 };
 
-// What training measured on its ranks at the last logged step, from the checkpoint's history.
+// What training measured at the last logged step, from the checkpoint's history: the device
+// imbalance for its own grouping (moe.device_groups, by default its expert-parallel ranks) and,
+// on several ranks, the share of the step they waited.
 struct MeasuredDevices {
-  int64_t step = 0, ranks = 0;
+  int64_t step = 0, devices = 0, ranks = 0;
   std::vector<double> imbalance, wait_share;  // [layer]
 };
 
@@ -63,7 +65,7 @@ struct Result {
   std::vector<int64_t> history_counts;  // [logged step][layer][expert]
   std::optional<Comparison> compare;
   std::vector<DevicePrediction> devices;  // --ep first when given, then 2, 4, 8 where they divide E
-  std::optional<MeasuredDevices> measured;  // a run on several ranks
+  std::optional<MeasuredDevices> measured;  // a run whose experts were grouped into devices
 };
 
 // Throws std::runtime_error (bad file, bad data, an --ep that does not divide E) with a message

@@ -28,7 +28,7 @@ void gather_expert_load(std::vector<collapse::LayerStats>& stats, const std::vec
       s.rank_wait_seconds[r] = at[3 + 3 * l];
       share += at[0] > 0 ? s.rank_wait_seconds[r] / at[0] : 0.0;
     }
-    s.wait_share = share / ranks;
+    s.wait_share = ranks > 1 ? share / ranks : collapse::kNaN;  // one process waits for nobody
   }
 }
 

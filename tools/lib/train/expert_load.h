@@ -13,7 +13,8 @@
 namespace train {
 
 // A collective: every rank calls it with its own layers and step time. stats[l] belongs to
-// layers[l]; rank_slots, rank_compute_seconds, rank_wait_seconds and wait_share are filled.
+// layers[l]; rank_slots, rank_compute_seconds, rank_wait_seconds and wait_share (NaN for one
+// rank) are filled.
 void gather_expert_load(std::vector<collapse::LayerStats>& stats, const std::vector<moe::MoeLayer*>& layers,
                         engine::dist::Communicator& world, double step_seconds);
 

@@ -78,12 +78,7 @@ std::unique_ptr<data::TokenSource> checked_source(const rc::RunConfig& c, bool v
 // The model with its experts spread over the expert group (expert parallelism).
 moe::ModelConfig parallel_model_config(const rc::RunConfig& config, const ProcessGroups& groups) {
   moe::ModelConfig mc = assemble::model_config(config);
-  if (groups.expert_parallel > 1) {
-    mc.moe.expert_group = groups.expert_group;
-    // A barrier before each exchange tells the wait for the slowest rank apart from the
-    // transfer (the metrics' wait seconds); the exchange would wait for it anyway.
-    groups.expert_group->set_measure_wait(true);
-  }
+  if (groups.expert_parallel > 1) mc.moe.expert_group = groups.expert_group;
   if (mc.device.is_cuda() && groups.device.is_cuda()) mc.device = groups.device;  // this rank's GPU
   return mc;
 }
@@ -213,7 +208,14 @@ StepMetrics Trainer::step() {
   m.step = step_ + 1;
   m.lr = schedule_.lr_at(m.step);
   std::vector<moe::MoeLayer*> layers = model_->moe_layers();
-  for (moe::MoeLayer* layer : layers) layer->reset_expert_load();
+  // The expert load is measured where it is logged: on a GPU every reading synchronizes, and a
+  // barrier before each exchange tells the wait for the slowest rank apart from the transfer.
+  const bool measure = measure_every_step_ || is_log_step(m.step);
+  for (moe::MoeLayer* layer : layers) {
+    layer->reset_expert_load();
+    layer->set_metering(measure);
+  }
+  if (groups_.expert_parallel > 1) groups_.expert_group->set_measure_wait(measure);
   m.counts.assign(layers.size(), std::vector<int64_t>(config_.moe.num_experts, 0));
   // A step that fails leaves the data and generators where it found them, so a diagnostic
   // checkpoint replays exactly the failing step.

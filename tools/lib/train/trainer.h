@@ -92,6 +92,10 @@ class Trainer {
   // to fail before training.
   void start_outputs();
 
+  // The MoE layers' expert load (models/moe_layer.h) is measured at log steps; on, at every step
+  // (moe-bench reads it after each).
+  void measure_expert_load_every_step(bool on) { measure_every_step_ = on; }
+
   int64_t steps_done() const { return step_; }
   moe::TransformerLM& model() { return *model_; }
   const MetricsLog& metrics() const { return metrics_; }
@@ -125,7 +129,7 @@ class Trainer {
   MetricsLog metrics_;
   int64_t step_ = 0, tokens_seen_ = 0, start_step_ = 0;
   double last_lr_ = 0, elapsed_seconds_ = 0;
-  bool resumed_ = false, outputs_open_ = false;
+  bool resumed_ = false, outputs_open_ = false, measure_every_step_ = false;
   std::vector<int64_t> moe_blocks_;  // the block index of each MoE layer
   std::vector<int> warned_;          // per MoE layer: the thresholds crossed at the last log step
 

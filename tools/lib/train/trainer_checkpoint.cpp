@@ -182,8 +182,13 @@ void Trainer::resume(const std::string& path) {
   if (!fixed.empty()) {
     std::string keys;
     for (const std::string& k : fixed) keys += (keys.empty() ? "" : ", ") + k;
+    std::string hint;
+    if (std::find(fixed.begin(), fixed.end(), "moe.device_groups") != fixed.end())
+      hint = "; moe.losses.device_aux groups the experts into " + std::to_string(rc::device_groups(saved)) +
+             " devices in the checkpoint and " + std::to_string(rc::device_groups(config_)) +
+             " here: set moe.device_groups: " + std::to_string(rc::device_groups(saved)) + " to resume";
     throw ckpt::CheckpointError(path + ": refusing to resume: the config changes the model or its data (" + keys +
-                                "); only training keys may change");
+                                "); only training keys may change" + hint);
   }
   if (c.step > config_.training.steps)
     throw ckpt::CheckpointError(path + ": the checkpoint is at step " + std::to_string(c.step) +
