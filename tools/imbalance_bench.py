@@ -5,7 +5,7 @@ get a fixed selection bias, from a nudge to always), against the slowdown moe-di
 predicts from each run's checkpoint alone.
 
     python3 tools/imbalance_bench.py [--config configs/bench/wide.yaml] [--ep 2 4]
-        [--bias 0 0.002 0.005 0.02 10] [--runs 2] [--warmup 2] [--steps 6]
+        [--bias 0 0.002 0.005 0.02 10] [--runs 3] [--warmup 2] [--steps 6]
         [--svg tools/imbalance_bench.svg]
 
 Prints a Markdown table (machine and date included) and writes the plot of step time against
@@ -121,7 +121,7 @@ def main():
     p.add_argument("--config", default="configs/bench/wide.yaml")
     p.add_argument("--ep", type=int, nargs="+", default=[2, 4])
     p.add_argument("--bias", type=float, nargs="+", default=[0, 0.002, 0.005, 0.02, 10])
-    p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--runs", type=int, default=3)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--svg", default="tools/imbalance_bench.svg")

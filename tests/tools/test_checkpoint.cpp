@@ -136,7 +136,14 @@ TEST_CASE("checkpoints keep each rank's expert load per layer and logged step", 
     CHECK(m.rank_wait_seconds[i] == 0);  // one process waits for nobody
   }
   CHECK(m.layer_metrics.at("device_imbalance").size() == 4);
-  // A file from before the per-rank history (none recorded) still reads, its checksum intact.
+  // A file written before the per-rank history existed (by version 0.4.0) still reads: its
+  // checksum leaves out what it does not have.
+  const ckpt::Checkpoint old_file =
+      ckpt::read_checkpoint(std::string(ENGINE_SOURCE_DIR) + "/tests/fuzz/seeds/checkpoint/small.h5");
+  CHECK(old_file.engine_version == "0.4.0");
+  CHECK(old_file.metrics.ranks == 0);
+  CHECK(old_file.metrics.rank_slots.empty());
+  // And a history without it is written without /metrics/ranks.
   ckpt::Checkpoint older = c;
   older.metrics.ranks = 0;
   older.metrics.rank_slots.clear();
