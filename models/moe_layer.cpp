@@ -142,9 +142,8 @@ MoeForward MoeLayer::forward(const Tensor& x, const std::vector<int32_t>* token_
     if (config_.expert_group && config_.expert_group->size() > 1) {
       expert_out = run_on_owners(rows, out.routing);
     } else {
-      expert_out = metered(compute_meter_, rows, [&](const Tensor& in) {
-        return run_experts(experts_, in, out.routing.expert_offsets);
-      });
+      expert_out = metered(compute_meter_, rows,
+                           [&](const Tensor& in) { return run_experts(experts_, in, out.routing.expert_offsets); });
     }
   }
   {

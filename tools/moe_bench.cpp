@@ -35,9 +35,8 @@ int main(int argc, char** argv) {
       "tokens pick them (what imbalance costs; tools/imbalance_bench.py)")(
       "hot-bias", po::value<double>(&options.hot_bias)->default_value(options.hot_bias),
       "the selection bias of the hot experts: 10 outweighs any score (every token picks them), smaller values "
-      "only some tokens")(
-      "checkpoint", po::value<std::string>(&options.checkpoint),
-      "after the timed steps, save the model as a checkpoint to this file (for moe-diagnose --ep)");
+      "only some tokens")("checkpoint", po::value<std::string>(&options.checkpoint),
+                          "after the timed steps, save the model as a checkpoint to this file (for moe-diagnose --ep)");
   po::variables_map vm;
   if (auto status = tools::parse_flags(argc, argv, "moe-bench", opts, vm)) return *status;
   if (options.warmup < 0 || options.steps < 1) {

@@ -33,8 +33,8 @@ int main(int argc, char** argv) {
       "compare", po::value<std::string>(&options.compare), "a second checkpoint: routing stability and metric changes")(
       "ep", po::value<int64_t>(&options.ep),
       "predict for N expert-parallel ranks: the slots each would compute and the slowdown against a balanced step "
-      "(N must divide the number of experts)")(
-      "checkpoint", po::value<std::string>(&checkpoint)->required(), "the checkpoint to diagnose");
+      "(N must divide the number of experts)")("checkpoint", po::value<std::string>(&checkpoint)->required(),
+                                               "the checkpoint to diagnose");
   po::positional_options_description positional;
   positional.add("checkpoint", 1);
   po::variables_map vm;

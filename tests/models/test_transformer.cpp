@@ -108,7 +108,7 @@ TEST_CASE("transformer: whole-model gradient check with balance losses", "[trans
     c.loss_coefs = {
         {"switch_aux", 0.1}, {"z_loss", 0.01}, {"importance", 0.05}, {"sequence_aux", 0.1}, {"device_aux", 0.1}};
     c.moe.device_groups = 3;  // one expert per device: device_aux is switch_aux here
-    if (variant == 1) {  // the other half of every option
+    if (variant == 1) {       // the other half of every option
       c.moe.router.num_experts = 4;
       c.moe.device_groups = 2;  // two experts per device
       c.norm = NormKind::rmsnorm;

@@ -37,6 +37,13 @@ TEST_CASE("device loads: contiguous blocks of experts, max over mean", "[devices
   CHECK_THROWS(collapse::device_loads(slots, 0));
 }
 
+TEST_CASE("layers in sequence: the sum of the busiest over the sum of the means", "[devices]") {
+  CHECK(collapse::combined_imbalance({{6, 2, 6, 2}, {16, 0, 0, 0}}) == Approx(22.0 / 8.0));
+  CHECK(collapse::combined_imbalance({{1, 1}}) == 1.0);
+  CHECK(std::isnan(collapse::combined_imbalance({{0, 0}})));
+  CHECK(std::isnan(collapse::combined_imbalance({})));
+}
+
 TEST_CASE("device counts a report predicts for: 2, 4, 8 where they divide E", "[devices]") {
   CHECK(collapse::report_device_counts(64) == std::vector<int64_t>{2, 4, 8});
   CHECK(collapse::report_device_counts(8) == std::vector<int64_t>{2, 4, 8});

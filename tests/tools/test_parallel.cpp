@@ -23,10 +23,10 @@
 
 #include "engine/dist/world.h"
 #include "models/moe_layer.h"
+#include "tests/tools/parallel_support.h"
 #include "tools/lib/config/run_config.h"
 #include "tools/lib/train/parallel.h"
 #include "tools/lib/train/trainer.h"
-#include "tests/tools/parallel_support.h"
 
 namespace parallel_test {
 std::shared_ptr<engine::dist::Communicator> g_world;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -12,6 +13,7 @@
 #include "tools/lib/assemble/assemble.h"
 #include "tools/lib/collapse/devices.h"
 #include "tools/lib/collapse/metrics.h"
+#include "tools/lib/train/expert_load.h"
 #include "tools/lib/train/trainer.h"
 
 namespace bench {
@@ -52,8 +54,10 @@ void hold_routing_skewed(const rc::RunConfig& config, const std::vector<moe::Moe
     throw rc::ConfigError("--hot-experts " + std::to_string(o.hot_experts) + ": the model has only " +
                           std::to_string(config.moe.num_experts) + " experts");
   if (config.moe.bias_update_rate > 0)
-    throw rc::ConfigError("--hot-experts holds the routing skewed with a fixed selection bias; "
-                          "moe.bias_update_rate must be 0, got " + std::to_string(config.moe.bias_update_rate));
+    throw rc::ConfigError(
+        "--hot-experts holds the routing skewed with a fixed selection bias; "
+        "moe.bias_update_rate must be 0, got " +
+        std::to_string(config.moe.bias_update_rate));
   if (config.moe.router == rc::RouterKind::expert_choice || config.moe.router == rc::RouterKind::hash)
     throw rc::ConfigError(std::string("--hot-experts: the ") + rc::to_string(config.moe.router) +
                           " router does not select with the loss-free bias; use a top-k router");
@@ -62,36 +66,23 @@ void hold_routing_skewed(const rc::RunConfig& config, const std::vector<moe::Moe
   for (moe::MoeLayer* layer : layers) layer->set_bias(bias);
 }
 
-// Every rank's expert load of the timed steps, grouped by device (expert-group member).
+// Every rank's expert load of the timed steps (sums, and their total seconds), per step and
+// grouped by device (expert-group member).
 void add_device_times(Result& r, const std::vector<moe::ExpertLoad>& load, const train::ProcessGroups& groups,
-                      double step_seconds, int steps) {
-  std::vector<double> mine = {step_seconds};
-  for (const moe::ExpertLoad& l : load)
-    mine.insert(mine.end(), {static_cast<double>(l.slots) / steps, l.compute_seconds / steps, l.wait_seconds / steps});
-  const std::vector<double> all = groups.world->all_gather(mine);
-  const int ranks = groups.size();
+                      double seconds, int steps) {
+  std::vector<collapse::LayerStats> stats(load.size());
+  train::gather_expert_load(stats, load, *groups.world, seconds);
   r.devices = groups.expert_parallel;
-  r.device_slots.assign(load.size(), std::vector<double>(static_cast<size_t>(r.devices), 0.0));
-  double busiest = 0, mean = 0;
-  for (int q = 0; q < ranks; ++q) {
-    const double* at = all.data() + static_cast<size_t>(q) * mine.size();
-    double compute = 0, wait = 0;
-    for (size_t l = 0; l < load.size(); ++l) {
-      r.device_slots[l][static_cast<size_t>(q % r.devices)] += at[1 + 3 * l];
-      compute += at[2 + 3 * l];
-      wait += at[3 + 3 * l];
-    }
-    r.expert_share += compute / at[0] / ranks;
-    r.wait_share += wait / at[0] / ranks;
-  }
-  for (const std::vector<double>& slots : r.device_slots) {
+  for (const collapse::LayerStats& s : stats) {
+    std::vector<double> slots(static_cast<size_t>(r.devices), 0.0);
+    for (size_t q = 0; q < s.rank_slots.size(); ++q)
+      slots[q % static_cast<size_t>(r.devices)] += s.rank_slots[q] / steps;
     r.layer_imbalance.push_back(collapse::device_imbalance(slots));
-    double total = 0;
-    for (double v : slots) total += v;
-    busiest += *std::max_element(slots.begin(), slots.end());
-    mean += total / static_cast<double>(slots.size());
+    r.device_slots.push_back(std::move(slots));
+    r.expert_share += s.compute_share;
+    if (!std::isnan(s.wait_share)) r.wait_share += s.wait_share;  // NaN: one process
   }
-  r.device_imbalance = mean > 0 ? busiest / mean : collapse::kNaN;
+  r.device_imbalance = collapse::combined_imbalance(r.device_slots);
 }
 
 // The engine's own 1024^3 product at the run's precision: the ceiling its GEMMs could reach.
@@ -193,7 +184,7 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
     size_t i = 0;
     for (const auto& comm : comms) comm->set_measure_wait(measured_before[i++]);
   }
-  add_device_times(r, load, groups, total / o.steps, o.steps);
+  add_device_times(r, load, groups, total, o.steps);
   if (groups.distributed()) {
     Result::RankTimes mine;
     mine.step = total / o.steps;

@@ -33,6 +33,18 @@ double device_imbalance(const std::vector<int64_t>& loads) {
   return device_imbalance(std::vector<double>(loads.begin(), loads.end()));
 }
 
+double combined_imbalance(const std::vector<std::vector<double>>& layer_loads) {
+  double busiest = 0, mean = 0;
+  for (const std::vector<double>& loads : layer_loads) {
+    if (loads.empty()) continue;
+    double total = 0;
+    for (double v : loads) total += v;
+    busiest += *std::max_element(loads.begin(), loads.end());
+    mean += total / static_cast<double>(loads.size());
+  }
+  return mean > 0 ? busiest / mean : std::numeric_limits<double>::quiet_NaN();
+}
+
 std::vector<int64_t> report_device_counts(int64_t experts) {
   std::vector<int64_t> out;
   for (int64_t d : {2, 4, 8})

@@ -22,6 +22,10 @@ std::vector<int64_t> device_loads(const std::vector<int64_t>& expert_slots, int6
 double device_imbalance(const std::vector<int64_t>& loads);
 double device_imbalance(const std::vector<double>& loads);
 
+// Layers that run one after another, each waiting for its busiest device: the sum over layers of
+// the busiest device's load over the sum of the means (layer_loads [layer][device]).
+double combined_imbalance(const std::vector<std::vector<double>>& layer_loads);
+
 // The device counts a report predicts for: those of 2, 4 and 8 that divide E.
 std::vector<int64_t> report_device_counts(int64_t experts);
 

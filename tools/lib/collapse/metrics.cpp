@@ -248,8 +248,8 @@ std::string live_warning(const LayerStats& s, const Thresholds& t) {
     const auto busiest = std::max_element(s.device_slots.begin(), s.device_slots.end());
     int64_t total = 0;
     for (int64_t v : s.device_slots) total += v;
-    std::string part = "device imbalance " + fmt("%.2f", s.device_imbalance) + " > " +
-                       fmt("%.2f", t.device_imbalance) + " over " + std::to_string(s.devices) + " devices (device " +
+    std::string part = "device imbalance " + fmt("%.2f", s.device_imbalance) + " > " + fmt("%.2f", t.device_imbalance) +
+                       " over " + std::to_string(s.devices) + " devices (device " +
                        std::to_string(busiest - s.device_slots.begin()) + " computes " +
                        fmt("%.0f", 100.0 * static_cast<double>(*busiest) / static_cast<double>(total)) +
                        "% of the slots";

@@ -47,15 +47,16 @@ struct LayerStats {
   double domain_mi = kNaN;             // I(domain; expert) / H(domain)
 
   // Devices (tools/lib/collapse/devices.h): the experts in `devices` contiguous blocks.
-  std::vector<int64_t> kept;          // slots each expert computed (after capacity drops)
+  std::vector<int64_t> kept;  // slots each expert computed (after capacity drops)
   int64_t devices = 1;
   std::vector<int64_t> device_slots;  // kept slots of each device's experts
   double device_imbalance = kNaN;     // max / mean of device_slots
   // Measured on each rank of a training run (empty elsewhere): the slots its experts received,
   // their compute seconds (forward + backward), the seconds it waited in the layer's all-to-alls
-  // for the slowest rank, and the mean over ranks of wait / step time.
+  // for the slowest rank, and the means over ranks of wait (and compute) / step time.
   std::vector<double> rank_slots, rank_compute_seconds, rank_wait_seconds;
   double wait_share = kNaN;
+  double compute_share = kNaN;  // mean over ranks of the expert compute seconds / the step's
 };
 
 // Fills the load metrics of `s` from counts (and dropped slots of `assigned` in all).

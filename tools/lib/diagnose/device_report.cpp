@@ -41,7 +41,7 @@ std::vector<const DevicePrediction*> sorted_by_ranks(const Result& r) {
 DevicePrediction predict_devices(const std::vector<LayerResult>& layers, int64_t ranks) {
   DevicePrediction p;
   p.ranks = ranks;
-  double busiest = 0, mean = 0;
+  std::vector<std::vector<double>> as_doubles;
   for (const LayerResult& lr : layers) {
     std::vector<int64_t> loads;
     try {
@@ -49,14 +49,11 @@ DevicePrediction predict_devices(const std::vector<LayerResult>& layers, int64_t
     } catch (const std::invalid_argument& e) {
       throw std::runtime_error("--ep " + std::to_string(ranks) + ": " + e.what());
     }
-    int64_t total = 0;
-    for (int64_t v : loads) total += v;
-    busiest += static_cast<double>(*std::max_element(loads.begin(), loads.end()));
-    mean += static_cast<double>(total) / static_cast<double>(ranks);
     p.slowdown.push_back(collapse::device_imbalance(loads));
+    as_doubles.emplace_back(loads.begin(), loads.end());
     p.loads.push_back(std::move(loads));
   }
-  p.overall = mean > 0 ? busiest / mean : collapse::kNaN;
+  p.overall = collapse::combined_imbalance(as_doubles);
   return p;
 }
 
@@ -158,8 +155,7 @@ void write_devices_json(const Result& r, std::ostream& out) {
   out << "]";
   if (r.measured)
     out << ", \"measured\": {\"step\": " << r.measured->step << ", \"devices\": " << r.measured->devices
-        << ", \"ranks\": " << r.measured->ranks
-        << ", \"imbalance\": " << json_array(r.measured->imbalance)
+        << ", \"ranks\": " << r.measured->ranks << ", \"imbalance\": " << json_array(r.measured->imbalance)
         << ", \"wait_share\": " << json_array(r.measured->wait_share) << "}";
   out << "}";
 }

@@ -64,7 +64,7 @@ struct Result {
   std::vector<int64_t> history_steps;
   std::vector<int64_t> history_counts;  // [logged step][layer][expert]
   std::optional<Comparison> compare;
-  std::vector<DevicePrediction> devices;  // --ep first when given, then 2, 4, 8 where they divide E
+  std::vector<DevicePrediction> devices;    // --ep first when given, then 2, 4, 8 where they divide E
   std::optional<MeasuredDevices> measured;  // a run whose experts were grouped into devices
 };
 

@@ -12,10 +12,14 @@
 
 namespace train {
 
-// A collective: every rank calls it with its own layers and step time. stats[l] belongs to
-// layers[l]; rank_slots, rank_compute_seconds, rank_wait_seconds and wait_share (NaN for one
-// rank) are filled.
-void gather_expert_load(std::vector<collapse::LayerStats>& stats, const std::vector<moe::MoeLayer*>& layers,
-                        engine::dist::Communicator& world, double step_seconds);
+// Each layer's load since its last reset.
+std::vector<moe::ExpertLoad> expert_loads(const std::vector<moe::MoeLayer*>& layers);
+
+// A collective: every rank calls it with its own layers' loads and the seconds they were measured
+// over (one step, or the sums of several and their total time). stats[l] belongs to loads[l];
+// rank_slots, rank_compute_seconds, rank_wait_seconds, wait_share (NaN for one rank) and
+// compute_share are filled.
+void gather_expert_load(std::vector<collapse::LayerStats>& stats, const std::vector<moe::ExpertLoad>& loads,
+                        engine::dist::Communicator& world, double seconds);
 
 }  // namespace train

@@ -274,7 +274,7 @@ StepMetrics Trainer::step() {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   elapsed_seconds_ += seconds;
   m.tokens_per_second = static_cast<double>(step_tokens) / seconds;
-  if (!m.layers.empty()) gather_expert_load(m.layers, layers, *groups_.world, seconds);
+  if (!m.layers.empty()) gather_expert_load(m.layers, expert_loads(layers), *groups_.world, seconds);
   return m;
 }
 
