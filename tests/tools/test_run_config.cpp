@@ -150,6 +150,7 @@ diagnostics:
   topk_share: 0.8
   dead_fraction: 0.05
   starved_fraction: 0.25
+  device_imbalance: 2.0
 device: cpu
 precision: bf16
 )";
@@ -231,8 +232,9 @@ TEST_CASE("config: every section and key is parsed", "[config]") {
   CHECK(c.diagnostics.topk_share == 0.8);
   CHECK(c.diagnostics.dead_fraction == 0.05);
   CHECK(c.diagnostics.starved_fraction == 0.25);
+  CHECK(c.diagnostics.device_imbalance == 2.0);
   // Every key differs from its default.
-  CHECK(keys_differing(c, RunConfig{}).size() == 72);
+  CHECK(keys_differing(c, RunConfig{}).size() == 73);
 }
 
 TEST_CASE("config: to_yaml writes every key and parses back to an equal config", "[config]") {
@@ -588,6 +590,8 @@ TEST_CASE("config: other range checks name the key and the allowed values", "[co
                     Contains("test.yaml:2:15: diagnostics.topk_share: must be in (0, 1], got 1.5"));
   CHECK_THROWS_WITH(parse("diagnostics:\n  dead_fraction: 0.6\n"),
                     Contains("diagnostics.dead_fraction: must not exceed diagnostics.starved_fraction (0.5)"));
+  CHECK_THROWS_WITH(parse("diagnostics:\n  device_imbalance: 0.5\n"),
+                    Contains("test.yaml:2:21: diagnostics.device_imbalance: must be >= 1"));
   CHECK_THROWS_WITH(parse("logging:\n  every: 0\n"), Contains("logging.every"));
   CHECK_THROWS_WITH(parse("model:\n  n_heads: 8\n  d_model: 24\n  position: rope\n"),
                     Contains("test.yaml:4:13: model.position: rope needs an even head size"));
