@@ -217,6 +217,10 @@ std::vector<std::string> keys_differing(const RunConfig& a, const RunConfig& b);
 // where that is 0.
 int device_groups(const RunConfig& cfg);
 
+// The ways n experts split into equal blocks: n's divisors, ascending, as "1, 2, 4, 8" (for the
+// messages that refuse a device count).
+std::string divisor_list(std::int64_t n);
+
 // What resuming `saved` with the config `resumed` changes, in schema order: the keys a resume may
 // not change (fixed_on_resume) and the others. moe.device_groups is compared by the grouping it
 // gives (so 0 at parallel.expert 2 equals 2 in one process), and is fixed only while device_aux

@@ -86,15 +86,7 @@ void check_model(const Checker& c, const ModelConfig& m) {
 void check_device_groups(const Checker& c, const MoeConfig& e) {
   const int E = e.num_experts, D = e.device_groups;
   if (D == 0 || (D >= 1 && E % D == 0)) return;
-  std::vector<int> low, high;  // E's divisors up to and beyond sqrt(E)
-  for (int d = 1; static_cast<std::int64_t>(d) * d <= E; ++d)
-    if (E % d == 0) {
-      low.push_back(d);
-      if (d != E / d) high.insert(high.begin(), E / d);
-    }
-  std::string allowed = "0";
-  for (const std::vector<int>* part : {&low, &high})
-    for (int d : *part) allowed += ", " + num(d);
+  const std::string allowed = "0, " + divisor_list(E);
   c.require(
       false, "moe.device_groups",
       "must be 0 (as many devices as parallel.expert) or a divisor of moe.num_experts (" + num(E) + "), got " + num(D),
@@ -240,4 +232,18 @@ void validate(const RunConfig& cfg, const KeyLocations& where, const CudaProbe& 
 }
 
 }  // namespace detail
+
+std::string divisor_list(std::int64_t n) {
+  std::vector<std::int64_t> low, high;  // n's divisors up to and beyond sqrt(n)
+  for (std::int64_t d = 1; d * d <= n; ++d)
+    if (n % d == 0) {
+      low.push_back(d);
+      if (d != n / d) high.insert(high.begin(), n / d);
+    }
+  std::string list;
+  for (const std::vector<std::int64_t>* part : {&low, &high})
+    for (std::int64_t d : *part) list += (list.empty() ? "" : ", ") + std::to_string(d);
+  return list;
+}
+
 }  // namespace runconfig

@@ -145,14 +145,10 @@ Result run(const std::string& path, const Options& options) {
   if (options.ep < 0 || options.ep == 1)
     throw std::runtime_error("--ep must be 2 or more (the number of expert-parallel ranks to predict for), got " +
                              std::to_string(options.ep));
-  if (options.ep > 0 && E % options.ep != 0) {
-    std::string divisors;
-    for (int64_t d = 1; d <= E; ++d)
-      if (E % d == 0) divisors += (divisors.empty() ? "" : ", ") + std::to_string(d);
+  if (options.ep > 0 && E % options.ep != 0)
     throw std::runtime_error("--ep " + std::to_string(options.ep) + ": the checkpoint's " + std::to_string(E) +
                              " experts cannot be split evenly over " + std::to_string(options.ep) +
-                             " ranks; choose one of " + divisors);
-  }
+                             " ranks; choose one of " + rc::divisor_list(E));
   const int64_t devices = options.ep > 0 ? options.ep : rc::device_groups(cfg);
   const rc::DataConfig data = data_for(cfg, options.data, &r.data_description);
   const Evaluation ev = evaluate(path, c, cfg, data, options.batches, devices);
