@@ -32,6 +32,12 @@ const std::vector<BalanceLoss>& balance_losses();
 #include "models/balance/losses.def"
 #undef MOE_BALANCE_LOSS
 
+// The count-based losses' two halves: f_i = c_i / (N k) from the balance scope's counts
+// (balance_counts over balance_tokens; no gradient), and sum_i w_i P_i with P_i = mean_t p_ti
+// (the gradient, through p).
+std::vector<double> slot_fractions(const Routing& r);
+engine::Tensor weighted_mean_prob(const Routing& r, const std::vector<double>& weight);
+
 // CV(v)^2 = var(v) / mean(v)^2 with the population variance; 1e-10 keeps an all-zero v finite.
 engine::Tensor cv_squared(const engine::Tensor& v);
 

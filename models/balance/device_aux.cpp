@@ -23,13 +23,12 @@ engine::Tensor loss_device_aux(const Routing& r, const SequenceLayout&) {
   // sum_d F_d P'_d = sum_i F_{d(i)} P_i: each expert's P_i weighted by its device's share of the
   // slots, which keeps the differentiable part the same product switch_aux takes.
   const int64_t per_device = E / D;
-  const double total = static_cast<double>(r.balance_tokens * r.top_k);
+  const std::vector<double> f = slot_fractions(r);
   std::vector<double> device_share(D, 0.0);
-  for (int64_t i = 0; i < E; ++i) device_share[i / per_device] += static_cast<double>(r.balance_counts[i]) / total;
+  for (int64_t i = 0; i < E; ++i) device_share[i / per_device] += f[i];
   std::vector<double> weight(E);
   for (int64_t i = 0; i < E; ++i) weight[i] = device_share[i / per_device];
-  Tensor share = Tensor::from_vector(weight, {E}).to(r.probs.dtype()).to(r.probs.device());
-  return scale(sum_all(mul(share, mean(r.probs, 0))), static_cast<double>(D));
+  return scale(weighted_mean_prob(r, weight), static_cast<double>(D));
 }
 
 }  // namespace moe

@@ -11,6 +11,19 @@ const std::vector<BalanceLoss>& balance_losses() {
   return all;
 }
 
+std::vector<double> slot_fractions(const Routing& r) {
+  const double total = static_cast<double>(r.balance_tokens * r.top_k);
+  std::vector<double> f(r.balance_counts.begin(), r.balance_counts.end());
+  for (double& v : f) v /= total;
+  return f;
+}
+
+engine::Tensor weighted_mean_prob(const Routing& r, const std::vector<double>& weight) {
+  using namespace engine;
+  Tensor w = Tensor::from_vector(weight, {r.num_experts}).to(r.probs.dtype()).to(r.probs.device());
+  return sum_all(mul(w, mean(r.probs, 0)));
+}
+
 engine::Tensor cv_squared(const engine::Tensor& v) {
   using namespace engine;
   Tensor m = mean_all(v);

@@ -15,12 +15,7 @@ engine::Tensor loss_switch_aux(const Routing& r, const SequenceLayout&) {
   if (!r.probs.defined() || r.balance_tokens == 0) return Tensor();
   // f_i from balance_counts: this micro-batch's counts, or the whole step's in the global-batch
   // balance scope (Qwen's global-batch balancing); P_i stays this micro-batch's.
-  const double total = static_cast<double>(r.balance_tokens * r.top_k);
-  std::vector<double> f(r.balance_counts.begin(), r.balance_counts.end());
-  for (double& v : f) v /= total;
-  Tensor fraction = Tensor::from_vector(f, {r.num_experts}).to(r.probs.dtype()).to(r.probs.device());
-  Tensor mean_prob = mean(r.probs, 0);
-  return scale(sum_all(mul(fraction, mean_prob)), static_cast<double>(r.num_experts));
+  return scale(weighted_mean_prob(r, slot_fractions(r)), static_cast<double>(r.num_experts));
 }
 
 }  // namespace moe
