@@ -16,9 +16,9 @@ bool RouterInfo::provides(LossInput input) const {
 
 const std::vector<RouterInfo>& router_infos() {
   static const std::vector<RouterInfo> all = {
-#define MOE_ROUTER(id, key, experts_per_token, capacity, weights, summary)                                          \
+#define MOE_ROUTER(id, key, experts_per_token, capacity, weights, options, summary)                                 \
   {RouterKind::id, key, ExpertsPerToken::experts_per_token, CapacityRule::capacity, RouterWeightKind::weights, \
-   summary},
+   options, summary},
 #include "models/routers/routers.def"
 #undef MOE_ROUTER
   };
@@ -41,6 +41,33 @@ std::string router_keys() {
   std::string out;
   for (const RouterInfo& r : router_infos()) out += (out.empty() ? "" : ", ") + std::string(r.key);
   return out;
+}
+
+bool RouterInfo::takes(const RoutingOptionInfo& option) const {
+  if (option.scope == OptionScope::every) return true;
+  std::istringstream names(options);
+  for (std::string name; names >> name;)
+    if (name == option.key) return true;
+  return false;
+}
+
+const std::vector<RoutingOptionInfo>& routing_option_infos() {
+  static const std::vector<RoutingOptionInfo> all = {
+#define MOE_ROUTING_OPTION(key, type, default_value, scope, allowed, source, summary) \
+  {#key, OptionScope::scope, allowed, source, summary},
+#include "models/routers/options.def"
+#undef MOE_ROUTING_OPTION
+  };
+  return all;
+}
+
+bool RoutingOptionInfo::is_set(const RoutingOptions& options) const {
+  const RoutingOptions defaults;
+#define MOE_ROUTING_OPTION(name, type, default_value, scope, allowed, source, summary) \
+  if (std::string(key) == #name) return !(options.name == defaults.name);
+#include "models/routers/options.def"
+#undef MOE_ROUTING_OPTION
+  throw std::logic_error(std::string("RoutingOptionInfo: no option ") + key);
 }
 
 const std::vector<LossInfo>& balance_loss_infos() {
@@ -107,6 +134,56 @@ std::string check_loss(const RouterInfo& router, const LossInfo& loss, double co
          routers_providing(loss.needs) + "), router is " + router.key;
 }
 
+namespace {
+
+// The routers that take an option, for messages.
+std::string routers_taking(const RoutingOptionInfo& option) {
+  std::string list;
+  for (const RouterInfo& r : router_infos())
+    if (r.takes(option)) list += (list.empty() ? "" : ", ") + std::string(r.key);
+  return list.empty() ? "none" : list;
+}
+
+const RoutingOptionInfo& option_info(const std::string& key) {
+  for (const RoutingOptionInfo& o : routing_option_infos())
+    if (key == o.key) return o;
+  throw std::logic_error("option_info: no routing option " + key);
+}
+
+}  // namespace
+
+OptionProblem check_routing_options(const RouterInfo& router, const RoutingOptions& o, int64_t num_experts,
+                                    int64_t top_k, double capacity_factor) {
+  for (const RoutingOptionInfo& option : routing_option_infos())
+    if (option.is_set(o) && !router.takes(option))
+      return {std::string("moe.") + option.key,
+              std::string("router ") + router.key + " does not take " + option.key + " (routers that do: " +
+                  routers_taking(option) + ")",
+              "the default with router " + std::string(router.key)};
+  auto problem = [](const char* key, const std::string& what) {
+    return OptionProblem{std::string("moe.") + key, what, option_info(key).allowed};
+  };
+  if (!(o.input_jitter >= 0 && o.input_jitter < 1))
+    return problem("input_jitter", "must be in [0, 1), got " + num(o.input_jitter));
+  if (!(o.routed_scaling > 0)) return problem("routed_scaling", "must be > 0, got " + num(o.routed_scaling));
+  const int64_t G = o.expert_groups;
+  if (G < 1 || num_experts % G != 0)
+    return problem("expert_groups", "must divide moe.num_experts (" + num(num_experts) + "), got " + num(G));
+  if (o.topk_groups < 0 || o.topk_groups > G)
+    return problem("topk_groups", "must be in [0, expert_groups = " + num(G) + "], got " + num(o.topk_groups));
+  const int64_t reachable = (o.topk_groups == 0 ? G : o.topk_groups) * (num_experts / G);
+  if (top_k > reachable)
+    return problem("topk_groups", "leaves " + num(reachable) + " experts to choose from (" + num(o.topk_groups) +
+                                      " groups of " + num(num_experts / G) + "), fewer than top_k " + num(top_k));
+  if (o.sinkhorn_iterations < 1)
+    return problem("sinkhorn_iterations", "must be >= 1, got " + num(o.sinkhorn_iterations));
+  if (router.capacity == CapacityRule::required && o.eval_capacity_factor == 0)
+    return problem("eval_capacity_factor", std::string("router ") + router.key +
+                                               " needs a capacity in evaluation too, got 0 (dropless)");
+  (void)capacity_factor;
+  return {};
+}
+
 std::string catalog_markdown() {
   std::ostringstream md;
   md << kCatalogDocBegin << "\n\n";
@@ -118,6 +195,27 @@ std::string catalog_markdown() {
            : r.weights == RouterWeightKind::gate_noise ? "W_r, W_noise"
                                                        : "nothing")
        << " | " << r.summary << " |\n";
+  }
+  md << "\n| key | type | default | allowed | routers | from | what it does |\n|---|---|---|---|---|---|---|\n";
+  const char* types[] = {
+#define MOE_ROUTING_OPTION(key, type, default_value, scope, allowed, source, summary) #type,
+#include "models/routers/options.def"
+#undef MOE_ROUTING_OPTION
+  };
+  const char* defaults[] = {
+#define MOE_ROUTING_OPTION(key, type, default_value, scope, allowed, source, summary) #default_value,
+#include "models/routers/options.def"
+#undef MOE_ROUTING_OPTION
+  };
+  for (size_t i = 0; i < routing_option_infos().size(); ++i) {
+    const RoutingOptionInfo& o = routing_option_infos()[i];
+    std::string type = types[i], value = defaults[i];
+    if (type == "SoftmaxOrder") type = "enum";
+    if (type == "double") type = "float";
+    if (value.rfind("SoftmaxOrder::", 0) == 0) value = value.substr(14);
+    md << "| `moe." << o.key << "` | " << type << " | " << value << " | " << o.allowed << " | "
+       << (o.scope == OptionScope::every ? "every router" : routers_taking(o)) << " | " << o.source << " | "
+       << o.summary << " |\n";
   }
   md << "\n| key | type | default | allowed | what it is |\n|---|---|---|---|---|\n";
   for (const LossInfo& l : balance_loss_infos()) {

@@ -111,7 +111,7 @@ Tensor MoeLayer::metered(const std::shared_ptr<Meter>& meter, const Tensor& rows
 }
 
 MoeForward MoeLayer::forward(const Tensor& x, const std::vector<int32_t>* token_ids, bool training, Generator* noise,
-                             const Tensor& replay_noise) {
+                             const RouterReplay& replay) {
   const Shape shape = x.shape();
   Tensor tokens = reshape(x, {-1, config_.d_model});
   RouteInputs in;
@@ -119,7 +119,8 @@ MoeForward MoeLayer::forward(const Tensor& x, const std::vector<int32_t>* token_
   in.token_ids = token_ids;
   in.training = training;
   in.noise = noise;
-  in.replay_noise = replay_noise;
+  in.replay_noise = replay.noise;
+  in.replay_jitter = replay.jitter;
   in.capacity_group = config_.expert_group;
   bool any_bias = false;
   for (float b : bias_) any_bias = any_bias || b != 0.0f;

@@ -69,10 +69,10 @@ class MoeLayer {
   MoeLayer(const MoeLayerConfig& config, ParamStore& params, const std::string& prefix, double init_std,
            double residual_std, engine::Generator& gen);
 
-  // x [B, T, d]; token_ids [B*T] are read by the hash router only. replay_noise, when defined,
-  // replaces the noisy_topk router's draws from `noise` (see RouteInputs).
+  // x [B, T, d]; token_ids [B*T] are read by the hash router only. replay's tensors, where
+  // defined, replace the router's draws from `noise` (see RouteInputs).
   MoeForward forward(const engine::Tensor& x, const std::vector<int32_t>* token_ids, bool training,
-                     engine::Generator* noise, const engine::Tensor& replay_noise = engine::Tensor());
+                     engine::Generator* noise, const RouterReplay& replay = {});
 
   // Loss-free balancing (DeepSeek): after an optimizer step, b_i += u * sign(mean(c) - c_i),
   // with c the step's counts summed over its micro-batches. No gradient; checkpointed state.

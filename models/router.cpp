@@ -122,6 +122,28 @@ void build_plan(const RouterConfig& config, const RouteInputs& in, Routing& r) {
   r.slot_gate = reshape(gather_rows(by_assignment, Tensor::from_vector(slot_assignment, {S}, device)), {S});
 }
 
+// The router's input under Switch Transformer's multiplicative jitter: x * u, u ~ U(1 - eps, 1 + eps)
+// elementwise, in training only. u is drawn as 1 - eps + 2 eps Phi(n) with n ~ N(0, 1), which is
+// uniform, because the router_noise generator also feeds noisy_topk's normal draws, and a
+// Generator's uniform and normal draws index its counter blocks differently (a uniform draw after
+// a normal one could reuse blocks); normal draws only cannot overlap.
+Tensor jittered_input(const RouterConfig& config, const RouteInputs& in) {
+  const double eps = config.options.input_jitter;
+  if (!in.training || eps <= 0) return in.x;
+  const int64_t N = in.x.size(0), d = in.x.size(1);
+  Tensor u;
+  if (in.replay_jitter.defined()) {
+    ENGINE_CHECK(in.replay_jitter.shape() == Shape({N, d}), "route",
+                 "replayed jitter must be [" + std::to_string(N) + ", " + std::to_string(d) + "], got " +
+                     in.replay_jitter.str());
+    u = in.replay_jitter.to(in.x.dtype()).to(in.x.device());
+  } else {
+    ENGINE_CHECK(in.noise != nullptr, "route", "input_jitter needs a noise generator in training");
+    u = affine(normal_cdf(randn({N, d}, *in.noise, 0.0, 1.0, in.x.dtype(), in.x.device())), 2 * eps, 1 - eps);
+  }
+  return mul(in.x, u);
+}
+
 }  // namespace
 
 int64_t expert_capacity(const RouterConfig& config, int64_t num_tokens) {
@@ -138,6 +160,9 @@ void check_router_config(const RouterConfig& config) {
                                 std::to_string(config.top_k));
   for (const std::string& broken : {check_top_k(info, config.top_k), check_capacity(info, config.capacity_factor)})
     if (!broken.empty()) throw std::invalid_argument("route: " + broken);
+  const OptionProblem option =
+      check_routing_options(info, config.options, config.num_experts, config.top_k, config.capacity_factor);
+  if (!option.key.empty()) throw std::invalid_argument("route: " + option.key + ": " + option.what);
 }
 
 Routing route(const RouterConfig& config, const RouterWeights& w, const RouteInputs& in) {
@@ -148,12 +173,21 @@ Routing route(const RouterConfig& config, const RouterWeights& w, const RouteInp
   // and perturb the balance losses' gradients, so the router computes in f32 whatever the
   // model's matmul precision (Switch Transformer's "selective precision").
   MatmulPrecisionScope router_precision(MatmulPrecision::f32);
+  // Evaluation may use its own capacity (Switch Transformer evaluates with a larger one).
+  RouterConfig active = config;
+  if (!in.training && config.options.eval_capacity_factor >= 0)
+    active.capacity_factor = config.options.eval_capacity_factor;
+  RouteInputs router_in = in;
+  router_in.x = jittered_input(config, in);  // the router's view only: dispatch uses in.x
   Routing r;
   r.num_tokens = in.x.size(0);
   r.num_experts = config.num_experts;
   r.top_k = config.top_k;
-  routers::route_function(config.kind)(config, w, in, r);
-  build_plan(config, in, r);
+  routers::route_function(config.kind)(active, w, router_in, r);
+  // DeepSeek-V3's routed scaling: the routed experts' share of the output against the shared
+  // experts' (and the residual's); selection and the losses' scores are unchanged.
+  if (config.options.routed_scaling != 1.0) r.assigned_gate = affine(r.assigned_gate, config.options.routed_scaling, 0.0);
+  build_plan(active, in, r);
   return r;
 }
 

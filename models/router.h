@@ -28,6 +28,7 @@ struct RouterConfig {
   bool normalize_topk = false;   // always on for sigmoid_topk
   double capacity_factor = 0.0;  // <= 0: dropless (routers whose catalog entry requires a capacity refuse it)
   DropPolicy drop_policy = DropPolicy::position;
+  RoutingOptions options;  // models/routers/options.def: jitter, softmax order, scaling, groups, ...
 };
 
 // Capacity per expert, C = ceil(capacity_factor * N * k / E); 0 means unlimited.
@@ -63,6 +64,13 @@ struct Routing {
   engine::Tensor load_probs;  // noisy_topk in training: P(token keeps expert i under new noise) [N, E]
 };
 
+// Draws a reference file supplies instead of the router's own (moe-refcheck replays them); an
+// undefined tensor means "draw from the noise generator".
+struct RouterReplay {
+  engine::Tensor noise;   // noisy_topk: eps [N, E]
+  engine::Tensor jitter;  // input_jitter: u [N, d]
+};
+
 // The router's learned weights for one layer.
 struct RouterWeights {
   engine::Tensor gate;   // W_r [E, d]
@@ -78,6 +86,8 @@ struct RouteInputs {
   // noisy_topk in training: standard-normal draws eps [N, E] to use instead of drawing from
   // `noise` (a reference file's noise replayed by moe-refcheck).
   engine::Tensor replay_noise;
+  // input_jitter in training: the multipliers u [N, d] to use instead of drawing from `noise`.
+  engine::Tensor replay_jitter;
   // Expert parallelism: the ranks whose tokens share the experts. Capacity then counts the
   // whole group's tokens, and drops follow the order of the group's batch (rank-major), so a
   // group drops exactly the slots one process holding the group's tokens would. Null: this

@@ -142,10 +142,10 @@ ForwardResult TransformerLM::forward(const Tensor& inputs, const Tensor& targets
     }
     if (b.moe) {
       const size_t moe_index = out.routings.size();
-      ENGINE_CHECK(replay_noise_.empty() || moe_index < replay_noise_.size(), "TransformerLM::forward",
-                   "replayed router noise covers " + std::to_string(replay_noise_.size()) + " MoE layers, not all");
+      ENGINE_CHECK(replay_.empty() || moe_index < replay_.size(), "TransformerLM::forward",
+                   "replayed router draws cover " + std::to_string(replay_.size()) + " MoE layers, not all");
       MoeForward m =
-          b.moe->forward(h, &ids, training, &noise_gen_, replay_noise_.empty() ? Tensor() : replay_noise_[moe_index]);
+          b.moe->forward(h, &ids, training, &noise_gen_, replay_.empty() ? RouterReplay{} : replay_[moe_index]);
       x = add(x, dropout(m.output, c.dropout, dropout_gen_, training));
       out.moe_layer_index.push_back(static_cast<int64_t>(l));
       out.routings.push_back(std::move(m.routing));

@@ -83,9 +83,10 @@ class TransformerLM {
   std::vector<MoeLayer*> moe_layers();
   engine::Generator& noise_generator() { return noise_gen_; }
   engine::Generator& dropout_generator() { return dropout_gen_; }
-  // Noisy routers use these draws (one [B*T, E] tensor per MoE layer) instead of the noise
-  // generator until replaced; an empty vector returns to drawing. For replaying reference files.
-  void replay_router_noise(std::vector<engine::Tensor> per_moe_layer) { replay_noise_ = std::move(per_moe_layer); }
+  // The routers use these draws (one RouterReplay per MoE layer: noisy_topk's [B*T, E], the
+  // input jitter's [B*T, d]) instead of the noise generator until replaced; an empty vector
+  // returns to drawing. For replaying reference files.
+  void replay_router_draws(std::vector<RouterReplay> per_moe_layer) { replay_ = std::move(per_moe_layer); }
 
  private:
   struct Block {
@@ -104,7 +105,7 @@ class TransformerLM {
   engine::Tensor tok_embedding_, pos_embedding_, lm_head_, norm_f_w_, norm_f_b_;
   std::vector<Block> blocks_;
   engine::Generator noise_gen_, dropout_gen_;
-  std::vector<engine::Tensor> replay_noise_;
+  std::vector<RouterReplay> replay_;
 };
 
 }  // namespace moe

@@ -47,6 +47,24 @@ SUITE_OPTIONS = {  # checked with every loss the router supports on at once
         "moe": {"num_shared_experts": 1, "d_shared": 8, "layers": "every_n", "every_n": 2}},
     "first_dense_fine_grained": {
         "model": {"n_layers": 3}, "moe": {"first_dense": 1, "num_experts": 8, "top_k": 4, "d_expert": 6}},
+    # The routing options of models/routers/options.def, each in at least one set.
+    "topk_softmax_after_topk_jitter_scaled_bias": {
+        "moe": {"router": "topk_softmax", "softmax_order": "after_topk", "input_jitter": 0.1, "routed_scaling": 2.5,
+                "bias_update_rate": 0.05}},
+    "sigmoid_topk_groups_scaled_bias": {
+        "moe": {"router": "sigmoid_topk", "num_experts": 8, "top_k": 2, "expert_groups": 4, "topk_groups": 2,
+                "routed_scaling": 2.5, "bias_update_rate": 0.05}},
+    "noisy_topk_groups_jitter": {
+        "moe": {"router": "noisy_topk", "expert_groups": 2, "topk_groups": 1, "input_jitter": 0.2}},
+    "switch_eval_capacity": {
+        "moe": {"router": "switch", "top_k": 1, "capacity_factor": 0.75, "eval_capacity_factor": 2.0,
+                "drop_policy": "score"}},
+    "expert_choice_eval_capacity": {
+        "moe": {"router": "expert_choice", "capacity_factor": 1.0, "eval_capacity_factor": 0.5}},
+    "topk_softmax_force_balance": {
+        "moe": {"router": "topk_softmax", "force_balance": True, "normalize_topk": True, "capacity_factor": 1.0}},
+    "sinkhorn_normalized_jitter_one_iteration": {
+        "moe": {"router": "sinkhorn", "normalize_topk": True, "input_jitter": 0.1, "sinkhorn_iterations": 1}},
 }
 # Coefficients large enough that each term visibly moves the gradients: 0.1 unless listed here.
 SUITE_LOSSES = {key: {"z_loss": 0.01}.get(key, 0.1) for key in LOSS_NAMES}

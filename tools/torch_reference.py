@@ -23,7 +23,10 @@ Choices that make the comparison decisive:
 - Norm gains and biases are perturbed away from 1 and 0 (--no-perturb keeps the init), so a
   bias or gain applied in the wrong place shows in the forward pass, not only in gradients.
 - noisy_topk: the reference CARRIES the noise. The standard-normal draws eps [N, E] of each MoE
-  layer and step are stored under /noise and the engine replays them instead of drawing its own.
+  layer and step are stored under /noise and the engine replays them instead of drawing its own;
+  likewise the input jitter's multipliers u [N, d] under /jitter.
+- An evaluation forward (no noise, no jitter, the evaluation capacity, plain top-k for sinkhorn) is
+  stored under /expected/eval.
 - Dropout must be 0 (its masks are not carried).
 """
 import argparse
@@ -39,8 +42,9 @@ import torch.nn.functional as F
 import yaml
 
 # The routers and balance losses, as declared once for the engine (models/README.md has the math).
-from moe_tables import (LOSS_NAMES, LOSS_TABLE, LOSSES_DEF, MODELS_DIR, ROUTER_TABLE, ROUTERS_DEF,  # noqa: F401
-                        LossRule, RouterRule, read_loss_table, read_router_table, router_provides)
+from moe_tables import (LOSS_NAMES, LOSS_TABLE, LOSSES_DEF, MODELS_DIR, OPTION_TABLE, ROUTER_TABLE,  # noqa: F401
+                        ROUTERS_DEF, LossRule, RouterRule, read_loss_table, read_router_table, router_provides,
+                        router_takes)
 from torch_losses import LOSSES
 
 
@@ -52,6 +56,7 @@ DEFAULTS = {
     "moe": {"enabled": True, "layers": "all", "every_n": 2, "first_dense": 0, "num_experts": 8, "top_k": 2,
             "d_expert": 256, "num_shared_experts": 0, "d_shared": 0, "router": "topk_softmax",
             "normalize_topk": False, "capacity_factor": 0.0, "drop_policy": "position",
+            **{key: rule.default for key, rule in OPTION_TABLE.items()},
             "losses": {key: 0.0 for key in LOSS_NAMES},
             "bias_update_rate": 0.0, "device_groups": 0},
     "optimizer": {"lr": 3e-3, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1,
@@ -205,20 +210,47 @@ def mlp(cfg, x, p, prefix):
     return F.linear(h, p[prefix + ".down_proj.weight"])
 
 
-# Routers: one function per key of routers.def, route_KEY(cfg, x, p, prefix, token_ids, bias, noise)
+# Routers: one function per key of routers.def, route_KEY(cfg, x, p, prefix, token_ids, bias, noise, training)
 # -> the routing r: r["expert"], r["token"], r["gate"] (differentiable) per assignment before drops,
 # and what the losses read: r["probs"] (p), r["logits"] (z, or None), r["load_probs"] (P_ti, or None).
-# x [N, d]; prefix "layers.<l>.moe"; bias [E] the loss-free bias (selects, never weighs); noise [N, E]
-# the standard-normal draws (noisy routing, training) or None.
+# x [N, d] (jittered already); prefix "layers.<l>.moe"; bias [E] the loss-free bias (selects, never
+# weighs); noise [N, E] the standard-normal draws (noisy routing, training) or None.
 
 def _routing():
     return {"logits": None, "probs": None, "load_probs": None}
 
 
-def _token_choice(r, scores, bias, k, gates_from):
-    """Each token takes its k best scores + bias; gates_from(selected [N, k]) gives their gates."""
+def _group_mask(biased, groups, keep):
+    """0 where a token may choose, -inf outside its `keep` best groups (a group ranks by the sum of its
+    two largest biased scores; ties to the lower group)."""
+    N, E = biased.shape
+    size = E // groups
+    mask = torch.full((N, E), float("-inf"), dtype=biased.dtype)
+    for t in range(N):
+        ranks = [sum(sorted(biased[t, g * size:(g + 1) * size].tolist(), reverse=True)[:2]) for g in range(groups)]
+        for g in sorted(range(groups), key=lambda g: -ranks[g])[:keep]:
+            mask[t, g * size:(g + 1) * size] = 0.0
+    return mask
+
+
+def _select(cfg, scores, bias, k):
+    """The selection [N, k] of a token-choice router: top-k of scores + bias within each token's best
+    expert groups, or the forced round robin (t k + j) mod E."""
+    moe = cfg["moe"]
+    N, E = scores.shape
+    if moe["force_balance"]:
+        return torch.tensor([[(t * k + j) % E for j in range(k)] for t in range(N)])
+    biased = (scores + torch.tensor(bias, dtype=scores.dtype)).detach()
+    groups, keep = moe["expert_groups"], moe["topk_groups"] or moe["expert_groups"]
+    if groups > 1 and keep < groups:
+        biased = biased + _group_mask(biased, groups, keep)
+    return torch.topk(biased, k, dim=-1).indices  # the bias picks
+
+
+def _token_choice(r, scores, bias, k, gates_from, cfg):
+    """Each token takes its k best scores + bias (_select); gates_from(selected [N, k]) gives their gates."""
     N = scores.shape[0]
-    sel = torch.topk(scores + torch.tensor(bias, dtype=scores.dtype), k, dim=-1).indices  # the bias picks
+    sel = _select(cfg, scores, bias, k)
     gates = gates_from(sel)
     r["expert"] = sel.reshape(-1).tolist()
     r["token"] = [m // k for m in range(N * k)]
@@ -226,22 +258,25 @@ def _token_choice(r, scores, bias, k, gates_from):
     return r
 
 
-def route_topk_softmax(cfg, x, p, prefix, token_ids, bias, noise):
+def route_topk_softmax(cfg, x, p, prefix, token_ids, bias, noise, training):
     moe, r = cfg["moe"], _routing()
     r["logits"] = F.linear(x, p[prefix + ".router.weight"])
     r["probs"] = torch.softmax(r["logits"], dim=-1)
+    if moe["softmax_order"] == "after_topk":  # top-k of the logits, softmax over the k (Mixtral)
+        return _token_choice(r, r["logits"], bias, moe["top_k"],
+                             lambda sel: torch.softmax(r["logits"].gather(1, sel), dim=-1), cfg)
 
     def gates(sel):
         g = r["probs"].gather(1, sel)
         return g / g.sum(-1, keepdim=True) if moe["normalize_topk"] else g
-    return _token_choice(r, r["probs"], bias, moe["top_k"], gates)
+    return _token_choice(r, r["probs"], bias, moe["top_k"], gates, cfg)
 
 
-def route_switch(cfg, x, p, prefix, token_ids, bias, noise):
-    return route_topk_softmax(cfg, x, p, prefix, token_ids, bias, noise)  # with top_k 1 (the table's rule)
+def route_switch(cfg, x, p, prefix, token_ids, bias, noise, training):
+    return route_topk_softmax(cfg, x, p, prefix, token_ids, bias, noise, training)  # top_k 1 (the table's rule)
 
 
-def route_sigmoid_topk(cfg, x, p, prefix, token_ids, bias, noise):
+def route_sigmoid_topk(cfg, x, p, prefix, token_ids, bias, noise, training):
     r = _routing()
     r["logits"] = F.linear(x, p[prefix + ".router.weight"])
     scores = torch.sigmoid(r["logits"])
@@ -250,20 +285,20 @@ def route_sigmoid_topk(cfg, x, p, prefix, token_ids, bias, noise):
     def gates(sel):
         g = scores.gather(1, sel)
         return g / g.sum(-1, keepdim=True)
-    return _token_choice(r, scores, bias, cfg["moe"]["top_k"], gates)
+    return _token_choice(r, scores, bias, cfg["moe"]["top_k"], gates, cfg)
 
 
-def route_noisy_topk(cfg, x, p, prefix, token_ids, bias, noise):
+def route_noisy_topk(cfg, x, p, prefix, token_ids, bias, noise, training):
     E, k, r = cfg["moe"]["num_experts"], cfg["moe"]["top_k"], _routing()
     N = x.shape[0]
     r["logits"] = F.linear(x, p[prefix + ".router.weight"])
     r["probs"] = torch.softmax(r["logits"], dim=-1)
     if noise is None:  # evaluation: no noise, as in the engine
         H = r["logits"]
-        return _token_choice(r, H, bias, k, lambda sel: torch.softmax(H.gather(1, sel), dim=-1))
+        return _token_choice(r, H, bias, k, lambda sel: torch.softmax(H.gather(1, sel), dim=-1), cfg)
     noise_std = F.softplus(F.linear(x, p[prefix + ".router.noise.weight"]))
     H = r["logits"] + noise.to(x.dtype) * noise_std
-    _token_choice(r, H, bias, k, lambda sel: torch.softmax(H.gather(1, sel), dim=-1))
+    _token_choice(r, H, bias, k, lambda sel: torch.softmax(H.gather(1, sel), dim=-1), cfg)
     if k < E:  # P(expert i kept under fresh noise), the k-th largest of H without i as threshold
         top = torch.topk(H, k + 1, dim=-1).values
         kth, nxt = top[:, k - 1:k], top[:, k:k + 1]
@@ -274,7 +309,7 @@ def route_noisy_topk(cfg, x, p, prefix, token_ids, bias, noise):
     return r
 
 
-def route_expert_choice(cfg, x, p, prefix, token_ids, bias, noise):
+def route_expert_choice(cfg, x, p, prefix, token_ids, bias, noise, training):
     moe, r = cfg["moe"], _routing()
     E, k, N = moe["num_experts"], moe["top_k"], x.shape[0]
     r["logits"] = F.linear(x, p[prefix + ".router.weight"])
@@ -291,7 +326,31 @@ def hash_expert(token, E):
     return ((int(token) * 2654435761) >> 7) % E
 
 
-def route_hash(cfg, x, p, prefix, token_ids, bias, noise):
+def sinkhorn_assignment(z, iterations):
+    """The balanced assignment diag(row) K diag(col), K = exp(z - row max): rows sum to 1, columns to
+    N/E after the last (column) normalization; sums floored at the smallest normal double."""
+    K = torch.exp(z - z.max(-1, keepdim=True).values).to(torch.float64)
+    N, E = K.shape
+    col, floor = torch.ones(E, dtype=torch.float64), torch.finfo(torch.float64).tiny
+    for _ in range(iterations):
+        row = 1.0 / (K @ col).clamp_min(floor)
+        col = (N / E) / (row @ K).clamp_min(floor)
+    return K * row[:, None] * col[None, :]
+
+
+def route_sinkhorn(cfg, x, p, prefix, token_ids, bias, noise, training):
+    moe, r = cfg["moe"], _routing()
+    r["logits"] = F.linear(x, p[prefix + ".router.weight"])
+    r["probs"] = torch.softmax(r["logits"], dim=-1)
+    chooser = sinkhorn_assignment(r["logits"].detach(), moe["sinkhorn_iterations"]) if training else r["probs"]
+
+    def gates(sel):
+        g = r["probs"].gather(1, sel)
+        return g / g.sum(-1, keepdim=True) if moe["normalize_topk"] else g
+    return _token_choice(r, chooser, [0.0] * moe["num_experts"], moe["top_k"], gates, cfg)  # no bias
+
+
+def route_hash(cfg, x, p, prefix, token_ids, bias, noise, training):
     E, N, r = cfg["moe"]["num_experts"], x.shape[0], _routing()
     experts = [hash_expert(t, E) for t in token_ids]
     r["probs"] = F.one_hot(torch.tensor(experts), E).to(x.dtype)
@@ -306,16 +365,21 @@ ROUTERS = {
     "noisy_topk": route_noisy_topk,
     "sigmoid_topk": route_sigmoid_topk,
     "expert_choice": route_expert_choice,
+    "sinkhorn": route_sinkhorn,
     "hash": route_hash,
 }
 
 
-def route(cfg, x, p, prefix, token_ids, bias, noise):
-    """The routing of moe.router (its function in ROUTERS), plus r["counts"]: c_i before drops."""
-    kind = cfg["moe"]["router"]
+def route(cfg, x, p, prefix, token_ids, bias, draws, training):
+    """The routing of moe.router (its function in ROUTERS) on the jittered input, gates times
+    routed_scaling, plus r["counts"]: c_i before drops. draws: {"noise": eps, "jitter": u} of this layer."""
+    kind, moe = cfg["moe"]["router"], cfg["moe"]
     if kind not in ROUTERS:
         raise SystemExit(f"torch_reference: unknown router {kind} (routers.def has {', '.join(ROUTER_TABLE)})")
-    r = ROUTERS[kind](cfg, x, p, prefix, token_ids, bias, noise)
+    router_x = x * draws["jitter"].to(x.dtype) if training and moe["input_jitter"] > 0 else x
+    r = ROUTERS[kind](cfg, router_x, p, prefix, token_ids, bias, draws.get("noise") if training else None, training)
+    if moe["routed_scaling"] != 1.0:
+        r["gate"] = r["gate"] * moe["routed_scaling"]
     r["counts"] = np.bincount(np.array(r["expert"], dtype=np.int64), minlength=cfg["moe"]["num_experts"])
     return r
 
@@ -340,10 +404,10 @@ def kept_slots(cfg, r, N):
     return out
 
 
-def moe_layer(cfg, h, p, prefix, token_ids, bias, noise):
+def moe_layer(cfg, h, p, prefix, token_ids, bias, draws, training):
     B, T, d = h.shape
     x = h.reshape(-1, d)
-    r = route(cfg, x, p, prefix, token_ids, bias, noise)
+    r = route(cfg, x, p, prefix, token_ids, bias, draws, training)
     y = torch.zeros_like(x)
     for e, slots in enumerate(kept_slots(cfg, r, x.shape[0])):
         if not slots:
@@ -386,7 +450,11 @@ def balance_terms(cfg, r, B, T):
     return out
 
 
-def forward(cfg, p, inputs, targets, biases, noises):
+def forward(cfg, p, inputs, targets, biases, draws, training=True):
+    """The loss of a batch; draws: MoE layer prefix -> {"noise", "jitter"} (training only). In
+    evaluation the routers run without draws at moe.eval_capacity_factor where it is >= 0."""
+    if not training and cfg["moe"]["eval_capacity_factor"] >= 0:
+        cfg = merge(cfg, {"moe": {"capacity_factor": cfg["moe"]["eval_capacity_factor"]}})
     mc = cfg["model"]
     B, T = inputs.shape
     x = p["tok_embedding.weight"][inputs]
@@ -399,7 +467,7 @@ def forward(cfg, p, inputs, targets, biases, noises):
         x = x + attention(cfg, norm(cfg, x, p, pre + ".norm1"), p, pre + ".attn")
         h = norm(cfg, x, p, pre + ".norm2")
         if is_moe_layer(cfg, l):
-            y, r = moe_layer(cfg, h, p, pre + ".moe", ids, biases[pre], noises.get(pre))
+            y, r = moe_layer(cfg, h, p, pre + ".moe", ids, biases[pre], draws.get(pre, {}), training)
             routings.append(r)
             x = x + y
         else:
@@ -463,6 +531,9 @@ def check_router_rules(cfg):
         if coef > 0 and LOSS_TABLE[key].needs not in router_provides(kind):
             raise SystemExit(f"torch_reference: moe.losses.{key} needs the router's {LOSS_TABLE[key].needs}, "
                              f"which router {kind} does not provide")
+    for key, option in OPTION_TABLE.items():
+        if moe[key] != option.default and not router_takes(kind, key):
+            raise SystemExit(f"torch_reference: moe.{key}: router {kind} does not take it")
 
 
 def make_reference(cfg, out_path, steps, seed, perturb, dtype):
@@ -482,13 +553,22 @@ def make_reference(cfg, out_path, steps, seed, perturb, dtype):
     if ROUTER_TABLE[moe["router"]].weights == "gate_noise":
         for pre in moe_prefixes:
             noise[pre] = torch.randn(max(steps, 1), B * T, moe["num_experts"], generator=gen).float()
+    jitter = {}  # the multipliers u ~ U(1 - eps, 1 + eps) of each step's router input
+    if moe["input_jitter"] > 0:
+        eps = moe["input_jitter"]
+        for pre in moe_prefixes:
+            u = torch.rand(max(steps, 1), B * T, mc["d_model"], generator=gen, dtype=torch.float64)
+            jitter[pre] = (1 - eps + 2 * eps * u).float()
 
     specs = {name: kind for name, _, kind in parameter_specs(cfg)}
     p = {n: t.to(dtype).requires_grad_(True) for n, t in params32.items()}
     biases = {pre: np.zeros(moe["num_experts"], dtype=np.float32) for pre in moe_prefixes}
-    step_noise = lambda s: {pre: noise[pre][s] for pre in noise}
+    step_draws = lambda s: {pre: {"noise": noise[pre][s] if pre in noise else None,
+                                  "jitter": jitter[pre][s] if pre in jitter else None} for pre in moe_prefixes}
 
-    logits, total, ce, terms, _ = forward(cfg, p, inputs, targets, biases, step_noise(0))
+    with torch.no_grad():
+        eval_logits, _, eval_ce, _, _ = forward(cfg, p, inputs, targets, biases, {}, training=False)
+    logits, total, ce, terms, _ = forward(cfg, p, inputs, targets, biases, step_draws(0))
     total.backward()
     grads = {n: (t.grad if t.grad is not None else torch.zeros_like(t)).detach().clone() for n, t in p.items()}
 
@@ -500,7 +580,7 @@ def make_reference(cfg, out_path, steps, seed, perturb, dtype):
     step_losses = []
     for s in range(steps):
         adamw.zero_grad(set_to_none=True)
-        _, loss, _, _, routings = forward(cfg, p, inputs, targets, biases, step_noise(s))
+        _, loss, _, _, routings = forward(cfg, p, inputs, targets, biases, step_draws(s))
         loss.backward()
         step_losses.append(loss.item())
         if opt["grad_clip"] > 0:
@@ -525,6 +605,10 @@ def make_reference(cfg, out_path, steps, seed, perturb, dtype):
         f.create_dataset("batch/targets", data=targets.numpy().astype(np.int32))
         for pre, t in noise.items():
             f.create_dataset("noise/" + pre, data=t.numpy(), **z)
+        for pre, t in jitter.items():
+            f.create_dataset("jitter/" + pre, data=t.numpy(), **z)
+        f.create_dataset("expected/eval/logits", data=eval_logits.float().numpy(), **z)
+        f.create_dataset("expected/eval/loss", data=np.float32(eval_ce.item()))
         f.create_dataset("expected/logits", data=logits.detach().float().numpy(), **z)
         f.create_dataset("expected/loss/total", data=np.float32(total.item()))
         f.create_dataset("expected/loss/ce", data=np.float32(ce.item()))

@@ -10,7 +10,7 @@ namespace moe::routers {
 
 using namespace engine;
 
-void route_noisy_topk(const RouterConfig&, const RouterWeights& w, const RouteInputs& in, Routing& r) {
+void route_noisy_topk(const RouterConfig& config, const RouterWeights& w, const RouteInputs& in, Routing& r) {
   const int64_t N = r.num_tokens, E = r.num_experts, k = r.top_k;
   r.logits = linear(in.x, w.gate);
   r.probs = softmax(r.logits);
@@ -30,7 +30,7 @@ void route_noisy_topk(const RouterConfig&, const RouterWeights& w, const RouteIn
     noise_std = softplus(linear(in.x, w.noise));
     noisy = add(r.logits, mul(eps, noise_std));
   }
-  Selection sel = select_topk(noisy, k, in.bias);
+  Selection sel = select_topk(noisy, k, select_rules(config, in));
   assign_token_choice(r, sel, softmax(sel.gates));  // softmax over the top-k of H
   if (in.training && k < E) {
     Tensor top = topk(noisy, k + 1).values;

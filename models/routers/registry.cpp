@@ -6,7 +6,7 @@ namespace moe::routers {
 
 RouteFn route_function(RouterKind kind) {
   switch (kind) {
-#define MOE_ROUTER(id, key, experts_per_token, capacity, weights, summary) \
+#define MOE_ROUTER(id, key, experts_per_token, capacity, weights, options, summary) \
   case RouterKind::id:                                                     \
     return route_##id;
 #include "models/routers/routers.def"

@@ -9,7 +9,7 @@ namespace moe::routers {
 
 using RouteFn = void (*)(const RouterConfig& config, const RouterWeights& weights, const RouteInputs& in, Routing& r);
 
-#define MOE_ROUTER(id, key, experts_per_token, capacity, weights, summary) \
+#define MOE_ROUTER(id, key, experts_per_token, capacity, weights, options, summary) \
   void route_##id(const RouterConfig& config, const RouterWeights& weights, const RouteInputs& in, Routing& r);
 #include "models/routers/routers.def"
 #undef MOE_ROUTER

@@ -1,5 +1,6 @@
-// Pieces the routers share: token-choice top-k selection with the loss-free bias, row
-// normalization, and filling a Routing's assignments. Used by models/routers/*.cpp only.
+// Pieces the routers share: token-choice top-k selection (with the loss-free bias, group-limited
+// routing and forced balance), gathering scores at chosen experts, row normalization, and filling
+// a Routing's assignments. Used by models/routers/*.cpp only.
 #pragma once
 #include <vector>
 
@@ -16,9 +17,23 @@ struct Selection {
   std::vector<int32_t> experts;  // [N * k]
 };
 
+// How a token-choice router picks: scores + bias, within each token's best groups, or forced.
+struct SelectRules {
+  const std::vector<float>* bias = nullptr;  // the loss-free bias b [E], or null
+  int64_t expert_groups = 1, topk_groups = 0;
+  bool force_balance = false;
+};
+SelectRules select_rules(const RouterConfig& config, const RouteInputs& in);
+
 // Top-k experts per token by scores + b. b decides who is selected, never the gate value:
-// subtracting b at the chosen positions leaves exactly the scores' gradient.
-Selection select_topk(const engine::Tensor& scores, int64_t k, const std::vector<float>* bias);
+// subtracting b at the chosen positions leaves exactly the scores' gradient. With expert groups
+// (DeepSeek-V3) each token first keeps its topk_groups best groups, ranked by the sum of each
+// group's two largest scores + b, and selects inside them. With force_balance token t's slot j
+// is expert (t k + j) mod E whatever the scores.
+Selection select_topk(const engine::Tensor& scores, int64_t k, const SelectRules& rules);
+
+// scores [N, E] at experts [N * k] (token-major): [N, k], differentiable in scores.
+engine::Tensor gather_scores(const engine::Tensor& scores, const std::vector<int32_t>& experts, int64_t k);
 
 engine::Tensor normalize_rows(const engine::Tensor& g);  // g / sum of its row
 

@@ -8,11 +8,11 @@ namespace moe::routers {
 
 using namespace engine;
 
-void route_sigmoid_topk(const RouterConfig&, const RouterWeights& w, const RouteInputs& in, Routing& r) {
+void route_sigmoid_topk(const RouterConfig& config, const RouterWeights& w, const RouteInputs& in, Routing& r) {
   r.logits = linear(in.x, w.gate);
   Tensor scores = sigmoid(r.logits);
   r.probs = normalize_rows(scores);
-  Selection sel = select_topk(scores, r.top_k, in.bias);
+  Selection sel = select_topk(scores, r.top_k, select_rules(config, in));
   assign_token_choice(r, sel, normalize_rows(sel.gates));
 }
 

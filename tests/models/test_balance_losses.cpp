@@ -18,7 +18,7 @@ Routing route_random(RouterKind kind, const Tensor& x, const Tensor& w, const Te
   cfg.top_k = k;
   cfg.capacity_factor = kind == RouterKind::expert_choice ? 1.0 : 0.0;
   Generator noise(4);
-  RouteInputs in{x, nullptr, nullptr, true, &noise, {}, {}};
+  RouteInputs in{x, nullptr, nullptr, true, &noise, {}, {}, {}};
   return route(cfg, RouterWeights{w, w_noise}, in);
 }
 
@@ -117,7 +117,7 @@ TEST_CASE("switch_aux divides counts by N k for every router: expert_choice at c
     cfg.num_experts = E;
     cfg.top_k = 1;
     cfg.capacity_factor = capacity;
-    RouteInputs in{x, nullptr, nullptr, false, nullptr, {}, {}};
+    RouteInputs in{x, nullptr, nullptr, false, nullptr, {}, {}, {}};
     Routing r = route(cfg, RouterWeights{w, Tensor()}, in);
     const int64_t C = static_cast<int64_t>(std::ceil(capacity * N / E));
     REQUIRE(static_cast<int64_t>(r.assigned_expert.size()) == E * C);

@@ -137,7 +137,7 @@ TEST_CASE("hash router: a fixed expert per token id, gate 1", "[router][hash]") 
   CHECK(r.assigned_expert[0] == r.assigned_expert[2]);
   CHECK(r.assigned_expert[1] == r.assigned_expert[4]);
   for (double g : r.slot_gate.to_vector()) CHECK(g == 1.0);
-  CHECK_THROWS_WITH(route(cfg, RouterWeights{}, RouteInputs{in.x, nullptr, nullptr, true, nullptr, {}, {}}), Catch::Contains("needs the token id"));
+  CHECK_THROWS_WITH(route(cfg, RouterWeights{}, RouteInputs{in.x, nullptr, nullptr, true, nullptr, {}, {}, {}}), Catch::Contains("needs the token id"));
 }
 
 TEST_CASE("noisy_topk: noise in training only, load probabilities in [0, 1]", "[router][noisy_topk]") {
@@ -148,7 +148,7 @@ TEST_CASE("noisy_topk: noise in training only, load probabilities in [0, 1]", "[
   Tensor x = engine::testing::random_tensor({32, 5}, 1);
   RouterWeights w{engine::testing::random_tensor({6, 5}, 2), engine::testing::random_tensor({6, 5}, 3)};
   Generator g1(7), g2(8);
-  RouteInputs train{x, nullptr, nullptr, true, &g1, {}, {}};
+  RouteInputs train{x, nullptr, nullptr, true, &g1, {}, {}, {}};
   Routing a = route(cfg, w, train);
   train.noise = &g2;
   Routing b = route(cfg, w, train);
@@ -160,7 +160,7 @@ TEST_CASE("noisy_topk: noise in training only, load probabilities in [0, 1]", "[
     strictly_between += p > 1e-6 && p < 1 - 1e-6;
   }
   CHECK(strictly_between > 32);
-  RouteInputs eval{x, nullptr, nullptr, false, nullptr, {}, {}};
+  RouteInputs eval{x, nullptr, nullptr, false, nullptr, {}, {}, {}};
   Routing c = route(cfg, w, eval), d = route(cfg, w, eval);
   CHECK(c.assigned_expert == d.assigned_expert);
   CHECK_FALSE(c.load_probs.defined());

@@ -436,7 +436,7 @@ TEST_CASE("config: wrong type names the key and the value", "[config]") {
   const std::string router = tmp.write("router.yaml", "moe:\n  router: top2\n");
   CHECK_THROWS_WITH(load_run_config(router),
                     Contains(router + ":2:11: moe.router: unknown value 'top2'") &&
-                        Contains("(allowed: topk_softmax, switch, noisy_topk, sigmoid_topk, expert_choice, hash)"));
+                        Contains("(allowed: topk_softmax, switch, noisy_topk, sigmoid_topk, expert_choice, sinkhorn, hash)"));
 }
 
 TEST_CASE("config: top_k larger than num_experts", "[config]") {
@@ -485,7 +485,7 @@ TEST_CASE("config: a loss whose input the router lacks (load without noise, z_lo
   CHECK_NOTHROW(parse("moe:\n  router: noisy_topk\n  losses: {load: 0.1}\n"));
   CHECK_THROWS_WITH(parse("moe:\n  router: hash\n  top_k: 1\n  losses: {z_loss: 0.01}\n"),
                     Contains("moe.losses.z_loss: the z_loss loss needs the router's logits (routers topk_softmax, "
-                             "switch, noisy_topk, sigmoid_topk, expert_choice), router is hash"));
+                             "switch, noisy_topk, sigmoid_topk, expert_choice, sinkhorn), router is hash"));
   CHECK_NOTHROW(parse("moe:\n  router: hash\n  top_k: 1\n  losses: {switch_aux: 0.01}\n"));
 }
 

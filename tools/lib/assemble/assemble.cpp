@@ -39,6 +39,7 @@ moe::ModelConfig model_config(const rc::RunConfig& c) {
   m.moe.router.top_k = c.moe.top_k;
   m.moe.router.normalize_topk = c.moe.normalize_topk;
   m.moe.router.capacity_factor = c.moe.capacity_factor;
+  m.moe.router.options = rc::routing_options(c.moe);
   m.moe.router.drop_policy =
       c.moe.drop_policy == rc::DropPolicy::score ? moe::DropPolicy::score : moe::DropPolicy::position;
   m.moe.d_expert = c.moe.d_expert;

@@ -84,6 +84,12 @@ const NameTable<PrecisionKind>& names(PrecisionKind) {
   return t;
 }
 
+const NameTable<SoftmaxOrder>& names(SoftmaxOrder) {
+  static const NameTable<SoftmaxOrder> t{{SoftmaxOrder::before_topk, "before_topk"},
+                                         {SoftmaxOrder::after_topk, "after_topk"}};
+  return t;
+}
+
 template <class T>
 const char* enum_name(T v) {
   for (const auto& [value, name] : names(T{}))
@@ -141,6 +147,9 @@ void schema(V& v, Tag<MoeConfig>) {
   v.field("normalize_topk", &MoeConfig::normalize_topk);
   v.field("capacity_factor", &MoeConfig::capacity_factor);
   v.field("drop_policy", &MoeConfig::drop_policy);
+#define MOE_ROUTING_OPTION(key, type, default_value, scope, allowed, source, summary) v.field(#key, &MoeConfig::key);
+#include "models/routers/options.def"
+#undef MOE_ROUTING_OPTION
   v.section("losses", &MoeConfig::losses);
   v.field("bias_update_rate", &MoeConfig::bias_update_rate);
   v.field("balance_scope", &MoeConfig::balance_scope);
@@ -544,6 +553,7 @@ const char* to_string(DecayKind v) { return enum_name(v); }
 const char* to_string(DeviceKind v) { return enum_name(v); }
 const char* to_string(PrecisionKind v) { return enum_name(v); }
 const char* to_string(BalanceScope v) { return enum_name(v); }
+const char* to_string(SoftmaxOrder v) { return enum_name(v); }
 
 double LossCoefficients::of(const std::string& key) const {
 #define MOE_BALANCE_LOSS(name, needs, summary) \

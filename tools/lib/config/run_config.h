@@ -27,6 +27,7 @@ enum class PositionKind { learned, rope };
 enum class Activation { gelu, swiglu };
 enum class MoeLayers { all, every_n, none };
 using moe::RouterKind;  // one enum for the config and the model, from models/routers/routers.def
+using moe::SoftmaxOrder;
 enum class DropPolicy { position, score };
 enum class DataKind { synthetic, text, shards };
 enum class DecayKind { cosine, constant };
@@ -46,6 +47,7 @@ const char* to_string(DecayKind v);
 const char* to_string(DeviceKind v);
 const char* to_string(PrecisionKind v);
 const char* to_string(BalanceScope v);
+const char* to_string(SoftmaxOrder v);
 
 struct ModelConfig {
   int vocab_size = 256;
@@ -88,6 +90,10 @@ struct MoeConfig {
   bool normalize_topk = false;
   double capacity_factor = 0.0;  // <= 0 means dropless
   DropPolicy drop_policy = DropPolicy::position;
+  // The routing options, one field per entry of models/routers/options.def (moe.KEY).
+#define MOE_ROUTING_OPTION(key, type, default_value, scope, allowed, source, summary) type key = default_value;
+#include "models/routers/options.def"
+#undef MOE_ROUTING_OPTION
   LossCoefficients losses;
   double bias_update_rate = 0.0;  // loss-free balancing bias step; 0 disables
   // What the count-based balance terms (switch_aux's f_i) are measured on: each micro-batch of
@@ -216,6 +222,9 @@ std::vector<std::string> keys_differing(const RunConfig& a, const RunConfig& b);
 // The number of devices device_aux groups the experts into: moe.device_groups, or parallel.expert
 // where that is 0.
 int device_groups(const RunConfig& cfg);
+
+// The routing options of a config, as the model takes them.
+moe::RoutingOptions routing_options(const MoeConfig& moe);
 
 // The ways n experts split into equal blocks: n's divisors, ascending, as "1, 2, 4, 8" (for the
 // messages that refuse a device count).

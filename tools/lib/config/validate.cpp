@@ -112,6 +112,9 @@ void check_moe(const Checker& c, const MoeConfig& e, const ModelConfig& m) {
   const std::string capacity_rule = moe::check_capacity(router, e.capacity_factor);
   c.require(capacity_rule.empty(), "moe.capacity_factor", capacity_rule,
             std::string("> 0 with router ") + router.key, {"moe.router"});
+  const moe::OptionProblem option =
+      moe::check_routing_options(router, routing_options(e), e.num_experts, e.top_k, e.capacity_factor);
+  c.require(option.key.empty(), option.key, option.what, option.allowed, {"moe.router"});
   for (const moe::LossInfo& loss : moe::balance_loss_infos()) {
     const std::string key = std::string("moe.losses.") + loss.key;
     const double coefficient = e.losses.of(loss.key);

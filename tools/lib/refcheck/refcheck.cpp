@@ -81,26 +81,41 @@ void load_parameters(const h5::File& f, moe::ParamStore& store) {
     bad_file(f, "/params/" + *in_file.begin(), "is not a parameter of the model built from /config");
 }
 
-// Per MoE layer, the replayed router noise of every step: [S][layer] tensors of [N, E].
-std::vector<std::vector<Tensor>> read_noise(const h5::File& f, const rc::RunConfig& cfg, const moe::ModelConfig& mc,
-                                            int64_t tokens, int64_t steps) {
-  std::vector<std::vector<Tensor>> per_step(static_cast<size_t>(std::max<int64_t>(steps, 1)));
-  if (cfg.moe.router != rc::RouterKind::noisy_topk) return per_step;
-  const int64_t E = cfg.moe.num_experts;
+// One router draw of every MoE layer and step from /GROUP/layers.<l> [S, tokens, width]:
+// [S][layer]. Only for layers' draws the config makes (read when `present`).
+void read_draws(const h5::File& f, const moe::ModelConfig& mc, const std::string& group, int64_t tokens, int64_t width,
+                const char* what, Tensor moe::RouterReplay::*slot, std::vector<std::vector<moe::RouterReplay>>& per_step) {
+  size_t moe_index = 0;
   for (int64_t l = 0; l < mc.n_layers; ++l) {
     if (!moe::is_moe_layer(mc, l)) continue;
-    const std::string ds = "/noise/layers." + std::to_string(l);
+    const std::string ds = "/" + group + "/layers." + std::to_string(l);
     h5::Dims dims;
     std::vector<float> v = f.read_floats(ds, &dims);
-    if (dims.size() != 3 || dims[0] < static_cast<int64_t>(per_step.size()) || dims[1] != tokens || dims[2] != E)
+    if (dims.size() != 3 || dims[0] < static_cast<int64_t>(per_step.size()) || dims[1] != tokens || dims[2] != width)
       bad_file(f, ds,
                "must be [S >= " + std::to_string(per_step.size()) + ", " + std::to_string(tokens) + ", " +
-                   std::to_string(E) + "] (steps, tokens, experts)");
+                   std::to_string(width) + "] (steps, tokens, " + what + ")");
     for (size_t s = 0; s < per_step.size(); ++s) {
-      std::vector<float> step(v.begin() + s * tokens * E, v.begin() + (s + 1) * tokens * E);
-      per_step[s].push_back(Tensor::from_vector(step, {tokens, E}));
+      std::vector<float> step(v.begin() + s * tokens * width, v.begin() + (s + 1) * tokens * width);
+      per_step[s][moe_index].*slot = Tensor::from_vector(step, {tokens, width});
     }
+    ++moe_index;
   }
+}
+
+// Per step and MoE layer, the router draws the reference carries: noisy_topk's eps (/noise) and
+// the input jitter's multipliers (/jitter).
+std::vector<std::vector<moe::RouterReplay>> read_router_draws(const h5::File& f, const rc::RunConfig& cfg,
+                                                              const moe::ModelConfig& mc, int64_t tokens,
+                                                              int64_t steps) {
+  int64_t moe_layers = 0;
+  for (int64_t l = 0; l < mc.n_layers; ++l) moe_layers += moe::is_moe_layer(mc, l);
+  std::vector<std::vector<moe::RouterReplay>> per_step(static_cast<size_t>(std::max<int64_t>(steps, 1)),
+                                                       std::vector<moe::RouterReplay>(moe_layers));
+  if (cfg.moe.router == rc::RouterKind::noisy_topk)
+    read_draws(f, mc, "noise", tokens, cfg.moe.num_experts, "experts", &moe::RouterReplay::noise, per_step);
+  if (cfg.moe.input_jitter > 0)
+    read_draws(f, mc, "jitter", tokens, cfg.model.d_model, "d_model", &moe::RouterReplay::jitter, per_step);
   return per_step;
 }
 
@@ -153,11 +168,21 @@ Report check_reference(const std::string& path, const Tolerances& tol) {
   train::Trainer trainer(cfg, quiet, std::make_unique<FixedBatch>(batch, cfg.model.vocab_size));
   moe::TransformerLM& model = trainer.model();
   load_parameters(f, model.params());
-  const auto noise =
-      read_noise(f, cfg, model.config(), in_dims[0] * in_dims[1], static_cast<int64_t>(step_losses.size()));
+  const auto draws =
+      read_router_draws(f, cfg, model.config(), in_dims[0] * in_dims[1], static_cast<int64_t>(step_losses.size()));
+
+  // Evaluation at the reference's parameters, where the file has it: no noise, no jitter, the
+  // evaluation capacity, plain top-k for sinkhorn.
+  if (f.exists("/expected/eval/loss")) {
+    moe::ForwardResult eval = model.forward(batch.inputs, batch.targets, false);
+    report.rows.push_back(
+        compare_tensor("eval/logits", eval.logits.to_float_vector(), f.read_floats("/expected/eval/logits"), tol.logits));
+    report.rows.push_back(compare_scalar("eval/loss", eval.ce.item(), f.read_scalar("/expected/eval/loss"), tol.loss));
+    engine::clear_tape();
+  }
 
   // Forward and backward at the reference's parameters.
-  model.replay_router_noise(noise[0]);
+  model.replay_router_draws(draws[0]);
   moe::ForwardResult out = model.forward(batch.inputs, batch.targets, true);
   h5::Dims logit_dims;
   const std::vector<float> ref_logits = f.read_floats("/expected/logits", &logit_dims);
@@ -193,7 +218,7 @@ Report check_reference(const std::string& path, const Tolerances& tol) {
 
   // The training steps, through the real loop.
   for (size_t s = 0; s < step_losses.size(); ++s) {
-    model.replay_router_noise(noise[s]);
+    model.replay_router_draws(draws[s]);
     const train::StepMetrics m = trainer.step();
     report.rows.push_back(compare_scalar("step " + std::to_string(s + 1) + " loss", m.loss, step_losses[s], tol.steps));
   }
