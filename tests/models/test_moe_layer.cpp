@@ -86,6 +86,41 @@ TEST_CASE("gradients flow through every router into inputs, router and experts",
   }
 }
 
+TEST_CASE("routing options: gradients through jitter, softmax after top-k, scaling, groups, sinkhorn, forced balance",
+          "[moe_layer][router][routing][gradcheck]") {
+  struct Case {
+    const char* name;
+    RouterKind kind;
+    void (*set)(RoutingOptions&);
+  };
+  const Case cases[] = {
+      {"jitter and softmax after top-k", RouterKind::topk_softmax,
+       [](RoutingOptions& o) { o.input_jitter = 0.3, o.softmax_order = SoftmaxOrder::after_topk; }},
+      {"routed scaling", RouterKind::sigmoid_topk, [](RoutingOptions& o) { o.routed_scaling = 2.5; }},
+      {"expert groups", RouterKind::sigmoid_topk, [](RoutingOptions& o) { o.expert_groups = 2, o.topk_groups = 1; }},
+      {"noisy top-k in groups with jitter", RouterKind::noisy_topk,
+       [](RoutingOptions& o) { o.expert_groups = 2, o.topk_groups = 1, o.input_jitter = 0.2; }},
+      {"sinkhorn with jitter", RouterKind::sinkhorn, [](RoutingOptions& o) { o.input_jitter = 0.2; }},
+      {"forced balance", RouterKind::topk_softmax, [](RoutingOptions& o) { o.force_balance = true; }},
+  };
+  for (const Case& c : cases) {
+    INFO(c.name);
+    ParamStore params;
+    Generator gen(3);
+    MoeLayerConfig cfg = layer_config(c.kind, 4, 2);
+    c.set(cfg.router.options);
+    MoeLayer layer(cfg, params, "moe", 0.7, 0.7, gen);
+    Tensor x = engine::testing::random_tensor({2, 3, 4}, 4);
+    auto f = [&](const Ins& in) {
+      Generator noise(9);  // the same draws at every evaluation
+      return layer.forward(in[0], nullptr, true, &noise).output;
+    };
+    Ins inputs{x, layer.router_weights().gate, layer.experts()[0].w1};
+    if (c.kind == RouterKind::noisy_topk) inputs.push_back(layer.router_weights().noise);
+    REQUIRE_GRADCHECK(f, inputs);
+  }
+}
+
 TEST_CASE("swiglu experts: gradients reach gate, up and down projections", "[moe_layer][swiglu][gradcheck]") {
   ParamStore params;
   Generator gen(7);

@@ -5,40 +5,14 @@
 
 #include "models/moe_layer.h"
 #include "models/router.h"
+#include "tests/models/router_fixture.h"
 #include "tests/support/gradcheck.h"
 
 using namespace engine;
 using namespace moe;
+using moe::testing::Fixture;
+using moe::testing::softmax_row;
 
-namespace {
-// x = identity, so logits z[t, e] = W[e, t]: the test writes the logits it wants into W.
-struct Fixture {
-  Tensor x, w;
-  Fixture(const std::vector<std::vector<double>>& logits) {
-    const int64_t N = static_cast<int64_t>(logits.size()), E = static_cast<int64_t>(logits[0].size());
-    std::vector<double> eye(N * N, 0.0), wv(E * N);
-    for (int64_t t = 0; t < N; ++t) eye[t * N + t] = 1.0;
-    for (int64_t t = 0; t < N; ++t)
-      for (int64_t e = 0; e < E; ++e) wv[e * N + t] = logits[t][e];
-    x = Tensor::from_vector(eye, {N, N});
-    w = Tensor::from_vector(wv, {E, N});
-  }
-  Routing run(RouterConfig cfg, const std::vector<float>* bias = nullptr) {
-    RouteInputs in;
-    in.x = x;
-    in.bias = bias;
-    in.training = false;
-    return route(cfg, RouterWeights{w, Tensor()}, in);
-  }
-};
-
-std::vector<double> softmax_row(std::vector<double> z) {
-  double m = *std::max_element(z.begin(), z.end()), s = 0;
-  for (double& v : z) s += (v = std::exp(v - m));
-  for (double& v : z) v /= s;
-  return z;
-}
-}  // namespace
 
 TEST_CASE("topk_softmax: selection, gates and an expert-major plan", "[router][topk_softmax]") {
   Fixture f({{3, 1, 0, 2}, {0, 0, 5, 1}, {2, 4, 1, 0}});

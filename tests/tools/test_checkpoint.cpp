@@ -74,6 +74,12 @@ TEST_CASE("resume: N steps, save, resume, N more is bit-identical to 2N straight
       {"moe.router=expert_choice", "moe.capacity_factor=1.0", "moe.losses={z_loss: 0.001}"},
       {"moe.router=hash", "moe.top_k=1", "moe.losses={importance: 0.01}"},
       {"model.dropout=0.1", "training.grad_accum=2", "model.norm=rmsnorm", "model.position=rope"},
+      // Routing options: the jitter draws from the checkpointed router_noise generator.
+      {"moe.input_jitter=0.1", "moe.softmax_order=after_topk", "moe.routed_scaling=2.0", "moe.capacity_factor=1.0",
+       "moe.eval_capacity_factor=2.0"},
+      {"moe.router=sinkhorn", "moe.input_jitter=0.05", "moe.losses={z_loss: 0.001}"},
+      {"moe.router=noisy_topk", "moe.expert_groups=2", "moe.topk_groups=1", "moe.input_jitter=0.1"},
+      {"moe.router=sigmoid_topk", "moe.force_balance=true", "moe.bias_update_rate=0.01"},
   };
   for (const auto& extra : runs) {
     std::string label;

@@ -103,6 +103,12 @@ moe:
   normalize_topk: true
   capacity_factor: 1.25
   drop_policy: score
+  input_jitter: 0.1
+  routed_scaling: 2.5
+  expert_groups: 4
+  topk_groups: 2
+  eval_capacity_factor: 2.0
+  force_balance: true
   losses: {switch_aux: 0.01, importance: 0.1, load: 0.1, z_loss: 0.001, sequence_aux: 0.0001, device_aux: 0.001}
   bias_update_rate: 0.001
   device_groups: 4
@@ -185,6 +191,12 @@ TEST_CASE("config: every section and key is parsed", "[config]") {
   CHECK(c.moe.normalize_topk);
   CHECK(c.moe.capacity_factor == 1.25);
   CHECK(c.moe.drop_policy == DropPolicy::score);
+  CHECK(c.moe.input_jitter == 0.1);
+  CHECK(c.moe.routed_scaling == 2.5);
+  CHECK(c.moe.expert_groups == 4);
+  CHECK(c.moe.topk_groups == 2);
+  CHECK(c.moe.eval_capacity_factor == 2.0);
+  CHECK(c.moe.force_balance);
   CHECK(c.moe.losses.switch_aux == 0.01);
   CHECK(c.moe.losses.importance == 0.1);
   CHECK(c.moe.losses.load == 0.1);
@@ -234,7 +246,7 @@ TEST_CASE("config: every section and key is parsed", "[config]") {
   CHECK(c.diagnostics.starved_fraction == 0.25);
   CHECK(c.diagnostics.device_imbalance == 2.0);
   // Every key differs from its default.
-  CHECK(keys_differing(c, RunConfig{}).size() == 73);
+  CHECK(keys_differing(c, RunConfig{}).size() == 79);
 }
 
 TEST_CASE("config: to_yaml writes every key and parses back to an equal config", "[config]") {
@@ -572,6 +584,45 @@ TEST_CASE("config: a missing config file is named", "[config]") {
   CHECK_THROWS_AS(load_run_config(path), ConfigError);
   CHECK_THROWS_WITH(load_run_config(path), Contains(path + ": cannot open the config file"));
   CHECK_THROWS_WITH(load_run_config(tmp.path("")), Contains("is a directory"));
+}
+
+TEST_CASE("config: routing options parse and each is refused where it does not apply", "[config][routing]") {
+  const RunConfig c = parse(
+      "moe:\n  router: topk_softmax\n  softmax_order: after_topk\n  num_experts: 8\n  expert_groups: 4\n"
+      "  topk_groups: 1\n");
+  CHECK(c.moe.softmax_order == SoftmaxOrder::after_topk);
+  CHECK(routing_options(c.moe).expert_groups == 4);
+  CHECK(routing_options(c.moe).softmax_order == SoftmaxOrder::after_topk);
+  CHECK(parse("moe:\n  router: sinkhorn\n  sinkhorn_iterations: 5\n").moe.sinkhorn_iterations == 5);
+  // An option the router does not take names the routers that do, at the option's line.
+  CHECK_THROWS_WITH(parse("moe:\n  router: sigmoid_topk\n  softmax_order: after_topk\n"),
+                    Contains("test.yaml:3:18: moe.softmax_order: router sigmoid_topk does not take softmax_order "
+                             "(routers that do: topk_softmax)"));
+  CHECK_THROWS_WITH(parse("moe:\n  router: expert_choice\n  capacity_factor: 1\n  expert_groups: 2\n"),
+                    Contains("moe.expert_groups: router expert_choice does not take expert_groups"));
+  CHECK_THROWS_WITH(parse("moe:\n  router: hash\n  top_k: 1\n  input_jitter: 0.1\n"),
+                    Contains("moe.input_jitter: router hash does not take input_jitter"));
+  CHECK_THROWS_WITH(parse("moe:\n  sinkhorn_iterations: 3\n"),
+                    Contains("moe.sinkhorn_iterations: router topk_softmax does not take") &&
+                        Contains("(routers that do: sinkhorn)"));
+  // Ranges.
+  CHECK_THROWS_WITH(parse("moe:\n  input_jitter: 1.0\n"),
+                    Contains("test.yaml:2:17: moe.input_jitter: must be in [0, 1), got 1") &&
+                        Contains("(allowed: [0, 1))"));
+  CHECK_THROWS_WITH(parse("moe:\n  routed_scaling: 0\n"), Contains("moe.routed_scaling: must be > 0, got 0"));
+  CHECK_THROWS_WITH(parse("moe:\n  num_experts: 8\n  expert_groups: 3\n"),
+                    Contains("test.yaml:3:18: moe.expert_groups: must divide moe.num_experts (8), got 3"));
+  CHECK_THROWS_WITH(parse("moe:\n  num_experts: 8\n  expert_groups: 4\n  topk_groups: 5\n"),
+                    Contains("moe.topk_groups: must be in [0, expert_groups = 4], got 5"));
+  CHECK_THROWS_WITH(parse("moe:\n  num_experts: 8\n  top_k: 3\n  expert_groups: 4\n  topk_groups: 1\n"),
+                    Contains("moe.topk_groups: leaves 2 experts to choose from (1 groups of 2), fewer than top_k 3"));
+  CHECK_THROWS_WITH(parse("moe:\n  router: sinkhorn\n  sinkhorn_iterations: 0\n"),
+                    Contains("moe.sinkhorn_iterations: must be >= 1, got 0"));
+  CHECK_THROWS_WITH(parse("moe:\n  router: expert_choice\n  capacity_factor: 1\n  eval_capacity_factor: 0\n"),
+                    Contains("moe.eval_capacity_factor: router expert_choice needs a capacity in evaluation too"));
+  CHECK_THROWS_WITH(parse("moe:\n  softmax_order: first\n"),
+                    Contains("moe.softmax_order: unknown value 'first'") && Contains("before_topk, after_topk"));
+  CHECK_NOTHROW(parse("moe:\n  router: expert_choice\n  capacity_factor: 1\n  eval_capacity_factor: 2\n"));
 }
 
 TEST_CASE("config: other range checks name the key and the allowed values", "[config]") {
