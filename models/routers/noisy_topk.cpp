@@ -2,7 +2,9 @@
 // evaluation); each token takes the k largest H_i + b_i, gates = softmax over the k chosen H
 // (without b). The load loss reads P(x, i) = Phi((z_i - threshold_i) / noise_std_i), the chance
 // that expert i stays selected under fresh noise, where threshold_i is the k-th largest H
-// excluding i. The threshold is computed from H without the loss-free bias b.
+// excluding i. The threshold is computed from H without the loss-free bias b, and ignores
+// expert groups and forced balance (which select through select_topk like the other
+// token-choice routers).
 #include "models/routers/registry.h"
 #include "models/routers/selection.h"
 
