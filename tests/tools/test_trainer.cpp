@@ -80,10 +80,13 @@ TEST_CASE("collapse.yaml collapses, its balanced variants do not", "[trainer][co
   const double plain = final_cv("collapse", 120);
   const double aux = final_cv("collapse_switch_aux", 120);
   const double bias = final_cv("collapse_bias", 120);
-  INFO("load CV at step 120: none " << plain << ", switch_aux " << aux << ", bias " << bias);
+  const double sinkhorn = final_cv("collapse_sinkhorn", 120);
+  INFO("load CV at step 120: none " << plain << ", switch_aux " << aux << ", bias " << bias << ", sinkhorn "
+                                    << sinkhorn);
   CHECK(plain > 1.4);
   CHECK(aux < 0.8);
   CHECK(bias < 1.0);
+  CHECK(sinkhorn < 0.5);  // the training routing, balanced by construction
 }
 
 TEST_CASE("precision: bf16 trains to within 2% of f32's loss", "[trainer][bf16]") {
