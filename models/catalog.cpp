@@ -153,7 +153,7 @@ const RoutingOptionInfo& option_info(const std::string& key) {
 }  // namespace
 
 OptionProblem check_routing_options(const RouterInfo& router, const RoutingOptions& o, int64_t num_experts,
-                                    int64_t top_k, double capacity_factor) {
+                                    int64_t top_k) {
   for (const RoutingOptionInfo& option : routing_option_infos())
     if (option.is_set(o) && !router.takes(option))
       return {std::string("moe.") + option.key,
@@ -180,7 +180,6 @@ OptionProblem check_routing_options(const RouterInfo& router, const RoutingOptio
   if (router.capacity == CapacityRule::required && o.eval_capacity_factor == 0)
     return problem("eval_capacity_factor", std::string("router ") + router.key +
                                                " needs a capacity in evaluation too, got 0 (dropless)");
-  (void)capacity_factor;
   return {};
 }
 

@@ -161,7 +161,7 @@ void check_router_config(const RouterConfig& config) {
   for (const std::string& broken : {check_top_k(info, config.top_k), check_capacity(info, config.capacity_factor)})
     if (!broken.empty()) throw std::invalid_argument("route: " + broken);
   const OptionProblem option =
-      check_routing_options(info, config.options, config.num_experts, config.top_k, config.capacity_factor);
+      check_routing_options(info, config.options, config.num_experts, config.top_k);
   if (!option.key.empty()) throw std::invalid_argument("route: " + option.key + ": " + option.what);
 }
 

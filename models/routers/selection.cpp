@@ -13,8 +13,7 @@ namespace {
 // 0 where token t may choose expert e, -inf outside its topk_groups best groups. A group's rank
 // is the sum of its two largest (scores + b) (its one entry when groups hold one expert); equal
 // ranks go to the lower group, as topk's ties do.
-std::vector<double> group_mask(const std::vector<double>& biased, int64_t N, int64_t E, int64_t groups,
-                               int64_t keep) {
+std::vector<double> group_mask(const std::vector<double>& biased, int64_t N, int64_t E, int64_t groups, int64_t keep) {
   const int64_t size = E / groups;
   std::vector<double> mask(N * E, -std::numeric_limits<double>::infinity());
   std::vector<double> rank(groups);
@@ -35,8 +34,7 @@ std::vector<double> group_mask(const std::vector<double>& biased, int64_t N, int
     }
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return rank[a] > rank[b]; });
-    for (int64_t j = 0; j < keep; ++j)
-      std::fill_n(&mask[t * E + order[j] * size], size, 0.0);
+    for (int64_t j = 0; j < keep; ++j) std::fill_n(&mask[t * E + order[j] * size], size, 0.0);
   }
   return mask;
 }

@@ -56,8 +56,8 @@ void route_sinkhorn(const RouterConfig& config, const RouterWeights& w, const Ro
   rules.bias = nullptr;
   Tensor chooser = r.probs;
   if (in.training)
-    chooser = constant_like(balanced_assignment(r.logits.to_vector(), N, E, config.options.sinkhorn_iterations),
-                            {N, E}, r.probs);
+    chooser = constant_like(balanced_assignment(r.logits.to_vector(), N, E, config.options.sinkhorn_iterations), {N, E},
+                            r.probs);
   Selection sel = select_topk(chooser, r.top_k, rules);
   Tensor gates = gather_scores(r.probs, sel.experts, r.top_k);
   assign_token_choice(r, sel, config.normalize_topk ? normalize_rows(gates) : gates);

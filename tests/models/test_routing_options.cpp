@@ -1,8 +1,8 @@
 // Routing options (models/routers/options.def) and the sinkhorn router: each option's effect on
 // hand-checked logits, its refusal where it does not apply, and that every router taking an
 // option is changed by it.
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <numeric>
 #include <sstream>

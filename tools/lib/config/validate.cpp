@@ -113,7 +113,7 @@ void check_moe(const Checker& c, const MoeConfig& e, const ModelConfig& m) {
   c.require(capacity_rule.empty(), "moe.capacity_factor", capacity_rule,
             std::string("> 0 with router ") + router.key, {"moe.router"});
   const moe::OptionProblem option =
-      moe::check_routing_options(router, routing_options(e), e.num_experts, e.top_k, e.capacity_factor);
+      moe::check_routing_options(router, routing_options(e), e.num_experts, e.top_k);
   c.require(option.key.empty(), option.key, option.what, option.allowed, {"moe.router"});
   for (const moe::LossInfo& loss : moe::balance_loss_infos()) {
     const std::string key = std::string("moe.losses.") + loss.key;
