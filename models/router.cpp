@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "models/routers/registry.h"
+#include "models/routers/selection.h"
 
 namespace moe {
 
@@ -133,10 +134,7 @@ Tensor jittered_input(const RouterConfig& config, const RouteInputs& in) {
   const int64_t N = in.x.size(0), d = in.x.size(1);
   Tensor u;
   if (in.replay_jitter.defined()) {
-    ENGINE_CHECK(in.replay_jitter.shape() == Shape({N, d}), "route",
-                 "replayed jitter must be [" + std::to_string(N) + ", " + std::to_string(d) + "], got " +
-                     in.replay_jitter.str());
-    u = in.replay_jitter.to(in.x.dtype()).to(in.x.device());
+    u = routers::replayed(in.replay_jitter, {N, d}, "jitter", in.x);
   } else {
     ENGINE_CHECK(in.noise != nullptr, "route", "input_jitter needs a noise generator in training");
     u = affine(normal_cdf(randn({N, d}, *in.noise, 0.0, 1.0, in.x.dtype(), in.x.device())), 2 * eps, 1 - eps);

@@ -22,10 +22,7 @@ void route_noisy_topk(const RouterConfig& config, const RouterWeights& w, const 
                  "noisy_topk needs a noise generator (or replayed noise) and W_noise");
     Tensor eps;
     if (in.replay_noise.defined()) {
-      ENGINE_CHECK(in.replay_noise.shape() == Shape({N, E}), "route",
-                   "replayed noise must be [" + std::to_string(N) + ", " + std::to_string(E) + "], got " +
-                       in.replay_noise.str());
-      eps = in.replay_noise.to(r.logits.dtype()).to(r.logits.device());
+      eps = replayed(in.replay_noise, {N, E}, "noise", r.logits);
     } else {
       eps = randn({N, E}, *in.noise, 0.0, 1.0, r.logits.dtype(), r.logits.device());
     }

@@ -86,6 +86,12 @@ Selection select_topk(const Tensor& scores, int64_t k, const SelectRules& rules)
   return {gather_scores(scores, experts, k), experts};
 }
 
+Tensor replayed(const Tensor& given, const Shape& shape, const char* what, const Tensor& like) {
+  ENGINE_CHECK(given.shape() == shape, "route",
+               std::string("replayed ") + what + " must be " + shape_str(shape) + ", got " + given.str());
+  return given.to(like.dtype()).to(like.device());
+}
+
 Tensor normalize_rows(const Tensor& g) { return div(g, sum(g, -1, true)); }
 
 void assign_token_choice(Routing& r, const Selection& sel, const Tensor& gates) {

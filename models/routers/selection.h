@@ -35,6 +35,10 @@ Selection select_topk(const engine::Tensor& scores, int64_t k, const SelectRules
 // scores [N, E] at experts [N * k] (token-major): [N, k], differentiable in scores.
 engine::Tensor gather_scores(const engine::Tensor& scores, const std::vector<int32_t>& experts, int64_t k);
 
+// Draws a reference file supplies (RouterReplay), checked to be `shape`, as like's type and device.
+engine::Tensor replayed(const engine::Tensor& given, const engine::Shape& shape, const char* what,
+                        const engine::Tensor& like);
+
 engine::Tensor normalize_rows(const engine::Tensor& g);  // g / sum of its row
 
 // Token-choice assignments: N*k slots, token-major, with the given gates [N, k].
