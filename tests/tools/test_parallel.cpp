@@ -48,6 +48,20 @@ TEST_CASE("parallel: noisy_topk (each rank its rows of the noise) equals one pro
   check_layouts(small_config(rc::RouterKind::noisy_topk));
 }
 
+TEST_CASE("parallel: routing options (jitter rows per rank and groups and scaling and softmax after top-k) equal one process",
+          "[parallel][routing]") {
+  rc::RunConfig c = small_config(rc::RouterKind::noisy_topk);
+  c.moe.input_jitter = 0.1;
+  c.moe.expert_groups = 2;
+  c.moe.topk_groups = 1;
+  c.moe.routed_scaling = 2.0;
+  check_layouts(c);
+  c = small_config(rc::RouterKind::topk_softmax);
+  c.moe.softmax_order = rc::SoftmaxOrder::after_topk;
+  c.moe.input_jitter = 0.1;
+  check_layouts(c);
+}
+
 TEST_CASE("parallel: switch with capacity drops what one process drops", "[parallel]") {
   for (rc::DropPolicy policy : {rc::DropPolicy::position, rc::DropPolicy::score}) {
     rc::RunConfig c = small_config(rc::RouterKind::switch_k1);
