@@ -59,6 +59,11 @@ moe::ModelConfig model_config(const rc::RunConfig& c) {
   return m;
 }
 
+void set_balance_strength(moe::TransformerLM& model, const rc::BalanceStrength& strength) {
+  for (const auto& [key, coef] : strength.coefficients) model.set_loss_coefficient(key, coef);
+  model.set_bias_update_rate(strength.bias_update_rate);
+}
+
 std::unique_ptr<data::TokenSource> data_source(const rc::RunConfig& c, bool validation) {
   // Validation draws from its own stream (a different seed) and, for text, its own split.
   const uint64_t seed = static_cast<uint64_t>(c.data.seed) * 2 + (validation ? 1 : 0);

@@ -18,6 +18,9 @@ namespace assemble {
 // moe.bias_update_rate may be schedules).
 moe::ModelConfig model_config(const runconfig::RunConfig& config);
 
+// Gives a model the balancing strength of a step (runconfig::balance_strength).
+void set_balance_strength(moe::TransformerLM& model, const runconfig::BalanceStrength& strength);
+
 // The training or validation token source of data.* (validation draws from its own stream).
 std::unique_ptr<data::TokenSource> data_source(const runconfig::RunConfig& config, bool validation);
 
