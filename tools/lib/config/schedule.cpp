@@ -100,12 +100,11 @@ class ScheduleMap {
     const YAML::Node kind_node = find("schedule");
     if (!kind_node)
       fail(at_, key_, "a schedule map needs 'schedule', its kind", "schedule: " + kind_names() + ", with their keys");
-    Kind kind = Kind::constant;
     const std::string kind_text = kind_node.IsScalar() ? kind_node.Scalar() : "";
     const auto known = std::find_if(kinds().begin(), kinds().end(), [&](Kind k) { return kind_text == to_string(k); });
     if (known == kinds().end())
       fail(located(kind_node), key_ + ".schedule", "unknown schedule " + detail::describe(kind_node), kind_names());
-    kind = *known;
+    const Kind kind = *known;
     check_keys(kind);
     switch (kind) {
       case Kind::constant:

@@ -1,11 +1,12 @@
 // A value of the run config that may change with the optimizer step: a plain number (constant)
 // or a schedule map. Used for the balancing strength, moe.losses.* and moe.bias_update_rate
 // (configs/README.md, "Schedules").
-// Contract: a Schedule is valid by construction: every value >= 0, steps >= 1, start >= 0
-// (read_schedule refuses anything else with the config's `LOCATION: KEY: what (allowed: ...)`).
-// at(step) depends on the step only, so a resumed run sees the values of a run that never
-// stopped. step is the 1-based number of the optimizer step being taken, the lr schedule's
-// convention. Engine-free, like the rest of the config library.
+// Contract: read_schedule gives only schedules whose values are >= 0, with steps >= 1 and
+// start >= 0, and refuses anything else with the config's `LOCATION: KEY: what (allowed: ...)`;
+// at() is defined for any step and any schedule. at(step) depends on the step only, so a
+// resumed run sees the values of a run that never stopped. step is the 1-based number of the
+// optimizer step being taken, the lr schedule's convention. Engine-free, like the rest of the
+// config library.
 #pragma once
 #include <cstdint>
 #include <functional>
