@@ -80,10 +80,7 @@ const std::string& forms() {
   return text;
 }
 
-[[noreturn]] void fail(const std::string& at, const std::string& key, const std::string& what,
-                       const std::string& allowed) {
-  throw ConfigError(detail::error_message(at, key, what, allowed));
-}
+using detail::fail;
 
 double non_negative(double v, const std::string& at, const std::string& key) {
   if (!(v >= 0)) fail(at, key, "must be >= 0, got " + text::format_double(v), ">= 0");

@@ -1,4 +1,4 @@
-// The config's readers of one YAML value (run_config.cpp), shared with schedule.cpp so that a
+// The config's readers of one YAML value, shared by run_config.cpp and schedule.cpp so that a
 // number inside a schedule map is read, and refused, exactly like every other number of the
 // config. Internal to the config library.
 #pragma once
@@ -10,6 +10,10 @@ class Node;
 }  // namespace YAML
 
 namespace runconfig::detail {
+
+// Throws ConfigError(error_message(at, key, what, allowed)).
+[[noreturn]] void fail(const std::string& at, const std::string& key, const std::string& what,
+                       const std::string& allowed = "");
 
 std::string describe(const YAML::Node& n);  // for messages: nothing, a list, a map or 'TEXT'
 
