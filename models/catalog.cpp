@@ -218,8 +218,8 @@ std::string catalog_markdown() {
   }
   md << "\n| key | type | default | allowed | what it is |\n|---|---|---|---|---|\n";
   for (const LossInfo& l : balance_loss_infos()) {
-    md << "| `moe.losses." << l.key << "` | float | 0.0 | >= 0";
-    if (l.needs != LossInput::scores) md << "; > 0 only with " << routers_providing(l.needs);
+    md << "| `moe.losses." << l.key << "` | schedule | 0.0 | >= 0";
+    if (l.needs != LossInput::scores) md << "; > 0 at any step only with " << routers_providing(l.needs);
     md << " | coefficient of " << l.summary << " |\n";
   }
   md << "\n" << kCatalogDocEnd << "\n";

@@ -79,6 +79,8 @@ class MoeLayer {
   void update_bias(const std::vector<int64_t>& step_counts);
   const std::vector<float>& bias() const { return bias_; }
   void set_bias(const std::vector<float>& bias);
+  // The rate may follow a schedule: the trainer sets the step's value before the step.
+  void set_bias_update_rate(double rate) { config_.bias_update_rate = rate; }
 
   const MoeLayerConfig& config() const { return config_; }
   const RouterWeights& router_weights() const { return router_; }

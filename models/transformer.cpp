@@ -1,5 +1,6 @@
 #include "models/transformer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -61,6 +62,18 @@ TransformerLM::TransformerLM(const ModelConfig& config)
   norm_params("norm_f", norm_f_w_, norm_f_b_);
   if (!c.tie_embeddings)
     lm_head_ = params_.add("lm_head.weight", randn({c.vocab_size, c.d_model}, gen, 0.0, c.init_std, dt, dev), true);
+}
+
+void TransformerLM::set_loss_coefficient(const std::string& name, double coef) {
+  const std::vector<BalanceLoss>& all = balance_losses();
+  if (std::none_of(all.begin(), all.end(), [&](const BalanceLoss& bl) { return bl.name == name; }))
+    throw std::invalid_argument("set_loss_coefficient: no balance loss '" + name + "'");
+  config_.loss_coefs[name] = coef;
+}
+
+void TransformerLM::set_bias_update_rate(double rate) {
+  config_.moe.bias_update_rate = rate;
+  for (MoeLayer* layer : moe_layers()) layer->set_bias_update_rate(rate);
 }
 
 std::vector<MoeLayer*> TransformerLM::moe_layers() {

@@ -77,6 +77,12 @@ class TransformerLM {
   void add_balance_terms(ForwardResult& out, const std::vector<std::vector<int64_t>>* step_counts = nullptr,
                          int64_t step_tokens = 0) const;
 
+  // The balancing strength may follow a schedule: the trainer sets the step's values before its
+  // forward. set_loss_coefficient throws std::invalid_argument for a name that is no balance loss;
+  // set_bias_update_rate sets every MoE layer's rate.
+  void set_loss_coefficient(const std::string& name, double coef);
+  void set_bias_update_rate(double rate);
+
   const ModelConfig& config() const { return config_; }
   ParamStore& params() { return params_; }
   const ParamStore& params() const { return params_; }

@@ -8,8 +8,8 @@ The model is written the way PyTorch users write MoE layers (HF Mixtral): the ro
 top-k experts, then a loop over experts gathers each one's tokens with index_select and adds
 the weighted outputs back with index_add_. Attention uses F.scaled_dot_product_attention where
 it exists (torch >= 2.0). The step: cross-entropy + switch_aux + z_loss (per layer, averaged
-over layers, as the engine), backward, global-norm clipping, AdamW (no decay on norms, biases
-and embeddings). With --precision bf16 (or precision: bf16 in the config) the forward runs under
+over layers, as the engine; coefficients that are schedules take each step's value), backward,
+global-norm clipping, AdamW (no decay on norms, biases and embeddings). With --precision bf16 (or precision: bf16 in the config) the forward runs under
 torch.autocast("cpu", torch.bfloat16), PyTorch's counterpart of the engine's bf16 matmuls.
 Needs torch and PyYAML; never needed to build or train the engine.
 """
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_reference import DEFAULTS, merge  # noqa: E402  (the config defaults, shared)
+from torch_reference import DEFAULTS, merge, schedule_at  # noqa: E402  (the config defaults, shared)
 
 
 class Expert(nn.Module):
@@ -99,7 +99,7 @@ class Model(nn.Module):
         self.pos = nn.Embedding(m["max_seq_len"], m["d_model"])
         self.blocks = nn.ModuleList(Block(c) for _ in range(m["n_layers"]))
         self.norm_f = nn.LayerNorm(m["d_model"])
-        self.coef = c["moe"]["losses"]
+        self.coef = {}  # the step's coefficients, set before each forward (moe.losses.* may be schedules)
         for p in self.parameters():
             if p.dim() == 2:
                 nn.init.normal_(p, std=0.02)
@@ -144,6 +144,8 @@ def main():
     for s in range(a.warmup + a.steps):
         tokens = batches[s % len(batches)]
         start = time.perf_counter()
+        # moe-bench's steps are training steps 1, 2, ...: each weighs the losses with its own values.
+        model.coef = {k: schedule_at(v, s + 1) for k, v in c["moe"]["losses"].items()}
         opt.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             loss = model(tokens[:, :-1], tokens[:, 1:])

@@ -66,6 +66,16 @@ SUITE_OPTIONS = {  # checked with every loss the router supports on at once
     "sinkhorn_normalized_jitter_one_iteration": {
         "moe": {"router": "sinkhorn", "normalize_topk": True, "input_jitter": 0.1, "sinkhorn_iterations": 1}},
 }
+# Balancing strength that follows schedules (configs/README.md, "Schedules"), each changing within the
+# recorded steps (--steps, 5 by default): switch_aux annealed from step 2 to 4, a warm-up of z_loss over
+# 4 steps, and the bias update rate annealed to 0. Checked as given, not with every loss on.
+SUITE_SCHEDULED = {
+    "topk_softmax_scheduled_losses_bias": {"moe": {
+        "router": "topk_softmax",
+        "losses": {"switch_aux": {"schedule": "linear", "from": 0.2, "to": 0.02, "steps": 3, "start": 1},
+                   "z_loss": {"schedule": "warmup", "value": 0.02, "steps": 4}},
+        "bias_update_rate": {"schedule": "linear", "from": 0.05, "to": 0.0, "steps": 4}}},
+}
 # Coefficients large enough that each term visibly moves the gradients: 0.1 unless listed here.
 SUITE_LOSSES = {key: {"z_loss": 0.01}.get(key, 0.1) for key in LOSS_NAMES}
 # moe settings a loss is checked with wherever it is on: device_aux over 2 devices (it is the constant 1
@@ -89,7 +99,7 @@ def supported_losses(router):
 
 def suite():
     """name -> config: each router with CE only and with each balance loss alone (capacity `required`
-    routers also at SUITE_CAPACITIES), then the options."""
+    routers also at SUITE_CAPACITIES), then the options, then the schedules."""
     out = {}
     for router, moe in SUITE_ROUTERS.items():
         variants = {router: moe}
@@ -104,4 +114,6 @@ def suite():
     for option, over in SUITE_OPTIONS.items():
         cfg = merge(SUITE_BASE, over)
         out[option + "__all_losses"] = with_losses(cfg, supported_losses(cfg["moe"].get("router", "topk_softmax")))
+    for name, over in SUITE_SCHEDULED.items():
+        out[name] = merge(SUITE_BASE, over)
     return out

@@ -450,9 +450,10 @@ def balance_terms(cfg, r, B, T):
     return out
 
 
-def forward(cfg, p, inputs, targets, biases, draws, training=True):
-    """The loss of a batch; draws: MoE layer prefix -> {"noise", "jitter"} (training only). In
-    evaluation the routers run without draws at moe.eval_capacity_factor where it is >= 0."""
+def forward(cfg, p, inputs, targets, biases, draws, step, training=True):
+    """The model at optimizer step `step` (1-based): the balance losses weigh in with that step's
+    coefficients. draws: MoE layer prefix -> {"noise", "jitter"} (training only). In evaluation the
+    routers run without draws at moe.eval_capacity_factor where it is >= 0."""
     if not training and cfg["moe"]["eval_capacity_factor"] >= 0:
         cfg = merge(cfg, {"moe": {"capacity_factor": cfg["moe"]["eval_capacity_factor"]}})
     mc = cfg["model"]
@@ -482,7 +483,7 @@ def forward(cfg, p, inputs, targets, biases, draws, training=True):
         if not values:
             continue
         terms[name] = sum(values) / len(routings)
-        coef = cfg["moe"]["losses"][name]
+        coef = schedule_at(cfg["moe"]["losses"][name], step)
         if coef > 0:
             total = total + coef * terms[name]
     return logits, total, ce, terms, routings
@@ -502,8 +503,46 @@ def lr_at(cfg, step):
     return low + (base - low) * 0.5 * (1 + math.cos(math.pi * (step - warm) / (total - warm)))
 
 
-def update_bias(cfg, bias, counts):
-    u = cfg["moe"]["bias_update_rate"]
+SCHEDULE_KEYS = {"constant": ("value",), "linear": ("from", "to", "steps", "start"), "warmup": ("value", "steps")}
+
+
+def schedule_at(value, step):
+    """A balancing strength at optimizer step `step` (1-based): a number, or a schedule map as the
+    engine reads it (tools/lib/config/schedule.h; configs/README.md, "Schedules"). The same
+    operations in the same order as Schedule::at, so the values agree to the last bit."""
+    if not isinstance(value, dict):
+        return float(value)
+    kind = value.get("schedule")
+    if kind not in SCHEDULE_KEYS:
+        raise SystemExit(f"torch_reference: unknown schedule {kind!r} (allowed: {', '.join(SCHEDULE_KEYS)})")
+    unknown = set(value) - {"schedule", *SCHEDULE_KEYS[kind]}
+    if unknown:
+        raise SystemExit(f"torch_reference: a {kind} schedule has no key {', '.join(sorted(unknown))}")
+    if kind == "constant":
+        return float(value["value"])
+    if kind == "warmup":  # the linear ramp from 0 that starts at step 0
+        frm, to, steps, start = 0.0, float(value["value"]), int(value["steps"]), 0
+    else:
+        frm, to, steps, start = float(value["from"]), float(value["to"]), int(value["steps"]), int(value.get("start", 0))
+    if step <= start:
+        return frm
+    if step >= start + steps:
+        return to
+    return frm + (to - frm) * float(step - start) / float(steps)
+
+
+def schedule_peak(value):
+    """The largest value a number or schedule takes: whether the loss is on at all."""
+    if not isinstance(value, dict):
+        return float(value)
+    if value.get("schedule") == "linear":
+        return max(float(value["from"]), float(value["to"]))
+    return float(value.get("value", 0.0))
+
+
+def update_bias(cfg, bias, counts, step):
+    """The loss-free bias update after optimizer step `step`, at that step's rate."""
+    u = schedule_at(cfg["moe"]["bias_update_rate"], step)
     if u <= 0:
         return bias
     mean = counts.mean()
@@ -528,7 +567,7 @@ def check_router_rules(cfg):
         if key not in LOSS_TABLE:
             raise SystemExit(f"torch_reference: moe.losses.{key}: not a balance loss (losses.def has "
                              f"{', '.join(LOSS_NAMES)})")
-        if coef > 0 and LOSS_TABLE[key].needs not in router_provides(kind):
+        if schedule_peak(coef) > 0 and LOSS_TABLE[key].needs not in router_provides(kind):
             raise SystemExit(f"torch_reference: moe.losses.{key} needs the router's {LOSS_TABLE[key].needs}, "
                              f"which router {kind} does not provide")
     for key, option in OPTION_TABLE.items():
@@ -567,12 +606,13 @@ def make_reference(cfg, out_path, steps, seed, perturb, dtype):
                                   "jitter": jitter[pre][s] if pre in jitter else None} for pre in moe_prefixes}
 
     with torch.no_grad():
-        eval_logits, _, eval_ce, _, _ = forward(cfg, p, inputs, targets, biases, {}, training=False)
-    logits, total, ce, terms, _ = forward(cfg, p, inputs, targets, biases, step_draws(0))
+        eval_logits, _, eval_ce, _, _ = forward(cfg, p, inputs, targets, biases, {}, 1, training=False)
+    logits, total, ce, terms, _ = forward(cfg, p, inputs, targets, biases, step_draws(0), 1)
     total.backward()
     grads = {n: (t.grad if t.grad is not None else torch.zeros_like(t)).detach().clone() for n, t in p.items()}
 
-    # S training steps on this batch, as moe-train runs them: backward, clip, AdamW, bias update.
+    # S training steps on this batch, as moe-train runs them: backward, clip, AdamW, bias update;
+    # step s + 1's balancing strength for its loss and for the bias update after it.
     opt = cfg["optimizer"]
     groups = [{"params": [p[n] for n in p if decays(n, specs[n], opt)], "weight_decay": opt["weight_decay"]},
               {"params": [p[n] for n in p if not decays(n, specs[n], opt)], "weight_decay": 0.0}]
@@ -580,7 +620,7 @@ def make_reference(cfg, out_path, steps, seed, perturb, dtype):
     step_losses = []
     for s in range(steps):
         adamw.zero_grad(set_to_none=True)
-        _, loss, _, _, routings = forward(cfg, p, inputs, targets, biases, step_draws(s))
+        _, loss, _, _, routings = forward(cfg, p, inputs, targets, biases, step_draws(s), s + 1)
         loss.backward()
         step_losses.append(loss.item())
         if opt["grad_clip"] > 0:
@@ -589,7 +629,7 @@ def make_reference(cfg, out_path, steps, seed, perturb, dtype):
             g["lr"] = lr_at(cfg, s + 1)
         adamw.step()
         for pre, r in zip(moe_prefixes, routings):
-            biases[pre] = update_bias(cfg, biases[pre], r["counts"])
+            biases[pre] = update_bias(cfg, biases[pre], r["counts"], s + 1)
 
     tmp = out_path + ".tmp"
     import h5py  # here, not at the top: bench_torch.py imports this file and needs no h5py

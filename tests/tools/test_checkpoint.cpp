@@ -107,6 +107,62 @@ TEST_CASE("resume: N steps, save, resume, N more is bit-identical to 2N straight
   }
 }
 
+TEST_CASE("resume with scheduled balancing is bit-identical, and the history carries the values in force",
+          "[checkpoint][resume][schedule]") {
+  // The schedules change on both sides of the checkpoint (after step 3 of 6).
+  const std::vector<std::string> extra = {
+      "moe.losses.switch_aux={schedule: linear, from: 0.2, to: 0.01, steps: 4, start: 1}",
+      "moe.bias_update_rate={schedule: warmup, value: 0.02, steps: 5}"};
+  const fs::path straight_dir = fresh_dir("sched_straight"), split_dir = fresh_dir("sched_split");
+  std::ostringstream quiet;
+  train::Trainer straight(small_run(straight_dir, extra), quiet);
+  std::vector<double> losses;
+  for (int s = 0; s < 6; ++s) losses.push_back(straight.step().loss);
+  std::string path;
+  {
+    train::Trainer first(small_run(split_dir, extra), quiet);
+    for (int s = 0; s < 3; ++s) CHECK(first.step().loss == losses[s]);
+    path = first.save_checkpoint();
+  }
+  train::Trainer second(small_run(split_dir, extra), quiet);
+  second.resume(path);
+  for (int s = 3; s < 6; ++s) CHECK(second.step().loss == losses[s]);  // bit for bit
+  CHECK(parameters(second) == parameters(straight));
+  for (size_t l = 0; l < straight.model().moe_layers().size(); ++l)
+    CHECK(second.model().moe_layers()[l]->bias() == straight.model().moe_layers()[l]->bias());
+
+  // A run logged through run() keeps the values in its history and checkpoint; a checkpoint
+  // from before they were logged (no such arrays) still loads, and resuming it fills its history
+  // with the values that were in force.
+  const fs::path logged_dir = fresh_dir("sched_logged");
+  train::Trainer logged(small_run(logged_dir, extra), quiet);
+  logged.run();
+  ckpt::Checkpoint c = ckpt::read_checkpoint((logged_dir / "checkpoints" / "step_00000006.h5").string());
+  const runconfig::RunConfig cfg = small_run(logged_dir, extra);
+  REQUIRE(c.metrics.bias_update_rate.size() == 6);
+  for (size_t i = 0; i < 6; ++i) {
+    CHECK(c.metrics.coefficients.at("switch_aux")[i] == cfg.moe.losses.switch_aux.at(c.metrics.step[i]));
+    CHECK(c.metrics.coefficients.at("importance")[i] == 0.0);
+    CHECK(c.metrics.bias_update_rate[i] == cfg.moe.bias_update_rate.at(c.metrics.step[i]));
+  }
+  const ckpt::MetricsHistory recorded = c.metrics;
+  c.metrics.coefficients.clear();
+  c.metrics.bias_update_rate.clear();
+  const std::string old = (fresh_dir("sched_old") / "step_00000006.h5").string();
+  fs::create_directories(fs::path(old).parent_path());
+  ckpt::write_checkpoint(old, c);
+  const ckpt::Checkpoint back = ckpt::read_checkpoint(old);
+  CHECK(back.metrics.coefficients.empty());
+  CHECK(back.metrics.bias_update_rate.empty());
+  const fs::path resumed_dir = fresh_dir("sched_resumed");
+  train::Trainer resumed(small_run(resumed_dir, extra), quiet);
+  resumed.resume(old);
+  const ckpt::MetricsHistory& h = resumed.metrics().history();
+  REQUIRE(h.bias_update_rate.size() == 6);
+  CHECK(h.coefficients == recorded.coefficients);
+  CHECK(h.bias_update_rate == recorded.bias_update_rate);
+}
+
 TEST_CASE("moe-train keeps the last K checkpoints, and the history across a resume", "[checkpoint]") {
   const fs::path dir = fresh_dir("keep");
   std::ostringstream progress;

@@ -250,7 +250,12 @@ TEST_CASE("config: every section and key is parsed", "[config]") {
 }
 
 TEST_CASE("config: to_yaml writes every key and parses back to an equal config", "[config]") {
-  for (const RunConfig& original : {RunConfig{}, parse(kFullConfig)}) {
+  // Schedules too: a constant is written as a plain number, the others as flow maps.
+  const std::vector<std::string> scheduled = {
+      "moe.losses.switch_aux={schedule: linear, from: 0.1, to: 0.001, steps: 500, start: 10}",
+      "moe.losses.z_loss={schedule: warmup, value: 0.01, steps: 100}", "moe.losses.load={schedule: constant, value: 0.2}",
+      "moe.bias_update_rate={schedule: linear, from: 0.001, to: 0, steps: 50, start: 450}"};
+  for (const RunConfig& original : {RunConfig{}, parse(kFullConfig), parse(kFullConfig, scheduled)}) {
     const std::string text = to_yaml(original);
     const RunConfig back = parse(text);
     CHECK(back == original);

@@ -1,5 +1,5 @@
-// The training loop library: metrics files, gradient accumulation, and the shipped collapse
-// configs doing what their comments say.
+// The training loop library: metrics files, gradient accumulation, scheduled balancing, and the
+// shipped collapse configs doing what their comments say.
 #include <unistd.h>
 
 #include <algorithm>
@@ -161,4 +161,69 @@ TEST_CASE("one process measures its expert load and the device imbalance of moe.
     const int64_t most = *std::max_element(s.device_slots.begin(), s.device_slots.end());
     CHECK(s.device_imbalance == Approx(4.0 * static_cast<double>(most) / static_cast<double>(kept)));
   }
+}
+
+TEST_CASE("scheduled balancing: each step trains with its values and the metrics files log them",
+          "[trainer][schedule]") {
+  const std::vector<std::string> scheduled = {"training.steps=4", "logging.every=1", "moe.losses.z_loss=0.001",
+                                              "moe.losses.switch_aux={schedule: linear, from: 0.4, to: 0.1, steps: 3}",
+                                              "moe.bias_update_rate={schedule: warmup, value: 0.01, steps: 4}"};
+  const std::vector<double> coef = {0.3, 0.2, 0.1, 0.1}, rate = {0.0025, 0.005, 0.0075, 0.01};
+  std::ostringstream progress;
+  train::Trainer stepped(shipped("collapse", scheduled), progress);
+  // The model built from the config starts with step 1's values.
+  CHECK(stepped.model().config().loss_coefs.at("switch_aux") == Approx(0.3));
+  CHECK(stepped.model().moe_layers().front()->config().bias_update_rate == 0.0025);
+  std::vector<float> before = stepped.model().moe_layers().front()->bias();
+  for (size_t s = 0; s < coef.size(); ++s) {
+    const train::StepMetrics m = stepped.step();
+    CHECK(m.coefficients.at("switch_aux") == Approx(coef[s]).epsilon(1e-12));
+    CHECK(m.coefficients.at("z_loss") == 0.001);
+    CHECK(m.coefficients.at("load") == 0.0);
+    CHECK(m.bias_update_rate == Approx(rate[s]).epsilon(1e-12));
+    // The loss is CE plus each coefficient in force times its term (one micro-batch).
+    CHECK(m.loss == Approx(m.ce + coef[s] * m.terms.at("switch_aux") + 0.001 * m.terms.at("z_loss")).epsilon(1e-6));
+    // Each bias moved by the step's rate, or stayed (an expert at the mean).
+    const std::vector<float> after = stepped.model().moe_layers().front()->bias();
+    for (size_t e = 0; e < after.size(); ++e) {
+      const double moved = std::fabs(static_cast<double>(after[e]) - static_cast<double>(before[e]));
+      CHECK((moved == 0 || moved == Approx(rate[s]).epsilon(1e-4)));
+    }
+    before = after;
+  }
+
+  const runconfig::RunConfig cfg = shipped("collapse", scheduled);
+  train::Trainer trainer(cfg, progress);
+  trainer.run();
+  CHECK_THAT(progress.str(), Catch::Contains("| scheduled switch_aux 3.00e-01 bias_update_rate 2.50e-03 | lr") &&
+                                 Catch::Contains("| scheduled switch_aux 1.00e-01 bias_update_rate 1.00e-02 | lr"));
+  std::ifstream csv(fs::path(cfg.logging.out_dir) / "metrics.csv");
+  std::string header, line;
+  std::getline(csv, header);
+  CHECK_THAT(header, Catch::Contains(",coef_switch_aux,coef_importance,coef_load,coef_z_loss,coef_sequence_aux,"
+                                     "coef_device_aux,bias_update_rate,moe0_expert0"));
+  // Fields by column name: the coefficient and the rate of each logged step.
+  auto fields = [](const std::string& row) {
+    std::vector<std::string> out;
+    std::stringstream s(row);
+    for (std::string f; std::getline(s, f, ',');) out.push_back(f);
+    return out;
+  };
+  const std::vector<std::string> names = fields(header);
+  const auto column = [&](const std::string& name) {
+    return static_cast<size_t>(std::find(names.begin(), names.end(), name) - names.begin());
+  };
+  for (size_t s = 0; std::getline(csv, line); ++s) {
+    REQUIRE(s < coef.size());
+    const std::vector<std::string> row = fields(line);
+    CHECK(std::stod(row.at(column("coef_switch_aux"))) == Approx(coef[s]));
+    CHECK(std::stod(row.at(column("coef_z_loss"))) == 0.001);
+    CHECK(std::stod(row.at(column("bias_update_rate"))) == Approx(rate[s]));
+  }
+  std::ifstream jsonl(fs::path(cfg.logging.out_dir) / "metrics.jsonl");
+  std::string first;
+  std::getline(jsonl, first);
+  CHECK_THAT(first, Catch::Contains("\"coefficients\": {\"switch_aux\": 0.3, \"importance\": 0, \"load\": 0, "
+                                    "\"z_loss\": 0.001, \"sequence_aux\": 0, \"device_aux\": 0}, "
+                                    "\"bias_update_rate\": 0.0025, \"expert_counts\""));
 }

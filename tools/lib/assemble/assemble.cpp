@@ -45,9 +45,12 @@ moe::ModelConfig model_config(const rc::RunConfig& c) {
   m.moe.d_expert = c.moe.d_expert;
   m.moe.num_shared_experts = c.moe.num_shared_experts;
   m.moe.d_shared = c.moe.d_shared;
-  m.moe.bias_update_rate = c.moe.bias_update_rate;
+  // The values of step 1, so that a model built here (moe-refcheck, moe-diagnose, moe-bench)
+  // is the one the first training step runs; the trainer sets each later step's values.
+  const rc::BalanceStrength strength = rc::balance_strength(c.moe, 1);
+  m.moe.bias_update_rate = strength.bias_update_rate;
   m.moe.device_groups = rc::device_groups(c);
-  for (const moe::LossInfo& loss : moe::balance_loss_infos()) m.loss_coefs[loss.key] = c.moe.losses.of(loss.key);
+  for (const auto& [key, coef] : strength.coefficients) m.loss_coefs[key] = coef;
   m.seed = static_cast<uint64_t>(c.training.seed);
   m.device = c.device == rc::DeviceKind::cuda ? engine::Device::cuda() : engine::Device::cpu();
   m.precision = c.precision == rc::PrecisionKind::bf16 ? engine::MatmulPrecision::bf16 : engine::MatmulPrecision::f32;
@@ -55,6 +58,11 @@ moe::ModelConfig model_config(const rc::RunConfig& c) {
   if (m.precision == engine::MatmulPrecision::bf16 && m.device.is_cpu() && !engine::cpu::bf16_matmul_supported(&why))
     throw rc::ConfigError("precision: bf16 cannot run on this machine: " + why + "; use precision: f32");
   return m;
+}
+
+void set_balance_strength(moe::TransformerLM& model, const rc::BalanceStrength& strength) {
+  for (const auto& [key, coef] : strength.coefficients) model.set_loss_coefficient(key, coef);
+  model.set_bias_update_rate(strength.bias_update_rate);
 }
 
 std::unique_ptr<data::TokenSource> data_source(const rc::RunConfig& c, bool validation) {

@@ -14,7 +14,12 @@ namespace assemble {
 
 // The model config of a run config. Throws runconfig::ConfigError for precision bf16 on a CPU
 // that cannot run it.
+// The balance-loss coefficients and the bias update rate are those of step 1 (moe.losses.* and
+// moe.bias_update_rate may be schedules).
 moe::ModelConfig model_config(const runconfig::RunConfig& config);
+
+// Gives a model the balancing strength of a step (runconfig::balance_strength).
+void set_balance_strength(moe::TransformerLM& model, const runconfig::BalanceStrength& strength);
 
 // The training or validation token source of data.* (validation draws from its own stream).
 std::unique_ptr<data::TokenSource> data_source(const runconfig::RunConfig& config, bool validation);

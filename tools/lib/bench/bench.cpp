@@ -53,11 +53,11 @@ void hold_routing_skewed(const rc::RunConfig& config, const std::vector<moe::Moe
   if (o.hot_experts > config.moe.num_experts)
     throw rc::ConfigError("--hot-experts " + std::to_string(o.hot_experts) + ": the model has only " +
                           std::to_string(config.moe.num_experts) + " experts");
-  if (config.moe.bias_update_rate > 0)
+  if (config.moe.bias_update_rate.peak() > 0)
     throw rc::ConfigError(
         "--hot-experts holds the routing skewed with a fixed selection bias; "
         "moe.bias_update_rate must be 0, got " +
-        std::to_string(config.moe.bias_update_rate));
+        rc::to_string(config.moe.bias_update_rate));
   if (config.moe.router == rc::RouterKind::expert_choice || config.moe.router == rc::RouterKind::hash)
     throw rc::ConfigError(std::string("--hot-experts: the ") + rc::to_string(config.moe.router) +
                           " router does not select with the loss-free bias; use a top-k router");

@@ -219,6 +219,8 @@ void write_metrics(h5::File& f, const MetricsHistory& m) {
   f.write_doubles("/metrics/grad_norm", m.grad_norm, {n});
   f.write_doubles("/metrics/tokens_per_s", m.tokens_per_s, {n});
   for (const auto& [name, values] : m.terms) f.write_doubles("/metrics/terms/" + name, values, {n});
+  for (const auto& [name, values] : m.coefficients) f.write_doubles("/metrics/coefficients/" + name, values, {n});
+  if (!m.bias_update_rate.empty()) f.write_doubles("/metrics/bias_update_rate", m.bias_update_rate, {n});
   f.write_int64s("/metrics/expert_counts", m.expert_counts, {n, m.layers, m.experts});
   for (const auto& [name, values] : m.layer_metrics) f.write_doubles("/metrics/layers/" + name, values, {n, m.layers});
   if (m.ranks > 0)
@@ -252,6 +254,15 @@ MetricsHistory read_metrics(const h5::File& f) {
       m.terms[name] = f.read_doubles("/metrics/terms/" + name);
       same_length("/metrics/terms/" + name, m.terms[name].size());
     }
+  if (f.exists("/metrics/coefficients"))
+    for (const std::string& name : f.members("/metrics/coefficients")) {
+      m.coefficients[name] = f.read_doubles("/metrics/coefficients/" + name);
+      same_length("/metrics/coefficients/" + name, m.coefficients[name].size());
+    }
+  if (f.exists("/metrics/bias_update_rate")) {
+    m.bias_update_rate = f.read_doubles("/metrics/bias_update_rate");
+    same_length("/metrics/bias_update_rate", m.bias_update_rate.size());
+  }
   h5::Dims dims;
   m.expert_counts = f.read_int64s("/metrics/expert_counts", &dims);
   if (dims.size() != 3 || dims[0] != static_cast<int64_t>(n))
@@ -349,6 +360,12 @@ std::string checksum(const Checkpoint& c) {
     h.u64(static_cast<uint64_t>(m.ranks));
     for (const auto& [name, values] : rank_columns(m)) h.vec(*values);
   }
+  // Files from before the balancing strength was logged keep their checksum: both are empty there.
+  for (const auto& [k, v] : m.coefficients) {
+    h.text(k);
+    h.vec(v);
+  }
+  if (!m.bias_update_rate.empty()) h.vec(m.bias_update_rate);
   h.vec(m.eval_step);
   h.vec(m.eval_loss);
   return h.hex();

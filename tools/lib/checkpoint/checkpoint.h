@@ -19,7 +19,9 @@
 //   /metrics/...              the run's logged history (MetricsHistory below); per-layer collapse
 //                             metrics under /metrics/layers/<metric> [logged steps, MoE layers];
 //                             per-rank expert load under /metrics/ranks/{slots,compute_seconds,
-//                             wait_seconds} [logged steps, MoE layers, ranks] (absent before it
+//                             wait_seconds} [logged steps, MoE layers, ranks]; the balancing
+//                             strength in force: /metrics/coefficients/<loss> and
+//                             /metrics/bias_update_rate [logged steps] (each absent before it
 //                             was recorded: older files read as having none)
 //
 // Contract: write_checkpoint is atomic: it writes `path`.tmp in the same folder, flushes, fsyncs,
@@ -55,6 +57,9 @@ struct MetricsHistory {
   std::vector<int64_t> step, dropped;
   std::vector<double> loss, ce, lr, grad_norm, tokens_per_s;
   std::map<std::string, std::vector<double>> terms;  // balance term -> value at each logged step
+  // The balancing strength in force at each logged step (absent before it was recorded: empty).
+  std::map<std::string, std::vector<double>> coefficients;  // balance loss -> its coefficient
+  std::vector<double> bias_update_rate;
   int64_t layers = 0, experts = 0;
   std::vector<int64_t> expert_counts;                        // [step][layer][expert], row-major
   std::map<std::string, std::vector<double>> layer_metrics;  // collapse metric -> [step][layer]

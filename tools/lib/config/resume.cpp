@@ -26,7 +26,7 @@ ResumeChanges resume_changes(const RunConfig& saved, const RunConfig& resumed) {
   RunConfig before = saved, after = resumed;
   before.moe.device_groups = device_groups(saved);
   after.moe.device_groups = device_groups(resumed);
-  const bool grouping_trains = saved.moe.losses.device_aux > 0 || resumed.moe.losses.device_aux > 0;
+  const bool grouping_trains = saved.moe.losses.device_aux.peak() > 0 || resumed.moe.losses.device_aux.peak() > 0;
   ResumeChanges out;
   for (const std::string& k : keys_differing(before, after)) {
     const bool fixed = k == "moe.device_groups" ? grouping_trains : fixed_on_resume(k);

@@ -5,6 +5,7 @@
 // walks that list through a visitor.
 #include "tools/lib/config/run_config.h"
 #include "tools/lib/config/text.h"
+#include "tools/lib/config/yaml_read.h"
 
 #include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
@@ -273,17 +274,8 @@ struct Source {
   }
 };
 
-std::string describe(const YAML::Node& n) {
-  if (!n || n.IsNull()) return "nothing";
-  if (n.IsSequence()) return "a list";
-  if (n.IsMap()) return "a map";
-  return "'" + n.Scalar() + "'";
-}
-
-[[noreturn]] void fail(const std::string& at, const std::string& key, const std::string& what,
-                       const std::string& allowed = "") {
-  throw ConfigError(detail::error_message(at, key, what, allowed));
-}
+using detail::describe;
+using detail::fail;
 
 // Reads one value of type T from a node; on failure throws naming the key.
 template <class T>
@@ -291,18 +283,12 @@ void read_value(const YAML::Node& n, const std::string& at, const std::string& k
   const bool scalar = n && n.IsScalar();
   const std::string text = scalar ? n.Scalar() : "";
   if constexpr (std::is_same_v<T, int> || std::is_same_v<T, std::int64_t>) {
-    std::int64_t v = 0;
-    if (!scalar || !parse_int64(text, &v)) fail(at, key, "expected an integer, got " + describe(n));
+    const std::int64_t v = detail::read_integer(n, at, key);
     if (v < std::numeric_limits<T>::min() || v > std::numeric_limits<T>::max())
       fail(at, key, "integer " + text + " is out of range");
     *out = static_cast<T>(v);
   } else if constexpr (std::is_same_v<T, double>) {
-    char* end = nullptr;
-    const double v = scalar && !text.empty() ? std::strtod(text.c_str(), &end) : 0.0;
-    if (!scalar || text.empty() || *end != '\0' || std::isspace(static_cast<unsigned char>(text[0])))
-      fail(at, key, "expected a number, got " + describe(n));
-    if (!std::isfinite(v)) fail(at, key, "expected a finite number, got " + describe(n));
-    *out = v;
+    *out = detail::read_number(n, at, key);
   } else if constexpr (std::is_same_v<T, bool>) {
     static const std::vector<std::string> yes{"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
     static const std::vector<std::string> no{"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
@@ -369,7 +355,10 @@ struct Parser {
     YAML::Node value;
     std::string at;
     if (!lookup(key, &value, &at)) return;
-    read_value(value, at, prefix + key, &(obj.*member));
+    if constexpr (std::is_same_v<T, Schedule>)
+      obj.*member = read_schedule(value, at, prefix + key, [this](const YAML::Mark& m) { return src.at(m); });
+    else
+      read_value(value, at, prefix + key, &(obj.*member));
     locs.at[prefix + key] = at;
   }
   template <class Sub>
@@ -423,6 +412,8 @@ struct Emitter {
       out << YAML::EndSeq;
     } else if constexpr (std::is_same_v<T, std::string>) {
       out << YAML::DoubleQuoted << v;
+    } else if constexpr (std::is_same_v<T, Schedule>) {
+      emit_schedule(out, v);
     } else {
       out << value_text(v);
     }
@@ -555,7 +546,7 @@ const char* to_string(PrecisionKind v) { return enum_name(v); }
 const char* to_string(BalanceScope v) { return enum_name(v); }
 const char* to_string(SoftmaxOrder v) { return enum_name(v); }
 
-double LossCoefficients::of(const std::string& key) const {
+const Schedule& LossCoefficients::of(const std::string& key) const {
 #define MOE_BALANCE_LOSS(name, needs, summary) \
   if (key == #name) return name;
 #include "models/balance/losses.def"

@@ -10,9 +10,11 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "models/catalog.h"
+#include "tools/lib/config/schedule.h"
 
 namespace runconfig {
 
@@ -67,13 +69,13 @@ struct ModelConfig {
 };
 
 // Balance-loss coefficients, one per entry of models/balance/losses.def; each adds
-// coef x (mean over MoE layers) to the training loss.
+// coef x (mean over MoE layers) to the training loss, coef being the schedule's value at the step.
 struct LossCoefficients {
-#define MOE_BALANCE_LOSS(key, needs, summary) double key = 0.0;
+#define MOE_BALANCE_LOSS(key, needs, summary) Schedule key = 0.0;
 #include "models/balance/losses.def"
 #undef MOE_BALANCE_LOSS
 
-  double of(const std::string& key) const;  // by config key; throws std::out_of_range for an unknown key
+  const Schedule& of(const std::string& key) const;  // by config key; throws std::out_of_range for an unknown key
 };
 
 struct MoeConfig {
@@ -95,7 +97,7 @@ struct MoeConfig {
 #include "models/routers/options.def"
 #undef MOE_ROUTING_OPTION
   LossCoefficients losses;
-  double bias_update_rate = 0.0;  // loss-free balancing bias step; 0 disables
+  Schedule bias_update_rate = 0.0;  // loss-free balancing bias step (the schedule's value at the step); 0 disables
   // What the count-based balance terms (switch_aux's f_i) are measured on: each micro-batch of
   // each rank, or the step's whole batch (every micro-batch of every rank).
   BalanceScope balance_scope = BalanceScope::micro_batch;
@@ -225,6 +227,15 @@ int device_groups(const RunConfig& cfg);
 
 // The routing options of a config, as the model takes them.
 moe::RoutingOptions routing_options(const MoeConfig& moe);
+
+// The balancing strength in force at optimizer step `step` (1-based, as the lr schedule): every
+// balance loss's coefficient, by key in losses.def order, and the loss-free bias update rate.
+// Depends on the step only, so a resumed run trains with the values of one that never stopped.
+struct BalanceStrength {
+  std::vector<std::pair<std::string, double>> coefficients;
+  double bias_update_rate = 0;
+};
+BalanceStrength balance_strength(const MoeConfig& moe, std::int64_t step);
 
 // The ways n experts split into equal blocks: n's divisors, ascending, as "1, 2, 4, 8" (for the
 // messages that refuse a device count).

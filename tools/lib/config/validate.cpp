@@ -115,17 +115,15 @@ void check_moe(const Checker& c, const MoeConfig& e, const ModelConfig& m) {
   const moe::OptionProblem option =
       moe::check_routing_options(router, routing_options(e), e.num_experts, e.top_k);
   c.require(option.key.empty(), option.key, option.what, option.allowed, {"moe.router"});
+  // Schedules are read non-negative; a loss is on when its schedule ever gives it a weight.
   for (const moe::LossInfo& loss : moe::balance_loss_infos()) {
     const std::string key = std::string("moe.losses.") + loss.key;
-    const double coefficient = e.losses.of(loss.key);
-    c.at_least(coefficient, 0.0, key);
-    const std::string rule = moe::check_loss(router, loss, coefficient);
+    const std::string rule = moe::check_loss(router, loss, e.losses.of(loss.key).peak());
     c.require(rule.empty(), key, rule, std::string("0 with router ") + router.key, {"moe.router"});
   }
-  c.at_least(e.bias_update_rate, 0.0, "moe.bias_update_rate");
   if (e.balance_scope == BalanceScope::global_batch)
     for (const char* key : {"importance", "load"})
-      c.require(e.losses.of(key) == 0.0, std::string("moe.losses.") + key,
+      c.require(e.losses.of(key).peak() == 0.0, std::string("moe.losses.") + key,
                 std::string(key) + " is CV^2 of a sum over the batch, which the global_batch scope does not gather; " +
                     "it is measured per micro-batch: use moe.balance_scope micro_batch with it",
                 "0 with moe.balance_scope global_batch", {"moe.balance_scope"});

@@ -33,6 +33,14 @@ void widen_ranks(ckpt::MetricsHistory& h, int64_t ranks) {
   h.ranks = ranks;
 }
 
+// Logged step i of a column; NaN where the history is from before the column was recorded.
+double entry(const std::vector<double>& column, size_t i) { return i < column.size() ? column[i] : collapse::kNaN; }
+
+double coefficient(const ckpt::MetricsHistory& h, const std::string& loss, size_t i) {
+  const auto it = h.coefficients.find(loss);
+  return it == h.coefficients.end() ? collapse::kNaN : entry(it->second, i);
+}
+
 }  // namespace
 
 MetricsLog::MetricsLog(std::vector<std::string> term_names, int64_t layers, int64_t experts, int64_t ranks)
@@ -63,6 +71,8 @@ void MetricsLog::open(const std::string& dir) {
   std::ostringstream header;
   header << "step,loss,ce,lr,grad_norm,tokens_per_s,dropped";
   for (const std::string& name : term_names_) header << "," << name;
+  for (const std::string& name : term_names_) header << ",coef_" << name;
+  header << ",bias_update_rate";
   for (int64_t l = 0; l < history_.layers; ++l)
     for (int64_t e = 0; e < history_.experts; ++e) header << ",moe" << l << "_expert" << e;
   for (int64_t l = 0; l < history_.layers; ++l) {
@@ -98,6 +108,15 @@ void MetricsLog::record_step(const StepMetrics& m) {
     column.resize(h.size() - 1, std::nan(""));  // a term that appears late (never, for ours) is padded
     column.push_back(it->second);
   }
+  // The strength is in every row; NaN pads a history from before it was logged.
+  for (const std::string& name : term_names_) {
+    auto it = m.coefficients.find(name);
+    std::vector<double>& column = h.coefficients[name];
+    column.resize(h.size() - 1, collapse::kNaN);
+    column.push_back(it == m.coefficients.end() ? collapse::kNaN : it->second);
+  }
+  h.bias_update_rate.resize(h.size() - 1, collapse::kNaN);
+  h.bias_update_rate.push_back(m.bias_update_rate);
   for (int64_t l = 0; l < h.layers; ++l)
     for (int64_t e = 0; e < h.experts; ++e) h.expert_counts.push_back(m.counts.at(l).at(e));
   if (static_cast<int64_t>(m.layers.size()) == h.layers && h.layers > 0)
@@ -142,7 +161,10 @@ void MetricsLog::write_step(size_t i) {
     j << (first ? "" : ", ") << "\"" << name << "\": " << json_number(column[i]);
     first = false;
   }
-  j << "}, \"expert_counts\": [";
+  j << "}, \"coefficients\": {";
+  for (const std::string& name : term_names_)
+    j << (&name == term_names_.data() ? "" : ", ") << "\"" << name << "\": " << json_number(coefficient(h, name, i));
+  j << "}, \"bias_update_rate\": " << json_number(entry(h.bias_update_rate, i)) << ", \"expert_counts\": [";
   const int64_t* counts = h.expert_counts.data() + i * h.layers * h.experts;
   for (int64_t l = 0; l < h.layers; ++l) {
     j << (l ? ", " : "") << "[";
@@ -196,8 +218,10 @@ void MetricsLog::write_step(size_t i) {
     c << ",";
     if (it != h.terms.end()) c << it->second[i];
   }
-  for (int64_t k = 0; k < h.layers * h.experts; ++k) c << "," << counts[k];
   auto cell = [&c](double v) { c << ","; if (std::isfinite(v)) c << v; };
+  for (const std::string& name : term_names_) cell(coefficient(h, name, i));
+  cell(entry(h.bias_update_rate, i));
+  for (int64_t k = 0; k < h.layers * h.experts; ++k) c << "," << counts[k];
   for (int64_t l = 0; l < h.layers; ++l) {
     const size_t at = i * static_cast<size_t>(h.layers) + static_cast<size_t>(l);
     for (const char* name : {"device_imbalance", "wait_share"}) {

@@ -19,7 +19,10 @@ namespace train {
 struct StepMetrics {
   int64_t step = 0;
   double loss = 0, ce = 0, lr = 0, grad_norm = 0, tokens_per_second = 0;
-  std::map<std::string, double> terms;       // balance terms, averaged over micro-batches
+  std::map<std::string, double> terms;  // balance terms, averaged over micro-batches
+  // The balancing strength in force (moe.losses.* and moe.bias_update_rate may be schedules).
+  std::map<std::string, double> coefficients;  // balance loss -> its coefficient
+  double bias_update_rate = 0;
   std::vector<std::vector<int64_t>> counts;  // [MoE layer][expert], summed over micro-batches
   int64_t dropped = 0;
   std::vector<collapse::LayerStats> layers;  // collapse metrics per MoE layer (log steps only)
@@ -29,7 +32,8 @@ std::string json_number(double v);  // finite: the number; NaN or Inf: null
 
 class MetricsLog {
  public:
-  // term_names: every balance term in log order (csv columns); layers x experts: the counts;
+  // term_names: every balance term in log order (csv columns, for the terms and for their
+  // coefficients, coef_NAME, then bias_update_rate); layers x experts: the counts;
   // ranks: the processes whose expert load is recorded per layer (csv columns).
   MetricsLog(std::vector<std::string> term_names, int64_t layers, int64_t experts, int64_t ranks = 1);
 

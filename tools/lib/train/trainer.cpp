@@ -90,6 +90,12 @@ const ProcessGroups& checked_groups(const rc::RunConfig& config, const ProcessGr
   return groups;
 }
 
+std::string format_strength(double v) {
+  std::ostringstream out;
+  out << std::scientific << std::setprecision(2) << v;
+  return out.str();
+}
+
 std::string format_duration(double seconds) {
   const int64_t s = static_cast<int64_t>(seconds + 0.5);
   std::ostringstream out;
@@ -207,6 +213,12 @@ StepMetrics Trainer::step() {
   StepMetrics m;
   m.step = step_ + 1;
   m.lr = schedule_.lr_at(m.step);
+  // The step's balancing strength, for its loss and for the bias update after it; a failed step
+  // leaves it set, which the retry of the same step sets again.
+  const rc::BalanceStrength strength = rc::balance_strength(config_.moe, m.step);
+  assemble::set_balance_strength(*model_, strength);
+  m.coefficients.insert(strength.coefficients.begin(), strength.coefficients.end());
+  m.bias_update_rate = strength.bias_update_rate;
   std::vector<moe::MoeLayer*> layers = model_->moe_layers();
   // The expert load is measured where it is logged: on a GPU every reading synchronizes, and a
   // barrier before each exchange tells the wait for the slowest rank apart from the transfer.
@@ -381,6 +393,13 @@ void Trainer::log(const StepMetrics& m) {
   line << "step " << m.step << "/" << config_.training.steps << " | loss " << std::fixed << std::setprecision(4)
        << m.loss << " ce " << m.ce;
   for (const auto& [name, value] : m.terms) line << " " << name << " " << std::setprecision(4) << value;
+  // A scheduled strength is shown as it changes; a constant one is in config.yaml.
+  std::string scheduled;
+  for (const auto& [name, coef] : m.coefficients)
+    if (!config_.moe.losses.of(name).is_constant()) scheduled += " " + name + " " + format_strength(coef);
+  if (!config_.moe.bias_update_rate.is_constant())
+    scheduled += " bias_update_rate " + format_strength(m.bias_update_rate);
+  if (!scheduled.empty()) line << " | scheduled" << scheduled;
   const double eta = elapsed_seconds_ / static_cast<double>(m.step - start_step_) * (config_.training.steps - m.step);
   line << " | lr " << std::scientific << std::setprecision(2) << m.lr << std::fixed << std::setprecision(0) << " | "
        << m.tokens_per_second << " tok/s | ETA " << format_duration(eta);

@@ -1,6 +1,6 @@
 // The training loop behind moe-train: builds the model and data from a RunConfig, runs AdamW
 // steps (gradient accumulation, global-norm clipping, warm-up + cosine schedule, loss-free bias
-// updates), evaluates on the validation split, prints a progress line, keeps the metrics
+// updates, the balancing strength of each step where it is a schedule), evaluates on the validation split, prints a progress line, keeps the metrics
 // (tools/lib/train/metrics_log.h) and saves checkpoints (tools/lib/checkpoint/checkpoint.h) into
 // OUT/checkpoints/step_NNNNNNNN.h5, keeping the last K.
 //

@@ -24,6 +24,21 @@ ckpt::NamedArray to_array(const std::string& name, const Tensor& t) {
   return {name, engine::Shape(t.shape()), t.to_float_vector()};
 }
 
+// A history from before the balancing strength was logged gets the values that were in force:
+// they depend on the step only, and moe.* cannot change on resume.
+ckpt::MetricsHistory with_strength(ckpt::MetricsHistory h, const rc::MoeConfig& moe) {
+  std::map<std::string, std::vector<double>> coefficients;
+  std::vector<double> bias_update_rate;
+  for (int64_t step : h.step) {
+    const rc::BalanceStrength s = rc::balance_strength(moe, step);
+    for (const auto& [key, coef] : s.coefficients) coefficients[key].push_back(coef);
+    bias_update_rate.push_back(s.bias_update_rate);
+  }
+  for (auto& [key, column] : coefficients) h.coefficients.emplace(key, std::move(column));  // keeps recorded ones
+  if (h.bias_update_rate.empty()) h.bias_update_rate = std::move(bias_update_rate);
+  return h;
+}
+
 std::vector<uint64_t> cursor_values(const data::LoaderCursor& c) {
   return {c.seed, c.offset, static_cast<uint64_t>(c.position)};
 }
@@ -153,7 +168,7 @@ void Trainer::restore(const ckpt::Checkpoint& whole, const std::string& source) 
   train_data_->restore(cursor(c.loaders.at("train")));
   eval_data_->restore(cursor(c.loaders.at("eval")));
   try {
-    metrics_.set_history(c.metrics);
+    metrics_.set_history(with_strength(c.metrics, config_.moe));
   } catch (const std::exception& e) {
     throw ckpt::CheckpointError(source + ": /metrics: " + e.what());
   }
