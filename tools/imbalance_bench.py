@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """What device imbalance costs, measured: one model under mpirun at expert parallelism 2 (and 4),
-its routing held balanced and then skewed onto rank 0 (moe-bench --hot-experts: rank 0's experts
-get a fixed selection bias, from a nudge to always), against the slowdown moe-diagnose --ep
-predicts from each run's checkpoint alone.
+its routing forced into perfect balance (moe.force_balance: the best case), left to the router,
+and then skewed onto rank 0 (moe-bench --hot-experts: rank 0's experts get a fixed selection bias,
+from a nudge to always), against the slowdown moe-diagnose --ep predicts from each run's
+checkpoint alone.
 
     python3 tools/imbalance_bench.py [--config configs/bench/wide.yaml] [--ep 2 4]
         [--bias 0 0.002 0.005 0.02 10] [--runs 3] [--warmup 2] [--steps 6]
         [--svg tools/imbalance_bench.svg]
 
 Prints a Markdown table (machine and date included) and writes the plot of step time against
-device imbalance. Within each repeat the routings alternate, medians are taken over repeats, and
+device imbalance. Every slowdown is against the forced-balance step of the same EP. Within each repeat the routings alternate, medians are taken over repeats, and
 every slowdown is a ratio of runs of one EP, so the machine's drift cancels. optimizer.lr is
 1e-9 so the steps do all their work but the router stays where the bias put it.
 
@@ -41,12 +42,18 @@ def run(cmd):
     return out.stdout
 
 
+FORCED = "forced"  # the routing key of the forced-balance runs, beside the biases
+
+
 def bench(args, ep, bias, checkpoint=None):
     experts = args.experts
     cmd = ["mpirun", "--oversubscribe", "-np", str(ep), os.path.join(BIN, "moe-bench"), "--config", args.config,
            "--set", f"parallel.expert={ep}", "--set", "optimizer.lr=1e-9", "--warmup", str(args.warmup),
-           "--steps", str(args.steps), "--no-profile", "--json", "--hot-experts", str(experts // ep),
-           "--hot-bias", str(bias)]
+           "--steps", str(args.steps), "--no-profile", "--json"]
+    if bias == FORCED:
+        cmd += ["--set", "moe.force_balance=true"]
+    else:
+        cmd += ["--hot-experts", str(experts // ep), "--hot-bias", str(bias)]
     if checkpoint:
         cmd += ["--checkpoint", checkpoint]
     return json.loads(run(cmd).strip().splitlines()[-1])
@@ -100,7 +107,7 @@ def svg_plot(rows, eps, path):
         out.append(f'<polyline points="{pts}" fill="none" stroke="{c}" stroke-width="2"/>')
         for r in mine:
             out.append(f'<circle cx="{X(r["imbalance"])}" cy="{Y(r["slowdown"])}" r="4" fill="{c}">'
-                       f'<title>EP {ep}, bias {r["bias"]}: imbalance {r["imbalance"]:.2f}, '
+                       f'<title>EP {ep}, {routing_name(r["bias"])}: imbalance {r["imbalance"]:.2f}, '
                        f'{r["slowdown"]:.2f}x</title></circle>')
         pred = " ".join(f"{X(r['predicted'])},{Y(r['step_pred'])}" for r in sorted(mine, key=lambda r: r["predicted"]))
         out.append(f'<polyline points="{pred}" fill="none" stroke="{c}" stroke-width="1.5" stroke-dasharray="2 3"/>')
@@ -116,6 +123,10 @@ def svg_plot(rows, eps, path):
         f.write("\n".join(out) + "\n")
 
 
+def routing_name(bias):
+    return "forced balance" if bias == FORCED else f"bias {bias:g}"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="configs/bench/wide.yaml")
@@ -127,9 +138,7 @@ def main():
     p.add_argument("--svg", default="tools/imbalance_bench.svg")
     args = p.parse_args()
     args.experts = num_experts(args.config)
-    args.bias = [float(b) for b in args.bias]
-    if 0.0 not in args.bias:
-        args.bias = [0.0] + args.bias  # the balanced run every slowdown is measured against
+    args.bias = [FORCED] + [float(b) for b in args.bias]  # forced: what every slowdown is measured against
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for ep in args.ep:
@@ -138,10 +147,10 @@ def main():
                 for b in args.bias:  # alternating: every routing once per repeat
                     ckpt = os.path.join(tmp, f"ep{ep}_bias{b}.h5") if r == 0 else None
                     samples[b].append(bench(args, ep, b, ckpt))
-            base = samples[0.0]
+            base = samples[FORCED]
             base_step = statistics.median(s["median_step_s"] for s in base)
             share = statistics.median(s["expert_share"] for s in base)
-            pred_base = predicted(os.path.join(tmp, f"ep{ep}_bias0.0.h5"), ep)
+            pred_base = predicted(os.path.join(tmp, f"ep{ep}_bias{FORCED}.h5"), ep)
             for b in args.bias:
                 step = statistics.median(s["median_step_s"] for s in samples[b])
                 pred = predicted(os.path.join(tmp, f"ep{ep}_bias{b}.h5"), ep)
@@ -154,11 +163,11 @@ def main():
     cpu = platform.processor() or platform.machine()
     print(f"{args.config}, E = {args.experts}, {os.cpu_count()} cores ({cpu}), {datetime.date.today()}, "
           f"{args.runs} alternating runs of {args.steps} timed steps, medians; rank 0's experts biased\n")
-    print("| EP | bias | device imbalance | predicted (moe-diagnose --ep) | step | slowdown | predicted step "
+    print("| EP | routing | device imbalance | predicted (moe-diagnose --ep) | step | slowdown | predicted step "
           "| expert compute | all-to-all waiting | tokens/s |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['ep']} | {r['bias']:g} | {r['imbalance']:.2f} | {r['predicted']:.2f}x | {r['step_ms']:.0f} ms "
+        print(f"| {r['ep']} | {routing_name(r['bias'])} | {r['imbalance']:.2f} | {r['predicted']:.2f}x | {r['step_ms']:.0f} ms "
               f"| {r['slowdown']:.2f}x | {r['step_pred']:.2f}x | {100 * r['expert']:.0f}% | {100 * r['wait']:.0f}% "
               f"| {r['tokens_per_s']:.0f} |")
     svg_plot(rows, args.ep, os.path.join(ROOT, args.svg))
