@@ -599,6 +599,11 @@ TEST_CASE("config: routing options parse and each is refused where it does not a
   CHECK(routing_options(c.moe).expert_groups == 4);
   CHECK(routing_options(c.moe).softmax_order == SoftmaxOrder::after_topk);
   CHECK(parse("moe:\n  router: sinkhorn\n  sinkhorn_iterations: 5\n").moe.sinkhorn_iterations == 5);
+  // The one-line description moe-diagnose prints names the options that differ from the defaults.
+  CHECK(describe_routing(RunConfig{}.moe) == "topk_softmax");
+  CHECK(describe_routing(c.moe) == "topk_softmax (softmax_order after_topk, expert_groups 4, topk_groups 1)");
+  CHECK(describe_routing(parse("moe:\n  router: sinkhorn\n  input_jitter: 0.05\n  force_balance: true\n").moe) ==
+        "sinkhorn (input_jitter 0.05, force_balance true)");
   // An option the router does not take names the routers that do, at the option's line.
   CHECK_THROWS_WITH(parse("moe:\n  router: sigmoid_topk\n  softmax_order: after_topk\n"),
                     Contains("test.yaml:3:18: moe.softmax_order: router sigmoid_topk does not take softmax_order "

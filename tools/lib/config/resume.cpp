@@ -14,14 +14,6 @@ int device_groups(const RunConfig& cfg) {
   return cfg.moe.device_groups > 0 ? cfg.moe.device_groups : cfg.parallel.expert;
 }
 
-moe::RoutingOptions routing_options(const MoeConfig& moe) {
-  moe::RoutingOptions o;
-#define MOE_ROUTING_OPTION(key, type, default_value, scope, allowed, source, summary) o.key = moe.key;
-#include "models/routers/options.def"
-#undef MOE_ROUTING_OPTION
-  return o;
-}
-
 ResumeChanges resume_changes(const RunConfig& saved, const RunConfig& resumed) {
   RunConfig before = saved, after = resumed;
   before.moe.device_groups = device_groups(saved);

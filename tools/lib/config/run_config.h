@@ -227,6 +227,8 @@ int device_groups(const RunConfig& cfg);
 
 // The routing options of a config, as the model takes them.
 moe::RoutingOptions routing_options(const MoeConfig& moe);
+// The router and its options other than the defaults, for people: "sinkhorn (input_jitter 0.05)".
+std::string describe_routing(const MoeConfig& moe);
 
 // The balancing strength in force at optimizer step `step` (1-based, as the lr schedule): every
 // balance loss's coefficient, by key in losses.def order, and the loss-free bias update rate.

@@ -135,6 +135,7 @@ Result run(const std::string& path, const Options& options) {
   r.checkpoint = path;
   r.step = c.step;
   r.router = rc::to_string(cfg.moe.router);
+  r.routing = rc::describe_routing(cfg.moe);
   r.experts = cfg.moe.num_experts;
   r.top_k = cfg.moe.top_k;
   r.batches = options.batches;
@@ -218,7 +219,7 @@ int exit_status(const Result& r) { return r.overall == collapse::Verdict::health
 
 void print_table(const Result& r, std::ostream& out) {
   const collapse::Thresholds& t = r.thresholds;
-  out << "moe-diagnose: " << r.checkpoint << " (step " << r.step << ", router " << r.router << ", E = " << r.experts
+  out << "moe-diagnose: " << r.checkpoint << " (step " << r.step << ", router " << r.routing << ", E = " << r.experts
       << ", k = " << r.top_k << ")\n";
   out << "evaluated on " << r.batches << " batches (" << r.tokens << " tokens) of " << r.data_description << "\n";
   out << "thresholds: collapsed when the k busiest experts take > " << num(t.topk_share, "%.2f")
@@ -272,7 +273,7 @@ void print_table(const Result& r, std::ostream& out) {
 void write_json(const Result& r, std::ostream& out) {
   using train::json_number;
   out << "{\n  \"checkpoint\": " << quoted(r.checkpoint) << ",\n  \"step\": " << r.step
-      << ",\n  \"router\": " << quoted(r.router) << ",\n  \"experts\": " << r.experts << ",\n  \"top_k\": " << r.top_k
+      << ",\n  \"router\": " << quoted(r.router) << ",\n  \"routing\": " << quoted(r.routing) << ",\n  \"experts\": " << r.experts << ",\n  \"top_k\": " << r.top_k
       << ",\n  \"data\": " << quoted(r.data_description) << ",\n  \"batches\": " << r.batches
       << ",\n  \"tokens\": " << r.tokens << ",\n  \"overall\": " << quoted(collapse::verdict_name(r.overall))
       << ",\n  \"exit_status\": " << exit_status(r)

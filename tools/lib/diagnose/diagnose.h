@@ -55,6 +55,7 @@ struct Comparison {
 
 struct Result {
   std::string checkpoint, router, data_description;
+  std::string routing;  // the router with its options other than the defaults (rc::describe_routing)
   int64_t step = 0, experts = 0, top_k = 0, tokens = 0;
   int batches = 0;
   collapse::Thresholds thresholds;

@@ -209,7 +209,7 @@ void write_html(const diagnose::Result& r, std::ostream& o) {
        ".legend span{display:inline-block;width:12px;height:12px;margin:0 4px -2px 10px}\n"
        "</style></head><body>\n";
   o << "<section id=\"summary\"><h1>Expert-collapse report</h1>\n<p><b>" << esc(r.checkpoint) << "</b>, step " << r.step
-    << "; router " << esc(r.router) << ", E = " << r.experts << ", k = " << r.top_k << "; evaluated on " << r.batches
+    << "; router " << esc(r.routing) << ", E = " << r.experts << ", k = " << r.top_k << "; evaluated on " << r.batches
     << " batches (" << r.tokens << " tokens) of " << esc(r.data_description) << ".</p>\n<p>Overall: "
     << "<span class=\"badge\" style=\"background:" << verdict_color(r.overall) << "\">" << collapse::verdict_name(r.overall)
     << "</span></p></section>\n";
