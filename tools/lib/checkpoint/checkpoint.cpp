@@ -316,6 +316,7 @@ std::string checksum(const Checkpoint& c) {
   Hasher h;
   h.text(c.config_yaml);
   h.text(c.diagnostic);
+  if (!c.upcycled_from.empty()) h.text(c.upcycled_from);  // files without it keep their checksum
   for (const auto* arrays : {&c.params, &c.adam_m, &c.adam_v}) {
     // By name: a file lists its datasets alphabetically, the model in its own order.
     std::vector<const NamedArray*> sorted;
@@ -380,6 +381,7 @@ void write_contents(h5::File& f, const Checkpoint& c) {
   f.write_string_attribute("/", "engine_version", kEngineVersion);
   f.write_string_attribute("/", "config", c.config_yaml);
   f.write_string_attribute("/", "diagnostic", c.diagnostic);
+  if (!c.upcycled_from.empty()) f.write_string_attribute("/", "upcycled_from", c.upcycled_from);
   for (const NamedArray& a : c.params) write_array(f, "/model/", a);
   crash_point("params");
   f.write_int64s("/optimizer/step", {c.optimizer_step}, {});
@@ -453,6 +455,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     c.config_yaml = f.read_string_attribute("/", "config");
     c.engine_version = f.read_string_attribute("/", "engine_version");
     c.diagnostic = f.read_string_attribute("/", "diagnostic");
+    if (f.has_attribute("/", "upcycled_from")) c.upcycled_from = f.read_string_attribute("/", "upcycled_from");
     c.params = read_arrays(f, "/model");
     c.optimizer_step = read_int64_scalar(f, "/optimizer/step");
     c.adam_m = read_arrays(f, "/optimizer/m");

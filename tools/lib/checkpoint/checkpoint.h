@@ -7,7 +7,9 @@
 //                             and a hash of every later byte, checked before HDF5 reads the file
 //   /                         attributes: format "moe-engine checkpoint", format_version "1",
 //                             engine_version, config (the resolved YAML), diagnostic (empty, or
-//                             why training stopped), checksum (written last: the completeness mark)
+//                             why training stopped), upcycled_from (only in a run started with
+//                             --init-from: the dense checkpoint it was upcycled from), checksum
+//                             (written last: the completeness mark)
 //   /model/<name>             float32, each parameter (PyTorch state_dict names)
 //   /optimizer/step           int64 scalar, AdamW's step count
 //   /optimizer/m/<name>, /optimizer/v/<name>   float32, AdamW's moments
@@ -76,6 +78,7 @@ struct Checkpoint {
   std::string config_yaml;
   std::string engine_version;      // filled by read_checkpoint (the writer stamps its own)
   std::string diagnostic;          // non-empty: saved because training stopped; such files are not resumed from
+  std::string upcycled_from;       // non-empty: the run started from this dense checkpoint (--init-from)
   std::vector<NamedArray> params;  // read back sorted by name
   int64_t optimizer_step = 0;
   std::vector<NamedArray> adam_m, adam_v;  // same names and order as params
