@@ -24,7 +24,10 @@
 //                             wait_seconds} [logged steps, MoE layers, ranks]; the balancing
 //                             strength in force: /metrics/coefficients/<loss> and
 //                             /metrics/bias_update_rate [logged steps] (each absent before it
-//                             was recorded: older files read as having none)
+//                             was recorded: older files read as having none); routing traces
+//                             (logging.routing_trace_every): /metrics/routing_trace/step [traces]
+//                             and /metrics/routing_trace/experts int32 [traces, MoE layers,
+//                             probe tokens, k] (absent in runs without traces)
 //
 // Contract: write_checkpoint is atomic: it writes `path`.tmp in the same folder, flushes, fsyncs,
 // renames over `path` and fsyncs the folder, so at any moment either the old file or the complete
@@ -71,6 +74,11 @@ struct MetricsHistory {
   std::vector<double> rank_slots, rank_compute_seconds, rank_wait_seconds;
   std::vector<int64_t> eval_step;
   std::vector<double> eval_loss;
+  // Routing traces: each probe token's top-k experts (best first) at each traced step,
+  // [trace][MoE layer][token][k] row-major; empty in runs without traces.
+  std::vector<int64_t> trace_step;
+  int64_t trace_tokens = 0, trace_k = 0;
+  std::vector<int32_t> trace_experts;
   size_t size() const { return step.size(); }
 };
 

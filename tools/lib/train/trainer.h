@@ -112,6 +112,7 @@ class Trainer {
   int64_t domain_count() const;
   int64_t device_count() const;
   void warn_on_collapse(const StepMetrics& m);
+  void record_routing_trace();  // at multiples of logging.routing_trace_every (routing_trace.cpp)
   std::string stopped_writing(const std::string& what) const;  // what failed, and how to resume
   void check_finite(const moe::ForwardResult& out) const;
   void check_finite_gradients() const;
@@ -142,6 +143,7 @@ class Trainer {
   std::string last_checkpoint_;
   int64_t last_checkpoint_step_ = 0;
   std::string upcycled_from_;  // the dense checkpoint this run started from (--init-from)
+  std::unique_ptr<data::Batch> probe_;  // the routing trace's probe batch, drawn at the first trace
 };
 
 // Steps of the regular checkpoints (step_N.h5) in a checkpoint folder, ascending.
