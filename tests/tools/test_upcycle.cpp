@@ -108,6 +108,29 @@ TEST_CASE("upcycling copies the dense FFN into every expert and leaves the route
   CHECK(ckpt::read_checkpoint(dense_path).upcycled_from.empty());
 }
 
+TEST_CASE("shared experts start fresh when upcycling and the routed experts are still copies", "[upcycle]") {
+  const fs::path dir = fresh_dir("upcycle_shared");
+  const std::string dense_path = dense_checkpoint(dir / "dense");
+  const auto dense = tensors(ckpt::read_checkpoint(dense_path));
+  std::ostringstream progress;
+  const runconfig::RunConfig config = small_run(dir / "moe", {"moe.num_shared_experts=1"});
+  train::Trainer fresh(config, progress);
+  const auto initial = tensors(fresh.model());
+  train::Trainer up(config, progress);
+  up.upcycle(dense_path, 0.0);
+  CHECK_THAT(progress.str(), Contains("routers, shared experts and optimizer fresh"));
+  int shared = 0;
+  for (const auto& [name, values] : tensors(up.model())) {
+    if (name.find(".shared_experts.") != std::string::npos) {
+      CHECK(values == initial.at(name));
+      ++shared;
+    } else if (!assemble::dense_name_of_expert(name).empty()) {
+      CHECK(values == dense.at(assemble::dense_name_of_expert(name)));
+    }
+  }
+  CHECK(shared == 2 * 4);  // layers x (fc1, fc2) x (weight, bias)
+}
+
 TEST_CASE("upcycling noise: each expert differs from the dense FFN by the noise scale", "[upcycle]") {
   const fs::path dir = fresh_dir("upcycle_noise");
   const std::string dense_path = dense_checkpoint(dir / "dense");
