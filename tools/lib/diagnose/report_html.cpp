@@ -175,7 +175,7 @@ void line_chart(std::ostream& o, const char* kind, const std::string& title, con
       if (std::isfinite(values[i * layers + l])) points << x(steps[i]) << "," << y(values[i * layers + l]) << " ";
     o << "<polyline data-layer=\"" << l << "\" fill=\"none\" stroke=\"" << color
       << "\" stroke-width=\"1.5\" points=\"" << points.str() << "\"/>\n<text x=\"" << left + pw + 6 << "\" y=\""
-      << top + 12 * (l + 1) << "\" class=\"a\" fill=\"" << color << "\">layer " << l << ": "
+      << top + 12 * (l + 1) << "\" class=\"a\" style=\"fill:" << color << "\">layer " << l << ": "
       << num(last_of(values, layers, l), "%.3f") << "</text>\n";
   }
   o << "<text x=\"" << left << "\" y=\"" << height - 6 << "\" class=\"a\">step " << steps.front() << "</text><text x=\""
