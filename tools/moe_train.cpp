@@ -1,6 +1,7 @@
 // moe-train: trains a MoE transformer from a YAML config.
 //
 //   moe-train --config FILE [--set key.path=value ...] [--out DIR] [--resume PATH|latest]
+//             [--init-from DENSE.h5 [--upcycle-noise STD]]
 //
 // Under mpirun (README, "Training on several processes") every rank runs this program; rank 0
 // prints progress and writes the run folder, and a failure on any rank ends them all.
@@ -76,7 +77,8 @@ void on_signal(int sig) {
 
 int main(int argc, char** argv) {
   train::prepare_process(argv);  // under mpirun: threads that sleep, and a share of the cores
-  std::string config_path, out_dir, resume;
+  std::string config_path, out_dir, resume, init_from;
+  double upcycle_noise = 0.0;
   std::vector<std::string> overrides;
   po::options_description opts("moe-train: train a MoE transformer from a YAML config (keys: configs/README.md)");
   opts.add_options()("help,h", "show this help")("config", po::value<std::string>(&config_path)->required(),
@@ -84,7 +86,12 @@ int main(int argc, char** argv) {
       "set", po::value<std::vector<std::string>>(&overrides)->composing(), "override a key: --set moe.top_k=1")(
       "out", po::value<std::string>(&out_dir), "output folder (default: logging.out_dir)")(
       "resume", po::value<std::string>(&resume),
-      "continue from a checkpoint file, or 'latest' for the newest good one in the output folder");
+      "continue from a checkpoint file, or 'latest' for the newest good one in the output folder")(
+      "init-from", po::value<std::string>(&init_from),
+      "start from the checkpoint of this model trained dense (moe.enabled: false): every expert a copy of its "
+      "layer's FFN, routers and optimizer fresh (sparse upcycling)")(
+      "upcycle-noise", po::value<double>(&upcycle_noise),
+      "with --init-from: add Gaussian noise of this std to each expert's copy (default 0)");
   po::variables_map vm;
   {
     // Every rank reads the same flags: one rank says what is wrong with them.
@@ -124,8 +131,9 @@ int main(int argc, char** argv) {
     stop_aware = std::make_unique<train::StopAwareOutput>(&g_stop);
     std::cout.rdbuf(stop_aware.get());
   }
-  train::StartedRun run = train::start_run({config_path, overrides, out_dir, resume}, std::cout, std::cerr,
-                                           [](train::StartPhase p) { g_phase = static_cast<int>(p); });
+  train::StartedRun run =
+      train::start_run({config_path, overrides, out_dir, resume, init_from, upcycle_noise}, std::cout, std::cerr,
+                       [](train::StartPhase p) { g_phase = static_cast<int>(p); });
   int status = run.exit_code;
   if (status == 0) {
     g_phase = static_cast<int>(train::StartPhase::training);

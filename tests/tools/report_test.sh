@@ -27,13 +27,14 @@ render() {  # render NAME: DOM to NAME.dom.html, screenshot to NAME.png
 count() { grep -o "$1" "$out/$2.dom.html" | wc -l; }
 
 # 1. collapse.yaml, shortened: two layers, eight experts, four domains.
-"$train" --config "$src/configs/collapse.yaml" --set training.steps=80 --out "$out/collapse" >"$out/train.log" 2>&1 ||
+"$train" --config "$src/configs/collapse.yaml" --set training.steps=80 --set logging.routing_trace_every=10 \
+  --out "$out/collapse" >"$out/train.log" 2>&1 ||
   fail "training collapse.yaml"
 "$diagnose" "$out/collapse/checkpoints/step_00000080.h5" --ep 4 --report "$out/collapse.html" --json "$out/collapse.json" \
   --compare "$out/collapse/checkpoints/step_00000080.h5" >"$out/diagnose.log" 2>&1
 [[ $? -eq 3 ]] || fail "moe-diagnose should exit 3 for a collapsed run"
 render collapse
-for id in summary verdicts load devices history similarity domains spread compare; do
+for id in summary verdicts load devices history similarity over-training domains spread compare; do
   grep -q "<section id=\"$id\"" "$out/collapse.dom.html" || fail "section $id missing from the rendered page"
 done
 for kind in load devices history similarity; do
@@ -42,12 +43,20 @@ done
 # The device view at --ep 4 and the report's 2, 4, 8: a slowdown column each.
 for n in 2 4 8; do grep -q "<th>N = $n</th>" "$out/collapse.dom.html" || fail "no predicted slowdown for N = $n"; done
 [[ $(count "<table class=\"domains\"" collapse) -eq 2 ]] || fail "expected 2 domain tables"
+# Over training: one similarity chart and one churn chart (traces every 10 steps), a line per layer.
+for kind in similarity-history churn; do
+  [[ $(count "class=\"chart\" data-kind=\"$kind\"" collapse) -eq 1 ]] || fail "expected 1 $kind chart"
+done
+[[ $(count "<polyline data-layer=" collapse) -eq 4 ]] || fail "expected a line per layer in both over-training charts"
+grep -q "routing churn (probe tokens whose top-1 expert changed" "$out/diagnose.log" || fail "no last churn in the text"
 grep -q "collapsed" "$out/collapse.dom.html" || fail "the verdict is not on the page"
 if command -v python3 >/dev/null; then
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['overall']=='collapsed' and len(d['layers'])==2" \
     "$out/collapse.json" || fail "the JSON output is not valid or incomplete"
   python3 -c "import json,sys; d=json.load(open(sys.argv[1]))['devices']['predicted'][0]; assert d['ranks']==4 and len(d['loads'])==2 and all(len(x)==4 for x in d['loads'])" \
     "$out/collapse.json" || fail "the JSON output has no device prediction for --ep 4"
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1]))['over_training']; assert len(d['churn_steps'])==8 and len(d['last_churn'])==2" \
+    "$out/collapse.json" || fail "the JSON output has no routing churn per layer"
 fi
 
 # 2. Twelve MoE layers of 64 experts: every chart still drawn, one per layer.
@@ -60,4 +69,5 @@ for kind in load devices history similarity; do
   [[ $(count "class=\"chart\" data-kind=\"$kind\"" wide) -eq 12 ]] || fail "expected 12 $kind charts for 12 layers"
 done
 grep -q "1/8</text>" "$out/wide.dom.html" || fail "the device charts of E = 64 should show 8 ranks by default"
+grep -q "No routing churn" "$out/wide.dom.html" || fail "a run without routing traces should say so"
 echo "PASS: report rendered by $("$browser" --version 2>/dev/null | head -1); screenshots in $out"

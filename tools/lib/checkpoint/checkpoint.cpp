@@ -227,6 +227,11 @@ void write_metrics(h5::File& f, const MetricsHistory& m) {
     for (const auto& [name, values] : rank_columns(m)) f.write_doubles(name, *values, {n, m.layers, m.ranks});
   f.write_int64s("/metrics/eval/step", m.eval_step, {static_cast<int64_t>(m.eval_step.size())});
   f.write_doubles("/metrics/eval/loss", m.eval_loss, {static_cast<int64_t>(m.eval_loss.size())});
+  if (!m.trace_step.empty()) {
+    const int64_t traces = static_cast<int64_t>(m.trace_step.size());
+    f.write_int64s("/metrics/routing_trace/step", m.trace_step, {traces});
+    f.write_ints("/metrics/routing_trace/experts", m.trace_experts, {traces, m.layers, m.trace_tokens, m.trace_k});
+  }
 }
 
 MetricsHistory read_metrics(const h5::File& f) {
@@ -290,6 +295,16 @@ MetricsHistory read_metrics(const h5::File& f) {
   m.eval_loss = f.read_doubles("/metrics/eval/loss");
   if (m.eval_step.size() != m.eval_loss.size())
     throw CheckpointError(f.path() + ": /metrics/eval: step and loss differ in length");
+  if (f.exists("/metrics/routing_trace")) {
+    m.trace_step = f.read_int64s("/metrics/routing_trace/step");
+    h5::Dims d;
+    m.trace_experts = f.read_ints("/metrics/routing_trace/experts", &d);
+    if (d.size() != 4 || d[0] != static_cast<int64_t>(m.trace_step.size()) || d[1] != m.layers || d[2] < 1 || d[3] < 1)
+      throw CheckpointError(f.path() + ": /metrics/routing_trace/experts: must be [traces, MoE layers, tokens, k], " +
+                            std::to_string(m.trace_step.size()) + " traces by /metrics/routing_trace/step");
+    m.trace_tokens = d[2];
+    m.trace_k = d[3];
+  }
   return m;
 }
 
@@ -316,6 +331,7 @@ std::string checksum(const Checkpoint& c) {
   Hasher h;
   h.text(c.config_yaml);
   h.text(c.diagnostic);
+  if (!c.upcycled_from.empty()) h.text(c.upcycled_from);  // files without it keep their checksum
   for (const auto* arrays : {&c.params, &c.adam_m, &c.adam_v}) {
     // By name: a file lists its datasets alphabetically, the model in its own order.
     std::vector<const NamedArray*> sorted;
@@ -368,6 +384,12 @@ std::string checksum(const Checkpoint& c) {
   if (!m.bias_update_rate.empty()) h.vec(m.bias_update_rate);
   h.vec(m.eval_step);
   h.vec(m.eval_loss);
+  if (!m.trace_step.empty()) {  // files without routing traces keep their checksum
+    h.vec(m.trace_step);
+    h.u64(static_cast<uint64_t>(m.trace_tokens));
+    h.u64(static_cast<uint64_t>(m.trace_k));
+    h.vec(m.trace_experts);
+  }
   return h.hex();
 }
 
@@ -380,6 +402,7 @@ void write_contents(h5::File& f, const Checkpoint& c) {
   f.write_string_attribute("/", "engine_version", kEngineVersion);
   f.write_string_attribute("/", "config", c.config_yaml);
   f.write_string_attribute("/", "diagnostic", c.diagnostic);
+  if (!c.upcycled_from.empty()) f.write_string_attribute("/", "upcycled_from", c.upcycled_from);
   for (const NamedArray& a : c.params) write_array(f, "/model/", a);
   crash_point("params");
   f.write_int64s("/optimizer/step", {c.optimizer_step}, {});
@@ -453,6 +476,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     c.config_yaml = f.read_string_attribute("/", "config");
     c.engine_version = f.read_string_attribute("/", "engine_version");
     c.diagnostic = f.read_string_attribute("/", "diagnostic");
+    if (f.has_attribute("/", "upcycled_from")) c.upcycled_from = f.read_string_attribute("/", "upcycled_from");
     c.params = read_arrays(f, "/model");
     c.optimizer_step = read_int64_scalar(f, "/optimizer/step");
     c.adam_m = read_arrays(f, "/optimizer/m");

@@ -7,7 +7,9 @@
 //                             and a hash of every later byte, checked before HDF5 reads the file
 //   /                         attributes: format "moe-engine checkpoint", format_version "1",
 //                             engine_version, config (the resolved YAML), diagnostic (empty, or
-//                             why training stopped), checksum (written last: the completeness mark)
+//                             why training stopped), upcycled_from (only in a run started with
+//                             --init-from: the dense checkpoint it was upcycled from), checksum
+//                             (written last: the completeness mark)
 //   /model/<name>             float32, each parameter (PyTorch state_dict names)
 //   /optimizer/step           int64 scalar, AdamW's step count
 //   /optimizer/m/<name>, /optimizer/v/<name>   float32, AdamW's moments
@@ -22,7 +24,10 @@
 //                             wait_seconds} [logged steps, MoE layers, ranks]; the balancing
 //                             strength in force: /metrics/coefficients/<loss> and
 //                             /metrics/bias_update_rate [logged steps] (each absent before it
-//                             was recorded: older files read as having none)
+//                             was recorded: older files read as having none); routing traces
+//                             (logging.routing_trace_every): /metrics/routing_trace/step [traces]
+//                             and /metrics/routing_trace/experts int32 [traces, MoE layers,
+//                             probe tokens, k] (absent in runs without traces)
 //
 // Contract: write_checkpoint is atomic: it writes `path`.tmp in the same folder, flushes, fsyncs,
 // renames over `path` and fsyncs the folder, so at any moment either the old file or the complete
@@ -69,6 +74,11 @@ struct MetricsHistory {
   std::vector<double> rank_slots, rank_compute_seconds, rank_wait_seconds;
   std::vector<int64_t> eval_step;
   std::vector<double> eval_loss;
+  // Routing traces: each probe token's top-k experts (best first) at each traced step,
+  // [trace][MoE layer][token][k] row-major; empty in runs without traces.
+  std::vector<int64_t> trace_step;
+  int64_t trace_tokens = 0, trace_k = 0;
+  std::vector<int32_t> trace_experts;
   size_t size() const { return step.size(); }
 };
 
@@ -76,6 +86,7 @@ struct Checkpoint {
   std::string config_yaml;
   std::string engine_version;      // filled by read_checkpoint (the writer stamps its own)
   std::string diagnostic;          // non-empty: saved because training stopped; such files are not resumed from
+  std::string upcycled_from;       // non-empty: the run started from this dense checkpoint (--init-from)
   std::vector<NamedArray> params;  // read back sorted by name
   int64_t optimizer_step = 0;
   std::vector<NamedArray> adam_m, adam_v;  // same names and order as params

@@ -203,6 +203,7 @@ void schema(V& v, Tag<TrainingConfig>) {
 template <class V>
 void schema(V& v, Tag<LoggingConfig>) {
   v.field("every", &LoggingConfig::every);
+  v.field("routing_trace_every", &LoggingConfig::routing_trace_every);
   v.field("out_dir", &LoggingConfig::out_dir);
 }
 template <class V>

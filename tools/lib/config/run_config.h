@@ -154,6 +154,7 @@ struct TrainingConfig {
 
 struct LoggingConfig {
   int every = 10;
+  int routing_trace_every = 0;  // steps between routing traces of the probe batch; 0 means never
   std::string out_dir = "runs/default";
 };
 

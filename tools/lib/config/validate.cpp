@@ -193,6 +193,7 @@ void check_training(const Checker& c, const RunConfig& cfg) {
       "0.." + num(length), {length_key});
 
   c.at_least(cfg.logging.every, 1, "logging.every");
+  c.at_least(cfg.logging.routing_trace_every, 0, "logging.routing_trace_every");
   c.require(!cfg.logging.out_dir.empty(), "logging.out_dir", "must not be empty", "a directory path");
   c.at_least(cfg.checkpointing.every, 0, "checkpointing.every");
   c.at_least(cfg.checkpointing.keep_last, 1, "checkpointing.keep_last");

@@ -8,6 +8,7 @@
 #include "tools/lib/assemble/assemble.h"
 #include "tools/lib/checkpoint/checkpoint.h"
 #include "tools/lib/diagnose/device_report.h"
+#include "tools/lib/diagnose/training_view.h"
 #include "tools/lib/train/metrics_log.h"
 #include "tools/lib/train/routing_stats.h"
 
@@ -183,6 +184,7 @@ Result run(const std::string& path, const Options& options) {
   }
 
   add_device_view(r, options, h, rc::device_groups(cfg));
+  add_training_view(r, c);
 
   if (!options.compare.empty()) {
     const ckpt::Checkpoint other = ckpt::read_checkpoint(options.compare);
@@ -213,6 +215,29 @@ Result run(const std::string& path, const Options& options) {
     r.compare = std::move(cmp);
   }
   return r;
+}
+
+// The similarity's first and last logged values and the last churn, per layer.
+void print_over_training(const Result& r, std::ostream& out) {
+  const size_t L = r.layers.size();
+  if (!r.upcycled_from.empty()) out << "\nupcycled from the dense checkpoint " << r.upcycled_from << "\n";
+  if (r.similarity_history.size() == r.history_steps.size() * L && !r.history_steps.empty()) {
+    out << "\nmean expert similarity over training (step " << r.history_steps.front() << " -> "
+        << r.history_steps.back() << "):";
+    for (size_t l = 0; l < L; ++l)
+      out << (l ? ", " : " ") << "layer " << l << " " << num(r.similarity_history[l]) << " -> "
+          << num(last_of(r.similarity_history, L, l));
+    out << "\n";
+  }
+  if (r.churn_steps.empty()) {
+    out << "routing churn: none recorded (logging.routing_trace_every: 0, or fewer than two traces)\n";
+    return;
+  }
+  out << "routing churn (probe tokens whose top-1 expert changed between the last two routing traces, up to step "
+      << r.churn_steps.back() << "):";
+  for (size_t l = 0; l < L; ++l)
+    out << (l ? ", " : " ") << "layer " << l << " " << num(100 * last_of(r.churn, L, l), "%.1f") << "%";
+  out << "\n";
 }
 
 int exit_status(const Result& r) { return r.overall == collapse::Verdict::healthy ? 0 : 3; }
@@ -249,6 +274,7 @@ void print_table(const Result& r, std::ostream& out) {
     out << line;
   }
   print_devices(r, out);
+  print_over_training(r, out);
   out << "\nverdicts:\n";
   for (size_t l = 0; l < r.layers.size(); ++l)
     out << "  layer " << l << " (block " << r.layers[l].stats.block
@@ -307,6 +333,12 @@ void write_json(const Result& r, std::ostream& out) {
   write_devices_json(r, out);
   out << ",\n  \"history\": {\"steps\": " << array(r.history_steps)
       << ", \"expert_counts\": " << array(r.history_counts) << "}";
+  std::vector<double> last_churn;
+  for (size_t l = 0; l < r.layers.size() && !r.churn.empty(); ++l)
+    last_churn.push_back(last_of(r.churn, r.layers.size(), l));
+  out << ",\n  \"over_training\": {\"upcycled_from\": " << quoted(r.upcycled_from)
+      << ", \"similarity_history\": " << array(r.similarity_history) << ", \"churn_steps\": " << array(r.churn_steps)
+      << ", \"churn\": " << array(r.churn) << ", \"last_churn\": " << array(last_churn) << "}";
   if (r.compare) {
     out << ",\n  \"compare\": {\"other\": " << quoted(r.compare->other) << ", \"other_step\": " << r.compare->other_step
         << ", \"top1_changed\": " << json_number(r.compare->top1_changed)

@@ -67,6 +67,11 @@ struct Result {
   std::optional<Comparison> compare;
   std::vector<DevicePrediction> devices;    // --ep first when given, then 2, 4, 8 where they divide E
   std::optional<MeasuredDevices> measured;  // a run whose experts were grouped into devices
+  // Over training (tools/lib/diagnose/training_view.h).
+  std::string upcycled_from;               // the dense checkpoint the run started from, or empty
+  std::vector<double> similarity_history;  // [logged step][layer] mean expert similarity (NaN: not measured)
+  std::vector<int64_t> churn_steps;        // the later step of each pair of consecutive routing traces
+  std::vector<double> churn;               // [churn step][layer]: share of probe tokens whose top-1 changed
 };
 
 // Throws std::runtime_error (bad file, bad data, an --ep that does not divide E) with a message

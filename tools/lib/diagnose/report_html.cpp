@@ -7,6 +7,7 @@
 #include <string>
 
 #include "tools/lib/diagnose/device_report.h"
+#include "tools/lib/diagnose/training_view.h"
 
 namespace diagnose {
 
@@ -149,6 +150,61 @@ void history_heatmap(std::ostream& o, const diagnose::Result& r, size_t l) {
     << "\" class=\"a\" text-anchor=\"end\">step " << r.history_steps.back() << "</text>\n</svg>\n";
 }
 
+const char* const kLayerColors[] = {"#1565c0", "#c62828", "#2e7d32", "#ef6c00",
+                                    "#6a1b9a", "#00838f", "#5d4037", "#ad1457"};
+
+// One chart, one line per layer: values [step][layer] against the steps, y from 0 to ymax.
+void line_chart(std::ostream& o, const char* kind, const std::string& title, const std::vector<int64_t>& steps,
+                const std::vector<double>& values, size_t layers, double ymax) {
+  const double width = 560, height = 220, left = 44, right = 110, top = 24, bottom = 28;
+  const double pw = width - left - right, ph = height - top - bottom;
+  const double x0 = static_cast<double>(steps.front()), x1 = std::max(static_cast<double>(steps.back()), x0 + 1);
+  auto x = [&](int64_t s) { return left + pw * (static_cast<double>(s) - x0) / (x1 - x0); };
+  auto y = [&](double v) { return top + ph * (1 - std::clamp(v / ymax, 0.0, 1.0)); };
+  o << "<svg class=\"chart\" data-kind=\"" << kind << "\" width=\"" << width << "\" height=\"" << height
+    << "\" role=\"img\"><title>" << esc(title) << "</title>\n<text x=\"" << left << "\" y=\"14\" class=\"t\">"
+    << esc(title) << "</text>\n";
+  for (double f : {0.0, 0.5, 1.0})
+    o << "<line x1=\"" << left << "\" x2=\"" << left + pw << "\" y1=\"" << y(f * ymax) << "\" y2=\"" << y(f * ymax)
+      << "\" stroke=\"#ddd\"/><text x=\"" << left - 4 << "\" y=\"" << y(f * ymax) + 3
+      << "\" class=\"a\" text-anchor=\"end\">" << num(f * ymax, "%.2f") << "</text>\n";
+  for (size_t l = 0; l < layers; ++l) {
+    const char* color = kLayerColors[l % (sizeof kLayerColors / sizeof kLayerColors[0])];
+    std::ostringstream points;
+    for (size_t i = 0; i < steps.size(); ++i)
+      if (std::isfinite(values[i * layers + l])) points << x(steps[i]) << "," << y(values[i * layers + l]) << " ";
+    o << "<polyline data-layer=\"" << l << "\" fill=\"none\" stroke=\"" << color
+      << "\" stroke-width=\"1.5\" points=\"" << points.str() << "\"/>\n<text x=\"" << left + pw + 6 << "\" y=\""
+      << top + 12 * (l + 1) << "\" class=\"a\" style=\"fill:" << color << "\">layer " << l << ": "
+      << num(last_of(values, layers, l), "%.3f") << "</text>\n";
+  }
+  o << "<text x=\"" << left << "\" y=\"" << height - 6 << "\" class=\"a\">step " << steps.front() << "</text><text x=\""
+    << left + pw << "\" y=\"" << height - 6 << "\" class=\"a\" text-anchor=\"end\">step " << steps.back()
+    << "</text>\n</svg>\n";
+}
+
+// The similarity of the experts and the routing churn over training, one line per layer.
+void over_training(std::ostream& o, const diagnose::Result& r) {
+  const size_t L = r.layers.size();
+  o << "<section id=\"over-training\"><h2>Over training</h2>\n";
+  if (!r.upcycled_from.empty())
+    o << "<p>Upcycled from the dense checkpoint <b>" << esc(r.upcycled_from)
+      << "</b>: every expert started as a copy of its layer's FFN.</p>\n";
+  o << "<p class=\"legend\">Mean cosine similarity of each layer's expert weights at the logged steps (1: identical "
+       "experts), and the routing churn: the share of the probe batch's tokens whose top-1 expert changed since the "
+       "previous routing trace (logging.routing_trace_every).</p><div class=\"grid\">\n";
+  if (!r.history_steps.empty() && r.similarity_history.size() == r.history_steps.size() * L)
+    line_chart(o, "similarity-history", "mean expert similarity", r.history_steps, r.similarity_history, L, 1.0);
+  else
+    o << "<p>The checkpoint holds no expert similarity over training.</p>\n";
+  if (!r.churn_steps.empty())
+    line_chart(o, "churn", "routing churn (share of probe tokens whose top-1 changed)", r.churn_steps, r.churn, L,
+               std::max(0.05, *std::max_element(r.churn.begin(), r.churn.end())));
+  else
+    o << "<p>No routing churn: the run kept fewer than two routing traces.</p>\n";
+  o << "</div></section>\n";
+}
+
 void similarity_matrix(std::ostream& o, const diagnose::LayerResult& lr, size_t l) {
   const collapse::LayerStats& s = lr.stats;
   const int64_t E = s.experts;
@@ -252,6 +308,8 @@ void write_html(const diagnose::Result& r, std::ostream& o) {
        "<div class=\"grid\">\n";
   for (size_t l = 0; l < r.layers.size(); ++l) similarity_matrix(o, r.layers[l], l);
   o << "</div></section>\n";
+
+  over_training(o, r);
 
   o << "<section id=\"domains\"><h2>Domains and experts</h2>\n<p class=\"legend\">Slots per domain (rows) and "
        "expert (columns) on the evaluation batches; shading: share of the domain's slots. 1 = every domain has its "

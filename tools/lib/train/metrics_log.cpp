@@ -60,6 +60,24 @@ void MetricsLog::set_history(const ckpt::MetricsHistory& h) {
   widen_ranks(history_, ranks);
 }
 
+bool MetricsLog::record_trace(int64_t step, int64_t tokens, int64_t k, const std::vector<int32_t>& experts) {
+  ckpt::MetricsHistory& h = history_;
+  if (static_cast<int64_t>(experts.size()) != h.layers * tokens * k)
+    throw std::logic_error("record_trace: " + std::to_string(experts.size()) + " experts for " +
+                           std::to_string(h.layers) + " layers x " + std::to_string(tokens) + " tokens x k " +
+                           std::to_string(k));
+  const bool restart = !h.trace_step.empty() && (h.trace_tokens != tokens || h.trace_k != k);
+  if (restart) {
+    h.trace_step.clear();
+    h.trace_experts.clear();
+  }
+  h.trace_tokens = tokens;
+  h.trace_k = k;
+  h.trace_step.push_back(step);
+  h.trace_experts.insert(h.trace_experts.end(), experts.begin(), experts.end());
+  return restart;
+}
+
 void MetricsLog::open(const std::string& dir) {
   jsonl_.reset();
   csv_.reset();

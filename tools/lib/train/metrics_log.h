@@ -42,6 +42,10 @@ class MetricsLog {
   void open(const std::string& dir);
   void record_step(const StepMetrics& m);
   void record_eval(int64_t step, double loss);
+  // A routing trace (tools/lib/train/routing_trace.h): experts [layer][token][k]. A trace of
+  // another probe shape than the history's replaces the earlier ones (returns true then): churn
+  // compares the same tokens only.
+  bool record_trace(int64_t step, int64_t tokens, int64_t k, const std::vector<int32_t>& experts);
 
   const ckpt::MetricsHistory& history() const { return history_; }
   // Throws when its layers or experts differ; a history of fewer ranks is widened (NaN).

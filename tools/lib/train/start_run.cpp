@@ -75,6 +75,12 @@ StartedRun start_run(const StartRequest& request, std::ostream& out, std::ostrea
       }))
     return run;
   if (!phase(StartPhase::config, [&] {
+        if (!r.init_from.empty() && !r.resume.empty())
+          throw rc::ConfigError(
+              "--init-from and --resume together: --init-from starts a new run from a dense "
+              "checkpoint, --resume continues one (an upcycled run resumes with --resume alone)");
+        if (r.upcycle_noise < 0 || (r.upcycle_noise > 0 && r.init_from.empty()))
+          throw rc::ConfigError("--upcycle-noise must be >= 0 and needs --init-from");
         if (several) check_same_config(world, config);
         if (!several && config.parallel.expert > 1)
           throw rc::ConfigError(
@@ -106,6 +112,7 @@ StartedRun start_run(const StartRequest& request, std::ostream& out, std::ostrea
     return run;
   if (!phase(StartPhase::loading, [&] {
         if (!resume_path.empty()) run.trainer->resume(resume_path);
+        if (!r.init_from.empty()) run.trainer->upcycle(r.init_from, r.upcycle_noise);
       }))
     return run;
   // The run folder is checked (no earlier run's checkpoints in it) before training, so that a

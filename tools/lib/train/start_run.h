@@ -24,6 +24,8 @@ struct StartRequest {
   std::vector<std::string> overrides;  // --set key=value
   std::string out_dir;                 // --out (empty: the config's)
   std::string resume;                  // --resume: a file, "latest" or empty
+  std::string init_from;               // --init-from: a dense checkpoint to upcycle (not with resume)
+  double upcycle_noise = 0.0;          // --upcycle-noise: std of the noise added to each expert's copy
 };
 
 // The start-up phases, announced before each begins (a signal handler says which it cut short);

@@ -450,6 +450,7 @@ RunEnd Trainer::run(const std::atomic<bool>* stop) {
   start_outputs();
   const rc::TrainingConfig& t = config_.training;
   const int every = config_.checkpointing.every;
+  record_routing_trace();  // step 0's routing (an upcycled run's first), or none
   while (step_ < t.steps) {
     StepMetrics m;
     try {
@@ -473,6 +474,7 @@ RunEnd Trainer::run(const std::atomic<bool>* stop) {
     // any other error saves the last finished step first.
     try {
       if (is_log_step(m.step)) log(m);
+      record_routing_trace();
       if ((t.eval_every > 0 && m.step % t.eval_every == 0) || m.step == t.steps) {
         const double loss = evaluate();
         progress_ << "eval at step " << step_ << " | loss " << std::fixed << std::setprecision(4) << loss

@@ -84,6 +84,10 @@ class Trainer {
   ckpt::Checkpoint snapshot(const std::string& diagnostic = "") const;
   void restore(const ckpt::Checkpoint& c, const std::string& source);  // source names the file in errors
   void resume(const std::string& path);  // read, compare configs (refuse model changes), restore
+  // Sparse upcycling (tools/lib/assemble/upcycle.h): the model's tensors from a dense checkpoint,
+  // experts copied from its FFN plus noise of noise_std, routers, optimizer and step fresh. Its
+  // checkpoints then name the source (ckpt::Checkpoint::upcycled_from), also after a resume.
+  void upcycle(const std::string& dense_path, double noise_std);
   // Returns the path written (on ranks other than 0, which write nothing: the path rank 0 writes).
   std::string save_checkpoint(const std::string& diagnostic = "");
   std::string checkpoint_dir() const;
@@ -108,6 +112,7 @@ class Trainer {
   int64_t domain_count() const;
   int64_t device_count() const;
   void warn_on_collapse(const StepMetrics& m);
+  void record_routing_trace();  // at multiples of logging.routing_trace_every (routing_trace.cpp)
   std::string stopped_writing(const std::string& what) const;  // what failed, and how to resume
   void check_finite(const moe::ForwardResult& out) const;
   void check_finite_gradients() const;
@@ -137,6 +142,8 @@ class Trainer {
   // 0, where nothing needs saving. An error during training names it or saves a newer one.
   std::string last_checkpoint_;
   int64_t last_checkpoint_step_ = 0;
+  std::string upcycled_from_;  // the dense checkpoint this run started from (--init-from)
+  std::unique_ptr<data::Batch> probe_;  // the routing trace's probe batch, drawn at the first trace
 };
 
 // Steps of the regular checkpoints (step_N.h5) in a checkpoint folder, ascending.

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "tools/lib/assemble/assemble.h"
+#include "tools/lib/assemble/upcycle.h"
 #include "tools/lib/hdf5/hdf5_file.h"
 #include "tools/lib/train/trainer.h"
 
@@ -97,6 +98,7 @@ ckpt::Checkpoint Trainer::snapshot(const std::string& diagnostic) const {
   ckpt::Checkpoint c;
   c.config_yaml = rc::to_yaml(config_);
   c.diagnostic = diagnostic;
+  c.upcycled_from = upcycled_from_;
   for (const moe::NamedParam& p : model_->params().all()) c.params.push_back(to_array(p.name, p.tensor));
   c.optimizer_step = optimizer_->step_count();
   for (size_t i = 0; i < optimizer_->size(); ++i) {
@@ -173,6 +175,7 @@ void Trainer::restore(const ckpt::Checkpoint& whole, const std::string& source) 
     throw ckpt::CheckpointError(source + ": /metrics: " + e.what());
   }
   step_ = start_step_ = c.step;
+  upcycled_from_ = c.upcycled_from;
   tokens_seen_ = c.tokens_seen;
   last_lr_ = c.lr;
   elapsed_seconds_ = 0;
@@ -230,6 +233,21 @@ void Trainer::resume(const std::string& path) {
     for (const std::string& k : changed) progress_ << " " << k;
   }
   progress_ << std::endl;
+}
+
+void Trainer::upcycle(const std::string& dense_path, double noise_std) {
+  if (step_ != 0) throw std::logic_error("Trainer::upcycle: only a fresh run is upcycled");
+  const ckpt::Checkpoint dense = ckpt::read_checkpoint(dense_path);
+  assemble::check_upcycle_source(config_, dense, dense_path);
+  // The noise has a stream of its own, apart from the initialization's (training.seed).
+  const assemble::UpcycleSummary s = assemble::upcycle(
+      *model_, dense, dense_path, {noise_std, static_cast<uint64_t>(config_.training.seed) ^ 0x75706379636c65ull});
+  upcycled_from_ = dense_path;
+  progress_ << "moe-train: upcycled from " << dense_path << " (dense, step " << dense.step << "): " << s.experts
+            << " experts in each of " << s.moe_layers << " MoE layers copied from its FFN";
+  if (noise_std > 0) progress_ << " plus noise of std " << noise_std;
+  progress_ << "; routers" << (config_.moe.num_shared_experts > 0 ? ", shared experts" : "")
+            << " and optimizer fresh, from step 0" << std::endl;
 }
 
 std::string Trainer::save_checkpoint(const std::string& diagnostic) {
