@@ -16,13 +16,17 @@
 //   /state/{step,tokens_seen} int64 scalars; /state/lr float64 (the lr of the last step)
 //   /state/rng/<name>         uint64 [2]: Philox (seed, offset) of each generator
 //   /state/loader/<name>      uint64 [3]: data cursor (seed, offset, position) of train and eval
+//   /state/expert_last_active int64 [MoE layers, experts]: the last step each expert computed a
+//                             slot (absent in older files)
 //   /metrics/...              the run's logged history (MetricsHistory below); per-layer collapse
 //                             metrics under /metrics/layers/<metric> [logged steps, MoE layers];
 //                             per-rank expert load under /metrics/ranks/{slots,compute_seconds,
 //                             wait_seconds} [logged steps, MoE layers, ranks]; the balancing
 //                             strength in force: /metrics/coefficients/<loss> and
 //                             /metrics/bias_update_rate [logged steps] (each absent before it
-//                             was recorded: older files read as having none)
+//                             was recorded: older files read as having none); per expert at each
+//                             logged step /metrics/experts/{grad_norm,update_ratio} [logged steps,
+//                             MoE layers, experts] (absent before they were recorded)
 //
 // Contract: write_checkpoint is atomic: it writes `path`.tmp in the same folder, flushes, fsyncs,
 // renames over `path` and fsyncs the folder, so at any moment either the old file or the complete
@@ -67,6 +71,9 @@ struct MetricsHistory {
   // where a step has fewer ranks (a run resumed on another number of processes).
   int64_t ranks = 0;
   std::vector<double> rank_slots, rank_compute_seconds, rank_wait_seconds;
+  // Training's per-expert gradient norm and update ratio: [step][layer][expert], NaN for a step
+  // without them; empty in files from before they were recorded.
+  std::vector<double> expert_grad_norm, expert_update_ratio;
   std::vector<int64_t> eval_step;
   std::vector<double> eval_loss;
   size_t size() const { return step.size(); }
@@ -85,6 +92,9 @@ struct Checkpoint {
   double lr = 0;
   std::map<std::string, std::vector<uint64_t>> rng;      // name -> {seed, offset}
   std::map<std::string, std::vector<uint64_t>> loaders;  // name -> {seed, offset, position}
+  // [MoE layer][expert], row-major: the last step in which each expert computed a slot, for the
+  // idle share's window (empty in files from before it was saved).
+  std::vector<int64_t> expert_last_active;
   MetricsHistory metrics;
 };
 
