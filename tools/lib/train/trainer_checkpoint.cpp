@@ -10,6 +10,7 @@
 
 #include "tools/lib/assemble/assemble.h"
 #include "tools/lib/hdf5/hdf5_file.h"
+#include "tools/lib/train/expert_health.h"
 #include "tools/lib/train/trainer.h"
 
 namespace train {
@@ -119,6 +120,7 @@ ckpt::Checkpoint Trainer::snapshot(const std::string& diagnostic) const {
   c.loaders["train"] = cursor_values(train_data_->cursor());
   c.loaders["eval"] = cursor_values(eval_data_->cursor());
   c.metrics = metrics_.history();
+  c.expert_last_active = health_->last_active();
   return c;
 }
 
@@ -171,6 +173,11 @@ void Trainer::restore(const ckpt::Checkpoint& whole, const std::string& source) 
     metrics_.set_history(with_strength(c.metrics, config_.moe));
   } catch (const std::exception& e) {
     throw ckpt::CheckpointError(source + ": /metrics: " + e.what());
+  }
+  try {
+    health_->set_last_active(c.expert_last_active, c.step);
+  } catch (const std::exception& e) {
+    throw ckpt::CheckpointError(source + ": /state/expert_last_active: " + e.what());
   }
   step_ = start_step_ = c.step;
   tokens_seen_ = c.tokens_seen;
