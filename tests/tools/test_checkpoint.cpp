@@ -374,6 +374,11 @@ TEST_CASE("bad checkpoint files give one clear error naming the file and what is
     ckpt::write_checkpoint(p, short_bias);
     CHECK_THROWS_WITH(ckpt::read_checkpoint(p),
                       Contains(p + ": /router/" + layer + "/bias: holds 3 experts, /metrics/expert_counts 4"));
+    ckpt::Checkpoint short_idle = c;  // the idle window's state is per (layer, expert) too
+    short_idle.expert_last_active.resize(3);
+    ckpt::write_checkpoint(p, short_idle);
+    CHECK_THROWS_WITH(ckpt::read_checkpoint(p),
+                      Contains(p + ": /state/expert_last_active: must hold MoE layers x experts = 8 values"));
   }
   SECTION("tensor shapes that do not match the file's own config") {
     ckpt::Checkpoint c = ckpt::read_checkpoint(good);

@@ -417,9 +417,10 @@ void write_contents(h5::File& f, const Checkpoint& c) {
   f.write_doubles("/state/lr", {c.lr}, {});
   for (const auto& [name, v] : c.rng) f.write_uint64s("/state/rng/" + name, v, {static_cast<int64_t>(v.size())});
   for (const auto& [name, v] : c.loaders) f.write_uint64s("/state/loader/" + name, v, {static_cast<int64_t>(v.size())});
+  // Flat, like the optimizer's step: its shape is checked against the history's on read, and a
+  // history of the wrong shape is refused there, by check_metrics_shape, with its own message.
   if (!c.expert_last_active.empty())
-    f.write_int64s("/state/expert_last_active", c.expert_last_active,
-                   {c.metrics.layers, static_cast<int64_t>(c.expert_last_active.size()) / std::max<int64_t>(c.metrics.layers, 1)});
+    f.write_int64s("/state/expert_last_active", c.expert_last_active, {static_cast<int64_t>(c.expert_last_active.size())});
   write_metrics(f, c.metrics);
   f.write_string_attribute("/", "checksum", checksum(c));  // last: marks the file complete
   f.flush();
@@ -501,12 +502,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     for (const std::string& name : f.members("/state/loader"))
       c.loaders[name] = read_u64s(f, "/state/loader/" + name, 3);
     c.metrics = read_metrics(f);
-    if (f.exists("/state/expert_last_active")) {
-      h5::Dims d;
-      c.expert_last_active = f.read_int64s("/state/expert_last_active", &d);
-      if (d != h5::Dims{c.metrics.layers, c.metrics.experts})
-        throw CheckpointError(path + ": /state/expert_last_active: must be [MoE layers, experts], like /metrics/expert_counts");
-    }
+    if (f.exists("/state/expert_last_active")) c.expert_last_active = f.read_int64s("/state/expert_last_active");
 
     const std::string stored = f.read_string_attribute("/", "checksum");
     if (stored != checksum(c))
@@ -523,6 +519,10 @@ Checkpoint read_checkpoint(const std::string& path) {
     same_names(c.adam_m, "/optimizer/m");
     same_names(c.adam_v, "/optimizer/v");
     check_metrics_shape(path, c);
+    if (!c.expert_last_active.empty() &&
+        static_cast<int64_t>(c.expert_last_active.size()) != c.metrics.layers * c.metrics.experts)
+      throw CheckpointError(path + ": /state/expert_last_active: must hold MoE layers x experts = " +
+                            std::to_string(c.metrics.layers * c.metrics.experts) + " values, like /metrics/expert_counts");
     return c;
   } catch (const h5::Error& e) {
     throw CheckpointError(e.what());

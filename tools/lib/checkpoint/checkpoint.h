@@ -16,8 +16,8 @@
 //   /state/{step,tokens_seen} int64 scalars; /state/lr float64 (the lr of the last step)
 //   /state/rng/<name>         uint64 [2]: Philox (seed, offset) of each generator
 //   /state/loader/<name>      uint64 [3]: data cursor (seed, offset, position) of train and eval
-//   /state/expert_last_active int64 [MoE layers, experts]: the last step each expert computed a
-//                             slot (absent in older files)
+//   /state/expert_last_active int64 [MoE layers x experts], row-major: the last step each expert
+//                             computed a slot (absent in older files)
 //   /metrics/...              the run's logged history (MetricsHistory below); per-layer collapse
 //                             metrics under /metrics/layers/<metric> [logged steps, MoE layers];
 //                             per-rank expert load under /metrics/ranks/{slots,compute_seconds,
