@@ -65,6 +65,7 @@ struct Trace {
   // Per logged step, every layer's experts in turn (tools/lib/train/expert_health.h): with
   // expert parallelism each rank measures its own experts, and every rank must hold them all.
   std::vector<double> expert_grad_norm, expert_update_ratio, idle_share;
+  std::vector<int64_t> logged;  // the steps they were measured at
 };
 
 inline void record(Trace& t, const train::StepMetrics& m) {
@@ -73,6 +74,7 @@ inline void record(Trace& t, const train::StepMetrics& m) {
   t.grad_norm.push_back(m.grad_norm);
   for (const auto& [name, value] : m.terms) t.terms[name].push_back(value);
   t.counts = m.counts;
+  if (!m.layers.empty()) t.logged.push_back(m.step);
   for (const collapse::LayerStats& s : m.layers) {
     t.expert_grad_norm.insert(t.expert_grad_norm.end(), s.expert_grad_norm.begin(), s.expert_grad_norm.end());
     t.expert_update_ratio.insert(t.expert_update_ratio.end(), s.expert_update_ratio.begin(),
