@@ -3,6 +3,7 @@
 // comparison of the two, decided on rank 0 and broadcast. See test_parallel.cpp for how a
 // multi-rank run and its one-process equivalent correspond.
 #pragma once
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <map>
@@ -61,6 +62,10 @@ struct Trace {
   std::vector<std::vector<int64_t>> counts;  // last step
   int64_t fewest = -1;                       // the smallest count of any expert in any step
   std::vector<ckpt::NamedArray> params;      // final, every expert (on the writing rank)
+  // Per logged step, every layer's experts in turn (tools/lib/train/expert_health.h): with
+  // expert parallelism each rank measures its own experts, and every rank must hold them all.
+  std::vector<double> expert_grad_norm, expert_update_ratio, idle_share;
+  std::vector<int64_t> logged;  // the steps they were measured at
 };
 
 inline void record(Trace& t, const train::StepMetrics& m) {
@@ -69,6 +74,13 @@ inline void record(Trace& t, const train::StepMetrics& m) {
   t.grad_norm.push_back(m.grad_norm);
   for (const auto& [name, value] : m.terms) t.terms[name].push_back(value);
   t.counts = m.counts;
+  if (!m.layers.empty()) t.logged.push_back(m.step);
+  for (const collapse::LayerStats& s : m.layers) {
+    t.expert_grad_norm.insert(t.expert_grad_norm.end(), s.expert_grad_norm.begin(), s.expert_grad_norm.end());
+    t.expert_update_ratio.insert(t.expert_update_ratio.end(), s.expert_update_ratio.begin(),
+                                 s.expert_update_ratio.end());
+    t.idle_share.push_back(s.idle_share);
+  }
   for (const auto& layer : m.counts)
     for (int64_t c : layer) t.fewest = t.fewest < 0 ? c : std::min(t.fewest, c);
 }
@@ -119,13 +131,15 @@ inline double relative(double a, double b) { return std::abs(a - b) / std::max({
 // each; empty when the traces agree. tolerance 0: bit for bit.
 inline std::string differences(const Trace& a, const Trace& b, double tolerance) {
   std::ostringstream out;
-  auto series = [&](const std::string& name, const std::vector<double>& x, const std::vector<double>& y) {
+  auto series = [&](const std::string& name, const std::vector<double>& x, const std::vector<double>& y,
+                    double within = -1) {
+    if (within < 0) within = tolerance;
     if (x.size() != y.size()) {
       out << name << ": " << x.size() << " vs " << y.size() << " steps\n";
       return;
     }
     for (size_t s = 0; s < x.size(); ++s)
-      if (relative(x[s], y[s]) > tolerance || std::isnan(x[s]) != std::isnan(y[s]))
+      if (relative(x[s], y[s]) > within || std::isnan(x[s]) != std::isnan(y[s]))
         out << name << " at step " << s + 1 << ": " << x[s] << " vs " << y[s] << "\n";
   };
   series("loss", a.loss, b.loss);
@@ -136,6 +150,12 @@ inline std::string differences(const Trace& a, const Trace& b, double tolerance)
     series(name, a.terms.count(name) ? a.terms.at(name) : std::vector<double>{}, values);
   }
   if (a.counts != b.counts) out << "expert counts of the last step differ\n";
+  // Entries are (logged step, layer, expert); an expert's update is a difference of nearly equal
+  // parameters, so it agrees to fewer digits than the parameters themselves.
+  series("expert_grad_norm", a.expert_grad_norm, b.expert_grad_norm, tolerance == 0 ? 0 : std::max(tolerance, 1e-4));
+  series("expert_update_ratio", a.expert_update_ratio, b.expert_update_ratio,
+         tolerance == 0 ? 0 : std::max(tolerance, 1e-2));
+  series("idle_share", a.idle_share, b.idle_share, 0);
   if (a.params.size() != b.params.size())
     out << "parameters: " << a.params.size() << " tensors vs " << b.params.size() << "\n";
   for (size_t i = 0; i < a.params.size() && i < b.params.size(); ++i) {

@@ -34,12 +34,17 @@ count() { grep -o "$1" "$out/$2.dom.html" | wc -l; }
   --compare "$out/collapse/checkpoints/step_00000080.h5" >"$out/diagnose.log" 2>&1
 [[ $? -eq 3 ]] || fail "moe-diagnose should exit 3 for a collapsed run"
 render collapse
-for id in summary verdicts load devices history similarity over-training domains spread compare; do
+for id in summary verdicts load devices history health similarity over-training domains spread compare; do
   grep -q "<section id=\"$id\"" "$out/collapse.dom.html" || fail "section $id missing from the rendered page"
 done
-for kind in load devices history similarity; do
+for kind in load devices history grad-vs-load update-ratio similarity; do
   [[ $(count "class=\"chart\" data-kind=\"$kind\"" collapse) -eq 2 ]] || fail "expected 2 $kind charts"
 done
+# Gradient norm against load: one point per expert and layer; collapse.yaml's dead experts get
+# no gradient and are drawn as vanishing; the update ratio has a line per expert.
+[[ $(count "<circle class=\"point\"" collapse) -eq 16 ]] || fail "expected 16 experts in the gradient scatters"
+grep -q "(vanishing)" "$out/collapse.dom.html" || fail "no expert flagged with a vanishing gradient"
+grep -q "<polyline class=\"ratio\"" "$out/collapse.dom.html" || fail "no update-ratio line"
 # The device view at --ep 4 and the report's 2, 4, 8: a slowdown column each.
 for n in 2 4 8; do grep -q "<th>N = $n</th>" "$out/collapse.dom.html" || fail "no predicted slowdown for N = $n"; done
 [[ $(count "<table class=\"domains\"" collapse) -eq 2 ]] || fail "expected 2 domain tables"
@@ -65,7 +70,7 @@ fi
 "$diagnose" "$out/wide/checkpoints/step_00000006.h5" --batches 2 --report "$out/wide.html" >>"$out/diagnose.log" 2>&1
 [[ $? -eq 0 || $? -eq 3 ]] || fail "moe-diagnose failed on the wide model"
 render wide
-for kind in load devices history similarity; do
+for kind in load devices history grad-vs-load update-ratio similarity; do
   [[ $(count "class=\"chart\" data-kind=\"$kind\"" wide) -eq 12 ]] || fail "expected 12 $kind charts for 12 layers"
 done
 grep -q "1/8</text>" "$out/wide.dom.html" || fail "the device charts of E = 64 should show 8 ranks by default"

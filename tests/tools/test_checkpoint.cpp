@@ -205,6 +205,8 @@ TEST_CASE("checkpoints keep each rank's expert load per layer and logged step", 
   CHECK(old_file.engine_version == "0.4.0");
   CHECK(old_file.metrics.ranks == 0);
   CHECK(old_file.metrics.rank_slots.empty());
+  CHECK(old_file.metrics.expert_grad_norm.empty());  // nor the per-expert health, nor the idle state
+  CHECK(old_file.expert_last_active.empty());
   // And a history without it is written without /metrics/ranks.
   ckpt::Checkpoint older = c;
   older.metrics.ranks = 0;
@@ -372,6 +374,11 @@ TEST_CASE("bad checkpoint files give one clear error naming the file and what is
     ckpt::write_checkpoint(p, short_bias);
     CHECK_THROWS_WITH(ckpt::read_checkpoint(p),
                       Contains(p + ": /router/" + layer + "/bias: holds 3 experts, /metrics/expert_counts 4"));
+    ckpt::Checkpoint short_idle = c;  // the idle window's state is per (layer, expert) too
+    short_idle.expert_last_active.resize(3);
+    ckpt::write_checkpoint(p, short_idle);
+    CHECK_THROWS_WITH(ckpt::read_checkpoint(p),
+                      Contains(p + ": /state/expert_last_active: must hold MoE layers x experts = 8 values"));
   }
   SECTION("tensor shapes that do not match the file's own config") {
     ckpt::Checkpoint c = ckpt::read_checkpoint(good);
@@ -457,3 +464,62 @@ TEST_CASE("a save killed at any point leaves the previous checkpoint loadable", 
   }
 }
 #endif
+
+TEST_CASE("checkpoints keep the per-expert health and the idle state, resume continues them exactly",
+          "[checkpoint][health]") {
+  const fs::path dir = fresh_dir("health");
+  std::ostringstream quiet;
+  const std::vector<std::string> extra = {"training.steps=4", "checkpointing.every=2", "diagnostics.idle_window=3"};
+  train::Trainer straight(small_run(dir, extra), quiet);
+  straight.run();
+  const ckpt::Checkpoint half = ckpt::read_checkpoint((dir / "checkpoints" / "step_00000002.h5").string());
+  const ckpt::Checkpoint end = ckpt::read_checkpoint((dir / "checkpoints" / "step_00000004.h5").string());
+  const ckpt::MetricsHistory& m = end.metrics;
+  REQUIRE(m.expert_grad_norm.size() == 4 * 2 * 4);  // logged steps x MoE layers x experts
+  REQUIRE(m.expert_update_ratio.size() == 4 * 2 * 4);
+  CHECK(m.expert_grad_norm == straight.metrics().history().expert_grad_norm);
+  CHECK(m.layer_metrics.at("effective_experts").size() == 4 * 2);
+  CHECK(m.layer_metrics.at("idle_share").size() == 4 * 2);
+  REQUIRE(end.expert_last_active.size() == 2 * 4);
+
+  // Resumed from step 2 in another folder: the same per-expert history and idle state.
+  const fs::path split_dir = fresh_dir("health_split");
+  train::Trainer split(small_run(split_dir, extra), quiet);
+  split.resume((dir / "checkpoints" / "step_00000002.h5").string());
+  split.run();
+  const ckpt::Checkpoint split_end = ckpt::read_checkpoint((split_dir / "checkpoints" / "step_00000004.h5").string());
+  CHECK(split_end.metrics.expert_grad_norm == m.expert_grad_norm);
+  CHECK(split_end.metrics.expert_update_ratio == m.expert_update_ratio);
+  CHECK(split_end.metrics.layer_metrics.at("idle_share") == m.layer_metrics.at("idle_share"));
+  CHECK(split_end.metrics.layer_metrics.at("effective_experts") == m.layer_metrics.at("effective_experts"));
+  CHECK(split_end.expert_last_active == end.expert_last_active);
+
+  // A file from before they existed: no such datasets, it loads, and its checksum leaves them out.
+  ckpt::Checkpoint older = half;
+  older.metrics.expert_grad_norm.clear();
+  older.metrics.expert_update_ratio.clear();
+  older.metrics.layer_metrics.erase("effective_experts");
+  older.metrics.layer_metrics.erase("idle_share");
+  older.expert_last_active.clear();
+  CHECK(ckpt::checksum(older) != ckpt::checksum(half));
+  const fs::path older_dir = fresh_dir("health_older");
+  fs::create_directories(older_dir);
+  const std::string p = (older_dir / "step_00000002.h5").string();
+  ckpt::write_checkpoint(p, older);
+  {
+    h5::File f(p, h5::File::Mode::read);
+    CHECK_FALSE(f.exists("/metrics/experts"));
+    CHECK_FALSE(f.exists("/state/expert_last_active"));
+  }
+  const ckpt::Checkpoint back = ckpt::read_checkpoint(p);
+  CHECK(back.metrics.expert_grad_norm.empty());
+  CHECK(back.expert_last_active.empty());
+  CHECK(ckpt::checksum(back) == ckpt::checksum(older));
+  // Resuming it: its steps have no per-expert values (NaN), the new steps do.
+  train::Trainer resumed(small_run(fresh_dir("health_resumed"), extra), quiet);
+  resumed.resume(p);
+  resumed.run();
+  const ckpt::MetricsHistory& h = resumed.metrics().history();
+  REQUIRE(h.expert_grad_norm.size() == 4 * 2 * 4);
+  for (size_t i = 0; i < h.expert_grad_norm.size(); ++i) CHECK(std::isnan(h.expert_grad_norm[i]) == (i < 2 * 2 * 4));
+}

@@ -28,6 +28,7 @@ TEST_CASE("diagnostics: load metrics of a balanced and a collapsed layer", "[dia
   CHECK(even.dead.empty());
   CHECK(even.topk_share == Approx(0.25));
   CHECK(even.dropped_fraction == Approx(10.0 / 200));
+  CHECK(even.effective_experts == Approx(8));  // exp(H): every expert counts at balance
   CHECK(collapse::judge(even, {}, t).verdict == collapse::Verdict::healthy);
 
   collapse::LayerStats two;
@@ -36,6 +37,7 @@ TEST_CASE("diagnostics: load metrics of a balanced and a collapsed layer", "[dia
   CHECK(two.max_vio == Approx(3));          // E/k - 1
   CHECK(two.entropy == Approx(1.0 / 3));    // ln 2 / ln 8
   CHECK(two.gini == Approx(0.75));
+  CHECK(two.effective_experts == Approx(2));  // collapsed onto k = 2 experts
   CHECK(two.dead == std::vector<int>{0, 1, 2, 3, 4, 5});
   CHECK(two.busiest == std::vector<int>{6, 7});
   CHECK(two.topk_share == Approx(1));
@@ -46,6 +48,13 @@ TEST_CASE("diagnostics: load metrics of a balanced and a collapsed layer", "[dia
   collapse::LayerStats lopsided;  // one expert at 3x the mean, none dead
   collapse::compute_load(lopsided, {75, 25, 25, 25, 25, 25, 25, 25}, 2, 0, t);
   CHECK(lopsided.max_vio == Approx(75.0 / 31.25 - 1));
+  CHECK(lopsided.effective_experts < 8);
+  CHECK(lopsided.effective_experts == Approx(std::exp(-0.3 * std::log(0.3) - 7 * 0.1 * std::log(0.1))));
+  collapse::LayerStats three, none;  // collapse onto 3 of 8; a layer that saw no slot
+  collapse::compute_load(three, {0, 40, 0, 40, 0, 0, 40, 0}, 2, 0, t);
+  CHECK(three.effective_experts == Approx(3));
+  collapse::compute_load(none, std::vector<int64_t>(8, 0), 2, 0, t);
+  CHECK(none.effective_experts == 0);
   CHECK(collapse::judge(lopsided, {}, t).verdict == collapse::Verdict::imbalanced);
   CHECK(collapse::live_warning(lopsided, t) == "MaxVio 1.40 > 1.00");
   CHECK(collapse::live_warning(even, t).empty());
@@ -115,7 +124,19 @@ TEST_CASE("moe-diagnose: collapse.yaml collapsed on both layers, its balanced va
     CHECK(l.stats.counts[l.stats.busiest[0]] == sorted[0]);
     CHECK(l.stats.counts[l.stats.busiest[1]] == sorted[1]);
     CHECK(l.stats.dead.size() >= 4);
+    // Its dead experts got no token at training's last logged step: no gradient, flagged.
+    CHECK(l.health_step == 300);
+    REQUIRE(l.grad_norm.size() == 8);
+    CHECK(l.vanishing.size() >= 4);
+    for (int e : l.vanishing) {
+      CHECK(l.grad_norm[e] < c.thresholds.vanishing_grad_norm);
+      CHECK(l.trained_share[e] < c.thresholds.starved_fraction / 8);
+    }
   }
+  std::ostringstream collapsed_table;
+  diagnose::print_table(c, collapsed_table);
+  CHECK_THAT(collapsed_table.str(), Contains("vanishing gradients (starved, gradient norm < 0.001") &&
+                                        Contains("layer 0: expert ") && Contains("(step 300)"));
   const std::string aux = trained("collapse_switch_aux"), bias = trained("collapse_bias");
   for (const std::string& path : {aux, bias}) {
     const diagnose::Result r = diagnose::run(path, {});
@@ -123,7 +144,11 @@ TEST_CASE("moe-diagnose: collapse.yaml collapsed on both layers, its balanced va
     diagnose::print_table(r, table);
     INFO(table.str());
     CHECK(diagnose::exit_status(r) == 0);
-    for (const diagnose::LayerResult& l : r.layers) CHECK(l.verdict.verdict == collapse::Verdict::healthy);
+    for (const diagnose::LayerResult& l : r.layers) {
+      CHECK(l.verdict.verdict == collapse::Verdict::healthy);
+      CHECK(l.health_step == 300);
+      CHECK(l.vanishing.empty());  // balanced: no starved expert, nothing to flag
+    }
   }
 
   SECTION("a router edited to favour one expert is flagged on that layer only") {
@@ -168,9 +193,12 @@ TEST_CASE("moe-diagnose: collapse.yaml collapsed on both layers, its balanced va
     diagnose::write_json(other, json);
     for (const char* part :
          {"id=\"summary\"", "id=\"verdicts\"", "id=\"load\"", "id=\"history\"", "id=\"similarity\"", "id=\"domains\"",
-          "id=\"spread\"", "id=\"compare\"", "data-kind=\"load\" data-layer=\"1\"", "class=\"uniform\""})
+          "id=\"spread\"", "id=\"compare\"", "data-kind=\"load\" data-layer=\"1\"", "class=\"uniform\"",
+          "id=\"health\"", "data-kind=\"grad-vs-load\" data-layer=\"1\"", "data-kind=\"update-ratio\" data-layer=\"1\"",
+          "(vanishing)"})
       CHECK_THAT(html.str(), Contains(part));
-    CHECK_THAT(json.str(), Contains("\"overall\": \"collapsed\"") && Contains("\"top1_changed\": "));
+    CHECK_THAT(json.str(), Contains("\"overall\": \"collapsed\"") && Contains("\"top1_changed\": ") &&
+                               Contains("\"vanishing_experts\": [") && Contains("\"health_step\": 300"));
   }
 }
 

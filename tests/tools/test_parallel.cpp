@@ -180,6 +180,17 @@ Trace steps_after_five(const Trace& t) {
   out.ce.erase(out.ce.begin(), out.ce.begin() + 5);
   out.grad_norm.erase(out.grad_norm.begin(), out.grad_norm.begin() + 5);
   for (auto& [name, v] : out.terms) v.erase(v.begin(), v.begin() + 5);
+  // The per-expert values exist at log steps only: those of steps 1 to 5 go.
+  size_t early = 0;
+  while (early < out.logged.size() && out.logged[early] <= 5) ++early;
+  if (early > 0) {
+    const size_t layers = out.idle_share.size() / out.logged.size();
+    const size_t experts = out.expert_grad_norm.size() / out.idle_share.size();
+    out.logged.erase(out.logged.begin(), out.logged.begin() + early);
+    out.idle_share.erase(out.idle_share.begin(), out.idle_share.begin() + early * layers);
+    for (std::vector<double>* v : {&out.expert_grad_norm, &out.expert_update_ratio})
+      v->erase(v->begin(), v->begin() + early * layers * experts);
+  }
   return out;
 }
 

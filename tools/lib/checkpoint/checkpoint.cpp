@@ -209,6 +209,13 @@ auto rank_columns(History& m) {
                                                      {"/metrics/ranks/wait_seconds", &m.rank_wait_seconds}};
 }
 
+template <class History>
+auto expert_columns(History& m) {
+  using Column = decltype(&m.expert_grad_norm);
+  return std::vector<std::pair<std::string, Column>>{{"/metrics/experts/grad_norm", &m.expert_grad_norm},
+                                                     {"/metrics/experts/update_ratio", &m.expert_update_ratio}};
+}
+
 void write_metrics(h5::File& f, const MetricsHistory& m) {
   const int64_t n = static_cast<int64_t>(m.size());
   f.write_int64s("/metrics/step", m.step, {n});
@@ -225,6 +232,8 @@ void write_metrics(h5::File& f, const MetricsHistory& m) {
   for (const auto& [name, values] : m.layer_metrics) f.write_doubles("/metrics/layers/" + name, values, {n, m.layers});
   if (m.ranks > 0)
     for (const auto& [name, values] : rank_columns(m)) f.write_doubles(name, *values, {n, m.layers, m.ranks});
+  for (const auto& [name, values] : expert_columns(m))
+    if (!values->empty()) f.write_doubles(name, *values, {n, m.layers, m.experts});
   f.write_int64s("/metrics/eval/step", m.eval_step, {static_cast<int64_t>(m.eval_step.size())});
   f.write_doubles("/metrics/eval/loss", m.eval_loss, {static_cast<int64_t>(m.eval_loss.size())});
   if (!m.trace_step.empty()) {
@@ -290,6 +299,13 @@ MetricsHistory read_metrics(const h5::File& f) {
         throw CheckpointError(f.path() + ": " + name + ": must be [logged steps, layers, ranks], like /metrics/ranks/slots");
       m.ranks = d[2];
     }
+  }
+  for (const auto& [name, values] : expert_columns(m)) {
+    if (!f.exists(name)) continue;
+    h5::Dims d;
+    *values = f.read_doubles(name, &d);
+    if (d != h5::Dims{static_cast<int64_t>(n), m.layers, m.experts})
+      throw CheckpointError(f.path() + ": " + name + ": must be [logged steps, layers, experts], like /metrics/expert_counts");
   }
   m.eval_step = f.read_int64s("/metrics/eval/step");
   m.eval_loss = f.read_doubles("/metrics/eval/loss");
@@ -382,6 +398,13 @@ std::string checksum(const Checkpoint& c) {
     h.vec(v);
   }
   if (!m.bias_update_rate.empty()) h.vec(m.bias_update_rate);
+  // Files from before the per-expert history and the idle state keep their checksum: all empty there.
+  for (const auto& [name, values] : expert_columns(m))
+    if (!values->empty()) {
+      h.text(name);
+      h.vec(*values);
+    }
+  if (!c.expert_last_active.empty()) h.vec(c.expert_last_active);
   h.vec(m.eval_step);
   h.vec(m.eval_loss);
   if (!m.trace_step.empty()) {  // files without routing traces keep their checksum
@@ -417,6 +440,10 @@ void write_contents(h5::File& f, const Checkpoint& c) {
   f.write_doubles("/state/lr", {c.lr}, {});
   for (const auto& [name, v] : c.rng) f.write_uint64s("/state/rng/" + name, v, {static_cast<int64_t>(v.size())});
   for (const auto& [name, v] : c.loaders) f.write_uint64s("/state/loader/" + name, v, {static_cast<int64_t>(v.size())});
+  // Flat, like the optimizer's step: its shape is checked against the history's on read, and a
+  // history of the wrong shape is refused there, by check_metrics_shape, with its own message.
+  if (!c.expert_last_active.empty())
+    f.write_int64s("/state/expert_last_active", c.expert_last_active, {static_cast<int64_t>(c.expert_last_active.size())});
   write_metrics(f, c.metrics);
   f.write_string_attribute("/", "checksum", checksum(c));  // last: marks the file complete
   f.flush();
@@ -499,6 +526,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     for (const std::string& name : f.members("/state/loader"))
       c.loaders[name] = read_u64s(f, "/state/loader/" + name, 3);
     c.metrics = read_metrics(f);
+    if (f.exists("/state/expert_last_active")) c.expert_last_active = f.read_int64s("/state/expert_last_active");
 
     const std::string stored = f.read_string_attribute("/", "checksum");
     if (stored != checksum(c))
@@ -515,6 +543,10 @@ Checkpoint read_checkpoint(const std::string& path) {
     same_names(c.adam_m, "/optimizer/m");
     same_names(c.adam_v, "/optimizer/v");
     check_metrics_shape(path, c);
+    if (!c.expert_last_active.empty() &&
+        static_cast<int64_t>(c.expert_last_active.size()) != c.metrics.layers * c.metrics.experts)
+      throw CheckpointError(path + ": /state/expert_last_active: must hold MoE layers x experts = " +
+                            std::to_string(c.metrics.layers * c.metrics.experts) + " values, like /metrics/expert_counts");
     return c;
   } catch (const h5::Error& e) {
     throw CheckpointError(e.what());

@@ -18,6 +18,8 @@
 //   /state/{step,tokens_seen} int64 scalars; /state/lr float64 (the lr of the last step)
 //   /state/rng/<name>         uint64 [2]: Philox (seed, offset) of each generator
 //   /state/loader/<name>      uint64 [3]: data cursor (seed, offset, position) of train and eval
+//   /state/expert_last_active int64 [MoE layers x experts], row-major: the last step each expert
+//                             computed a slot (absent in older files)
 //   /metrics/...              the run's logged history (MetricsHistory below); per-layer collapse
 //                             metrics under /metrics/layers/<metric> [logged steps, MoE layers];
 //                             per-rank expert load under /metrics/ranks/{slots,compute_seconds,
@@ -27,7 +29,9 @@
 //                             was recorded: older files read as having none); routing traces
 //                             (logging.routing_trace_every): /metrics/routing_trace/step [traces]
 //                             and /metrics/routing_trace/experts int32 [traces, MoE layers,
-//                             probe tokens, k] (absent in runs without traces)
+//                             probe tokens, k] (absent in runs without traces); per expert at each
+//                             logged step /metrics/experts/{grad_norm,update_ratio} [logged steps,
+//                             MoE layers, experts] (absent before they were recorded)
 //
 // Contract: write_checkpoint is atomic: it writes `path`.tmp in the same folder, flushes, fsyncs,
 // renames over `path` and fsyncs the folder, so at any moment either the old file or the complete
@@ -72,6 +76,9 @@ struct MetricsHistory {
   // where a step has fewer ranks (a run resumed on another number of processes).
   int64_t ranks = 0;
   std::vector<double> rank_slots, rank_compute_seconds, rank_wait_seconds;
+  // Training's per-expert gradient norm and update ratio: [step][layer][expert], NaN for a step
+  // without them; empty in files from before they were recorded.
+  std::vector<double> expert_grad_norm, expert_update_ratio;
   std::vector<int64_t> eval_step;
   std::vector<double> eval_loss;
   // Routing traces: each probe token's top-k experts (best first) at each traced step,
@@ -96,6 +103,9 @@ struct Checkpoint {
   double lr = 0;
   std::map<std::string, std::vector<uint64_t>> rng;      // name -> {seed, offset}
   std::map<std::string, std::vector<uint64_t>> loaders;  // name -> {seed, offset, position}
+  // [MoE layer][expert], row-major: the last step in which each expert computed a slot, for the
+  // idle share's window (empty in files from before it was saved).
+  std::vector<int64_t> expert_last_active;
   MetricsHistory metrics;
 };
 

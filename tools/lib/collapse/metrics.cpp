@@ -77,6 +77,7 @@ void compute_load(LayerStats& s, const std::vector<int64_t>& counts, int64_t top
   s.cv = mean > 0 ? std::sqrt(var) / mean : 0.0;
   s.max_vio = mean > 0 ? (static_cast<double>(*std::max_element(counts.begin(), counts.end())) - mean) / mean : 0.0;
   s.entropy = E > 1 ? h / std::log(static_cast<double>(E)) : 1.0;
+  s.effective_experts = total > 0 ? std::exp(h) : 0.0;
   std::vector<int64_t> sorted = counts;
   std::sort(sorted.begin(), sorted.end());
   double g = 0;
@@ -148,6 +149,7 @@ std::vector<std::pair<std::string, double>> scalar_metrics(const LayerStats& s) 
   return {{"cv", s.cv},
           {"max_vio", s.max_vio},
           {"entropy", s.entropy},
+          {"effective_experts", s.effective_experts},
           {"gini", s.gini},
           {"dead", static_cast<double>(s.dead.size())},
           {"starved", static_cast<double>(s.starved.size())},
@@ -159,7 +161,8 @@ std::vector<std::pair<std::string, double>> scalar_metrics(const LayerStats& s) 
           {"mean_similarity", s.mean_similarity},
           {"domain_mi", s.domain_mi},
           {"device_imbalance", s.device_imbalance},
-          {"wait_share", s.wait_share}};
+          {"wait_share", s.wait_share},
+          {"idle_share", s.idle_share}};
 }
 
 void set_devices(LayerStats& s, const std::vector<int64_t>& kept, int64_t devices) {

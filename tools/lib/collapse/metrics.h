@@ -13,14 +13,15 @@ namespace collapse {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 struct Thresholds {
-  double dead_fraction = 0.1;      // dead: load share < dead_fraction / E
-  double starved_fraction = 0.5;   // starved: load share < starved_fraction / E
-  double max_vio = 1.0;            // imbalanced above this MaxVio
-  int max_dead = 0;                // imbalanced with more dead experts than this
-  double topk_share = 0.9;         // collapsed when the k busiest experts take more than this share
-  double collapsing_growth = 1.5;  // collapsing: late CV > growth x early CV ...
-  double collapsing_min_cv = 0.5;  // ... and late CV above this
-  double device_imbalance = 1.5;   // warn when the busiest device has more than this x the mean slots
+  double dead_fraction = 0.1;         // dead: load share < dead_fraction / E
+  double starved_fraction = 0.5;      // starved: load share < starved_fraction / E
+  double max_vio = 1.0;               // imbalanced above this MaxVio
+  int max_dead = 0;                   // imbalanced with more dead experts than this
+  double topk_share = 0.9;            // collapsed when the k busiest experts take more than this share
+  double collapsing_growth = 1.5;     // collapsing: late CV > growth x early CV ...
+  double collapsing_min_cv = 0.5;     // ... and late CV above this
+  double device_imbalance = 1.5;      // warn when the busiest device has more than this x the mean slots
+  double vanishing_grad_norm = 1e-3;  // a starved expert with a gradient norm below this has a vanishing gradient
 };
 
 // Router statistics accumulated over tokens (from the normalized scores p and the logits z).
@@ -37,6 +38,7 @@ struct LayerStats {
   std::vector<int64_t> counts;  // c_i: slots assigned before capacity drops
   std::vector<double> share;    // c_i / sum c
   double cv = 0, max_vio = 0, entropy = 0, gini = 0, topk_share = 0, dropped_fraction = 0;
+  double effective_experts = 0;    // exp(H(share)): E at balance, k when k experts share the load evenly
   std::vector<int> dead, starved;  // expert indices
   std::vector<int> busiest;        // the k most loaded experts, busiest first
   double confidence = kNaN, router_entropy = kNaN, logit_scale = kNaN;
@@ -57,6 +59,12 @@ struct LayerStats {
   std::vector<double> rank_slots, rank_compute_seconds, rank_wait_seconds;
   double wait_share = kNaN;
   double compute_share = kNaN;  // mean over ranks of the expert compute seconds / the step's
+  // Measured by training at log steps (empty or NaN elsewhere; tools/lib/train/expert_health.h):
+  // per expert, the L2 norm of its gradient (averaged over ranks, before clipping) and
+  // ||p_after - p_before|| / ||p_before|| of the step's update; the share of the layer's expert
+  // parameters that received no gradient in any step of the idle window.
+  std::vector<double> expert_grad_norm, expert_update_ratio;
+  double idle_share = kNaN;
 };
 
 // Fills the load metrics of `s` from counts (and dropped slots of `assigned` in all).

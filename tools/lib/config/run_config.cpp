@@ -220,6 +220,8 @@ void schema(V& v, Tag<DiagnosticsConfig>) {
   v.field("dead_fraction", &DiagnosticsConfig::dead_fraction);
   v.field("starved_fraction", &DiagnosticsConfig::starved_fraction);
   v.field("device_imbalance", &DiagnosticsConfig::device_imbalance);
+  v.field("idle_window", &DiagnosticsConfig::idle_window);
+  v.field("vanishing_grad_norm", &DiagnosticsConfig::vanishing_grad_norm);
 }
 template <class V>
 void schema(V& v, Tag<RunConfig>) {

@@ -166,13 +166,15 @@ struct CheckpointingConfig {
 // Collapse diagnostics: the thresholds of moe-train's live warnings and of moe-diagnose's
 // verdicts (definitions: README.md, "Expert-collapse diagnostics").
 struct DiagnosticsConfig {
-  bool warnings = true;           // print a line when a layer crosses a threshold
-  double max_vio = 1.0;           // warn / imbalanced above this MaxVio
-  int max_dead = 0;               // warn / imbalanced with more dead experts than this
-  double topk_share = 0.9;        // warn / collapsed when the k busiest experts take more
-  double dead_fraction = 0.1;     // dead: load share < dead_fraction / E
-  double starved_fraction = 0.5;  // starved: load share < starved_fraction / E
-  double device_imbalance = 1.5;  // warn when a layer's busiest device has more than this x the mean slots
+  bool warnings = true;               // print a line when a layer crosses a threshold
+  double max_vio = 1.0;               // warn / imbalanced above this MaxVio
+  int max_dead = 0;                   // warn / imbalanced with more dead experts than this
+  double topk_share = 0.9;            // warn / collapsed when the k busiest experts take more
+  double dead_fraction = 0.1;         // dead: load share < dead_fraction / E
+  double starved_fraction = 0.5;      // starved: load share < starved_fraction / E
+  double device_imbalance = 1.5;      // warn when a layer's busiest device has more than this x the mean slots
+  int idle_window = 50;               // idle_share: experts with no gradient in any of the last this many steps
+  double vanishing_grad_norm = 1e-3;  // moe-diagnose flags a starved expert whose gradient norm is below this
 };
 
 struct RunConfig {

@@ -207,6 +207,8 @@ void check_training(const Checker& c, const RunConfig& cfg) {
   c.in_range(d.dead_fraction, 0.0, 1.0, true, "diagnostics.dead_fraction");
   c.in_range(d.starved_fraction, 0.0, 1.0, true, "diagnostics.starved_fraction");
   c.at_least(d.device_imbalance, 1.0, "diagnostics.device_imbalance");
+  c.at_least(d.idle_window, 1, "diagnostics.idle_window");
+  c.at_least(d.vanishing_grad_norm, 0.0, "diagnostics.vanishing_grad_norm");
   c.require(d.dead_fraction <= d.starved_fraction, "diagnostics.dead_fraction",
             "must not exceed diagnostics.starved_fraction (" + num(d.starved_fraction) + ")", "0 .. starved_fraction",
             {"diagnostics.starved_fraction"});

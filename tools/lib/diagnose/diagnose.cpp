@@ -126,6 +126,32 @@ std::string array(const std::vector<T>& v) {
   return s + "]";
 }
 
+// Reads training's per-expert health at the last logged step that recorded it. moe-diagnose does
+// not run a backward of its own: the gradient that matters is the one training applied, and
+// the history holds it for every logged step at no cost here.
+void add_expert_health(LayerResult& lr, const ckpt::MetricsHistory& h, size_t layer, int64_t top_k,
+                       const collapse::Thresholds& t) {
+  if (h.expert_grad_norm.empty() || static_cast<int64_t>(layer) >= h.layers) return;
+  for (size_t i = h.size(); i-- > 0;) {
+    const size_t from = (i * static_cast<size_t>(h.layers) + layer) * static_cast<size_t>(h.experts);
+    const auto begin = h.expert_grad_norm.begin() + static_cast<std::ptrdiff_t>(from);
+    if (std::isnan(*begin)) continue;  // a step logged without them (not a log step of training)
+    lr.health_step = h.step[i];
+    lr.grad_norm.assign(begin, begin + h.experts);
+    if (!h.expert_update_ratio.empty()) {
+      const auto u = h.expert_update_ratio.begin() + static_cast<std::ptrdiff_t>(from);
+      lr.update_ratio.assign(u, u + h.experts);
+    }
+    collapse::LayerStats at;
+    const int64_t* row = h.expert_counts.data() + from;
+    collapse::compute_load(at, std::vector<int64_t>(row, row + h.experts), top_k, 0, t);
+    lr.trained_share = at.share;
+    for (int e : at.starved)
+      if (lr.grad_norm[e] < t.vanishing_grad_norm) lr.vanishing.push_back(e);
+    return;
+  }
+}
+
 }  // namespace
 
 Result run(const std::string& path, const Options& options) {
@@ -160,6 +186,7 @@ Result run(const std::string& path, const Options& options) {
   const ckpt::MetricsHistory& h = c.metrics;
   r.history_steps = h.step;
   r.history_counts = h.expert_counts;
+  r.history_update_ratio = h.expert_update_ratio;
   for (size_t l = 0; l < ev.layers.size(); ++l) {
     LayerResult lr;
     lr.stats = ev.layers[l];
@@ -170,6 +197,7 @@ Result run(const std::string& path, const Options& options) {
       lr.cv_history.push_back(at.cv);
     }
     lr.verdict = collapse::judge(lr.stats, lr.cv_history, r.thresholds);
+    add_expert_health(lr, h, l, r.top_k, r.thresholds);
     r.layers.push_back(std::move(lr));
   }
   std::vector<collapse::LayerVerdict> verdicts;
@@ -274,6 +302,21 @@ void print_table(const Result& r, std::ostream& out) {
     out << line;
   }
   print_devices(r, out);
+  out << "\nvanishing gradients (starved, gradient norm < " << num(t.vanishing_grad_norm, "%.3g")
+      << ", at training's last logged step):\n";
+  for (size_t l = 0; l < r.layers.size(); ++l) {
+    const LayerResult& lr = r.layers[l];
+    out << "  layer " << l << ": ";
+    if (lr.health_step == 0) {
+      out << "not recorded (a checkpoint from before per-expert gradients were logged)\n";
+      continue;
+    }
+    if (lr.vanishing.empty()) out << "none";
+    for (size_t i = 0; i < lr.vanishing.size(); ++i)
+      out << (i ? ", " : "") << "expert " << lr.vanishing[i] << " (share " << num(lr.trained_share[lr.vanishing[i]])
+          << ", grad norm " << num(lr.grad_norm[lr.vanishing[i]], "%.3g") << ")";
+    out << " (step " << lr.health_step << ")\n";
+  }
   print_over_training(r, out);
   out << "\nverdicts:\n";
   for (size_t l = 0; l < r.layers.size(); ++l)
@@ -308,7 +351,8 @@ void write_json(const Result& r, std::ostream& out) {
       << ", \"dead_fraction\": " << json_number(r.thresholds.dead_fraction)
       << ", \"starved_fraction\": " << json_number(r.thresholds.starved_fraction)
       << ", \"collapsing_growth\": " << json_number(r.thresholds.collapsing_growth)
-      << ", \"collapsing_min_cv\": " << json_number(r.thresholds.collapsing_min_cv) << "},\n  \"layers\": [";
+      << ", \"collapsing_min_cv\": " << json_number(r.thresholds.collapsing_min_cv)
+      << ", \"vanishing_grad_norm\": " << json_number(r.thresholds.vanishing_grad_norm) << "},\n  \"layers\": [";
   for (size_t l = 0; l < r.layers.size(); ++l) {
     const LayerResult& lr = r.layers[l];
     const collapse::LayerStats& s = lr.stats;
@@ -320,7 +364,10 @@ void write_json(const Result& r, std::ostream& out) {
         << ", \"dead_experts\": " << array(s.dead) << ", \"starved_experts\": " << array(s.starved)
         << ", \"busiest\": " << array(s.busiest) << ", \"similarity\": " << array(s.similarity)
         << ", \"domains\": " << s.domains << ", \"domain_counts\": " << array(s.domain_counts)
-        << ", \"cv_history\": " << array(lr.cv_history) << "}";
+        << ", \"cv_history\": " << array(lr.cv_history) << ", \"health_step\": " << lr.health_step
+        << ", \"trained_share\": " << array(lr.trained_share) << ", \"grad_norm\": " << array(lr.grad_norm)
+        << ", \"update_ratio\": " << array(lr.update_ratio) << ", \"vanishing_experts\": " << array(lr.vanishing)
+        << "}";
   }
   out << "\n  ],\n  \"across_layers\": {";
   for (size_t i = 0; i < r.spread.size(); ++i) {

@@ -43,6 +43,13 @@ struct LayerResult {
   collapse::LayerStats stats;  // on the evaluation batches
   collapse::LayerVerdict verdict;
   std::vector<double> cv_history;  // load CV at each logged training step
+  // What training measured per expert at its last logged step (health_step; 0: the checkpoint's
+  // history has no per-expert gradients: an older file). The load share is that step's too, so
+  // the gradient is judged against the load that produced it, not the evaluation batches'.
+  int64_t health_step = 0;
+  std::vector<double> trained_share, grad_norm, update_ratio;  // [expert]
+  // Starved at health_step with a gradient norm below diagnostics.vanishing_grad_norm.
+  std::vector<int> vanishing;
 };
 
 struct Comparison {
@@ -64,6 +71,7 @@ struct Result {
   std::vector<std::pair<std::string, collapse::Spread>> spread;  // each scalar metric across layers
   std::vector<int64_t> history_steps;
   std::vector<int64_t> history_counts;  // [logged step][layer][expert]
+  std::vector<double> history_update_ratio;  // [logged step][layer][expert]; empty in older checkpoints
   std::optional<Comparison> compare;
   std::vector<DevicePrediction> devices;    // --ep first when given, then 2, 4, 8 where they divide E
   std::optional<MeasuredDevices> measured;  // a run whose experts were grouped into devices

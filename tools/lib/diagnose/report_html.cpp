@@ -8,6 +8,7 @@
 
 #include "tools/lib/diagnose/device_report.h"
 #include "tools/lib/diagnose/training_view.h"
+#include "tools/lib/diagnose/health_report.h"
 
 namespace diagnose {
 
@@ -302,6 +303,8 @@ void write_html(const diagnose::Result& r, std::ostream& o) {
   for (size_t l = 0; l < r.layers.size(); ++l) history_heatmap(o, r, l);
   if (r.history_steps.empty()) o << "<p>The checkpoint holds no logged steps.</p>";
   o << "</div></section>\n";
+
+  write_health_html(r, o);
 
   o << "<section id=\"similarity\"><h2>Expert weight similarity</h2>\n<p class=\"legend\">Cosine similarity of the "
        "experts' flattened weights: blue -1, white 0, red +1. Experts that stopped specializing look alike.</p>"

@@ -36,6 +36,23 @@ void widen_ranks(ckpt::MetricsHistory& h, int64_t ranks) {
 // Logged step i of a column; NaN where the history is from before the column was recorded.
 double entry(const std::vector<double>& column, size_t i) { return i < column.size() ? column[i] : collapse::kNaN; }
 
+// The per-expert health columns of the history with the LayerStats member each is recorded from.
+std::vector<std::pair<const char*, std::vector<double> collapse::LayerStats::*>> expert_members() {
+  return {{"grad_norm", &collapse::LayerStats::expert_grad_norm},
+          {"update_ratio", &collapse::LayerStats::expert_update_ratio}};
+}
+
+template <class History>
+auto expert_columns(History& h) {
+  return std::vector<decltype(&h.expert_grad_norm)>{&h.expert_grad_norm, &h.expert_update_ratio};
+}
+
+// A layer metric at flat index step * layers + layer; NaN where it was not recorded.
+double layer_metric(const ckpt::MetricsHistory& h, const char* name, size_t at) {
+  const auto it = h.layer_metrics.find(name);
+  return it != h.layer_metrics.end() && at < it->second.size() ? it->second[at] : collapse::kNaN;
+}
+
 double coefficient(const ckpt::MetricsHistory& h, const std::string& loss, size_t i) {
   const auto it = h.coefficients.find(loss);
   return it == h.coefficients.end() ? collapse::kNaN : entry(it->second, i);
@@ -98,6 +115,11 @@ void MetricsLog::open(const std::string& dir) {
     for (const char* what : {"slots", "compute_s", "wait_s"})
       for (int64_t r = 0; r < history_.ranks; ++r) header << ",moe" << l << "_rank" << r << "_" << what;
   }
+  for (int64_t l = 0; l < history_.layers; ++l) {
+    header << ",moe" << l << "_effective_experts,moe" << l << "_idle_share";
+    for (const auto& [what, member] : expert_members())
+      for (int64_t e = 0; e < history_.experts; ++e) header << ",moe" << l << "_expert" << e << "_" << what;
+  }
   header << "\n";
   csv_->write(header.str());
   // Evaluations come right after the step they follow, as they were logged.
@@ -158,6 +180,19 @@ void MetricsLog::record_step(const StepMetrics& m) {
             static_cast<int64_t>(m.layers.size()) == h.layers ? &(m.layers[l].*member) : nullptr;
         column->push_back(measured && r < static_cast<int64_t>(measured->size()) ? (*measured)[r] : collapse::kNaN);
       }
+  // Per-expert health: NaN for a step without it; a history that never had it stays without.
+  const auto members = expert_members();
+  const auto columns = expert_columns(h);
+  const size_t per_step = static_cast<size_t>(h.layers * h.experts);
+  for (size_t k = 0; k < members.size(); ++k) {
+    const auto member = members[k].second;
+    const bool measured = static_cast<int64_t>(m.layers.size()) == h.layers && h.layers > 0 &&
+                          static_cast<int64_t>((m.layers.front().*member).size()) == h.experts;
+    if (!measured && columns[k]->empty()) continue;
+    columns[k]->resize((h.size() - 1) * per_step, collapse::kNaN);
+    for (int64_t l = 0; l < h.layers; ++l)
+      for (int64_t e = 0; e < h.experts; ++e) columns[k]->push_back(measured ? (m.layers[l].*member)[e] : collapse::kNaN);
+  }
   if (jsonl_) write_step(h.size() - 1);
 }
 
@@ -211,6 +246,16 @@ void MetricsLog::write_step(size_t i) {
           first_metric = false;
         }
       }
+      const auto names = expert_members();
+      const auto columns = expert_columns(h);
+      for (size_t k = 0; k < names.size(); ++k) {
+        if (columns[k]->empty()) continue;
+        j << (first_metric ? "" : ", ") << "\"expert_" << names[k].first << "\": [";
+        const size_t from = (i * static_cast<size_t>(h.layers) + static_cast<size_t>(l)) * static_cast<size_t>(h.experts);
+        for (int64_t e = 0; e < h.experts; ++e) j << (e ? ", " : "") << json_number((*columns[k])[from + e]);
+        j << "]";
+        first_metric = false;
+      }
       j << "}";
     }
     j << "], \"across_layers\": {";
@@ -242,12 +287,16 @@ void MetricsLog::write_step(size_t i) {
   for (int64_t k = 0; k < h.layers * h.experts; ++k) c << "," << counts[k];
   for (int64_t l = 0; l < h.layers; ++l) {
     const size_t at = i * static_cast<size_t>(h.layers) + static_cast<size_t>(l);
-    for (const char* name : {"device_imbalance", "wait_share"}) {
-      const auto it = h.layer_metrics.find(name);
-      cell(it != h.layer_metrics.end() && at < it->second.size() ? it->second[at] : collapse::kNaN);
-    }
+    for (const char* name : {"device_imbalance", "wait_share"}) cell(layer_metric(h, name, at));
     for (const std::vector<double>* column : {&h.rank_slots, &h.rank_compute_seconds, &h.rank_wait_seconds})
       for (int64_t r = 0; r < h.ranks; ++r) cell((*column)[at * static_cast<size_t>(h.ranks) + r]);
+  }
+  for (int64_t l = 0; l < h.layers; ++l) {
+    const size_t at = i * static_cast<size_t>(h.layers) + static_cast<size_t>(l);
+    for (const char* name : {"effective_experts", "idle_share"}) cell(layer_metric(h, name, at));
+    for (const std::vector<double>* column : expert_columns(h))
+      for (int64_t e = 0; e < h.experts; ++e)
+        cell(column->empty() ? collapse::kNaN : (*column)[at * static_cast<size_t>(h.experts) + e]);
   }
   c << "\n";
   csv_->write(c.str());

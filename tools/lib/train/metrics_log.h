@@ -24,6 +24,7 @@ struct StepMetrics {
   std::map<std::string, double> coefficients;  // balance loss -> its coefficient
   double bias_update_rate = 0;
   std::vector<std::vector<int64_t>> counts;  // [MoE layer][expert], summed over micro-batches
+  std::vector<std::vector<int64_t>> kept;    // the slots each expert computed (after capacity drops), likewise
   int64_t dropped = 0;
   std::vector<collapse::LayerStats> layers;  // collapse metrics per MoE layer (log steps only)
 };

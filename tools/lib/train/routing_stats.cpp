@@ -15,6 +15,7 @@ collapse::Thresholds thresholds_from(const runconfig::DiagnosticsConfig& c) {
   t.dead_fraction = c.dead_fraction;
   t.starved_fraction = c.starved_fraction;
   t.device_imbalance = c.device_imbalance;
+  t.vanishing_grad_norm = c.vanishing_grad_norm;
   return t;
 }
 

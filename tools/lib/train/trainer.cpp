@@ -11,6 +11,7 @@
 #include "engine/core/parallel.h"
 #include "tools/lib/assemble/assemble.h"
 #include "tools/lib/fileio/fileio.h"
+#include "tools/lib/train/expert_health.h"
 #include "tools/lib/train/expert_load.h"
 
 namespace train {
@@ -121,6 +122,8 @@ Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::uniqu
     param_groups.push_back({p.name, p.tensor, decays(p.name, p, config.optimizer)});
     params_.push_back(p.tensor);
   }
+  health_ = std::make_unique<ExpertHealth>(model_->params().all(), moe_blocks_, config.moe.num_experts,
+                                           config.diagnostics.idle_window);
   AdamWConfig opt;
   opt.lr = config.optimizer.lr;
   opt.beta1 = config.optimizer.beta1;
@@ -229,6 +232,7 @@ StepMetrics Trainer::step() {
   }
   if (groups_.expert_parallel > 1) groups_.expert_group->set_measure_wait(measure);
   m.counts.assign(layers.size(), std::vector<int64_t>(config_.moe.num_experts, 0));
+  m.kept = m.counts;
   // A step that fails leaves the data and generators where it found them, so a diagnostic
   // checkpoint replays exactly the failing step.
   const data::LoaderCursor cursor = train_data_->cursor();
@@ -255,12 +259,14 @@ StepMetrics Trainer::step() {
   }
   StageTimer optimizer_stage("optimizer");
   try {  // nothing is updated before optimizer_->step: up to there a failure can still rewind
-    if (groups_.distributed()) {
-      average_gradients(model_->params().all(), groups_);
-      m.grad_norm = clip_global_grad_norm(model_->params().all(), groups_, config_.optimizer.grad_clip);
-    } else {
-      m.grad_norm = clip_grad_norm(params_, config_.optimizer.grad_clip);
+    if (groups_.distributed()) average_gradients(model_->params().all(), groups_);
+    if (!observers.empty()) {  // each expert's gradient as the backward left it, before clipping rescales it
+      StageTimer diagnostics_stage("diagnostics");
+      health_->measure_gradients(*groups_.expert_group);
     }
+    m.grad_norm = groups_.distributed()
+                      ? clip_global_grad_norm(model_->params().all(), groups_, config_.optimizer.grad_clip)
+                      : clip_grad_norm(params_, config_.optimizer.grad_clip);
     if (!std::isfinite(m.grad_norm)) check_finite_gradients();  // throws NonFiniteError naming the tensor
     if (!observers.empty()) {
       StageTimer diagnostics_stage("diagnostics");
@@ -278,6 +284,12 @@ StepMetrics Trainer::step() {
   }
   optimizer_->step(m.lr);
   optimizer_->zero_grad();
+  health_->record_activity(m.step, m.kept);
+  if (!observers.empty()) {
+    StageTimer diagnostics_stage("diagnostics");
+    health_->measure_update(*groups_.expert_group);
+    health_->fill(m.layers, m.step);
+  }
   for (size_t l = 0; l < layers.size(); ++l) layers[l]->update_bias(m.counts[l]);
   step_ = m.step;
   last_lr_ = m.lr;
@@ -309,7 +321,10 @@ void Trainer::forward_backward(StepMetrics& m, std::vector<RoutingObserver>& obs
     data::Batch batch = train_data_->next_batch(t.batch_size, t.seq_len);
     moe::ForwardResult out = model_->forward(batch.inputs, batch.targets, true, !global_scope);
     for (size_t l = 0; l < out.routings.size(); ++l) {
-      for (size_t e = 0; e < out.routings[l].counts.size(); ++e) m.counts[l][e] += out.routings[l].counts[e];
+      const moe::Routing& r = out.routings[l];
+      for (size_t e = 0; e < r.counts.size(); ++e) m.counts[l][e] += r.counts[e];
+      for (size_t e = 0; e + 1 < r.expert_offsets.size() && e < m.kept[l].size(); ++e)
+        m.kept[l][e] += r.expert_offsets[e + 1] - r.expert_offsets[e];
       m.dropped += out.routings[l].dropped;
       if (!observers.empty()) {
         StageTimer diagnostics_stage("diagnostics");
@@ -329,12 +344,16 @@ void Trainer::forward_backward(StepMetrics& m, std::vector<RoutingObserver>& obs
     add_metrics(out, loss);
   }
   // The step's counts over every rank: the bias update, the logs and the global balance scope.
+  // The kept slots ride along: which experts computed anything, for the idle share.
   std::vector<int64_t> counts;
-  for (const auto& layer : m.counts) counts.insert(counts.end(), layer.begin(), layer.end());
+  for (const auto* table : {&m.counts, &m.kept})
+    for (const auto& layer : *table) counts.insert(counts.end(), layer.begin(), layer.end());
   counts.push_back(m.dropped);
   groups_.world->all_reduce_sum(counts);
-  for (size_t l = 0, i = 0; l < m.counts.size(); ++l)
-    for (int64_t& c : m.counts[l]) c = counts[i++];
+  size_t i = 0;
+  for (auto* table : {&m.counts, &m.kept})
+    for (auto& layer : *table)
+      for (int64_t& c : layer) c = counts[i++];
   m.dropped = counts.back();
   if (global_scope) {
     const int64_t step_tokens = static_cast<int64_t>(t.batch_size) * t.seq_len * t.grad_accum * groups_.size();

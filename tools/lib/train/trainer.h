@@ -51,6 +51,8 @@
 
 namespace train {
 
+class ExpertHealth;
+
 class NonFiniteError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -128,6 +130,7 @@ class Trainer {
   assemble::MemoryEstimate memory_;  // checked against the memory limit before model_ is built
   std::unique_ptr<moe::TransformerLM> model_;
   std::unique_ptr<engine::AdamW> optimizer_;
+  std::unique_ptr<ExpertHealth> health_;  // per-expert gradient, update and idle diagnostics
   std::vector<engine::Tensor> params_;  // the model's parameters, for clipping
   engine::LrSchedule schedule_;
   std::unique_ptr<data::TokenSource> train_data_, eval_data_;

@@ -11,6 +11,7 @@
 #include "tools/lib/assemble/assemble.h"
 #include "tools/lib/assemble/upcycle.h"
 #include "tools/lib/hdf5/hdf5_file.h"
+#include "tools/lib/train/expert_health.h"
 #include "tools/lib/train/trainer.h"
 
 namespace train {
@@ -121,6 +122,7 @@ ckpt::Checkpoint Trainer::snapshot(const std::string& diagnostic) const {
   c.loaders["train"] = cursor_values(train_data_->cursor());
   c.loaders["eval"] = cursor_values(eval_data_->cursor());
   c.metrics = metrics_.history();
+  c.expert_last_active = health_->last_active();
   return c;
 }
 
@@ -173,6 +175,11 @@ void Trainer::restore(const ckpt::Checkpoint& whole, const std::string& source) 
     metrics_.set_history(with_strength(c.metrics, config_.moe));
   } catch (const std::exception& e) {
     throw ckpt::CheckpointError(source + ": /metrics: " + e.what());
+  }
+  try {
+    health_->set_last_active(c.expert_last_active, c.step);
+  } catch (const std::exception& e) {
+    throw ckpt::CheckpointError(source + ": /state/expert_last_active: " + e.what());
   }
   step_ = start_step_ = c.step;
   upcycled_from_ = c.upcycled_from;
