@@ -31,6 +31,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -70,7 +71,9 @@ METHODS = {
     "routed scaling": (["moe.routed_scaling=2.5"], "gates times 2.5"),
     "capacity 1.0": (["moe.capacity_factor=1.0"], "token dropping at capacity 1.0"),
     "forced balance": (["moe.force_balance=true"], "round-robin assignment (the benchmark's best case)"),
-    "revival": (["moe.revival.check_every=50"], "dead experts re-initialized every 50 steps"),
+    "revival (fresh)": (["moe.revival.check_every=50"], "dead experts re-initialized every 50 steps"),
+    "revival (copy busiest)": (["moe.revival.check_every=25", "moe.revival.mode=copy_busiest"],
+                               "dead experts become noisy copies of the busiest every 25 steps"),
     "upcycled": (None, "a dense run of the same steps, upcycled into the MoE"),
 }
 
@@ -103,12 +106,13 @@ def training_cv(folder):
     """(steps, mean over layers of the training load CV at each logged step), from metrics.csv."""
     with open(os.path.join(folder, "metrics.csv")) as fh:
         rows = list(csv.DictReader(fh))
-    layers = sorted({k.split("_")[0] for k in rows[0] if k.startswith("moe") and "_expert" in k})
+    count_column = re.compile(r"^(moe\d+)_expert\d+$")  # not the _grad_norm / _update_ratio columns
+    layers = sorted({m.group(1) for k in rows[0] for m in [count_column.match(k)] if m})
     steps, cvs = [], []
     for r in rows:
         per_layer = []
         for layer in layers:
-            c = [float(r[k]) for k in r if k.startswith(layer + "_expert")]
+            c = [float(r[k]) for k in r if count_column.match(k) and k.startswith(layer + "_")]
             mean = sum(c) / len(c)
             per_layer.append(math.sqrt(sum((x - mean) ** 2 for x in c) / len(c)) / mean if mean > 0 else float("nan"))
         steps.append(int(r["step"]))
