@@ -202,6 +202,15 @@ std::vector<uint64_t> read_u64s(const h5::File& f, const std::string& ds, size_t
 }
 
 template <class History>
+auto revival_columns(History& m) {
+  using Column = decltype(&m.revival_step);
+  return std::vector<std::pair<std::string, Column>>{{"/metrics/revivals/step", &m.revival_step},
+                                                     {"/metrics/revivals/layer", &m.revival_layer},
+                                                     {"/metrics/revivals/expert", &m.revival_expert},
+                                                     {"/metrics/revivals/source", &m.revival_source}};
+}
+
+template <class History>
 auto rank_columns(History& m) {
   using Column = decltype(&m.rank_slots);
   return std::vector<std::pair<std::string, Column>>{{"/metrics/ranks/slots", &m.rank_slots},
@@ -225,6 +234,9 @@ void write_metrics(h5::File& f, const MetricsHistory& m) {
   for (const auto& [name, values] : m.layer_metrics) f.write_doubles("/metrics/layers/" + name, values, {n, m.layers});
   if (m.ranks > 0)
     for (const auto& [name, values] : rank_columns(m)) f.write_doubles(name, *values, {n, m.layers, m.ranks});
+  if (!m.revival_step.empty())
+    for (const auto& [name, values] : revival_columns(m))
+      f.write_int64s(name, *values, {static_cast<int64_t>(values->size())});
   f.write_int64s("/metrics/eval/step", m.eval_step, {static_cast<int64_t>(m.eval_step.size())});
   f.write_doubles("/metrics/eval/loss", m.eval_loss, {static_cast<int64_t>(m.eval_loss.size())});
 }
@@ -285,6 +297,13 @@ MetricsHistory read_metrics(const h5::File& f) {
         throw CheckpointError(f.path() + ": " + name + ": must be [logged steps, layers, ranks], like /metrics/ranks/slots");
       m.ranks = d[2];
     }
+  }
+  if (f.exists("/metrics/revivals")) {
+    for (const auto& [name, values] : revival_columns(m)) *values = f.read_int64s(name);
+    for (const auto& [name, values] : revival_columns(m))
+      if (values->size() != m.revival_step.size())
+        throw CheckpointError(f.path() + ": " + name + ": has " + std::to_string(values->size()) +
+                              " entries, /metrics/revivals/step has " + std::to_string(m.revival_step.size()));
   }
   m.eval_step = f.read_int64s("/metrics/eval/step");
   m.eval_loss = f.read_doubles("/metrics/eval/loss");
@@ -366,6 +385,10 @@ std::string checksum(const Checkpoint& c) {
     h.vec(v);
   }
   if (!m.bias_update_rate.empty()) h.vec(m.bias_update_rate);
+  // Files from before dead-expert revival keep their checksum: no revival, no window.
+  if (!m.revival_step.empty())
+    for (const auto& [name, values] : revival_columns(m)) h.vec(*values);
+  if (!c.revival_window.empty()) h.vec(c.revival_window);
   h.vec(m.eval_step);
   h.vec(m.eval_loss);
   return h.hex();
@@ -394,6 +417,8 @@ void write_contents(h5::File& f, const Checkpoint& c) {
   f.write_doubles("/state/lr", {c.lr}, {});
   for (const auto& [name, v] : c.rng) f.write_uint64s("/state/rng/" + name, v, {static_cast<int64_t>(v.size())});
   for (const auto& [name, v] : c.loaders) f.write_uint64s("/state/loader/" + name, v, {static_cast<int64_t>(v.size())});
+  if (!c.revival_window.empty())
+    f.write_int64s("/state/revival/window", c.revival_window, {static_cast<int64_t>(c.revival_window.size())});
   write_metrics(f, c.metrics);
   f.write_string_attribute("/", "checksum", checksum(c));  // last: marks the file complete
   f.flush();
@@ -474,6 +499,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     for (const std::string& name : f.members("/state/rng")) c.rng[name] = read_u64s(f, "/state/rng/" + name, 2);
     for (const std::string& name : f.members("/state/loader"))
       c.loaders[name] = read_u64s(f, "/state/loader/" + name, 3);
+    if (f.exists("/state/revival/window")) c.revival_window = f.read_int64s("/state/revival/window");
     c.metrics = read_metrics(f);
 
     const std::string stored = f.read_string_attribute("/", "checksum");

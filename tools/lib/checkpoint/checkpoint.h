@@ -22,7 +22,11 @@
 //                             wait_seconds} [logged steps, MoE layers, ranks]; the balancing
 //                             strength in force: /metrics/coefficients/<loss> and
 //                             /metrics/bias_update_rate [logged steps] (each absent before it
-//                             was recorded: older files read as having none)
+//                             was recorded: older files read as having none); dead-expert
+//                             revivals: /metrics/revivals/{step,layer,expert,source} int64 [revivals]
+//                             (absent when none happened)
+//   /state/revival/window     int64 [MoE layers * E]: each expert's slots since the last revival
+//                             check (absent when revival is off)
 //
 // Contract: write_checkpoint is atomic: it writes `path`.tmp in the same folder, flushes, fsyncs,
 // renames over `path` and fsyncs the folder, so at any moment either the old file or the complete
@@ -67,6 +71,9 @@ struct MetricsHistory {
   // where a step has fewer ranks (a run resumed on another number of processes).
   int64_t ranks = 0;
   std::vector<double> rank_slots, rank_compute_seconds, rank_wait_seconds;
+  // Dead-expert revivals, one entry each, in order: the step after which it happened, the MoE
+  // layer, the expert, and the expert it was copied from (-1: re-initialized fresh).
+  std::vector<int64_t> revival_step, revival_layer, revival_expert, revival_source;
   std::vector<int64_t> eval_step;
   std::vector<double> eval_loss;
   size_t size() const { return step.size(); }
@@ -86,6 +93,8 @@ struct Checkpoint {
   std::map<std::string, std::vector<uint64_t>> rng;      // name -> {seed, offset}
   std::map<std::string, std::vector<uint64_t>> loaders;  // name -> {seed, offset, position}
   MetricsHistory metrics;
+  // Revival's slot counts since its last check ([MoE layer][expert], row-major); empty when off.
+  std::vector<int64_t> revival_window;
 };
 
 // Test hook: when the environment variable MOE_ENGINE_CRASH_IN_SAVE names a point of the save

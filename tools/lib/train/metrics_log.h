@@ -28,6 +28,12 @@ struct StepMetrics {
   std::vector<collapse::LayerStats> layers;  // collapse metrics per MoE layer (log steps only)
 };
 
+// A dead expert re-initialized after `step` (tools/lib/train/revival.h); source: the expert it
+// was copied from, -1 when it was drawn fresh.
+struct RevivalEvent {
+  int64_t step = 0, layer = 0, expert = 0, source = -1;
+};
+
 std::string json_number(double v);  // finite: the number; NaN or Inf: null
 
 class MetricsLog {
@@ -42,6 +48,8 @@ class MetricsLog {
   void open(const std::string& dir);
   void record_step(const StepMetrics& m);
   void record_eval(int64_t step, double loss);
+  // One jsonl line {"event": "revival", ...}; the csv keeps its one row per logged step.
+  void record_revival(const RevivalEvent& e);
 
   const ckpt::MetricsHistory& history() const { return history_; }
   // Throws when its layers or experts differ; a history of fewer ranks is widened (NaN).
@@ -50,6 +58,7 @@ class MetricsLog {
  private:
   void write_step(size_t index);
   void write_eval(size_t index);
+  void write_revival(size_t index);
 
   std::vector<std::string> term_names_;
   ckpt::MetricsHistory history_;
