@@ -119,6 +119,7 @@ ckpt::Checkpoint Trainer::snapshot(const std::string& diagnostic) const {
   c.loaders["train"] = cursor_values(train_data_->cursor());
   c.loaders["eval"] = cursor_values(eval_data_->cursor());
   c.metrics = metrics_.history();
+  revival_->save(c);
   return c;
 }
 
@@ -165,6 +166,7 @@ void Trainer::restore(const ckpt::Checkpoint& whole, const std::string& source) 
   auto cursor = [](const std::vector<uint64_t>& v) {
     return data::LoaderCursor{v[0], v[1], static_cast<int64_t>(v[2])};
   };
+  revival_->restore(c, source);
   train_data_->restore(cursor(c.loaders.at("train")));
   eval_data_->restore(cursor(c.loaders.at("eval")));
   try {
