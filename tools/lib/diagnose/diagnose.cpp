@@ -159,6 +159,8 @@ Result run(const std::string& path, const Options& options) {
   const ckpt::MetricsHistory& h = c.metrics;
   r.history_steps = h.step;
   r.history_counts = h.expert_counts;
+  for (size_t i = 0; i < h.revival_step.size(); ++i)
+    r.revivals.push_back({h.revival_step[i], h.revival_layer[i], h.revival_expert[i], h.revival_source[i]});
   for (size_t l = 0; l < ev.layers.size(); ++l) {
     LayerResult lr;
     lr.stats = ev.layers[l];
@@ -307,6 +309,13 @@ void write_json(const Result& r, std::ostream& out) {
   write_devices_json(r, out);
   out << ",\n  \"history\": {\"steps\": " << array(r.history_steps)
       << ", \"expert_counts\": " << array(r.history_counts) << "}";
+  out << ",\n  \"revivals\": [";
+  for (size_t i = 0; i < r.revivals.size(); ++i) {
+    const Revival& v = r.revivals[i];
+    out << (i ? ", " : "") << "{\"step\": " << v.step << ", \"layer\": " << v.layer << ", \"expert\": " << v.expert
+        << ", \"source\": " << (v.source < 0 ? std::string("null") : std::to_string(v.source)) << "}";
+  }
+  out << "]";
   if (r.compare) {
     out << ",\n  \"compare\": {\"other\": " << quoted(r.compare->other) << ", \"other_step\": " << r.compare->other_step
         << ", \"top1_changed\": " << json_number(r.compare->top1_changed)
