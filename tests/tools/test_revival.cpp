@@ -1,7 +1,7 @@
 // Dead-expert revival (moe.revival, tools/lib/train/revival.h): which experts are revived and
 // when, the weights, moments and biases fresh and copy_busiest leave, that a balanced run revives
 // nothing, and the events in metrics.jsonl and the checkpoint. Bit-exact resume across revivals
-// is in test_checkpoint.cpp, the config errors in test_run_config.cpp.
+// is in test_checkpoint.cpp.
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +16,7 @@
 #include "tools/lib/train/trainer.h"
 
 namespace fs = std::filesystem;
+using Catch::Contains;
 
 namespace {
 
@@ -106,7 +107,42 @@ std::vector<train::RevivalEvent> events_of(const ckpt::MetricsHistory& h) {
   return out;
 }
 
+runconfig::RunConfig parse(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  return runconfig::parse_run_config(yaml, "test.yaml", overrides);
+}
+
 }  // namespace
+
+TEST_CASE("config: moe.revival is read and its errors are named with their location", "[config][revival]") {
+  const runconfig::RunConfig off = parse("");
+  CHECK(off.moe.revival.check_every == 0);  // off unless asked for
+  CHECK(off.moe.revival.mode == runconfig::RevivalMode::fresh);
+  const runconfig::RunConfig on = parse("moe:\n  revival: {check_every: 25, mode: copy_busiest, noise: 0.01}\n");
+  CHECK(on.moe.revival.check_every == 25);
+  CHECK(on.moe.revival.mode == runconfig::RevivalMode::copy_busiest);
+  CHECK(on.moe.revival.noise == 0.01);
+  CHECK(runconfig::parse_run_config(runconfig::to_yaml(on), "again") == on);
+  CHECK_THROWS_WITH(parse("moe:\n  revival:\n    check_every: -1\n"),
+                    Contains("test.yaml:3:18: moe.revival.check_every: must be >= 0, got -1"));
+  CHECK_THROWS_WITH(
+      parse("moe:\n  revival:\n    mode: busiest\n"),
+      Contains("test.yaml:3:11: moe.revival.mode: unknown value") && Contains("(allowed: fresh, copy_busiest)"));
+  CHECK_THROWS_WITH(parse("moe:\n  revival:\n    noise: -0.1\n"),
+                    Contains("test.yaml:3:12: moe.revival.noise: must be >= 0"));
+  CHECK_THROWS_WITH(parse("", {"moe.revival.check_every=x"}),
+                    Contains("override 'moe.revival.check_every=x'") && Contains("moe.revival.check_every"));
+  // The hash router has no router row to re-draw: refused, naming both keys' rule.
+  CHECK_THROWS_WITH(parse("moe:\n  router: hash\n  top_k: 1\n  revival:\n    check_every: 10\n"),
+                    Contains("test.yaml:5:18: moe.revival.check_every: router hash has no weights") &&
+                        Contains("(allowed: 0 with router hash)"));
+  CHECK_NOTHROW(parse("moe:\n  router: hash\n  top_k: 1\n"));
+  // Expert parallelism is refused: the dead expert may live on another rank.
+  CHECK_THROWS_WITH(parse("moe:\n  revival: {check_every: 10}\nparallel:\n  expert: 2\n"),
+                    Contains("test.yaml:2:26: moe.revival.check_every: dead-expert revival runs in one process or "
+                             "with data parallelism only") &&
+                        Contains("(allowed: 0 with parallel.expert > 1)"));
+  CHECK_NOTHROW(parse("moe:\n  revival: {check_every: 10, mode: copy_busiest}\nparallel:\n  expert: 1\n"));
+}
 
 TEST_CASE("revival: the dead experts of each window are revived at the check step and only then", "[revival]") {
   std::ostringstream quiet;

@@ -418,7 +418,7 @@ TEST_CASE("config: unknown key is named, with a suggestion and the allowed keys"
   const std::string path = tmp.write("run.yaml", "model:\n  d_model: 128\nmoe:\n  num_experts: 8\n  topk: 2\n");
   CHECK_THROWS_WITH(load_run_config(path), Contains(path + ":5:3: moe.topk: unknown key, did you mean 'top_k'?") &&
                                                Contains("(allowed: enabled, layers,") &&
-                                               Contains("bias_update_rate, balance_scope, device_groups)"));
+                                               Contains("bias_update_rate, balance_scope, device_groups, revival)"));
   const std::string far = tmp.write("far.yaml", "training:\n  banana: 1\n");
   CHECK_THROWS_WITH(load_run_config(far), Contains(far + ":2:3: training.banana: unknown key (allowed: steps,"));
   const std::string top = tmp.write("top.yaml", "optimiser:\n  lr: 0.1\n");
@@ -659,35 +659,4 @@ TEST_CASE("config: other range checks name the key and the allowed values", "[co
   CHECK_THROWS_WITH(parse("training:\n  seed: -1\n"), Contains("test.yaml:2:9: training.seed: must be >= 0"));
   CHECK_NOTHROW(parse("optimizer:\n  grad_clip: -1\n"));
   CHECK_THROWS_WITH(parse("precision: fp16\n"), Contains("test.yaml:1:12: precision") && Contains("f32, bf16"));
-}
-
-TEST_CASE("config: moe.revival is read and its errors are named with their location", "[config][revival]") {
-  const RunConfig off = parse("");
-  CHECK(off.moe.revival.check_every == 0);  // off unless asked for
-  CHECK(off.moe.revival.mode == RevivalMode::fresh);
-  const RunConfig on = parse("moe:\n  revival: {check_every: 25, mode: copy_busiest, noise: 0.01}\n");
-  CHECK(on.moe.revival.check_every == 25);
-  CHECK(on.moe.revival.mode == RevivalMode::copy_busiest);
-  CHECK(on.moe.revival.noise == 0.01);
-  CHECK(parse_run_config(to_yaml(on), "again") == on);
-  CHECK_THROWS_WITH(parse("moe:\n  revival:\n    check_every: -1\n"),
-                    Contains("test.yaml:3:18: moe.revival.check_every: must be >= 0, got -1"));
-  CHECK_THROWS_WITH(parse("moe:\n  revival:\n    mode: busiest\n"),
-                    Contains("test.yaml:3:11: moe.revival.mode: unknown value") &&
-                        Contains("(allowed: fresh, copy_busiest)"));
-  CHECK_THROWS_WITH(parse("moe:\n  revival:\n    noise: -0.1\n"),
-                    Contains("test.yaml:3:12: moe.revival.noise: must be >= 0"));
-  CHECK_THROWS_WITH(parse("", {"moe.revival.check_every=x"}),
-                    Contains("override 'moe.revival.check_every=x'") && Contains("moe.revival.check_every"));
-  // The hash router has no router row to re-draw: refused, naming both keys' rule.
-  CHECK_THROWS_WITH(parse("moe:\n  router: hash\n  top_k: 1\n  revival:\n    check_every: 10\n"),
-                    Contains("test.yaml:5:18: moe.revival.check_every: router hash has no weights") &&
-                        Contains("(allowed: 0 with router hash)"));
-  CHECK_NOTHROW(parse("moe:\n  router: hash\n  top_k: 1\n"));
-  // Expert parallelism is refused: the dead expert may live on another rank.
-  CHECK_THROWS_WITH(parse("moe:\n  revival: {check_every: 10}\nparallel:\n  expert: 2\n"),
-                    Contains("test.yaml:2:26: moe.revival.check_every: dead-expert revival runs in one process or "
-                             "with data parallelism only") &&
-                        Contains("(allowed: 0 with parallel.expert > 1)"));
-  CHECK_NOTHROW(parse("moe:\n  revival: {check_every: 10, mode: copy_busiest}\nparallel:\n  expert: 1\n"));
 }
