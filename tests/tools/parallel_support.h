@@ -61,6 +61,7 @@ struct Trace {
   std::vector<std::vector<int64_t>> counts;  // last step
   int64_t fewest = -1;                       // the smallest count of any expert in any step
   std::vector<ckpt::NamedArray> params;      // final, every expert (on the writing rank)
+  std::vector<int64_t> revived;              // the experts moe.revival re-initialized, in order
 };
 
 inline void record(Trace& t, const train::StepMetrics& m) {
@@ -76,6 +77,7 @@ inline void record(Trace& t, const train::StepMetrics& m) {
 inline void finish(Trace& t, Trainer& trainer) {
   ckpt::Checkpoint c = trainer.snapshot();  // a collective: rank 0 gathers the experts
   t.params = c.params;
+  t.revived = c.metrics.revival_expert;
   std::sort(t.params.begin(), t.params.end(),
             [](const ckpt::NamedArray& a, const ckpt::NamedArray& b) { return a.name < b.name; });
 }

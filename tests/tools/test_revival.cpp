@@ -268,7 +268,7 @@ TEST_CASE("revival: a balanced run revives nothing", "[revival]") {
   CHECK(t.metrics().history().revival_step.empty());
 }
 
-TEST_CASE("revival: events in metrics.jsonl and in the checkpoint; files without them still load",
+TEST_CASE("revival: events in metrics.jsonl and in the checkpoint and files without them still load",
           "[revival][checkpoint]") {
   const fs::path dir = fresh_dir("events");
   std::ostringstream quiet;
