@@ -14,6 +14,8 @@ bool is_moe_layer(const ModelConfig& c, int64_t layer) {
   return (layer - c.first_dense) % c.moe_every_n == 0;
 }
 
+double residual_init_std(const ModelConfig& c) { return c.init_std / std::sqrt(2.0 * static_cast<double>(c.n_layers)); }
+
 TransformerLM::TransformerLM(const ModelConfig& config)
     : config_(config), noise_gen_(config.seed * 2 + 1), dropout_gen_(config.seed * 2 + 2) {
   const ModelConfig& c = config_;
@@ -23,7 +25,7 @@ TransformerLM::TransformerLM(const ModelConfig& config)
   Generator gen(c.seed);
   const DType dt = c.dtype;
   const Device dev = c.device;
-  const double residual_std = c.init_std / std::sqrt(2.0 * static_cast<double>(c.n_layers));
+  const double residual_std = residual_init_std(c);
   const bool layernorm = c.norm == NormKind::layernorm;
   auto norm_params = [&](const std::string& prefix, Tensor& w, Tensor& b) {
     w = params_.add(prefix + ".weight", Tensor::full({c.d_model}, 1.0, dt, dev), false);

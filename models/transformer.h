@@ -51,6 +51,9 @@ struct ModelConfig {
 };
 
 bool is_moe_layer(const ModelConfig& config, int64_t layer);
+// The init std of the projections that write into the residual stream (attn.proj, fc2 /
+// down_proj): init_std / sqrt(2 n_layers). Dead-expert revival re-draws experts with it too.
+double residual_init_std(const ModelConfig& config);
 
 struct ForwardResult {
   engine::Tensor logits;                 // [B, T, V]

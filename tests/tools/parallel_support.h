@@ -66,6 +66,7 @@ struct Trace {
   // expert parallelism each rank measures its own experts, and every rank must hold them all.
   std::vector<double> expert_grad_norm, expert_update_ratio, idle_share;
   std::vector<int64_t> logged;  // the steps they were measured at
+  std::vector<int64_t> revived;              // the experts moe.revival re-initialized, in order
 };
 
 inline void record(Trace& t, const train::StepMetrics& m) {
@@ -88,6 +89,7 @@ inline void record(Trace& t, const train::StepMetrics& m) {
 inline void finish(Trace& t, Trainer& trainer) {
   ckpt::Checkpoint c = trainer.snapshot();  // a collective: rank 0 gathers the experts
   t.params = c.params;
+  t.revived = c.metrics.revival_expert;
   std::sort(t.params.begin(), t.params.end(),
             [](const ckpt::NamedArray& a, const ckpt::NamedArray& b) { return a.name < b.name; });
 }

@@ -64,6 +64,20 @@ if command -v python3 >/dev/null; then
     "$out/collapse.json" || fail "the JSON output has no routing churn per layer"
 fi
 
+# 1b. revival.yaml, shortened to two checks: the revivals are listed and marked on the
+# load-over-training charts; the collapsed run above revived nothing and says so.
+grep -q "No expert was revived during training" "$out/collapse.dom.html" || fail "collapse.html should say nothing was revived"
+"$train" --config "$src/configs/revival.yaml" --set training.steps=60 --out "$out/revival" >>"$out/train.log" 2>&1 ||
+  fail "training revival.yaml"
+revivals=$(grep -c '"event": "revival"' "$out/revival/metrics.jsonl")
+[[ $revivals -gt 0 ]] || fail "revival.yaml revived nothing in 60 steps"
+"$diagnose" "$out/revival/checkpoints/step_00000060.h5" --batches 2 --report "$out/revival.html" >>"$out/diagnose.log" 2>&1
+[[ $? -eq 0 || $? -eq 3 ]] || fail "moe-diagnose failed on the revival run"
+render revival
+grep -q '<section id="revivals"' "$out/revival.dom.html" || fail "section revivals missing"
+[[ $(count '<td>copy_busiest</td>' revival) -eq $revivals ]] || fail "expected $revivals rows in the revivals table"
+[[ $(count 'class="revival"' revival) -eq $revivals ]] || fail "expected $revivals revival marks on the charts"
+
 # 2. Twelve MoE layers of 64 experts: every chart still drawn, one per layer.
 "$train" --config "$src/configs/collapse.yaml" --set model.n_layers=12 --set moe.num_experts=64 --set moe.d_expert=8 \
   --set training.steps=6 --set logging.every=1 --out "$out/wide" >>"$out/train.log" 2>&1 || fail "training the wide model"

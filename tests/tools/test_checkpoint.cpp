@@ -80,6 +80,12 @@ TEST_CASE("resume: N steps, save, resume, N more is bit-identical to 2N straight
       {"moe.router=sinkhorn", "moe.input_jitter=0.05", "moe.losses={z_loss: 0.001}"},
       {"moe.router=noisy_topk", "moe.expert_groups=2", "moe.topk_groups=1", "moe.input_jitter=0.1"},
       {"moe.router=sigmoid_topk", "moe.force_balance=true", "moe.bias_update_rate=0.01"},
+      // Revival checks at steps 2, 4 and 6, the save after step 3: revivals on both sides of it,
+      // and a window half counted when it is saved. Every expert below the uniform share is dead.
+      {"moe.revival={check_every: 2, mode: copy_busiest, noise: 0.01}", "moe.bias_update_rate=0.01",
+       "diagnostics={dead_fraction: 1.0, starved_fraction: 1.0}"},
+      {"moe.revival={check_every: 2, mode: fresh}", "moe.router=noisy_topk",
+       "diagnostics={dead_fraction: 1.0, starved_fraction: 1.0}"},
   };
   for (const auto& extra : runs) {
     std::string label;
@@ -104,6 +110,15 @@ TEST_CASE("resume: N steps, save, resume, N more is bit-identical to 2N straight
     for (int s = 3; s < 6; ++s) CHECK(second.step().loss == losses[s]);  // bit for bit
     CHECK(parameters(second) == parameters(straight));
     CHECK(second.evaluate() == straight_eval);
+    const ckpt::MetricsHistory &resumed = second.metrics().history(), &whole = straight.metrics().history();
+    CHECK(resumed.revival_step == whole.revival_step);
+    CHECK(resumed.revival_expert == whole.revival_expert);
+    CHECK(resumed.revival_source == whole.revival_source);
+    if (label.find("revival") != std::string::npos) {  // revivals happened before and after the save
+      REQUIRE_FALSE(whole.revival_step.empty());
+      CHECK(whole.revival_step.front() <= 3);
+      CHECK(whole.revival_step.back() > 3);
+    }
   }
 }
 

@@ -121,6 +121,27 @@ TEST_CASE("parallel: micro_batch scope equals one process with grad_accum = rank
   }
 }
 
+// Every rank sees the all-reduced counts and draws from an unsharded generator, so each revives
+// the same experts with the same values. Every expert below the uniform share is dead: every check
+// (steps 3, 6, 9) revives some. Expert parallelism is refused by the config.
+TEST_CASE("parallel: dead-expert revival with data parallelism equals one process", "[parallel][revival]") {
+  rc::RunConfig c = small_config(rc::RouterKind::topk_softmax);
+  c.moe.revival.check_every = 3;
+  c.moe.revival.mode = rc::RevivalMode::copy_busiest;
+  c.moe.revival.noise = 0.01;
+  c.diagnostics.dead_fraction = 1.0;
+  c.diagnostics.starved_fraction = 1.0;
+  for (const int ranks : {2, 4}) {
+    const Trace many = train_parallel(c, ranks, 1);
+    const Trace one = train_alone(c, ranks * c.training.batch_size, 1);
+    const std::string diff = verdict(g_world->rank() == 0 ? differences(many, one, 1e-5) : "");
+    INFO(ranks << " ranks:\n" << diff);
+    CHECK(diff.empty());
+    const bool revived_alike = g_world->rank() != 0 || (!one.revived.empty() && many.revived == one.revived);
+    CHECK(verdict(revived_alike ? "" : "the revived experts differ or none were") == "");
+  }
+}
+
 TEST_CASE("parallel: the same run twice is bit-identical", "[parallel]") {
   const rc::RunConfig c = small_config(rc::RouterKind::noisy_topk);
   const Trace first = train_parallel(c, 4, 2);

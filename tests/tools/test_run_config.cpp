@@ -418,7 +418,7 @@ TEST_CASE("config: unknown key is named, with a suggestion and the allowed keys"
   const std::string path = tmp.write("run.yaml", "model:\n  d_model: 128\nmoe:\n  num_experts: 8\n  topk: 2\n");
   CHECK_THROWS_WITH(load_run_config(path), Contains(path + ":5:3: moe.topk: unknown key, did you mean 'top_k'?") &&
                                                Contains("(allowed: enabled, layers,") &&
-                                               Contains("bias_update_rate, balance_scope, device_groups)"));
+                                               Contains("bias_update_rate, balance_scope, device_groups, revival)"));
   const std::string far = tmp.write("far.yaml", "training:\n  banana: 1\n");
   CHECK_THROWS_WITH(load_run_config(far), Contains(far + ":2:3: training.banana: unknown key (allowed: steps,"));
   const std::string top = tmp.write("top.yaml", "optimiser:\n  lr: 0.1\n");

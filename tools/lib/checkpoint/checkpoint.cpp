@@ -202,6 +202,15 @@ std::vector<uint64_t> read_u64s(const h5::File& f, const std::string& ds, size_t
 }
 
 template <class History>
+auto revival_columns(History& m) {
+  using Column = decltype(&m.revival_step);
+  return std::vector<std::pair<std::string, Column>>{{"/metrics/revivals/step", &m.revival_step},
+                                                     {"/metrics/revivals/layer", &m.revival_layer},
+                                                     {"/metrics/revivals/expert", &m.revival_expert},
+                                                     {"/metrics/revivals/source", &m.revival_source}};
+}
+
+template <class History>
 auto rank_columns(History& m) {
   using Column = decltype(&m.rank_slots);
   return std::vector<std::pair<std::string, Column>>{{"/metrics/ranks/slots", &m.rank_slots},
@@ -234,6 +243,9 @@ void write_metrics(h5::File& f, const MetricsHistory& m) {
     for (const auto& [name, values] : rank_columns(m)) f.write_doubles(name, *values, {n, m.layers, m.ranks});
   for (const auto& [name, values] : expert_columns(m))
     if (!values->empty()) f.write_doubles(name, *values, {n, m.layers, m.experts});
+  if (!m.revival_step.empty())
+    for (const auto& [name, values] : revival_columns(m))
+      f.write_int64s(name, *values, {static_cast<int64_t>(values->size())});
   f.write_int64s("/metrics/eval/step", m.eval_step, {static_cast<int64_t>(m.eval_step.size())});
   f.write_doubles("/metrics/eval/loss", m.eval_loss, {static_cast<int64_t>(m.eval_loss.size())});
   if (!m.trace_step.empty()) {
@@ -306,6 +318,13 @@ MetricsHistory read_metrics(const h5::File& f) {
     *values = f.read_doubles(name, &d);
     if (d != h5::Dims{static_cast<int64_t>(n), m.layers, m.experts})
       throw CheckpointError(f.path() + ": " + name + ": must be [logged steps, layers, experts], like /metrics/expert_counts");
+  }
+  if (f.exists("/metrics/revivals")) {
+    for (const auto& [name, values] : revival_columns(m)) *values = f.read_int64s(name);
+    for (const auto& [name, values] : revival_columns(m))
+      if (values->size() != m.revival_step.size())
+        throw CheckpointError(f.path() + ": " + name + ": has " + std::to_string(values->size()) +
+                              " entries, /metrics/revivals/step has " + std::to_string(m.revival_step.size()));
   }
   m.eval_step = f.read_int64s("/metrics/eval/step");
   m.eval_loss = f.read_doubles("/metrics/eval/loss");
@@ -405,6 +424,10 @@ std::string checksum(const Checkpoint& c) {
       h.vec(*values);
     }
   if (!c.expert_last_active.empty()) h.vec(c.expert_last_active);
+  // Files from before dead-expert revival keep their checksum: no revival, no window.
+  if (!m.revival_step.empty())
+    for (const auto& [name, values] : revival_columns(m)) h.vec(*values);
+  if (!c.revival_window.empty()) h.vec(c.revival_window);
   h.vec(m.eval_step);
   h.vec(m.eval_loss);
   if (!m.trace_step.empty()) {  // files without routing traces keep their checksum
@@ -444,6 +467,8 @@ void write_contents(h5::File& f, const Checkpoint& c) {
   // history of the wrong shape is refused there, by check_metrics_shape, with its own message.
   if (!c.expert_last_active.empty())
     f.write_int64s("/state/expert_last_active", c.expert_last_active, {static_cast<int64_t>(c.expert_last_active.size())});
+  if (!c.revival_window.empty())
+    f.write_int64s("/state/revival/window", c.revival_window, {static_cast<int64_t>(c.revival_window.size())});
   write_metrics(f, c.metrics);
   f.write_string_attribute("/", "checksum", checksum(c));  // last: marks the file complete
   f.flush();
@@ -525,6 +550,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     for (const std::string& name : f.members("/state/rng")) c.rng[name] = read_u64s(f, "/state/rng/" + name, 2);
     for (const std::string& name : f.members("/state/loader"))
       c.loaders[name] = read_u64s(f, "/state/loader/" + name, 3);
+    if (f.exists("/state/revival/window")) c.revival_window = f.read_int64s("/state/revival/window");
     c.metrics = read_metrics(f);
     if (f.exists("/state/expert_last_active")) c.expert_last_active = f.read_int64s("/state/expert_last_active");
 

@@ -31,7 +31,11 @@
 //                             and /metrics/routing_trace/experts int32 [traces, MoE layers,
 //                             probe tokens, k] (absent in runs without traces); per expert at each
 //                             logged step /metrics/experts/{grad_norm,update_ratio} [logged steps,
-//                             MoE layers, experts] (absent before they were recorded)
+//                             MoE layers, experts] (absent before they were recorded); dead-expert
+//                             revivals: /metrics/revivals/{step,layer,expert,source} int64 [revivals]
+//                             (absent when none happened)
+//   /state/revival/window     int64 [MoE layers * E]: each expert's slots since the last revival
+//                             check (absent when revival is off)
 //
 // Contract: write_checkpoint is atomic: it writes `path`.tmp in the same folder, flushes, fsyncs,
 // renames over `path` and fsyncs the folder, so at any moment either the old file or the complete
@@ -79,6 +83,9 @@ struct MetricsHistory {
   // Training's per-expert gradient norm and update ratio: [step][layer][expert], NaN for a step
   // without them; empty in files from before they were recorded.
   std::vector<double> expert_grad_norm, expert_update_ratio;
+  // Dead-expert revivals, one entry each, in order: the step after which it happened, the MoE
+  // layer, the expert, and the expert it was copied from (-1: re-initialized fresh).
+  std::vector<int64_t> revival_step, revival_layer, revival_expert, revival_source;
   std::vector<int64_t> eval_step;
   std::vector<double> eval_loss;
   // Routing traces: each probe token's top-k experts (best first) at each traced step,
@@ -107,6 +114,8 @@ struct Checkpoint {
   // idle share's window (empty in files from before it was saved).
   std::vector<int64_t> expert_last_active;
   MetricsHistory metrics;
+  // Revival's slot counts since its last check ([MoE layer][expert], row-major); empty when off.
+  std::vector<int64_t> revival_window;
 };
 
 // Test hook: when the environment variable MOE_ENGINE_CRASH_IN_SAVE names a point of the save

@@ -92,6 +92,11 @@ const NameTable<SoftmaxOrder>& names(SoftmaxOrder) {
   return t;
 }
 
+const NameTable<RevivalMode>& names(RevivalMode) {
+  static const NameTable<RevivalMode> t{{RevivalMode::fresh, "fresh"}, {RevivalMode::copy_busiest, "copy_busiest"}};
+  return t;
+}
+
 template <class T>
 const char* enum_name(T v) {
   for (const auto& [value, name] : names(T{}))
@@ -135,6 +140,12 @@ void schema(V& v, Tag<LossCoefficients>) {
 #undef MOE_BALANCE_LOSS
 }
 template <class V>
+void schema(V& v, Tag<RevivalConfig>) {
+  v.field("check_every", &RevivalConfig::check_every);
+  v.field("mode", &RevivalConfig::mode);
+  v.field("noise", &RevivalConfig::noise);
+}
+template <class V>
 void schema(V& v, Tag<MoeConfig>) {
   v.field("enabled", &MoeConfig::enabled);
   v.field("layers", &MoeConfig::layers);
@@ -156,6 +167,7 @@ void schema(V& v, Tag<MoeConfig>) {
   v.field("bias_update_rate", &MoeConfig::bias_update_rate);
   v.field("balance_scope", &MoeConfig::balance_scope);
   v.field("device_groups", &MoeConfig::device_groups);
+  v.section("revival", &MoeConfig::revival);
 }
 template <class V>
 void schema(V& v, Tag<ParallelConfig>) {
@@ -463,6 +475,7 @@ const char* to_string(DeviceKind v) { return enum_name(v); }
 const char* to_string(PrecisionKind v) { return enum_name(v); }
 const char* to_string(BalanceScope v) { return enum_name(v); }
 const char* to_string(SoftmaxOrder v) { return enum_name(v); }
+const char* to_string(RevivalMode v) { return enum_name(v); }
 
 const Schedule& LossCoefficients::of(const std::string& key) const {
 #define MOE_BALANCE_LOSS(name, needs, summary) \

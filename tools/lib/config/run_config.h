@@ -36,6 +36,7 @@ enum class DecayKind { cosine, constant };
 enum class DeviceKind { cpu, cuda };
 enum class PrecisionKind { f32, bf16 };
 enum class BalanceScope { micro_batch, global_batch };
+enum class RevivalMode { fresh, copy_busiest };
 
 // The YAML spelling of each enum value (RouterKind::switch_k1 is "switch").
 const char* to_string(NormKind v);
@@ -50,6 +51,7 @@ const char* to_string(DeviceKind v);
 const char* to_string(PrecisionKind v);
 const char* to_string(BalanceScope v);
 const char* to_string(SoftmaxOrder v);
+const char* to_string(RevivalMode v);
 
 struct ModelConfig {
   int vocab_size = 256;
@@ -78,6 +80,16 @@ struct LossCoefficients {
   const Schedule& of(const std::string& key) const;  // by config key; throws std::out_of_range for an unknown key
 };
 
+// Dead-expert revival (tools/lib/train/revival.h): every check_every steps (0: never), each
+// expert whose load share over the steps since the last check is below
+// diagnostics.dead_fraction / E is re-initialized, fresh (as at model init) or as a copy of its
+// layer's busiest expert plus N(0, noise^2) noise on every weight and on its router row.
+struct RevivalConfig {
+  int check_every = 0;
+  RevivalMode mode = RevivalMode::fresh;
+  double noise = 0.002;  // copy_busiest: the standard deviation added to each copied value
+};
+
 struct MoeConfig {
   bool enabled = true;
   MoeLayers layers = MoeLayers::all;
@@ -104,6 +116,7 @@ struct MoeConfig {
   // The devices the device-level balance term (device_aux) groups the experts into, as
   // contiguous blocks of num_experts / device_groups; 0: as many as parallel.expert.
   int device_groups = 0;
+  RevivalConfig revival;
 };
 
 // Several processes (mpirun): expert = the number of ranks that share one copy of each MoE

@@ -93,6 +93,20 @@ void check_device_groups(const Checker& c, const MoeConfig& e) {
       allowed, {"moe.num_experts"});
 }
 
+// Revival re-draws a dead expert's router row too: a router without weights (hash) routes by
+// token id, so a revived expert would receive exactly the tokens that starved it.
+void check_revival(const Checker& c, const MoeConfig& e) {
+  const RevivalConfig& r = e.revival;
+  c.at_least(r.check_every, 0, "moe.revival.check_every");
+  c.at_least(r.noise, 0.0, "moe.revival.noise");
+  if (r.check_every == 0) return;
+  const moe::RouterInfo& router = moe::router_info(e.router);
+  c.require(router.weights != moe::RouterWeightKind::none, "moe.revival.check_every",
+            std::string("router ") + router.key +
+                " has no weights, so a revived expert would get the same tokens as the dead one: revival cannot help it",
+            std::string("0 with router ") + router.key, {"moe.router"});
+}
+
 void check_moe(const Checker& c, const MoeConfig& e, const ModelConfig& m) {
   c.at_least(e.every_n, 1, "moe.every_n");
   c.at_least(e.first_dense, 0, "moe.first_dense");
@@ -128,6 +142,7 @@ void check_moe(const Checker& c, const MoeConfig& e, const ModelConfig& m) {
                     "it is measured per micro-batch: use moe.balance_scope micro_batch with it",
                 "0 with moe.balance_scope global_batch", {"moe.balance_scope"});
   check_device_groups(c, e);
+  check_revival(c, e);
 }
 
 void check_parallel(const Checker& c, const ParallelConfig& p, const MoeConfig& e) {
@@ -135,6 +150,10 @@ void check_parallel(const Checker& c, const ParallelConfig& p, const MoeConfig& 
   if (p.expert <= 1) return;
   c.require(e.enabled, "parallel.expert", "expert parallelism needs MoE layers (moe.enabled is false)", "1",
             {"moe.enabled"});
+  c.require(e.revival.check_every == 0, "moe.revival.check_every",
+            "dead-expert revival runs in one process or with data parallelism only; with parallel.expert = " +
+                num(p.expert) + " the experts it would re-initialize live on other ranks",
+            "0 with parallel.expert > 1", {"parallel.expert"});
   c.require(e.num_experts % p.expert == 0, "parallel.expert",
             "must divide moe.num_experts (" + num(e.num_experts) + "), got " + num(p.expert),
             "a divisor of moe.num_experts", {"moe.num_experts"});

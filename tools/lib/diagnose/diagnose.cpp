@@ -187,6 +187,8 @@ Result run(const std::string& path, const Options& options) {
   r.history_steps = h.step;
   r.history_counts = h.expert_counts;
   r.history_update_ratio = h.expert_update_ratio;
+  for (size_t i = 0; i < h.revival_step.size(); ++i)
+    r.revivals.push_back({h.revival_step[i], h.revival_layer[i], h.revival_expert[i], h.revival_source[i]});
   for (size_t l = 0; l < ev.layers.size(); ++l) {
     LayerResult lr;
     lr.stats = ev.layers[l];
@@ -386,6 +388,13 @@ void write_json(const Result& r, std::ostream& out) {
   out << ",\n  \"over_training\": {\"upcycled_from\": " << quoted(r.upcycled_from)
       << ", \"similarity_history\": " << array(r.similarity_history) << ", \"churn_steps\": " << array(r.churn_steps)
       << ", \"churn\": " << array(r.churn) << ", \"last_churn\": " << array(last_churn) << "}";
+  out << ",\n  \"revivals\": [";
+  for (size_t i = 0; i < r.revivals.size(); ++i) {
+    const Revival& v = r.revivals[i];
+    out << (i ? ", " : "") << "{\"step\": " << v.step << ", \"layer\": " << v.layer << ", \"expert\": " << v.expert
+        << ", \"source\": " << (v.source < 0 ? std::string("null") : std::to_string(v.source)) << "}";
+  }
+  out << "]";
   if (r.compare) {
     out << ",\n  \"compare\": {\"other\": " << quoted(r.compare->other) << ", \"other_step\": " << r.compare->other_step
         << ", \"top1_changed\": " << json_number(r.compare->top1_changed)

@@ -60,6 +60,12 @@ struct Comparison {
   std::vector<std::vector<std::pair<std::string, double>>> delta;  // per layer: metric, other - this
 };
 
+// A dead expert re-initialized during training (moe.revival), from the checkpoint's history.
+struct Revival {
+  int64_t step = 0, layer = 0, expert = 0;
+  int64_t source = -1;  // the busiest expert it was copied from; -1: drawn fresh
+};
+
 struct Result {
   std::string checkpoint, router, data_description;
   std::string routing;  // the router with its options other than the defaults (rc::describe_routing)
@@ -72,6 +78,7 @@ struct Result {
   std::vector<int64_t> history_steps;
   std::vector<int64_t> history_counts;  // [logged step][layer][expert]
   std::vector<double> history_update_ratio;  // [logged step][layer][expert]; empty in older checkpoints
+  std::vector<Revival> revivals;        // in training order
   std::optional<Comparison> compare;
   std::vector<DevicePrediction> devices;    // --ep first when given, then 2, 4, 8 where they divide E
   std::optional<MeasuredDevices> measured;  // a run whose experts were grouped into devices

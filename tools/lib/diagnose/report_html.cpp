@@ -142,6 +142,16 @@ void history_heatmap(std::ostream& o, const diagnose::Result& r, size_t l) {
         << e << ": " << num(100 * share, "%.1f") << "%</title></rect>\n";
     }
   }
+  // A revival is marked on its expert's row, at the first logged step after it (the first that
+  // measures the revived expert).
+  for (const diagnose::Revival& v : r.revivals) {
+    if (v.layer != static_cast<int64_t>(l)) continue;
+    size_t c = 0;
+    while (c + 1 < columns && r.history_steps[columns == n ? c : c * (n - 1) / (columns - 1)] < v.step) ++c;
+    const double x = left + c * cw, y = top + (v.expert + 0.5) * ch;
+    o << "<path class=\"revival\" d=\"M" << x - 5 << " " << y - 4 << " L" << x << " " << y << " L" << x - 5 << " "
+      << y + 4 << " Z\"><title>step " << v.step << ": expert " << v.expert << " revived</title></path>\n";
+  }
   const int ystride = label_stride(ch);
   for (int64_t e = 0; e < E; e += ystride)
     o << "<text x=\"" << left - 4 << "\" y=\"" << top + (e + 0.8) * ch << "\" class=\"a\" text-anchor=\"end\">" << e
@@ -251,6 +261,22 @@ void domain_table(std::ostream& o, const diagnose::LayerResult& lr, size_t l) {
 
 }  // namespace
 
+// Dead experts re-initialized during training (moe.revival); a run without revival has none.
+void revival_table(const diagnose::Result& r, std::ostream& o) {
+  o << "<section id=\"revivals\"><h2>Dead-expert revivals</h2>\n";
+  if (r.revivals.empty()) {
+    o << "<p>No expert was revived during training.</p></section>\n";
+    return;
+  }
+  o << "<p class=\"legend\">Each dead expert re-initialized (marked &#9654; on the load-over-training charts).</p>\n"
+       "<table class=\"revivals\"><tr><th>step</th><th>layer</th><th>expert</th><th>mode</th><th>source</th></tr>\n";
+  for (const diagnose::Revival& v : r.revivals)
+    o << "<tr><td>" << v.step << "</td><td>" << v.layer << "</td><td>" << v.expert << "</td><td>"
+      << (v.source < 0 ? "fresh" : "copy_busiest") << "</td><td>"
+      << (v.source < 0 ? std::string("&ndash;") : std::to_string(v.source)) << "</td></tr>\n";
+  o << "</table></section>\n";
+}
+
 void write_html(const diagnose::Result& r, std::ostream& o) {
   o << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>moe-diagnose: " << esc(r.checkpoint)
     << "</title>\n<style>\n"
@@ -262,7 +288,7 @@ void write_html(const diagnose::Result& r, std::ostream& o) {
        "td.reason{text-align:left} p.cap{font-weight:600;margin:4px 0}\n"
        "table.domains td,table.domains th{font-size:11px;padding:1px 3px;min-width:18px}\n"
        "svg .t{font-size:12px;font-weight:600} svg .a{font-size:10px;fill:#555}\n"
-       "svg .uniform{stroke:#222;stroke-dasharray:4 3;stroke-width:1.2}\n"
+       "svg .uniform{stroke:#222;stroke-dasharray:4 3;stroke-width:1.2} svg .revival{fill:#0a7;stroke:#fff}\n"
        ".legend span{display:inline-block;width:12px;height:12px;margin:0 4px -2px 10px}\n"
        "</style></head><body>\n";
   o << "<section id=\"summary\"><h1>Expert-collapse report</h1>\n<p><b>" << esc(r.checkpoint) << "</b>, step " << r.step
@@ -305,6 +331,7 @@ void write_html(const diagnose::Result& r, std::ostream& o) {
   o << "</div></section>\n";
 
   write_health_html(r, o);
+  revival_table(r, o);
 
   o << "<section id=\"similarity\"><h2>Expert weight similarity</h2>\n<p class=\"legend\">Cosine similarity of the "
        "experts' flattened weights: blue -1, white 0, red +1. Experts that stopped specializing look alike.</p>"

@@ -123,12 +123,16 @@ void MetricsLog::open(const std::string& dir) {
   header << "\n";
   csv_->write(header.str());
   // Evaluations come right after the step they follow, as they were logged.
-  size_t next_eval = 0;
+  // Revivals happen inside a step, so they come before its line, as they were logged.
+  size_t next_eval = 0, next_revival = 0;
   for (size_t i = 0; i < history_.size(); ++i) {
+    while (next_revival < history_.revival_step.size() && history_.revival_step[next_revival] <= history_.step[i])
+      write_revival(next_revival++);
     write_step(i);
     while (next_eval < history_.eval_step.size() && history_.eval_step[next_eval] <= history_.step[i])
       write_eval(next_eval++);
   }
+  while (next_revival < history_.revival_step.size()) write_revival(next_revival++);
   while (next_eval < history_.eval_step.size()) write_eval(next_eval++);
 }
 
@@ -203,6 +207,24 @@ void MetricsLog::record_eval(int64_t step, double loss) {
 }
 
 // Each record is formatted in memory and written with one checked write per file.
+void MetricsLog::record_revival(const RevivalEvent& e) {
+  history_.revival_step.push_back(e.step);
+  history_.revival_layer.push_back(e.layer);
+  history_.revival_expert.push_back(e.expert);
+  history_.revival_source.push_back(e.source);
+  if (jsonl_) write_revival(history_.revival_step.size() - 1);
+}
+
+void MetricsLog::write_revival(size_t i) {
+  const int64_t source = history_.revival_source[i];
+  std::ostringstream line;
+  line << "{\"event\": \"revival\", \"step\": " << history_.revival_step[i] << ", \"layer\": " << history_.revival_layer[i]
+       << ", \"expert\": " << history_.revival_expert[i] << ", \"mode\": \""
+       << (source < 0 ? "fresh" : "copy_busiest") << "\", \"source\": "
+       << (source < 0 ? std::string("null") : std::to_string(source)) << "}\n";
+  jsonl_->write(line.str());
+}
+
 void MetricsLog::write_step(size_t i) {
   const ckpt::MetricsHistory& h = history_;
   std::ostringstream j;

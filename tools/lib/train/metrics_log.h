@@ -29,6 +29,12 @@ struct StepMetrics {
   std::vector<collapse::LayerStats> layers;  // collapse metrics per MoE layer (log steps only)
 };
 
+// A dead expert re-initialized after `step` (tools/lib/train/revival.h); source: the expert it
+// was copied from, -1 when it was drawn fresh.
+struct RevivalEvent {
+  int64_t step = 0, layer = 0, expert = 0, source = -1;
+};
+
 std::string json_number(double v);  // finite: the number; NaN or Inf: null
 
 class MetricsLog {
@@ -48,6 +54,9 @@ class MetricsLog {
   // compares the same tokens only.
   bool record_trace(int64_t step, int64_t tokens, int64_t k, const std::vector<int32_t>& experts);
 
+  // One jsonl line {"event": "revival", ...}; the csv keeps its one row per logged step.
+  void record_revival(const RevivalEvent& e);
+
   const ckpt::MetricsHistory& history() const { return history_; }
   // Throws when its layers or experts differ; a history of fewer ranks is widened (NaN).
   void set_history(const ckpt::MetricsHistory& h);
@@ -55,6 +64,7 @@ class MetricsLog {
  private:
   void write_step(size_t index);
   void write_eval(size_t index);
+  void write_revival(size_t index);
 
   std::vector<std::string> term_names_;
   ckpt::MetricsHistory history_;

@@ -131,6 +131,7 @@ Trainer::Trainer(const rc::RunConfig& config, std::ostream& progress, std::uniqu
   opt.eps = config.optimizer.eps;
   opt.weight_decay = config.optimizer.weight_decay;
   optimizer_ = std::make_unique<AdamW>(param_groups, opt);
+  revival_ = std::make_unique<Revival>(config, *model_);
   schedule_.base_lr = config.optimizer.lr;
   schedule_.warmup_steps = config.schedule.warmup_steps;
   schedule_.total_steps = config.schedule.total_steps > 0 ? config.schedule.total_steps : config.training.steps;
@@ -291,6 +292,11 @@ StepMetrics Trainer::step() {
     health_->fill(m.layers, m.step);
   }
   for (size_t l = 0; l < layers.size(); ++l) layers[l]->update_bias(m.counts[l]);
+  for (const RevivalEvent& e : revival_->after_step(m.step, m.counts, *model_, *optimizer_)) {
+    metrics_.record_revival(e);
+    progress_ << "revival: step " << e.step << ", MoE layer " << e.layer << ", expert " << e.expert
+              << (e.source < 0 ? " re-initialized" : " copied from expert " + std::to_string(e.source)) << std::endl;
+  }
   step_ = m.step;
   last_lr_ = m.lr;
   const int64_t step_tokens = static_cast<int64_t>(t.batch_size) * t.seq_len * t.grad_accum * groups_.size();

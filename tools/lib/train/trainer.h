@@ -1,6 +1,7 @@
 // The training loop behind moe-train: builds the model and data from a RunConfig, runs AdamW
 // steps (gradient accumulation, global-norm clipping, warm-up + cosine schedule, loss-free bias
-// updates, the balancing strength of each step where it is a schedule), evaluates on the validation split, prints a progress line, keeps the metrics
+// updates, the balancing strength of each step where it is a schedule, dead-expert revival:
+// tools/lib/train/revival.h), evaluates on the validation split, prints a progress line, keeps the metrics
 // (tools/lib/train/metrics_log.h) and saves checkpoints (tools/lib/checkpoint/checkpoint.h) into
 // OUT/checkpoints/step_NNNNNNNN.h5, keeping the last K.
 //
@@ -46,6 +47,7 @@
 #include "tools/lib/checkpoint/checkpoint.h"
 #include "tools/lib/train/metrics_log.h"
 #include "tools/lib/train/parallel.h"
+#include "tools/lib/train/revival.h"
 #include "tools/lib/train/routing_stats.h"
 #include "tools/lib/config/run_config.h"
 
@@ -135,6 +137,7 @@ class Trainer {
   engine::LrSchedule schedule_;
   std::unique_ptr<data::TokenSource> train_data_, eval_data_;
   MetricsLog metrics_;
+  std::unique_ptr<Revival> revival_;  // moe.revival: dead experts re-initialized after some steps
   int64_t step_ = 0, tokens_seen_ = 0, start_step_ = 0;
   double last_lr_ = 0, elapsed_seconds_ = 0;
   bool resumed_ = false, outputs_open_ = false, measure_every_step_ = false;

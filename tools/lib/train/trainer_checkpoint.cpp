@@ -123,6 +123,7 @@ ckpt::Checkpoint Trainer::snapshot(const std::string& diagnostic) const {
   c.loaders["eval"] = cursor_values(eval_data_->cursor());
   c.metrics = metrics_.history();
   c.expert_last_active = health_->last_active();
+  revival_->save(c);
   return c;
 }
 
@@ -169,6 +170,7 @@ void Trainer::restore(const ckpt::Checkpoint& whole, const std::string& source) 
   auto cursor = [](const std::vector<uint64_t>& v) {
     return data::LoaderCursor{v[0], v[1], static_cast<int64_t>(v[2])};
   };
+  revival_->restore(c, source);
   train_data_->restore(cursor(c.loaders.at("train")));
   eval_data_->restore(cursor(c.loaders.at("eval")));
   try {
