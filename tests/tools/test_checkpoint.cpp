@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "tests/tools/small_run.h"
 #include "tools/lib/checkpoint/checkpoint.h"
 #include "tools/lib/hdf5/hdf5_file.h"
 #include "tools/lib/train/trainer.h"
@@ -25,27 +26,11 @@ fs::path fresh_dir(const std::string& name) {
   return dir;
 }
 
-// A small, fast run; `extra` are overrides (router, losses, ...).
+// A small, fast run (tests/tools/small_run.h) with evaluations; `extra` are overrides (router,
+// losses, ...).
 runconfig::RunConfig small_run(const fs::path& out, std::vector<std::string> extra = {}) {
-  std::vector<std::string> o = {"model.vocab_size=64",
-                                "model.d_model=16",
-                                "model.n_layers=2",
-                                "model.n_heads=2",
-                                "model.max_seq_len=16",
-                                "model.d_ff=24",
-                                "moe.num_experts=4",
-                                "moe.d_expert=12",
-                                "model.embedding_init_std=0.5",
-                                "training.batch_size=2",
-                                "training.seq_len=16",
-                                "training.steps=6",
-                                "schedule.warmup_steps=2",
-                                "training.eval_every=2",
-                                "training.eval_batches=1",
-                                "logging.every=1",
-                                "logging.out_dir=" + out.string()};
-  o.insert(o.end(), extra.begin(), extra.end());
-  return runconfig::parse_run_config("{}", "test", o);
+  extra.insert(extra.begin(), {"training.eval_every=2", "training.eval_batches=1"});
+  return runtest::small_run(out, extra);
 }
 
 std::vector<std::vector<float>> parameters(train::Trainer& t) {

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "tests/tools/small_run.h"
 #include "tools/lib/checkpoint/checkpoint.h"
 #include "tools/lib/hdf5/hdf5_file.h"
 #include "tools/lib/train/trainer.h"
@@ -31,26 +32,9 @@ fs::path fresh_dir(const std::string& name) {
 // Two MoE layers of 4 experts that route unevenly from step 1 (large embeddings). With
 // dead_fraction 1, every expert below the uniform share is "dead", so each check revives some.
 runconfig::RunConfig run_config(const fs::path& out, std::vector<std::string> extra = {}) {
-  std::vector<std::string> o = {"model.vocab_size=64",
-                                "model.d_model=16",
-                                "model.n_layers=2",
-                                "model.n_heads=2",
-                                "model.max_seq_len=16",
-                                "model.d_ff=24",
-                                "moe.num_experts=4",
-                                "moe.d_expert=12",
-                                "model.embedding_init_std=0.5",
-                                "training.batch_size=2",
-                                "training.seq_len=16",
-                                "training.steps=6",
-                                "schedule.warmup_steps=2",
-                                "training.eval_every=0",
-                                "logging.every=1",
-                                "moe.bias_update_rate=0.01",
-                                "diagnostics={dead_fraction: 1.0, starved_fraction: 1.0, warnings: false}",
-                                "logging.out_dir=" + out.string()};
-  o.insert(o.end(), extra.begin(), extra.end());
-  return runconfig::parse_run_config("{}", "test", o);
+  extra.insert(extra.begin(), {"training.eval_every=0", "moe.bias_update_rate=0.01",
+                               "diagnostics={dead_fraction: 1.0, starved_fraction: 1.0, warnings: false}"});
+  return runtest::small_run(out, extra);
 }
 
 // The dead experts of counts summed over steps, by the diagnostics' definition at dead_fraction 1:

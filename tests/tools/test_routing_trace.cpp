@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <sstream>
 
+#include "tests/tools/small_run.h"
 #include "tests/tools/run_program.h"
 #include "tools/lib/collapse/churn.h"
 #include "tools/lib/hdf5/hdf5_file.h"
@@ -16,24 +17,10 @@ namespace fs = std::filesystem;
 namespace {
 
 runconfig::RunConfig traced_run(const fs::path& out, std::vector<std::string> extra = {}) {
-  std::vector<std::string> o = {"model.vocab_size=64",
-                                "model.d_model=16",
-                                "model.n_layers=2",
-                                "model.n_heads=2",
-                                "model.max_seq_len=16",
-                                "moe.num_experts=4",
-                                "moe.d_expert=12",
-                                "training.batch_size=4",
-                                "training.seq_len=16",
-                                "training.steps=6",
-                                "schedule.warmup_steps=1",
-                                "training.eval_every=0",
-                                "checkpointing.every=3",
-                                "logging.every=2",
-                                "logging.routing_trace_every=2",
-                                "logging.out_dir=" + out.string()};
-  o.insert(o.end(), extra.begin(), extra.end());
-  return runconfig::parse_run_config("{}", "test", o);
+  extra.insert(extra.begin(), {"model.d_ff=512", "model.embedding_init_std=0.02", "training.batch_size=4",
+                               "schedule.warmup_steps=1", "training.eval_every=0", "checkpointing.every=3",
+                               "logging.every=2", "logging.routing_trace_every=2"});
+  return runtest::small_run(out, extra);
 }
 
 std::vector<double> churn_of(const ckpt::MetricsHistory& h) {
