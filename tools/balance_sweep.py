@@ -168,9 +168,10 @@ def median_of(results, key):
 
 def svg_plot(curves, path, steps):
     """Training load CV over the steps, one line per method, a panel per initialization."""
-    panel_w, h, left, top, bottom, legend_w = 380, 360, 50, 40, 40, 260
-    w = left + 2 * (panel_w + 20) + legend_w
     names = list(METHODS)
+    panel_w, left, top, bottom, legend_w = 380, 50, 40, 40, 260
+    h = max(360, int(top + 12.5 * len(names) + 20))  # the legend's rows fit
+    w = left + 2 * (panel_w + 20) + legend_w
     # 26 lines: hue and dash pattern both vary, so neighbours in the legend differ in two ways.
     colors = [f"hsl({int(360 * i / len(names))},70%,{38 + 14 * (i % 2)}%)" for i in range(len(names))]
     dashes = ["", "6 3", "2 2"]
