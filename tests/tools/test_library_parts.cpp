@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "tools/lib/assemble/assemble.h"
 #include "tools/lib/bench/bench.h"
 #include "tools/lib/inspect/inspect.h"
 #include "tools/lib/train/metrics_log.h"
@@ -120,4 +121,15 @@ TEST_CASE("one version number: checkpoints carry the project version of CMakeLis
   std::stringstream s;
   s << in.rdbuf();
   CHECK_THAT(s.str(), Contains(std::string("project(moe_engine VERSION ") + ckpt::kEngineVersion + " "));
+}
+
+TEST_CASE("saved_config: a checkpoint's invalid config is a checkpoint error naming the file and key",
+          "[assemble][checkpoint][errors]") {
+  ckpt::Checkpoint c;
+  c.config_yaml = "model:\n  d_model: -4\n";
+  CHECK_THROWS_MATCHES(assemble::saved_config(c, "dense.h5", "dense checkpoint"), ckpt::CheckpointError,
+                       Catch::Message("the dense checkpoint's config is invalid: dense.h5:/config:2:12: model.d_model: "
+                                      "must be > 0, got -4 (allowed: > 0)"));
+  c.config_yaml = "model:\n  d_model: 64\n";
+  CHECK(assemble::saved_config(c, "run.h5", "checkpoint").model.d_model == 64);
 }

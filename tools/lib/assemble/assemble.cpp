@@ -95,6 +95,14 @@ void load_tensor(const ckpt::NamedArray& a, Tensor& t, const std::string& source
   engine::copy_into(host, t);
 }
 
+rc::RunConfig saved_config(const ckpt::Checkpoint& c, const std::string& path, const std::string& what) {
+  try {
+    return rc::parse_run_config(c.config_yaml, path + ":/config");
+  } catch (const rc::ConfigError& e) {
+    throw ckpt::CheckpointError("the " + what + "'s config is invalid: " + e.what());
+  }
+}
+
 void load_model(moe::TransformerLM& model, const ckpt::Checkpoint& c, const std::string& source) {
   std::map<std::string, const ckpt::NamedArray*> by_name;
   for (const ckpt::NamedArray& a : c.params) by_name[a.name] = &a;

@@ -24,6 +24,10 @@ void set_balance_strength(moe::TransformerLM& model, const runconfig::BalanceStr
 // The training or validation token source of data.* (validation draws from its own stream).
 std::unique_ptr<data::TokenSource> data_source(const runconfig::RunConfig& config, bool validation);
 
+// The run config a checkpoint was saved with. An invalid one throws ckpt::CheckpointError "the
+// WHAT's config is invalid: PATH:/config:LINE:COL: ..." (what: "checkpoint", "dense checkpoint").
+runconfig::RunConfig saved_config(const ckpt::Checkpoint& c, const std::string& path, const std::string& what);
+
 // Loads /model and /router/<layer>/bias of a checkpoint into a model built from its config.
 // Throws ckpt::CheckpointError naming `source` and the tensor when a name or shape does not fit.
 void load_model(moe::TransformerLM& model, const ckpt::Checkpoint& c, const std::string& source);

@@ -55,12 +55,7 @@ void check_upcycle_source(const rc::RunConfig& moe_config, const ckpt::Checkpoin
     throw ckpt::CheckpointError(source + ": already a MoE checkpoint (it has " +
                                 std::to_string(dense.router_bias.size()) +
                                 " routers); --init-from takes the checkpoint of a dense model (moe.enabled: false)");
-  rc::RunConfig saved;
-  try {
-    saved = rc::parse_run_config(dense.config_yaml, source + ":/config");
-  } catch (const rc::ConfigError& e) {
-    throw ckpt::CheckpointError(std::string("the dense checkpoint's config is invalid: ") + e.what());
-  }
+  const rc::RunConfig saved = saved_config(dense, source, "dense checkpoint");
   if (!moe_config.moe.enabled || moe_config.moe.layers == rc::MoeLayers::none)
     throw rc::ConfigError("--init-from " + source + ": the config has no MoE layers to upcycle into (moe.enabled: " +
                           (moe_config.moe.enabled ? "true" : "false") + ", moe.layers: none)");

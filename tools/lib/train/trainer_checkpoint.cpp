@@ -195,12 +195,7 @@ void Trainer::resume(const std::string& path) {
   if (!c.diagnostic.empty())
     throw ckpt::CheckpointError(path + ": a diagnostic checkpoint (training stopped: " + c.diagnostic +
                                 "); resume from the last regular checkpoint instead");
-  rc::RunConfig saved;
-  try {
-    saved = rc::parse_run_config(c.config_yaml, path + ":/config");
-  } catch (const rc::ConfigError& e) {
-    throw ckpt::CheckpointError(std::string("the checkpoint's config is invalid: ") + e.what());
-  }
+  const rc::RunConfig saved = assemble::saved_config(c, path, "checkpoint");
   const rc::ResumeChanges changes = rc::resume_changes(saved, config_);
   const std::vector<std::string>& fixed = changes.fixed;
   std::vector<std::string> changed;  // changed training keys are listed
