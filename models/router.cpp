@@ -175,8 +175,10 @@ Routing route(const RouterConfig& config, const RouterWeights& w, const RouteInp
   RouterConfig active = config;
   if (!in.training && config.options.eval_capacity_factor >= 0)
     active.capacity_factor = config.options.eval_capacity_factor;
+  // bf16 activations reach the router as f32 (the gradient flows back through the cast).
   RouteInputs router_in = in;
-  router_in.x = jittered_input(config, in);  // the router's view only: dispatch uses in.x
+  router_in.x = cast(in.x, compute_dtype(in.x.dtype()));
+  router_in.x = jittered_input(config, router_in);  // the router's view only: dispatch uses in.x
   Routing r;
   r.num_tokens = in.x.size(0);
   r.num_experts = config.num_experts;

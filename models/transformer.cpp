@@ -141,6 +141,10 @@ ForwardResult TransformerLM::forward(const Tensor& inputs, const Tensor& targets
     StageTimer stage("embedding");
     x = embedding(tok_embedding_, inputs.to(c.device));
     if (c.position == PositionKind::learned) x = add(x, slice(pos_embedding_, 0, 0, T));
+    // bf16 activations from here to the logits: every op computes in f32 from them and stores
+    // bf16; the parameters stay f32 (each product rounds its weight), as do the router, the
+    // norms' statistics and the loss.
+    if (c.precision == MatmulPrecision::bf16) x = cast(x, DType::bf16);
     x = dropout(x, c.dropout, dropout_gen_, training);
   }
   const SequenceLayout layout{B, T};

@@ -44,8 +44,10 @@ struct ModelConfig {
 
   engine::DType dtype = engine::DType::f32;
   engine::Device device = engine::Device::cpu();  // where parameters live; inputs are moved there
-  // Matrix products of the forward (and so of the backward) in f32 or bf16 with f32 sums;
-  // parameters, activations and optimizer state stay f32. The router stays f32 (see route()).
+  // bf16: activations and their gradients are stored in bf16 from the embedding to the logits
+  // (products on bf16 operands with f32 sums, every other op computing in f32 from them);
+  // parameters, their gradients and optimizer state stay f32, and so do the router (see route()),
+  // the norms' statistics and the loss.
   engine::MatmulPrecision precision = engine::MatmulPrecision::f32;
   uint64_t seed = 0;
 };

@@ -47,12 +47,25 @@ namespace engine {
       ::engine::throw_bad_dtype(op_name, dtype);                 \
   }
 
-// Same, with int32 too (copies, fills, gathers of index tensors).
-#define DISPATCH_ALL(dtype, op_name, ...)                         \
-  switch (dtype) {                                                \
-    ENGINE_DTYPE_CASE(::engine::DType::f32, float, __VA_ARGS__)   \
-    ENGINE_DTYPE_CASE(::engine::DType::f64, double, __VA_ARGS__)  \
-    ENGINE_DTYPE_CASE(::engine::DType::i32, int32_t, __VA_ARGS__) \
-    default:                                                      \
-      ::engine::throw_bad_dtype(op_name, dtype);                  \
+// Same, with bf16 too: for kernels that load through acc_t<scalar_t> (engine/core/bf16.h), so
+// that a bf16 tensor computes in float. An op whose kernels do not is left on DISPATCH_FLOAT and
+// refuses bf16 by name.
+#define DISPATCH_FLOAT_BF16(dtype, op_name, ...)                        \
+  switch (dtype) {                                                      \
+    ENGINE_DTYPE_CASE(::engine::DType::f32, float, __VA_ARGS__)         \
+    ENGINE_DTYPE_CASE(::engine::DType::f64, double, __VA_ARGS__)        \
+    ENGINE_DTYPE_CASE(::engine::DType::bf16, ::engine::bf16, __VA_ARGS__) \
+    default:                                                            \
+      ::engine::throw_bad_dtype(op_name, dtype);                        \
+  }
+
+// Every type (copies, fills, casts, gathers of rows or index tensors).
+#define DISPATCH_ALL(dtype, op_name, ...)                                 \
+  switch (dtype) {                                                        \
+    ENGINE_DTYPE_CASE(::engine::DType::f32, float, __VA_ARGS__)           \
+    ENGINE_DTYPE_CASE(::engine::DType::f64, double, __VA_ARGS__)          \
+    ENGINE_DTYPE_CASE(::engine::DType::i32, int32_t, __VA_ARGS__)         \
+    ENGINE_DTYPE_CASE(::engine::DType::bf16, ::engine::bf16, __VA_ARGS__) \
+    default:                                                              \
+      ::engine::throw_bad_dtype(op_name, dtype);                          \
   }

@@ -41,7 +41,7 @@ bool needs_grad(const std::vector<Tensor>& inputs) {
 
 void record(const Tensor& out, const std::vector<Tensor>& inputs, BackwardFn backward) {
   TapeEntry entry;
-  auto slot = std::make_shared<GradSlot>();
+  auto slot = std::make_shared<GradSlot>(out.dtype());
   slot->is_leaf = false;
   out.impl()->grad_slot = slot;
   out.impl()->is_leaf = false;

@@ -23,7 +23,11 @@ namespace engine {
 struct GradWindows;  // engine/ops/grad_window.cpp: which windows of a zero-filled gradient hold data
 
 struct GradSlot {
-  Tensor grad;          // contiguous, same shape, dtype and device as the tensor
+  explicit GradSlot(DType tensor_dtype = DType::f32) : dtype(tensor_dtype) {}
+  Tensor grad;  // contiguous, same shape, dtype and device as the tensor
+  // The tensor's type, which its gradient keeps: a closure may hand an f32 parameter a gradient
+  // computed from bf16 activations, and accumulation casts it (engine/ops/grad_accumulate.cpp).
+  DType dtype;
   bool is_leaf = true;  // leaves own their gradient buffer: optimizers may scale it in place
   bool owned = false;  // grad's buffer is this slot's alone (not adopted from a closure), so it may be updated in place
   // Set by GradSink::add_window when it zero-fills grad; whatever else writes grad resets it

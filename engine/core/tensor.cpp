@@ -105,7 +105,7 @@ Tensor Tensor::detach() const {
 Tensor& Tensor::set_requires_grad(bool on) {
   ENGINE_CHECK(impl_ && impl_->is_leaf, "Tensor::set_requires_grad",
                "only leaf tensors (parameters, inputs) can be marked");
-  if (on && !impl_->grad_slot) impl_->grad_slot = std::make_shared<GradSlot>();
+  if (on && !impl_->grad_slot) impl_->grad_slot = std::make_shared<GradSlot>(impl_->dtype);
   if (!on) impl_->grad_slot = nullptr;
   return *this;
 }

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
+#include <type_traits>
 #include <unordered_map>
 
 #include "engine/core/parallel.h"
@@ -21,18 +22,24 @@ namespace {
 
 using dnnl::memory;
 
+// bf16: the operands are bf16 (bf16 tensors, or f32 ones rounded under MatmulPrecision::bf16);
+// c_bf16: so is the result (a bf16 activation), else it is f32.
 struct MatmulKey {
   int64_t batch, m, n, k;
-  bool ta, tb, bias, accumulate, bf16;
+  bool ta, tb, bias, accumulate, bf16, c_bf16;
   bool operator<(const MatmulKey& o) const {
-    return std::tie(batch, m, n, k, ta, tb, bias, accumulate, bf16) <
-           std::tie(o.batch, o.m, o.n, o.k, o.ta, o.tb, o.bias, o.accumulate, o.bf16);
+    return std::tie(batch, m, n, k, ta, tb, bias, accumulate, bf16, c_bf16) <
+           std::tie(o.batch, o.m, o.n, o.k, o.ta, o.tb, o.bias, o.accumulate, o.bf16, o.c_bf16);
   }
 };
 
-MatmulKey key_of(const GemmArgs& g, bool bias) {
-  return MatmulKey{
-      g.batch, g.m, g.n, g.k, g.transpose_a, g.transpose_b, bias, g.beta != 0.0, g.precision == MatmulPrecision::bf16};
+bool bf16_operands(const GemmArgs& g, const Tensor& a) {
+  return a.dtype() == DType::bf16 || g.precision == MatmulPrecision::bf16;
+}
+
+MatmulKey key_of(const GemmArgs& g, const Tensor& a, const Tensor& c, bool bias) {
+  return MatmulKey{g.batch,       g.m,           g.n,  g.k,           g.transpose_a,      g.transpose_b,
+                   bias,          g.beta != 0.0, bf16_operands(g, a), c.dtype() == DType::bf16};
 }
 
 // A primitive and the scratchpad it needs. Scratchpads are ours (scratchpad_mode::user): with
@@ -83,7 +90,7 @@ MatmulDescs make_descs(const MatmulKey& key, int64_t m, int64_t k) {
   MatmulDescs d;
   d.a = matrix(m, k, key.ta, in);
   d.b = matrix(k, n, key.tb, in);
-  d.c = matrix(m, n, false, f32);
+  d.c = matrix(m, n, false, key.c_bf16 ? memory::data_type::bf16 : f32);
   if (key.bias) d.bias = batch > 1 ? memory::desc({1, 1, n}, f32, {n, n, 1}) : memory::desc({1, n}, f32, {n, 1});
   return d;
 }
@@ -126,16 +133,25 @@ ENGINE_SIMD_CLONES void to_bf16_span(const float* __restrict x, uint16_t* __rest
   }
 }
 
-// A bf16 copy of a row-major [batch, rows, cols] f32 matrix, zero-padded to [batch, rows_pad,
-// cols_pad], in a buffer from the caching allocator (an f32 tensor of half the element count:
-// the engine has no bf16 tensor type, only these GEMM operands need one).
-Tensor to_bf16(const float* x, int64_t batch, int64_t rows, int64_t cols, int64_t rows_pad, int64_t cols_pad,
+void copy_bf16_span(const uint16_t* x, uint16_t* y, int64_t n) {
+  std::memcpy(y, x, static_cast<size_t>(n) * sizeof(uint16_t));
+}
+// A bf16 copy of a row-major [batch, rows, cols] matrix (f32, rounded; or already bf16),
+// zero-padded to [batch, rows_pad, cols_pad], in a bf16 tensor from the caching allocator.
+template <class Src>
+Tensor to_bf16(const Src* x, int64_t batch, int64_t rows, int64_t cols, int64_t rows_pad, int64_t cols_pad,
                Device device) {
+  auto convert = [](const Src* from, uint16_t* to, int64_t count) {
+    if constexpr (std::is_same<Src, float>::value)
+      to_bf16_span(from, to, count);
+    else
+      copy_bf16_span(from, to, count);
+  };
   const int64_t n = batch * rows_pad * cols_pad;
-  Tensor out = Tensor::empty({(n + 1) / 2}, DType::f32, device);
+  Tensor out = Tensor::empty({n}, DType::bf16, device);
   uint16_t* y = static_cast<uint16_t*>(out.raw_data());
   if (rows == rows_pad && cols == cols_pad) {
-    parallel_for(n, 1 << 15, [&](int64_t b, int64_t e) { to_bf16_span(x + b, y + b, e - b); });
+    parallel_for(n, 1 << 15, [&](int64_t b, int64_t e) { convert(x + b, y + b, e - b); });
     return out;
   }
   parallel_for(batch * rows_pad, std::max<int64_t>(1, (1 << 15) / cols_pad), [&](int64_t b, int64_t e) {
@@ -144,7 +160,7 @@ Tensor to_bf16(const float* x, int64_t batch, int64_t rows, int64_t cols, int64_
       uint16_t* dst = y + r * cols_pad;
       int64_t done = 0;
       if (i < rows) {
-        to_bf16_span(x + (bi * rows + i) * cols, dst, cols);
+        convert(x + (bi * rows + i) * cols, dst, cols);
         done = cols;
       }
       std::fill(dst + done, dst + cols_pad, uint16_t{0});
@@ -244,16 +260,33 @@ void execute(OneDnn& st, const Plan& plan, const Operands& p, dnnl::stream& stre
 
 int64_t round_up(int64_t v, int64_t step) { return (v + step - 1) / step * step; }
 
+// An operand as the bf16 primitive reads it: a bf16 tensor's own data when no padding is needed,
+// else a (rounded, padded) bf16 copy. Stored as [rows, cols] per batch.
+const void* bf16_operand(const Tensor& t, int64_t batch, int64_t rows, int64_t cols, int64_t rows_pad,
+                         int64_t cols_pad, Tensor& holder) {
+  if (t.dtype() == DType::bf16) {
+    if (rows == rows_pad && cols == cols_pad) return t.raw_data();
+    holder = to_bf16(static_cast<const uint16_t*>(t.raw_data()), batch, rows, cols, rows_pad, cols_pad, t.device());
+  } else {
+    holder = to_bf16(t.data<float>(), batch, rows, cols, rows_pad, cols_pad, t.device());
+  }
+  return holder.raw_data();
+}
+
 }  // namespace
 
 void onednn_gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& c) {
   OneDnn& st = onednn();
-  const bool bf16 = g.precision == MatmulPrecision::bf16;
+  const bool bf16 = bf16_operands(g, a);
+  ENGINE_CHECK(a.dtype() == b.dtype() && (a.dtype() == DType::f32 || a.dtype() == DType::bf16) &&
+                   (c.dtype() == DType::f32 || c.dtype() == DType::bf16) && (bf16 || c.dtype() == DType::f32),
+               "matmul", "oneDNN products take f32 or bf16 operands of one type: " + a.str() + ", " + b.str() + " -> " +
+                             c.str());
   if (bf16) {
     std::string why;
     ENGINE_CHECK(bf16_matmul_supported(&why), "matmul", why);
   }
-  MatmulKey key = key_of(g, bias.defined());
+  MatmulKey key = key_of(g, a, c, bias.defined());
   void* pbias = bias.defined() ? bias.raw_data() : nullptr;
   std::lock_guard<std::mutex> lock(st.mutex);
   if (!bf16) {
@@ -266,27 +299,28 @@ void onednn_gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tens
   const int64_t m = g.m, k = g.k, n = g.n;
   key.m = family.rows_vary ? round_up(m, kPadStep) : m;
   key.k = family.inner_vary ? round_up(k, kPadStep) : k;
-  const Tensor a16 = g.transpose_a ? to_bf16(a.data<float>(), g.batch, k, m, key.k, key.m, a.device())
-                                   : to_bf16(a.data<float>(), g.batch, m, k, key.m, key.k, a.device());
-  const Tensor b16 = g.transpose_b ? to_bf16(b.data<float>(), g.batch, n, k, n, key.k, b.device())
-                                   : to_bf16(b.data<float>(), g.batch, k, n, key.k, n, b.device());
+  Tensor a_holder, b_holder;
+  const void* a16 = g.transpose_a ? bf16_operand(a, g.batch, k, m, key.k, key.m, a_holder)
+                                  : bf16_operand(a, g.batch, m, k, key.m, key.k, a_holder);
+  const void* b16 = g.transpose_b ? bf16_operand(b, g.batch, n, k, n, key.k, b_holder)
+                                  : bf16_operand(b, g.batch, k, n, key.k, n, b_holder);
   // Padded rows: the product lands in a taller scratch C whose first m rows are the answer.
   const bool padded_rows = key.m != m;
-  Tensor c_pad = padded_rows ? Tensor::empty({key.m, n}, DType::f32, c.device()) : c;
-  float* pc = c.data<float>();
-  if (padded_rows && g.beta != 0.0) std::memcpy(c_pad.raw_data(), pc, static_cast<size_t>(m * n) * sizeof(float));
-  const Operands p{a16.raw_data(), b16.raw_data(), pbias, c_pad.raw_data()};
+  Tensor c_pad = padded_rows ? Tensor::empty({key.m, n}, c.dtype(), c.device()) : c;
+  const size_t c_bytes = static_cast<size_t>(m * n) * dtype_size(c.dtype());
+  if (padded_rows && g.beta != 0.0) std::memcpy(c_pad.raw_data(), c.raw_data(), c_bytes);
+  const Operands p{const_cast<void*>(a16), const_cast<void*>(b16), pbias, c_pad.raw_data()};
   CachedMatmul& entry = exact_entry(st, key, p);
   Tensor scratch;
   execute(st, Plan{&entry.primitive, &entry, key}, p, st.stream, scratch, true);
-  if (padded_rows) std::memcpy(pc, c_pad.raw_data(), static_cast<size_t>(m * n) * sizeof(float));
+  if (padded_rows) std::memcpy(c.raw_data(), c_pad.raw_data(), c_bytes);
 }
 
 bool bf16_matmul_supported(std::string* reason) {
   static const std::string failure = [] {
     try {
       OneDnn& st = onednn();
-      const MatmulKey key{1, 4, 4, 4, false, false, false, false, true};
+      const MatmulKey key{1, 4, 4, 4, false, false, false, false, true, true};
       make_primitive(st, key, make_descs(key, 4, 4));
       return std::string();
     } catch (const dnnl::error& e) {
@@ -312,7 +346,7 @@ bool try_gemm_concurrent(const std::vector<GemmCall>& calls) {
   bool concurrent = calls.size() > 1 && num_threads() > 1 && !omp_in_parallel();
   for (const GemmCall& call : calls) {
     const GemmArgs& g = call.args;
-    concurrent = concurrent && call.c.dtype() == DType::f32 && g.precision == MatmulPrecision::f32 && g.batch == 1 &&
+    concurrent = concurrent && call.a.dtype() == DType::f32 && call.c.dtype() == DType::f32 && g.precision == MatmulPrecision::f32 && g.batch == 1 &&
                  g.m > 0 && g.n > 0 && g.k > 0;
   }
   if (!concurrent) return false;
@@ -322,7 +356,7 @@ bool try_gemm_concurrent(const std::vector<GemmCall>& calls) {
   std::vector<Plan> plans;
   for (const GemmCall& call : calls) {
     const GemmArgs& g = call.args;
-    const MatmulKey key = key_of(g, call.bias.defined());
+    const MatmulKey key = key_of(g, call.a, call.c, call.bias.defined());
     operands.push_back(Operands{call.a.raw_data(), call.b.raw_data(),
                                 call.bias.defined() ? call.bias.raw_data() : nullptr, call.c.raw_data()});
     plans.push_back(plan_f32(st, key, operands.back()));

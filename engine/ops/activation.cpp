@@ -55,12 +55,15 @@ namespace cpu {
 namespace {
 template <Activation K, class T>
 ENGINE_SIMD_CLONES void forward_span(const T* __restrict x, T* __restrict y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = activation_forward(K, x[i]);
+  for (int64_t i = 0; i < n; ++i) y[i] = activation_forward(K, static_cast<acc_t<T>>(x[i]));
 }
 // The derivative reads x or y, never both (derivative_reads_output): `saved` is that one.
 template <Activation K, class T>
 ENGINE_SIMD_CLONES void backward_span(const T* __restrict saved, const T* __restrict dy, T* __restrict dx, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * activation_derivative(K, saved[i], saved[i]);
+  for (int64_t i = 0; i < n; ++i) {
+    const acc_t<T> v = saved[i];
+    dx[i] = static_cast<acc_t<T>>(dy[i]) * activation_derivative(K, v, v);
+  }
 }
 template <Activation K, class T>
 void forward_loop(const T* x, T* y, int64_t n) {
@@ -72,21 +75,24 @@ void backward_loop(const T* saved, const T* dy, T* dx, int64_t n) {
 }
 template <class T>
 ENGINE_SIMD_CLONES void swiglu_forward_span(const T* __restrict g, const T* __restrict u, T* __restrict y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = activation_forward(Activation::silu, g[i]) * u[i];
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = activation_forward(Activation::silu, static_cast<acc_t<T>>(g[i])) * static_cast<acc_t<T>>(u[i]);
 }
 template <class T>
 ENGINE_SIMD_CLONES void swiglu_backward_span(const T* __restrict g, const T* __restrict u, const T* __restrict d,
                                              T* __restrict dg, T* __restrict du, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
-    du[i] = d[i] * activation_forward(Activation::silu, g[i]);
-    dg[i] = d[i] * u[i] * activation_derivative(Activation::silu, g[i], T(0));
+    using A = acc_t<T>;
+    const A gi = g[i], di = d[i];
+    du[i] = di * activation_forward(Activation::silu, gi);
+    dg[i] = di * static_cast<A>(u[i]) * activation_derivative(Activation::silu, gi, A(0));
   }
 }
 
 }  // namespace
 
 void activation_forward(Activation kind, const Tensor& x, Tensor& y) {
-  DISPATCH_FLOAT(x.dtype(), "activation", {
+  DISPATCH_FLOAT_BF16(x.dtype(), "activation", {
     const scalar_t* px = x.data<scalar_t>();
     scalar_t* py = y.data<scalar_t>();
     with_activation_kind(kind, [&](auto k) { forward_loop<decltype(k)::value>(px, py, x.numel()); });
@@ -94,7 +100,7 @@ void activation_forward(Activation kind, const Tensor& x, Tensor& y) {
 }
 
 void activation_backward(Activation kind, const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) {
-  DISPATCH_FLOAT(dy.dtype(), "activation_backward", {
+  DISPATCH_FLOAT_BF16(dy.dtype(), "activation_backward", {
     const scalar_t* saved = derivative_reads_output(kind) ? y.data<scalar_t>() : x.data<scalar_t>();
     const scalar_t* pdy = dy.data<scalar_t>();
     scalar_t* pdx = dx.data<scalar_t>();
@@ -103,7 +109,7 @@ void activation_backward(Activation kind, const Tensor& x, const Tensor& y, cons
 }
 
 void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& y) {
-  DISPATCH_FLOAT(gate.dtype(), "swiglu", {
+  DISPATCH_FLOAT_BF16(gate.dtype(), "swiglu", {
     const scalar_t* g = gate.data<scalar_t>();
     const scalar_t* u = up.data<scalar_t>();
     scalar_t* py = y.data<scalar_t>();
@@ -112,7 +118,7 @@ void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& y) {
 }
 
 void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy, Tensor& dgate, Tensor& dup) {
-  DISPATCH_FLOAT(gate.dtype(), "swiglu_backward", {
+  DISPATCH_FLOAT_BF16(gate.dtype(), "swiglu_backward", {
     const scalar_t* g = gate.data<scalar_t>();
     const scalar_t* u = up.data<scalar_t>();
     const scalar_t* d = dy.data<scalar_t>();

@@ -25,7 +25,7 @@ void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, d
   ENGINE_CHECK(
       k.shape() == q.shape() && v.shape() == q.shape(), op,
       "k " + shape_str(k.shape()) + " and v " + shape_str(v.shape()) + " must have q's shape " + shape_str(q.shape()));
-  ENGINE_CHECK(is_floating(q.dtype()), op, std::string("needs f32 or f64 tensors, got ") + dtype_name(q.dtype()));
+  ENGINE_CHECK(is_floating(q.dtype()), op, std::string("needs floating-point tensors, got ") + dtype_name(q.dtype()));
   ENGINE_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype(), op,
                std::string("element types differ: q ") + dtype_name(q.dtype()) + ", k " + dtype_name(k.dtype()) +
                    ", v " + dtype_name(v.dtype()));
@@ -75,8 +75,11 @@ Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_
   if (scale == 0.0) scale = 1.0 / std::sqrt(static_cast<double>(shape[3]));
   Tensor q = kernel_input(q_in), k = kernel_input(k_in), v = kernel_input(v_in);
   Tensor out = Tensor::empty(shape, q.dtype(), q.device());
-  Tensor lse = Tensor::empty({shape[0], shape[1], shape[2]}, q.dtype(), q.device());
-  Tensor probs = Tensor::empty({shape[0], shape[1], shape[2], shape[2]}, q.dtype(), q.device());
+  // Scores, probabilities and log-sum-exp are f32 for bf16 q, k, v (the softmax's input and
+  // output); only the products' operands are rounded.
+  const DType acc = compute_dtype(q.dtype());
+  Tensor lse = Tensor::empty({shape[0], shape[1], shape[2]}, acc, q.device());
+  Tensor probs = Tensor::empty({shape[0], shape[1], shape[2], shape[2]}, acc, q.device());
   ON_DEVICE(q, attention_forward, q, k, v, scale, out, lse, probs);
   if (needs_grad({q_in, k_in, v_in})) {
     // Keeping P costs B H T^2 elements until backward and saves it a product and a softmax.
@@ -140,20 +143,20 @@ void causal_softmax_rows(T* s, int64_t rows, int64_t len, T scale, T* lse, bool 
 }
 
 // dS = scale * P * (dP - rowsum(dO * O)) for one row, in place on dP.
-template <class T>
-ENGINE_SIMD_CLONES void score_gradient_row(const T* __restrict p, T* __restrict dp, const T* __restrict dout,
-                                           const T* __restrict out, int64_t len, int64_t D, T scale) {
+template <class T, class X>
+ENGINE_SIMD_CLONES void score_gradient_row(const T* __restrict p, T* __restrict dp, const X* __restrict dout,
+                                           const X* __restrict out, int64_t len, int64_t D, T scale) {
   T correction = 0;
 #pragma omp simd reduction(+ : correction)
-  for (int64_t d = 0; d < D; ++d) correction += dout[d] * out[d];
+  for (int64_t d = 0; d < D; ++d) correction += static_cast<T>(dout[d]) * static_cast<T>(out[d]);
 #pragma omp simd
   for (int64_t j = 0; j < len; ++j) dp[j] = scale * p[j] * (dp[j] - correction);
 }
 
 // Turns dP into dS, zero above the diagonal because P is; with recompute, first turns S into P
 // (from lse).
-template <class T>
-void score_gradients(T* p, T* dp, const T* dout, const T* out, const T* lse, int64_t rows, int64_t len, int64_t D,
+template <class T, class X>
+void score_gradients(T* p, T* dp, const X* dout, const X* out, const T* lse, int64_t rows, int64_t len, int64_t D,
                      T scale, bool recompute) {
   if (recompute) causal_softmax_rows(p, rows, len, scale, const_cast<T*>(lse), false);
   parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
@@ -173,33 +176,35 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double
                        Tensor& probs) {
   const int64_t len = q.size(2), D = q.size(3);
   if (q.numel() == 0) return;
-  head_gemm(q, k, false, true, len, len, D, probs);  // S = Q K^T
-  DISPATCH_FLOAT(q.dtype(), "causal_attention", {
+  head_gemm(q, k, false, true, len, len, D, probs);  // S = Q K^T (f32 for bf16 q, k)
+  DISPATCH_FLOAT(probs.dtype(), "causal_attention", {
     causal_softmax_rows(probs.data<scalar_t>(), q.size(0) * q.size(1) * len, len, static_cast<scalar_t>(scale),
                         lse.data<scalar_t>(), true);
   });
-  head_gemm(probs, v, false, false, len, D, len, out);  // O = P V
+  head_gemm(kernel_input(probs, v.dtype()), v, false, false, len, D, len, out);  // O = P V
 }
 
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                         const Tensor& probs, const Tensor& dout, double scale, Tensor& dq, Tensor& dk, Tensor& dv) {
   const int64_t len = q.size(2), D = q.size(3);
   if (q.numel() == 0) return;
+  const DType acc = lse.dtype();  // f32 for bf16 q, k, v: P, dP and dS are f32, rounded as operands
   Tensor p = probs;
   if (!p.defined()) {
-    p = Tensor::empty({q.size(0), q.size(1), len, len}, q.dtype(), q.device());
+    p = Tensor::empty({q.size(0), q.size(1), len, len}, acc, q.device());
     head_gemm(q, k, false, true, len, len, D, p);  // S = Q K^T, turned into P below
   }
-  Tensor dp = Tensor::empty(p.shape(), q.dtype(), q.device());
+  Tensor dp = Tensor::empty(p.shape(), acc, q.device());
   head_gemm(dout, v, false, true, len, len, D, dp);  // dP = dO V^T
-  DISPATCH_FLOAT(q.dtype(), "causal_attention_backward", {
-    score_gradients(p.data<scalar_t>(), dp.data<scalar_t>(), dout.data<scalar_t>(), out.data<scalar_t>(),
-                    lse.data<scalar_t>(), q.size(0) * q.size(1) * len, len, D, static_cast<scalar_t>(scale),
-                    !probs.defined());
+  DISPATCH_FLOAT_BF16(q.dtype(), "causal_attention_backward", {
+    using T = acc_t<scalar_t>;
+    score_gradients(p.data<T>(), dp.data<T>(), dout.data<scalar_t>(), out.data<scalar_t>(), lse.data<T>(),
+                    q.size(0) * q.size(1) * len, len, D, static_cast<T>(scale), !probs.defined());
   });
-  head_gemm(p, dout, true, false, len, D, len, dv);  // dV = P^T dO
-  head_gemm(dp, k, false, false, len, D, len, dq);   // dQ = dS K
-  head_gemm(dp, q, true, false, len, D, len, dk);    // dK = dS^T Q
+  const Tensor p_operand = kernel_input(p, q.dtype()), ds_operand = kernel_input(dp, q.dtype());
+  head_gemm(p_operand, dout, true, false, len, D, len, dv);  // dV = P^T dO
+  head_gemm(ds_operand, k, false, false, len, D, len, dq);   // dQ = dS K
+  head_gemm(ds_operand, q, true, false, len, D, len, dk);    // dK = dS^T Q
 }
 
 }  // namespace cpu

@@ -160,7 +160,7 @@ void binary_loop(const T* a, int64_t na, const T* b, int64_t nb, T* out, int64_t
 }  // namespace
 
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
-  DISPATCH_FLOAT(out.dtype(), "binary", {
+  DISPATCH_FLOAT_BF16(out.dtype(), "binary", {
     const scalar_t* pa = a.data<scalar_t>();
     const scalar_t* pb = b.data<scalar_t>();
     scalar_t* po = out.data<scalar_t>();
@@ -183,12 +183,13 @@ void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
 }
 
 void affine(const Tensor& x, double alpha, double beta, Tensor& out) {
-  DISPATCH_FLOAT(out.dtype(), "affine", {
+  DISPATCH_FLOAT_BF16(out.dtype(), "affine", {
+    using acc = acc_t<scalar_t>;
     const scalar_t* px = x.data<scalar_t>();
     scalar_t* po = out.data<scalar_t>();
-    const scalar_t al = static_cast<scalar_t>(alpha), be = static_cast<scalar_t>(beta);
+    const acc al = static_cast<acc>(alpha), be = static_cast<acc>(beta);
     parallel_for(out.numel(), 1 << 14, [&](int64_t s, int64_t e) {
-      for (int64_t i = s; i < e; ++i) po[i] = al * px[i] + be;
+      for (int64_t i = s; i < e; ++i) po[i] = al * static_cast<acc>(px[i]) + be;
     });
   });
 }

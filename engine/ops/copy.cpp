@@ -25,6 +25,14 @@ Tensor kernel_input(const Tensor& x) {
   return y;
 }
 
+Tensor kernel_input(const Tensor& x, DType dtype) {
+  if (x.dtype() == dtype) return kernel_input(x);
+  Tensor src = kernel_input(x);
+  Tensor y = Tensor::empty(x.shape(), dtype, x.device());
+  ON_DEVICE(x, cast, src, y);
+  return y;
+}
+
 Tensor to_device(const Tensor& x, Device device) {
   if (x.device() == device) return x;
   Tensor src = kernel_input(x);
@@ -132,8 +140,30 @@ void strided_copy(const Tensor& src, Tensor& dst) {
   });
 }
 
+namespace {
+// The conversions bf16 training runs on every step, written so they vectorize.
+ENGINE_SIMD_CLONES void f32_to_bf16_span(const float* __restrict s, bf16* __restrict d, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i].bits = float_to_bf16_bits(s[i]);
+}
+ENGINE_SIMD_CLONES void bf16_to_f32_span(const bf16* __restrict s, float* __restrict d, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i] = bf16_bits_to_float(s[i].bits);
+}
+}  // namespace
+
 void cast(const Tensor& src, Tensor& dst) {
   const int64_t n = src.numel();
+  if (src.dtype() == DType::f32 && dst.dtype() == DType::bf16) {
+    const float* s = src.data<float>();
+    bf16* d = dst.data<bf16>();
+    parallel_for(n, 1 << 15, [&](int64_t b, int64_t e) { f32_to_bf16_span(s + b, d + b, e - b); });
+    return;
+  }
+  if (src.dtype() == DType::bf16 && dst.dtype() == DType::f32) {
+    const bf16* s = src.data<bf16>();
+    float* d = dst.data<float>();
+    parallel_for(n, 1 << 15, [&](int64_t b, int64_t e) { bf16_to_f32_span(s + b, d + b, e - b); });
+    return;
+  }
   DISPATCH_ALL(src.dtype(), "cast", {
     using in_t = scalar_t;
     const in_t* s = src.data<in_t>();

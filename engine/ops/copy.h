@@ -15,6 +15,9 @@ Tensor cast(const Tensor& x, DType dtype);
 // What a kernel reads: x itself when contiguous, else a dense copy; never recorded on the tape
 // (the op that calls it records its own entry against the original input).
 Tensor kernel_input(const Tensor& x);
+// The same in `dtype` (a dense converted copy when the type differs): an f32 weight read by a
+// bf16 product. Never recorded either.
+Tensor kernel_input(const Tensor& x, DType dtype);
 
 // Writes src into dst (same shape and dtype, same device; either may be a strided view).
 void copy_into(const Tensor& src, Tensor& dst);

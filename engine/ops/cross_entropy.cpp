@@ -24,12 +24,14 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int32_t 
   Tensor logits = kernel_input(logits_in), targets = kernel_input(targets_in);
   const int64_t vocab = logits.size(-1), rows = targets.numel();
   logits = make_view(logits, {rows, vocab}, {vocab, 1}, logits.offset());
-  Tensor lse = Tensor::empty({rows}, logits.dtype(), logits.device());
+  // bf16 logits: log-sum-exp, loss and everything after in f32; only d logits is bf16.
+  const DType acc = compute_dtype(logits.dtype());
+  Tensor lse = Tensor::empty({rows}, acc, logits.device());
   double loss_sum = 0.0;
   int64_t count = 0;
   ON_DEVICE(logits, cross_entropy_forward, logits, targets, ignore_index, lse, &loss_sum, &count);
   const double loss = count > 0 ? loss_sum / static_cast<double>(count) : 0.0;
-  Tensor out = Tensor::full({1}, loss, logits.dtype(), logits.device());
+  Tensor out = Tensor::full({1}, loss, acc, logits.device());
   if (needs_grad({logits_in})) {
     const Shape logits_shape = logits_in.shape();
     record(out, {logits_in}, [=](const Tensor& dy, GradSink& g) {
@@ -46,36 +48,41 @@ namespace cpu {
 
 namespace {
 
-template <class T>
-ENGINE_SIMD_CLONES void row_logsumexp(const T* __restrict x, int64_t rows, int64_t vocab, T* __restrict lse) {
+// X: the logits' storage type; T = acc_t<X>: the math's.
+template <class X, class T = acc_t<X>>
+ENGINE_SIMD_CLONES void row_logsumexp(const X* __restrict x, int64_t rows, int64_t vocab, T* __restrict lse) {
   for (int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * vocab;
+    const X* xr = x + r * vocab;
     T m = -std::numeric_limits<T>::infinity();
 #pragma omp simd reduction(max : m)
-    for (int64_t j = 0; j < vocab; ++j) m = xr[j] > m ? xr[j] : m;
+    for (int64_t j = 0; j < vocab; ++j) {
+      const T v = static_cast<T>(xr[j]);
+      m = v > m ? v : m;
+    }
     T total = 0;
 #pragma omp simd reduction(+ : total)
-    for (int64_t j = 0; j < vocab; ++j) total += engine_exp(xr[j] - m);
+    for (int64_t j = 0; j < vocab; ++j) total += engine_exp(static_cast<T>(xr[j]) - m);
     lse[r] = m + std::log(total);
   }
 }
 
 // d logits = scale * (softmax - onehot(target)); zero for ignored rows.
-template <class T>
-ENGINE_SIMD_CLONES void softmax_minus_onehot(const T* __restrict x, const T* __restrict lse,
+template <class X, class T = acc_t<X>>
+ENGINE_SIMD_CLONES void softmax_minus_onehot(const X* __restrict x, const T* __restrict lse,
                                              const int32_t* __restrict targets, int64_t rows, int64_t vocab,
-                                             int32_t ignore_index, T scale, T* __restrict dx) {
+                                             int32_t ignore_index, T scale, X* __restrict dx) {
   for (int64_t r = 0; r < rows; ++r) {
-    T* dr = dx + r * vocab;
+    X* dr = dx + r * vocab;
     if (targets[r] == ignore_index) {
-      std::fill(dr, dr + vocab, T(0));
+      std::fill(dr, dr + vocab, X(0));
       continue;
     }
-    const T* xr = x + r * vocab;
+    const X* xr = x + r * vocab;
     const T l = lse[r];
 #pragma omp simd
-    for (int64_t j = 0; j < vocab; ++j) dr[j] = scale * engine_exp(xr[j] - l);
-    dr[targets[r]] -= scale;
+    for (int64_t j = 0; j < vocab; ++j) dr[j] = scale * engine_exp(static_cast<T>(xr[j]) - l);
+    const int32_t t = targets[r];  // (p_t - 1) in f32, then rounded once
+    dr[t] = scale * (engine_exp(static_cast<T>(xr[t]) - l) - T(1));
   }
 }
 
@@ -93,9 +100,9 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int32_t 
                                   std::to_string(ignore_index) + ")");
   }
   std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
-  DISPATCH_FLOAT(logits.dtype(), "cross_entropy", {
+  DISPATCH_FLOAT_BF16(logits.dtype(), "cross_entropy", {
     const scalar_t* px = logits.data<scalar_t>();
-    scalar_t* pl = lse.data<scalar_t>();
+    acc_t<scalar_t>* pl = lse.data<acc_t<scalar_t>>();
     parallel_for(rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(vocab, 1)), [&](int64_t b, int64_t e) {
       row_logsumexp(px + b * vocab, e - b, vocab, pl + b);
       for (int64_t r = b; r < e; ++r)
@@ -118,11 +125,12 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const T
                             double grad_scale, Tensor& dlogits) {
   const int64_t rows = targets.numel(), vocab = logits.size(-1);
   const int32_t* pt = targets.data<int32_t>();
-  DISPATCH_FLOAT(logits.dtype(), "cross_entropy_backward", {
+  DISPATCH_FLOAT_BF16(logits.dtype(), "cross_entropy_backward", {
+    using acc = acc_t<scalar_t>;
     const scalar_t* px = logits.data<scalar_t>();
-    const scalar_t* pl = lse.data<scalar_t>();
+    const acc* pl = lse.data<acc>();
     scalar_t* pd = dlogits.data<scalar_t>();
-    const scalar_t s = static_cast<scalar_t>(grad_scale);
+    const acc s = static_cast<acc>(grad_scale);
     parallel_for(rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(vocab, 1)), [&](int64_t b, int64_t e) {
       softmax_minus_onehot(px + b * vocab, pl + b, pt + b, e - b, vocab, ignore_index, s, pd + b * vocab);
     });

@@ -28,14 +28,15 @@ Tensor dropout(const Tensor& x_in, double p, Generator& gen, bool training) {
 namespace cpu {
 
 void dropout_apply(const Tensor& x, double p, uint64_t seed, uint64_t offset, Tensor& y) {
-  DISPATCH_FLOAT(x.dtype(), "dropout", {
+  DISPATCH_FLOAT_BF16(x.dtype(), "dropout", {
+    using acc = acc_t<scalar_t>;
     const scalar_t* px = x.data<scalar_t>();
     scalar_t* py = y.data<scalar_t>();
-    const scalar_t keep_scale = static_cast<scalar_t>(1.0 / (1.0 - p));
+    const acc keep_scale = static_cast<acc>(1.0 / (1.0 - p));
     const float threshold = static_cast<float>(p);
     parallel_for(x.numel(), 4096, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i)
-        py[i] = uniform_at(seed, offset, i) > threshold ? px[i] * keep_scale : scalar_t(0);
+        py[i] = uniform_at(seed, offset, i) > threshold ? static_cast<acc>(px[i]) * keep_scale : acc(0);
     });
   });
 }

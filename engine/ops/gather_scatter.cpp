@@ -74,8 +74,10 @@ Tensor scatter_add_rows(const Tensor& src_in, const Tensor& index_in, int64_t nu
   if (weight_in.defined()) {
     ENGINE_CHECK(weight_in.ndim() == 1 && weight_in.numel() == m, op,
                  "weight must be [" + std::to_string(m) + "] (one per src row), got " + weight_in.str());
-    ENGINE_CHECK(weight_in.dtype() == src_in.dtype() && weight_in.device() == src_in.device(), op,
-                 "weight " + weight_in.str() + " must match src " + src_in.str() + " in element type and device");
+    // Gates stay f32 when the rows are bf16 (they come from the router, which computes in f32).
+    ENGINE_CHECK(weight_in.dtype() == compute_dtype(src_in.dtype()) && weight_in.device() == src_in.device(), op,
+                 "weight " + weight_in.str() + " must be " + dtype_name(compute_dtype(src_in.dtype())) +
+                     " on src's device for src " + src_in.str());
   }
   Tensor src = kernel_input(src_in), index = kernel_input(index_in);
   Tensor weight = weight_in.defined() ? kernel_input(weight_in) : Tensor();
@@ -92,7 +94,7 @@ Tensor scatter_add_rows(const Tensor& src_in, const Tensor& index_in, int64_t nu
         g.add(0, keep_weight.defined() ? scale_rows(dsrc, keep_weight) : dsrc);
       }
       if (g.wants(1)) {
-        Tensor dweight = Tensor::empty({index.numel()}, dout.dtype(), dout.device());
+        Tensor dweight = Tensor::empty({index.numel()}, compute_dtype(dout.dtype()), dout.device());
         ON_DEVICE(dout, rows_dot, dout, index, keep_src, dweight);
         g.add(1, dweight);
       }
@@ -136,36 +138,38 @@ namespace {
 // The loops live in templates rather than inside DISPATCH_FLOAT: a #pragma cannot appear in a
 // macro argument.
 template <class T>
-ENGINE_SIMD_CLONES void axpy_span(T w, const T* __restrict x, T* __restrict y, int64_t n) {
-  for (int64_t c = 0; c < n; ++c) y[c] += w * x[c];
+ENGINE_SIMD_CLONES void axpy_span(acc_t<T> w, const T* __restrict x, acc_t<T>* __restrict y, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) y[c] += w * static_cast<acc_t<T>>(x[c]);
 }
 
 template <class T>
 ENGINE_SIMD_CLONES double dot_span(const T* __restrict a, const T* __restrict b, int64_t n) {
   double acc = 0.0;  // rows are long (the model width): accumulate in double, as reduce does
 #pragma omp simd reduction(+ : acc)
-  for (int64_t c = 0; c < n; ++c) acc += static_cast<double>(a[c]) * b[c];
+  for (int64_t c = 0; c < n; ++c) acc += static_cast<double>(a[c]) * static_cast<double>(b[c]);
   return acc;
 }
 
+// out is in acc_t<T>: bf16 rows (a token's k expert outputs) are summed in f32.
 template <class T>
-void scatter_add_rows_loop(const T* src, const int32_t* index, const T* weight, int64_t m, int64_t d, T* out) {
+void scatter_add_rows_loop(const T* src, const int32_t* index, const acc_t<T>* weight, int64_t m, int64_t d,
+                           acc_t<T>* out) {
   // Repeated indices make rows collide, so threads split the columns instead of the rows:
   // each output element is owned by one thread and summed in index order, whatever the
   // thread count (deterministic, race-free).
   parallel_for(d, std::max<int64_t>(16, 16384 / std::max<int64_t>(m, 1)), [&](int64_t col_begin, int64_t col_end) {
     for (int64_t i = 0; i < m; ++i) {
-      axpy_span(weight ? weight[i] : T(1), src + i * d + col_begin,
+      axpy_span(weight ? weight[i] : acc_t<T>(1), src + i * d + col_begin,
                 out + static_cast<int64_t>(index[i]) * d + col_begin, col_end - col_begin);
     }
   });
 }
 
 template <class T>
-void rows_dot_loop(const T* dout, const int32_t* index, const T* src, int64_t m, int64_t d, T* dweight) {
+void rows_dot_loop(const T* dout, const int32_t* index, const T* src, int64_t m, int64_t d, acc_t<T>* dweight) {
   parallel_for(m, std::max<int64_t>(1, 8192 / std::max<int64_t>(d, 1)), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      dweight[i] = static_cast<T>(dot_span(dout + static_cast<int64_t>(index[i]) * d, src + i * d, d));
+      dweight[i] = static_cast<acc_t<T>>(dot_span(dout + static_cast<int64_t>(index[i]) * d, src + i * d, d));
     }
   });
 }
@@ -175,17 +179,22 @@ void rows_dot_loop(const T* dout, const int32_t* index, const T* src, int64_t m,
 void scatter_add_rows(const Tensor& src, const Tensor& index, const Tensor& weight, Tensor& out) {
   check_row_indices(index, out.size(0), "scatter_add_rows", "index");
   const int64_t m = index.numel(), d = out.size(1);
-  DISPATCH_FLOAT(src.dtype(), "scatter_add_rows", {
-    scatter_add_rows_loop(src.data<scalar_t>(), index.data<int32_t>(),
-                          weight.defined() ? weight.data<scalar_t>() : nullptr, m, d, out.data<scalar_t>());
+  // bf16 rows are summed into an f32 buffer, then rounded once.
+  Tensor sums = out.dtype() == DType::bf16 ? Tensor::zeros(out.shape(), DType::f32, out.device()) : out;
+  DISPATCH_FLOAT_BF16(src.dtype(), "scatter_add_rows", {
+    using acc = acc_t<scalar_t>;
+    scatter_add_rows_loop(src.data<scalar_t>(), index.data<int32_t>(), weight.defined() ? weight.data<acc>() : nullptr,
+                          m, d, sums.data<acc>());
   });
+  if (!sums.same_storage(out)) cast(sums, out);
 }
 
 void rows_dot(const Tensor& dout, const Tensor& index, const Tensor& src, Tensor& dweight) {
   check_row_indices(index, dout.size(0), "rows_dot", "index");
   const int64_t m = index.numel(), d = src.size(1);
-  DISPATCH_FLOAT(src.dtype(), "rows_dot", {
-    rows_dot_loop(dout.data<scalar_t>(), index.data<int32_t>(), src.data<scalar_t>(), m, d, dweight.data<scalar_t>());
+  DISPATCH_FLOAT_BF16(src.dtype(), "rows_dot", {
+    rows_dot_loop(dout.data<scalar_t>(), index.data<int32_t>(), src.data<scalar_t>(), m, d,
+                  dweight.data<acc_t<scalar_t>>());
   });
 }
 

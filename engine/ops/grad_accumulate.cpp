@@ -3,12 +3,14 @@
 // in the tape core, which must not depend on engine/ops.
 #include "engine/core/tape.h"
 #include "engine/ops/binary.h"
+#include "engine/ops/copy.h"
 
 namespace engine {
 
 void accumulate_grad(GradSlot& slot, const Tensor& grad) {
   NoGradScope no_grad;
   Tensor g = grad.is_contiguous() ? grad : grad.contiguous();
+  if (g.dtype() != slot.dtype) g = cast(g, slot.dtype);  // e.g. a bf16 product's gradient of an f32 weight
   if (!slot.grad.defined()) {
     slot.grad = slot.is_leaf ? g.clone() : g;
     slot.owned = slot.is_leaf;

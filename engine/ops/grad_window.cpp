@@ -29,6 +29,7 @@ void GradSink::add_window(size_t input, int axis, int64_t start, const Tensor& g
                    shape_str(full));
   NoGradScope no_grad;
   GradSlot& slot = *slots_[input];
+  if (grad.dtype() != slot.dtype) return add_window(input, axis, start, cast(grad, slot.dtype));
   if (!slot.grad.defined()) {
     slot.grad = Tensor::zeros(full, grad.dtype(), grad.device());
     // Only intermediates: a leaf's buffer outlives this backward, and its owner may change it.

@@ -37,18 +37,20 @@ void check_grouped_inputs(const Tensor& x, const std::vector<int64_t>& offsets, 
   const Tensor& w0 = weights.front();
   ENGINE_CHECK(w0.defined() && w0.ndim() == 2 && w0.size(1) == x.size(1), op,
                "weight 0 " + w0.str() + " must be [out, " + std::to_string(x.size(1)) + "] for input " + x.str());
-  ENGINE_CHECK(is_floating(x.dtype()), op, "needs f32 or f64 tensors, got " + x.str());
+  ENGINE_CHECK(is_floating(x.dtype()), op, "needs floating-point tensors, got " + x.str());
+  // bf16 rows take f32 weights (master weights), rounded for the products.
+  const DType w_type = compute_dtype(x.dtype());
   for (size_t g = 0; g < G; ++g) {
     const Tensor& w = weights[g];
-    ENGINE_CHECK(w.defined() && w.shape() == w0.shape() && w.dtype() == x.dtype() && w.device() == x.device(), op,
+    ENGINE_CHECK(w.defined() && w.shape() == w0.shape() && w.dtype() == w_type && w.device() == x.device(), op,
                  "weight " + std::to_string(g) + " " + (w.defined() ? w.str() : "undefined") + " must match weight 0 " +
-                     w0.str() + " and the input's dtype and device (" + x.str() + ")");
+                     w0.str() + ", be " + dtype_name(w_type) + " and on the input's device (" + x.str() + ")");
   }
   ENGINE_CHECK(biases.empty() || biases.size() == G, op,
                "biases: none or one per weight (" + std::to_string(G) + "), got " + std::to_string(biases.size()));
   for (size_t g = 0; g < biases.size(); ++g) {
     const Tensor& b = biases[g];
-    ENGINE_CHECK(b.defined() && b.shape() == Shape{w0.size(0)} && b.dtype() == x.dtype() && b.device() == x.device(),
+    ENGINE_CHECK(b.defined() && b.shape() == Shape{w0.size(0)} && b.dtype() == w_type && b.device() == x.device(),
                  op,
                  "bias " + std::to_string(g) + " " + (b.defined() ? b.str() : "undefined") + " must be [" +
                      std::to_string(w0.size(0)) + "] like the input " + x.str());
@@ -70,7 +72,7 @@ Tensor grouped_linear(const Tensor& x_in, const std::vector<int64_t>& offsets, c
   const MatmulPrecision precision = matmul_precision();
   Tensor x = kernel_input(x_in);
   std::vector<Tensor> w, b;
-  for (const Tensor& t : weights_in) w.push_back(kernel_input(t));
+  for (const Tensor& t : weights_in) w.push_back(kernel_input(t, x.dtype()));  // bf16 copies serve backward too
   for (const Tensor& t : biases_in) b.push_back(kernel_input(t));
   Tensor y = Tensor::empty({rows, out}, x.dtype(), x.device());
   std::vector<GemmCall> groups;
@@ -91,10 +93,12 @@ Tensor grouped_linear(const Tensor& x_in, const std::vector<int64_t>& offsets, c
   Tensor keep_x = any_weight_grad ? x : Tensor();                                 // dW reads X
   std::vector<Tensor> keep_w = x_in.requires_grad() ? w : std::vector<Tensor>();  // dX reads W
   const bool has_bias = !b.empty();
+  const DType x_type = x.dtype(), w_type = weights_in.front().dtype();
   record(y, inputs,
-         [keep_x, keep_w, offsets, precision, G, rows, in, out, has_bias](const Tensor& dy_in, GradSink& grads) {
+         [keep_x, keep_w, offsets, precision, G, rows, in, out, has_bias, x_type, w_type](const Tensor& dy_in,
+                                                                                         GradSink& grads) {
            MatmulPrecisionScope scope(precision);
-           Tensor dy = kernel_input(dy_in);
+           Tensor dy = kernel_input(dy_in, x_type);
            if (grads.wants(0)) {
              StageTimer t("bw:grouped_linear_dx");
              Tensor dx = Tensor::empty({rows, in}, dy.dtype(), dy.device());  // empty groups own no rows
@@ -117,7 +121,7 @@ Tensor grouped_linear(const Tensor& x_in, const std::vector<int64_t>& offsets, c
                if (begin == end || !grads.wants(1 + g)) continue;
                groups.push_back({batched_gemm_args(1, out, in, end - begin, true, false), row_block(dy, begin, end),
                                  row_block(keep_x, begin, end), Tensor(),
-                                 Tensor::empty({out, in}, dy.dtype(), dy.device())});
+                                 Tensor::empty({out, in}, w_type, dy.device())});  // f32 from bf16 operands
                owners.push_back(g);
              }
              run_groups(groups);

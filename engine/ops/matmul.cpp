@@ -27,8 +27,15 @@ MatmulPrecisionScope::~MatmulPrecisionScope() { current_precision = previous_; }
 
 namespace {
 
-Tensor matmul_dense(const Tensor& a_in, const Tensor& b_in, bool ta, bool tb) {
-  Tensor a = kernel_input(a_in), b = kernel_input(b_in);
+// The type a product runs in: bf16 when either operand is (the other, an f32 weight, is rounded
+// for it: bf16 activations times f32 master weights), else the operands' common type.
+DType product_dtype(const Tensor& a, const Tensor& b) {
+  return a.dtype() == DType::bf16 || b.dtype() == DType::bf16 ? DType::bf16 : a.dtype();
+}
+
+// op(a) @ op(b) of dense operands of one type (2-D, or 3-D batched), into a new `out_dtype`
+// tensor; not recorded. A bf16 product may write f32 (the gradient of an f32 weight).
+Tensor product(const Tensor& a, const Tensor& b, bool ta, bool tb, DType out_dtype) {
   const bool batched = a.ndim() == 3;
   GemmArgs g;
   g.batch = batched ? a.size(0) : 1;
@@ -42,17 +49,27 @@ Tensor matmul_dense(const Tensor& a_in, const Tensor& b_in, bool ta, bool tb) {
   ENGINE_CHECK(g.k == kb, "matmul",
                "inner dimensions differ: " + a.str() + (ta ? "^T" : "") + " @ " + b.str() + (tb ? "^T" : ""));
   ENGINE_CHECK(!batched || b.size(0) == g.batch, "matmul", "batch sizes differ: " + a.str() + " @ " + b.str());
-  Shape out_shape = batched ? Shape{g.batch, g.m, g.n} : Shape{g.m, g.n};
-  Tensor c = Tensor::empty(out_shape, a.dtype(), a.device());
+  Tensor c = Tensor::empty(batched ? Shape{g.batch, g.m, g.n} : Shape{g.m, g.n}, out_dtype, a.device());
   ON_DEVICE(c, gemm, g, a, b, Tensor(), c);
+  return c;
+}
+
+Tensor matmul_dense(const Tensor& a_in, const Tensor& b_in, bool ta, bool tb) {
+  const DType dt = product_dtype(a_in, b_in);
+  Tensor a = kernel_input(a_in, dt), b = kernel_input(b_in, dt);
+  Tensor c = product(a, b, ta, tb, dt);
   if (needs_grad({a_in, b_in})) {
     Tensor sa = b_in.requires_grad() ? a : Tensor();  // dB reads A
     Tensor sb = a_in.requires_grad() ? b : Tensor();  // dA reads B
-    record(c, {a_in, b_in}, [sa, sb, ta, tb, precision = g.precision](const Tensor& dc, GradSink& grads) {
-      MatmulPrecisionScope scope(precision);
-      if (grads.wants(0)) grads.add(0, ta ? matmul(sb, dc, tb, true) : matmul(dc, sb, false, !tb));
-      if (grads.wants(1)) grads.add(1, tb ? matmul(dc, sa, true, ta) : matmul(sa, dc, !ta, false));
-    });
+    // Each gradient is computed in its input's type: an f32 weight's straight from the bf16 product.
+    const DType da_type = a_in.dtype(), db_type = b_in.dtype();
+    record(c, {a_in, b_in},
+           [sa, sb, ta, tb, da_type, db_type, precision = matmul_precision()](const Tensor& dc_in, GradSink& grads) {
+             MatmulPrecisionScope scope(precision);
+             Tensor dc = kernel_input(dc_in, sa.defined() ? sa.dtype() : sb.dtype());
+             if (grads.wants(0)) grads.add(0, ta ? product(sb, dc, tb, true, da_type) : product(dc, sb, false, !tb, da_type));
+             if (grads.wants(1)) grads.add(1, tb ? product(dc, sa, true, ta, db_type) : product(sa, dc, !ta, false, db_type));
+           });
   }
   return c;
 }
@@ -60,8 +77,10 @@ Tensor matmul_dense(const Tensor& a_in, const Tensor& b_in, bool ta, bool tb) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) {
-  ENGINE_CHECK(a.dtype() == b.dtype() && is_floating(a.dtype()), "matmul",
-               "operands must share a floating type: " + a.str() + ", " + b.str());
+  const bool bf16_with_f32 = (a.dtype() == DType::bf16 && b.dtype() == DType::f32) ||
+                            (a.dtype() == DType::f32 && b.dtype() == DType::bf16);
+  ENGINE_CHECK((a.dtype() == b.dtype() && is_floating(a.dtype())) || bf16_with_f32, "matmul",
+               "operands must share a floating type (or be bf16 and f32): " + a.str() + ", " + b.str());
   ENGINE_CHECK(a.device() == b.device(), "matmul", "operands on different devices: " + a.str() + ", " + b.str());
   if (a.ndim() == b.ndim() && (a.ndim() == 2 || a.ndim() == 3)) return matmul_dense(a, b, transpose_a, transpose_b);
   if (a.ndim() > 2 && b.ndim() == 2 && !transpose_a) {
@@ -80,7 +99,14 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
                "input " + x_in.str() + " does not match weight " + weight_in.str());
   ENGINE_CHECK(!bias_in.defined() || (bias_in.ndim() == 1 && bias_in.size(0) == weight_in.size(0)), "linear",
                "bias must be [" + std::to_string(weight_in.size(0)) + "], got " + bias_in.str());
-  Tensor x = kernel_input(x_in), w = kernel_input(weight_in);
+  ENGINE_CHECK(x_in.dtype() == weight_in.dtype() || (x_in.dtype() == DType::bf16 && weight_in.dtype() == DType::f32),
+               "linear", "input " + x_in.str() + " and weight " + weight_in.str() +
+                             " must share a type, or be bf16 activations with f32 weights");
+  ENGINE_CHECK(!bias_in.defined() || bias_in.dtype() == weight_in.dtype(), "linear",
+               "bias " + bias_in.str() + " must have the weight's type " + dtype_name(weight_in.dtype()));
+  const DType dt = x_in.dtype();
+  // bf16 activations: the f32 weight is rounded once here, and the rounded copy serves backward.
+  Tensor x = kernel_input(x_in), w = kernel_input(weight_in, dt);
   x = make_view(x, {x.numel() / x.size(-1), x.size(-1)}, {x.size(-1), 1}, x.offset());
   Tensor bias = bias_in.defined() ? kernel_input(bias_in) : Tensor();
   GemmArgs g;
@@ -89,30 +115,31 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
   g.n = w.size(0);
   g.transpose_b = true;
   g.precision = matmul_precision();
-  Tensor y = Tensor::empty({g.m, g.n}, x.dtype(), x.device());
+  Tensor y = Tensor::empty({g.m, g.n}, dt, x.device());
   ON_DEVICE(y, gemm, g, x, w, bias, y);
   Shape out_shape = x_in.shape();
   out_shape.back() = g.n;
   Tensor out = make_view(y, out_shape, contiguous_strides(out_shape), 0);
   if (needs_grad({x_in, weight_in, bias_in})) {
     const Shape x_shape = x_in.shape();
+    const DType w_type = weight_in.dtype();
     Tensor keep_x = weight_in.requires_grad() ? x : Tensor();
     Tensor keep_w = x_in.requires_grad() ? w : Tensor();
     record(out, {x_in, weight_in, bias_in},
-           [keep_x, keep_w, x_shape, precision = g.precision](const Tensor& dy_in, GradSink& grads) {
+           [keep_x, keep_w, x_shape, dt, w_type, precision = g.precision](const Tensor& dy_in, GradSink& grads) {
              MatmulPrecisionScope scope(precision);
-             Tensor dy = flatten_rows(dy_in);
+             Tensor dy = kernel_input(flatten_rows(dy_in), dt);
              if (grads.wants(0)) {
                StageTimer t("bw:linear_dx");
-               grads.add(0, reshape(matmul(dy, keep_w), x_shape));
+               grads.add(0, reshape(product(dy, keep_w, false, false, dt), x_shape));
              }
              if (grads.wants(1)) {
                StageTimer t("bw:linear_dw");
-               grads.add(1, matmul(dy, keep_x, true, false));
+               grads.add(1, product(dy, keep_x, true, false, w_type));  // f32 straight from the bf16 product
              }
              if (grads.wants(2)) {
                StageTimer t("bw:linear_db");
-               grads.add(2, sum(dy, 0));
+               grads.add(2, sum(dy, 0));  // a bf16 sum comes back in f32
              }
            });
   }
@@ -169,7 +196,7 @@ void gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bia
     }
     return;
   }
-  if (c.dtype() == DType::f32) {
+  if (c.dtype() != DType::f64) {  // f32, bf16, or f32 from bf16 operands
     onednn_gemm(g, a, b, bias, c);
     return;
   }

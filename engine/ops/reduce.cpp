@@ -28,7 +28,9 @@ Tensor reduce_axis(const Tensor& x_in, int axis_in, bool keepdim, bool average) 
   else
     out_shape.erase(out_shape.begin() + axis);
   const double scale = average ? (n > 0 ? 1.0 / n : 0.0) : 1.0;
-  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
+  // A bf16 sum is accumulated and returned in f32: rounding it to bf16 would throw away the
+  // accuracy the accumulation kept (a bias gradient summed over thousands of rows).
+  Tensor out = Tensor::empty(out_shape, compute_dtype(x.dtype()), x.device());
   ON_DEVICE(x, reduce_sum, x, outer, n, inner, scale, out);
   if (needs_grad({x_in})) {
     const Shape in_shape = s;
@@ -82,7 +84,7 @@ ENGINE_SIMD_CLONES void accumulate_span(const T* __restrict x, double* __restric
   for (int64_t c = 0; c < n; ++c) acc[c] += x[c];
 }
 template <class T>
-ENGINE_SIMD_CLONES void scale_span(const T* __restrict x, T s, T* __restrict y, int64_t n) {
+ENGINE_SIMD_CLONES void scale_span(const T* __restrict x, acc_t<T> s, T* __restrict y, int64_t n) {
   for (int64_t c = 0; c < n; ++c) y[c] = s * x[c];
 }
 template <class T>
@@ -95,13 +97,14 @@ ENGINE_SIMD_CLONES double sum_squares_span(const T* __restrict x, int64_t n) {
 }  // namespace
 
 void reduce_sum(const Tensor& x, int64_t outer, int64_t n, int64_t inner, double scale, Tensor& out) {
-  DISPATCH_FLOAT(x.dtype(), "sum", {
+  DISPATCH_FLOAT_BF16(x.dtype(), "sum", {
+    using out_t = acc_t<scalar_t>;
     const scalar_t* px = x.data<scalar_t>();
-    scalar_t* po = out.data<scalar_t>();
+    out_t* po = out.data<out_t>();
     if (inner == 1) {
       parallel_for(outer, std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
         for (int64_t o = b; o < e; ++o) {
-          po[o] = static_cast<scalar_t>(sum_span(px + o * n, n) * scale);
+          po[o] = static_cast<out_t>(sum_span(px + o * n, n) * scale);
         }
       });
     } else {
@@ -116,8 +119,8 @@ void reduce_sum(const Tensor& x, int64_t outer, int64_t n, int64_t inner, double
           for (int64_t c = 0; c < width; ++c) acc[c] = 0.0;
           const scalar_t* base = px + o * n * inner + c0;
           for (int64_t j = 0; j < n; ++j) accumulate_span(base + j * inner, acc, width);
-          scalar_t* dst = po + o * inner + c0;
-          for (int64_t c = 0; c < width; ++c) dst[c] = static_cast<scalar_t>(acc[c] * scale);
+          out_t* dst = po + o * inner + c0;
+          for (int64_t c = 0; c < width; ++c) dst[c] = static_cast<out_t>(acc[c] * scale);
         }
       });
     }
@@ -125,10 +128,10 @@ void reduce_sum(const Tensor& x, int64_t outer, int64_t n, int64_t inner, double
 }
 
 void expand_middle(const Tensor& dy, int64_t outer, int64_t n, int64_t inner, double scale, Tensor& dx) {
-  DISPATCH_FLOAT(dy.dtype(), "sum_backward", {
+  DISPATCH_FLOAT_BF16(dy.dtype(), "sum_backward", {
     const scalar_t* pd = dy.data<scalar_t>();
     scalar_t* px = dx.data<scalar_t>();
-    const scalar_t s = static_cast<scalar_t>(scale);
+    const acc_t<scalar_t> s = static_cast<acc_t<scalar_t>>(scale);
     parallel_for(outer * n, std::max<int64_t>(1, 8192 / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) scale_span(pd + (r / n) * inner, s, px + r * inner, inner);
     });
@@ -139,7 +142,7 @@ void sum_squares(const Tensor& x, Tensor& out) {
   constexpr int64_t kChunk = int64_t{1} << 15;
   const int64_t n = x.numel(), chunks = (n + kChunk - 1) / kChunk;
   std::vector<double> partial(static_cast<size_t>(chunks));
-  DISPATCH_FLOAT(x.dtype(), "sum_squares", {
+  DISPATCH_FLOAT_BF16(x.dtype(), "sum_squares", {
     const scalar_t* px = x.data<scalar_t>();
     parallel_for(chunks, 1, [&](int64_t b, int64_t e) {
       for (int64_t c = b; c < e; ++c) partial[c] = sum_squares_span(px + c * kChunk, std::min(kChunk, n - c * kChunk));

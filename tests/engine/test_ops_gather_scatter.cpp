@@ -120,6 +120,6 @@ TEST_CASE("row ops: out-of-range indices name the op, position and value", "[gat
   CHECK_THROWS_WITH(scatter_add_rows(x, ids({0, 1, 1}), 3, random_tensor({2}, 67)),
                     Catch::Contains("weight must be [3]"));
   CHECK_THROWS_WITH(scatter_add_rows(x, ids({0, 1, 1}), 3, random_tensor({3}, 68, 1.0, DType::f32)),
-                    Catch::Contains("in element type and device"));
+                    Catch::Contains("must be f64 on src's device"));
   CHECK_THROWS_WITH(embedding(x, Tensor::zeros({2}, DType::f64)), Catch::Contains("ids must be an i32 tensor"));
 }
