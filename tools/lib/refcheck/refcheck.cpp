@@ -132,12 +132,13 @@ const Comparison* Report::worst() const {
   return w;
 }
 
-Report check_reference(const std::string& path, const Tolerances& tol) {
+Report check_reference(const std::string& path, const Tolerances& tol, bool bf16) {
   h5::File f(path, h5::File::Mode::read);
   rc::RunConfig cfg = rc::parse_run_config(f.read_string_attribute("/", "config"), path + ":/config");
   cfg.logging.out_dir.clear();       // no run folder: nothing is written
   cfg.device = rc::DeviceKind::cpu;  // the tolerances are the CPU's float32
-  cfg.precision = rc::PrecisionKind::f32;  // likewise: the references are float64 products
+  // The references are float64 products: f32 unless the bf16 path is what is checked.
+  cfg.precision = bf16 ? rc::PrecisionKind::bf16 : rc::PrecisionKind::f32;
   cfg.data = rc::DataConfig{};       // the batch comes from the file; no data files are opened
   if (cfg.model.dropout != 0) bad_file(f, "/config", "model.dropout must be 0 in a reference (masks are not carried)");
   if (cfg.training.grad_accum != 1) bad_file(f, "/config", "training.grad_accum must be 1 in a reference");

@@ -23,6 +23,15 @@ struct Tolerances {
   double logits = 1e-5;  // relative to the max |logit|
   double grads = 1e-4;   // relative to each tensor's max |gradient|
   double steps = 1e-4;   // each training step's loss, relative
+  // The engine in bf16 (bf16 activations, f32 parameters) against the float64 reference: each
+  // stored activation carries up to 2^-9 relative rounding, compounded over the layers of the
+  // forward and again through backward. Measured on the committed references (2026-12-03):
+  // loss terms within 0.8%, logits 0.7%, gradients 3.5% of each tensor's largest entry, step
+  // losses 1.1%; these tolerances leave about 2x. Where bf16 rounding of the router's input
+  // flips a near-tied top-k choice, a token moves to another expert and whole gradients differ:
+  // that is bf16's real effect, not an error, and such files fail here (two of the committed
+  // ones; the CTest list in tests/tools/CMakeLists.txt names them).
+  static Tolerances bf16() { return Tolerances{1e-2, 2e-2, 6e-2, 2e-2}; }
 };
 
 struct Comparison {
@@ -39,7 +48,8 @@ struct Report {
   const Comparison* worst() const;  // the row closest to (or furthest past) its tolerance
 };
 
-Report check_reference(const std::string& path, const Tolerances& tolerances = {});
+// bf16: run the engine's model with bf16 activations (precision: bf16) instead of f32.
+Report check_reference(const std::string& path, const Tolerances& tolerances = {}, bool bf16 = false);
 
 // One line per comparison when verbose, else only the failures; then a summary line.
 void print_report(const Report& report, std::ostream& out, bool verbose);
