@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """bf16 against f32: trains one config twice with build/bin/moe-train (precision: f32, then
 precision: bf16; same seed, data and initial weights), and prints the loss curves side by side
-as a Markdown table for the README, with the final training and held-out losses, their
-relative gap (the tolerance is 2%) and the median tokens/s of each run.
+as a Markdown table for the README, then the mean training loss over each quarter of the run,
+the held-out losses, their relative gaps and the median tokens/s of each run.
 
     python3 tools/precision_compare.py [--config configs/tiny.yaml] [--steps 400] [--out DIR]
 
-Exits 1 when the final held-out loss differs by more than --tolerance (default 0.02).
+Exits 1 when a quarter's mean training loss or the final held-out loss differs by more than
+--tolerance (default 0.01). Single logged steps are not held to it: the two runs see the same
+batches, but rounding moves some tokens to other experts and single-batch losses wander by
+1-2% around each other while the curves stay together.
 """
 import argparse
 import json
@@ -41,7 +44,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/tiny.yaml")
     ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--tolerance", type=float, default=0.02)
+    ap.add_argument("--tolerance", type=float, default=0.01)
     ap.add_argument("--out", help="run folders go here (default: a temporary folder)")
     a = ap.parse_args()
     out = a.out or tempfile.mkdtemp(prefix="precision_compare_")
@@ -60,10 +63,25 @@ def main():
     speed = lambda rows: statistics.median(r["tokens_per_s"] for s, r in rows.items() if s > 1)
     print(f"\nMedian training tokens/s over the run: f32 {speed(f32):.0f}, bf16 {speed(bf16):.0f} "
           f"({speed(bf16) / speed(f32):.2f}x)")
+    common = sorted(set(f32) & set(bf16))
+    print("\n| steps | f32 mean loss | bf16 mean loss | relative gap |")
+    print("|---|---|---|---|")
+    worst = 0.0
+    for q in range(4):
+        lo, hi = q * a.steps // 4, (q + 1) * a.steps // 4
+        window = [s for s in common if lo < s <= hi]
+        if not window:
+            continue
+        x = statistics.mean(f32[s]["loss"] for s in window)
+        y = statistics.mean(bf16[s]["loss"] for s in window)
+        worst = max(worst, abs(y - x) / x)
+        print(f"| {lo + 1}-{hi} | {x:.4f} | {y:.4f} | {100 * (y - x) / x:+.2f}% |")
     last = max(set(f32_eval) & set(bf16_eval))
     gap = abs(bf16_eval[last] - f32_eval[last]) / f32_eval[last]
-    print(f"Final held-out loss gap: {100 * gap:.2f}% (tolerance {100 * a.tolerance:.0f}%)")
-    return 0 if gap <= a.tolerance else 1
+    pointwise = max(abs(bf16[s]["loss"] - f32[s]["loss"]) / f32[s]["loss"] for s in common)
+    print(f"\nLargest quarter-mean gap: {100 * worst:.2f}%; final held-out loss gap: {100 * gap:.2f}% "
+          f"(tolerance {100 * a.tolerance:.0f}% for both); largest single logged step: {100 * pointwise:.2f}%")
+    return 0 if gap <= a.tolerance and worst <= a.tolerance else 1
 
 
 if __name__ == "__main__":

@@ -212,7 +212,20 @@ struct Plan {
   MatmulKey key;                   // this call's sizes
 };
 
-// The plan of an f32 call (caller holds st.mutex).
+// Whether bf16 products must keep exact shapes: AMX's bf16 kernels exist for exact shapes only
+// (a runtime size falls back to a generic kernel at half the speed). Without AMX (AVX512-BF16)
+// runtime-size bf16 primitives keep their speed, and bf16 tensors then need no padded copies.
+bool bf16_needs_exact_shapes() {
+  static const bool amx = [] {
+    const int isa = static_cast<int>(dnnl::get_effective_cpu_isa());
+    const int amx_bits = static_cast<int>(dnnl::cpu_isa::avx512_core_amx);
+    return (isa & amx_bits) == amx_bits;
+  }();
+  return amx;
+}
+
+// The plan of a call whose operands need no conversion: f32, or bf16 tensors where runtime sizes
+// are fast (caller holds st.mutex).
 Plan plan_f32(OneDnn& st, const MatmulKey& key, const Operands& p) {
   const FamilyChoice c = choose_family(st, key);
   if (!c.rows_vary && !c.inner_vary) {
@@ -289,7 +302,7 @@ void onednn_gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tens
   MatmulKey key = key_of(g, a, c, bias.defined());
   void* pbias = bias.defined() ? bias.raw_data() : nullptr;
   std::lock_guard<std::mutex> lock(st.mutex);
-  if (!bf16) {
+  if (!bf16 || (a.dtype() == DType::bf16 && !bf16_needs_exact_shapes())) {
     const Operands p{a.raw_data(), b.raw_data(), pbias, c.raw_data()};
     Tensor scratch;
     execute(st, plan_f32(st, key, p), p, st.stream, scratch, true);
@@ -346,8 +359,10 @@ bool try_gemm_concurrent(const std::vector<GemmCall>& calls) {
   bool concurrent = calls.size() > 1 && num_threads() > 1 && !omp_in_parallel();
   for (const GemmCall& call : calls) {
     const GemmArgs& g = call.args;
-    concurrent = concurrent && call.a.dtype() == DType::f32 && call.c.dtype() == DType::f32 && g.precision == MatmulPrecision::f32 && g.batch == 1 &&
-                 g.m > 0 && g.n > 0 && g.k > 0;
+    const bool f32 = call.a.dtype() == DType::f32 && call.c.dtype() == DType::f32 && g.precision == MatmulPrecision::f32;
+    const bool bf16 = call.a.dtype() == DType::bf16 && !bf16_needs_exact_shapes();
+    concurrent = concurrent && (f32 || bf16) && call.a.dtype() == call.b.dtype() && g.batch == 1 && g.m > 0 &&
+                 g.n > 0 && g.k > 0;
   }
   if (!concurrent) return false;
   OneDnn& st = onednn();
