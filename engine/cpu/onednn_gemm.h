@@ -1,5 +1,5 @@
-// The CPU GEMM backend: f32 products, and f32 products of bf16-rounded operands, through oneDNN's
-// matmul primitive. engine/ops/matmul.cpp's cpu::gemm and cpu::gemm_concurrent call it (f64 and
+// The CPU GEMM backend: f32 products, bf16 products (bf16 tensors, or f32 ones rounded under
+// MatmulPrecision::bf16) writing bf16 or f32, through oneDNN's matmul primitive. engine/ops/matmul.cpp's cpu::gemm and cpu::gemm_concurrent call it (f64 and
 // empty products stay there), as engine/ops/*.cu call cuBLAS through engine/cuda/.
 //
 // Contract:
@@ -12,8 +12,9 @@
 //   size left to run time, rather than creating (and JIT-compiling) a primitive per step and
 //   growing the cache without end.
 // - bf16 AMX kernels exist only for exact shapes (a runtime size falls back to a generic kernel at
-//   half the speed), so a bf16 family past kMaxExactSizes is instead zero-padded in the bf16
-//   copies to a multiple of kPadStep: exact primitives, at most max_size / kPadStep of them.
+//   half the speed), so on an AMX CPU a bf16 family past kMaxExactSizes is instead zero-padded in
+//   bf16 copies to a multiple of kPadStep: exact primitives, at most max_size / kPadStep of them.
+//   Without AMX (AVX512-BF16) bf16 tensors use runtime-size families like f32 ones, uncopied.
 // - Thread-safe: calls are serialized; try_gemm_concurrent runs its set side by side within one.
 #pragma once
 #include <cstddef>
@@ -38,7 +39,7 @@ void onednn_gemm(const GemmArgs& args, const Tensor& a, const Tensor& b, const T
 // Runs a set of independent products (as onednn_gemm would, up to the summation order) side by
 // side, one per thread, and returns true; or returns false, having run nothing, where that would
 // gain nothing: one product, one thread, already inside a parallel region, or any product not a
-// non-empty plain f32 one of batch 1. Products too big to share the threads run first, alone.
+// non-empty one of batch 1 on f32 operands (f32 result) or, without AMX, on bf16 tensors. Products too big to share the threads run first, alone.
 bool try_gemm_concurrent(const std::vector<GemmCall>& calls);
 
 // Whether oneDNN has a bf16 matmul for this CPU (AVX-512 cores; AMX or AVX512-BF16 run it
