@@ -193,6 +193,10 @@ TEST_CASE("seal: an edit that would not load is refused naming the tensor and no
     h5::File(p, h5::File::Mode::read_write).write_floats("/model/layers.0.extra", {1.0f}, {1});
     expected = "/model/layers.0.extra: not a parameter of the model built from its config";
   }
+  SECTION("a generator's state deleted (a resume restores it)") {
+    delete_object(p, "/state/rng/dropout");
+    expected = "/state/rng/dropout: missing";
+  }
   const std::string bad_bytes = bytes_of(p);
   CHECK_THROWS_WITH(assemble::seal_checkpoint(p, out), Contains(p + ": " + expected));
   CHECK_FALSE(fs::exists(out));

@@ -122,6 +122,15 @@ int64_t check_edited_tensors(const ckpt::Checkpoint& c, const std::string& path)
     if (!experts.count(block))
       check.fail("/router/" + std::to_string(block) + "/bias",
                  "block " + std::to_string(block) + " is not a MoE layer of the model built from its config");
+  // Not tensors, but a resume stops without them: the generators and data cursors it restores.
+  const std::vector<std::pair<const char*, bool>> state = {{"/state/rng/router_noise", c.rng.count("router_noise") > 0},
+                                                     {"/state/rng/dropout", c.rng.count("dropout") > 0},
+                                                     {"/state/loader/train", c.loaders.count("train") > 0},
+                                                     {"/state/loader/eval", c.loaders.count("eval") > 0}};
+  for (const auto& [object, present] : state)
+    if (!present) check.fail(object, "missing");
+  if (cfg.moe.revival.check_every > 0 && !c.rng.count("revival"))
+    check.fail("/state/rng/revival", "missing (moe.revival is on)");
   ckpt::check_consistency(c, path);
   return check.checked();
 }

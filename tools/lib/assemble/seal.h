@@ -29,7 +29,8 @@ struct SealResult {
 // ckpt::read_edited_checkpoint from `path`: each parameter of the model its stored config builds
 // present in /model, /optimizer/m and /optimizer/v with that parameter's shape, stored as float32,
 // finite (and the second moments not negative), nothing else there; one loss-free bias of E
-// float32 finite values per MoE block, and none for other blocks; then ckpt::check_consistency.
+// float32 finite values per MoE block, and none for other blocks; the generators and data
+// cursors a resume restores; then ckpt::check_consistency.
 // Returns the number of tensors checked; throws ckpt::CheckpointError naming the first that fails.
 int64_t check_edited_tensors(const ckpt::Checkpoint& c, const std::string& path);
 
