@@ -13,6 +13,7 @@
 #include <set>
 #include <vector>
 
+#include "tools/lib/checkpoint/header.h"
 #include "tools/lib/fileio/fileio.h"
 #include "tools/lib/hdf5/hdf5_file.h"
 
@@ -69,89 +70,6 @@ int64_t numel(const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   return n;
-}
-
-// The file header: HDF5's user block, 512 bytes that HDF5 skips (h5py and h5ls read such files
-// as usual). It holds a magic line, the format version, the file size and a hash of every byte
-// after the header, so a truncated or damaged file is refused before HDF5 parses it: the HDF5
-// library does not survive every corrupted file (fuzzing found heap overflows in it).
-constexpr size_t kHeaderBytes = 512;
-const char* const kHeaderMagic = "MOE-ENGINE-CHECKPOINT";
-
-uint64_t hash_file_tail(std::FILE* f, uint64_t from) {
-  std::fseek(f, static_cast<long>(from), SEEK_SET);
-  uint64_t h = 1469598103934665603ull;
-  std::vector<unsigned char> buf(1 << 20);
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {  // FNV-1a's mixing on 64-bit little-endian words: 8x fewer steps
-      uint64_t w;
-      std::memcpy(&w, buf.data() + i, 8);
-      h = (h ^ w) * 1099511628211ull;
-    }
-    for (; i < n; ++i) h = (h ^ buf[i]) * 1099511628211ull;
-  }
-  return h;
-}
-
-void write_header(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "r+b");
-  if (!f) throw CheckpointError(path + ": cannot reopen to write the header: " + std::strerror(errno));
-  std::fseek(f, 0, SEEK_END);
-  const uint64_t size = static_cast<uint64_t>(std::ftell(f));
-  const uint64_t hash = hash_file_tail(f, kHeaderBytes);
-  char header[kHeaderBytes] = {};
-  std::snprintf(header, sizeof header, "%s\nformat_version %d\nsize %llu\nhash %016llx\n", kHeaderMagic, kFormatVersion,
-                static_cast<unsigned long long>(size), static_cast<unsigned long long>(hash));
-  std::fseek(f, 0, SEEK_SET);
-  const bool ok = std::fwrite(header, 1, sizeof header, f) == sizeof header && std::fflush(f) == 0;
-  const int err = errno;
-  if (std::fclose(f) != 0 || !ok)
-    throw CheckpointError(path + ": cannot write the header: " + std::strerror(ok ? errno : err));
-}
-
-// Throws unless the header is ours, of this version, and matches the bytes that follow it.
-void check_header(const std::string& path) {
-  const std::string unreadable = fileio::unreadable_reason(path);
-  if (unreadable == "no such file") throw CheckpointError(path + ": no such file");
-  if (!unreadable.empty())
-    throw CheckpointError(path + ": " + unreadable + (unreadable == "is a directory" ? ", not a checkpoint file" : ", not a checkpoint"));
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw CheckpointError(path + ": cannot open: " + std::strerror(errno));
-  char header[kHeaderBytes + 1] = {};
-  const size_t got = std::fread(header, 1, kHeaderBytes, f);
-  std::fseek(f, 0, SEEK_END);
-  const uint64_t size = static_cast<uint64_t>(std::ftell(f));
-  auto fail = [&](const std::string& what) {
-    std::fclose(f);
-    throw CheckpointError(path + ": " + what);
-  };
-  if (std::strncmp(header, kHeaderMagic, std::strlen(kHeaderMagic)) != 0) {
-    // A save that died before its last act leaves a zero header in front of the HDF5 data.
-    char signature[8] = {};
-    const bool blank = got == kHeaderBytes && std::all_of(header, header + kHeaderBytes, [](char c) { return c == 0; });
-    std::fseek(f, static_cast<long>(kHeaderBytes), SEEK_SET);
-    if (blank && std::fread(signature, 1, 8, f) == 8 && std::memcmp(signature, "\x89HDF\r\n\x1a\n", 8) == 0)
-      fail("incomplete checkpoint: its save did not finish (no header)");
-    const bool hdf5 = got >= 8 && std::memcmp(header, "\x89HDF\r\n\x1a\n", 8) == 0;
-    fail(hdf5 ? "not a moe-engine checkpoint (an HDF5 file without the checkpoint header)"
-              : "not a moe-engine checkpoint (no checkpoint header, and not an HDF5 file)");
-  }
-  int version = -1;
-  unsigned long long want_size = 0, want_hash = 0;
-  const char* fields = header + std::strlen(kHeaderMagic);
-  if (std::sscanf(fields, "\nformat_version %d\nsize %llu\nhash %llx", &version, &want_size, &want_hash) != 3)
-    fail("damaged checkpoint header");
-  if (version != kFormatVersion)
-    fail("checkpoint format version " + std::to_string(version) + ", this build reads version " +
-         std::to_string(kFormatVersion));
-  if (size != want_size)
-    fail(size < want_size ? "truncated checkpoint: " + std::to_string(size) + " bytes of " + std::to_string(want_size)
-                          : "damaged checkpoint: " + std::to_string(size - want_size) + " bytes more than written");
-  const uint64_t hash = hash_file_tail(f, kHeaderBytes);
-  if (hash != want_hash) fail("corrupted checkpoint: the file's bytes do not match the hash in its header");
-  std::fclose(f);
 }
 
 void fsync_path(const std::string& path, bool directory) {
@@ -512,8 +430,11 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
   crash_point("cleanup");
 }
 
-Checkpoint read_checkpoint(const std::string& path) {
-  check_header(path);
+namespace {
+
+// Everything a checkpoint holds, read and checked part by part; `stored_checksum` gets the
+// checksum attribute, which the caller compares (a file edited on purpose has a stale one).
+Checkpoint read_contents(const std::string& path, std::string* stored_checksum) {
   try {
     h5::File f(path, h5::File::Mode::read);
     if (!f.has_attribute("/", "format") || f.read_string_attribute("/", "format") != kFormatName)
@@ -553,30 +474,73 @@ Checkpoint read_checkpoint(const std::string& path) {
     if (f.exists("/state/revival/window")) c.revival_window = f.read_int64s("/state/revival/window");
     c.metrics = read_metrics(f);
     if (f.exists("/state/expert_last_active")) c.expert_last_active = f.read_int64s("/state/expert_last_active");
-
-    const std::string stored = f.read_string_attribute("/", "checksum");
-    if (stored != checksum(c))
-      throw CheckpointError(path + ": corrupted checkpoint: checksum " + checksum(c) + " does not match the stored " +
-                            stored);
-    auto same_names = [&](const std::vector<NamedArray>& a, const char* group) {
-      if (a.size() != c.params.size())
-        throw CheckpointError(path + ": " + group + ": holds " + std::to_string(a.size()) + " tensors, /model holds " +
-                              std::to_string(c.params.size()));
-      for (size_t i = 0; i < a.size(); ++i)
-        if (a[i].name != c.params[i].name || a[i].shape != c.params[i].shape)
-          throw CheckpointError(path + ": " + group + "/" + a[i].name + ": does not match /model/" + c.params[i].name);
-    };
-    same_names(c.adam_m, "/optimizer/m");
-    same_names(c.adam_v, "/optimizer/v");
-    check_metrics_shape(path, c);
-    if (!c.expert_last_active.empty() &&
-        static_cast<int64_t>(c.expert_last_active.size()) != c.metrics.layers * c.metrics.experts)
-      throw CheckpointError(path + ": /state/expert_last_active: must hold MoE layers x experts = " +
-                            std::to_string(c.metrics.layers * c.metrics.experts) + " values, like /metrics/expert_counts");
+    *stored_checksum = f.read_string_attribute("/", "checksum");
     return c;
   } catch (const h5::Error& e) {
     throw CheckpointError(e.what());
   }
+}
+
+}  // namespace
+
+void check_consistency(const Checkpoint& c, const std::string& path) {
+  auto same_names = [&](const std::vector<NamedArray>& a, const char* group) {
+    if (a.size() != c.params.size())
+      throw CheckpointError(path + ": " + group + ": holds " + std::to_string(a.size()) + " tensors, /model holds " +
+                            std::to_string(c.params.size()));
+    for (size_t i = 0; i < a.size(); ++i)
+      if (a[i].name != c.params[i].name || a[i].shape != c.params[i].shape)
+        throw CheckpointError(path + ": " + group + "/" + a[i].name + ": does not match /model/" + c.params[i].name);
+  };
+  same_names(c.adam_m, "/optimizer/m");
+  same_names(c.adam_v, "/optimizer/v");
+  check_metrics_shape(path, c);
+  if (!c.expert_last_active.empty() &&
+      static_cast<int64_t>(c.expert_last_active.size()) != c.metrics.layers * c.metrics.experts)
+    throw CheckpointError(path + ": /state/expert_last_active: must hold MoE layers x experts = " +
+                          std::to_string(c.metrics.layers * c.metrics.experts) + " values, like /metrics/expert_counts");
+}
+
+Checkpoint read_checkpoint(const std::string& path) {
+  check_header(path, HeaderCheck::whole);
+  std::string stored;
+  Checkpoint c = read_contents(path, &stored);
+  if (stored != checksum(c))
+    throw CheckpointError(path + ": corrupted checkpoint: checksum " + checksum(c) + " does not match the stored " +
+                          stored);
+  check_consistency(c, path);
+  return c;
+}
+
+Checkpoint read_edited_checkpoint(const std::string& path, Seals* seals) {
+  const bool header = check_header(path, HeaderCheck::identity);
+  std::string stored;
+  Checkpoint c = read_contents(path, &stored);
+  if (seals) *seals = Seals{header, stored == checksum(c)};
+  return c;
+}
+
+void copy_checkpoint_file(const std::string& from, const std::string& to) {
+  namespace fs = std::filesystem;
+  const std::string tmp = to + ".tmp";
+  std::error_code ec;
+  fs::copy_file(from, tmp, fs::copy_options::overwrite_existing, ec);
+  if (!ec) {
+    try {
+      fsync_path(tmp, false);
+    } catch (const CheckpointError&) {
+      fs::remove(tmp, ec);
+      throw;
+    }
+    fs::rename(tmp, to, ec);
+  }
+  if (ec) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw CheckpointError(to + ": cannot copy " + from + " there: " + ec.message() + "; the partial file was deleted");
+  }
+  const fs::path folder = fs::path(to).parent_path();
+  fsync_path(folder.empty() ? "." : folder.string(), true);
 }
 
 }  // namespace ckpt

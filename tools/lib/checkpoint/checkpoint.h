@@ -124,6 +124,26 @@ struct Checkpoint {
 void write_checkpoint(const std::string& path, const Checkpoint& c);
 Checkpoint read_checkpoint(const std::string& path);
 
+// The checks read_checkpoint makes across the parts of a file: /optimizer/m and /v list the
+// tensors of /model with their shapes, and the per-layer history fits the routers. Throws
+// CheckpointError "PATH: /OBJECT: what is wrong".
+void check_consistency(const Checkpoint& c, const std::string& path);
+
+// Reading a file edited on purpose (h5py in r+ mode): its header's size and hash and its
+// checksum attribute no longer match what it holds. read_edited_checkpoint reads it as
+// read_checkpoint does but reports those two seals instead of refusing a stale one; the header
+// must still be a checkpoint header of this format version. It does not call check_consistency,
+// so that a caller checking tensor by tensor (assemble::seal) names what is wrong first.
+struct Seals {
+  bool header = false;    // the header's size and hash match the bytes after it
+  bool checksum = false;  // the checksum attribute matches the contents
+};
+Checkpoint read_edited_checkpoint(const std::string& path, Seals* seals);
+
+// An exact byte copy of a checkpoint file, written as write_checkpoint writes (TO.tmp, fsync,
+// rename, fsync of the folder): TO is either as it was or the whole copy.
+void copy_checkpoint_file(const std::string& from, const std::string& to);
+
 // The FNV-1a hash of everything a checkpoint holds, in a fixed order: written last as the
 // completeness mark and recomputed on read.
 std::string checksum(const Checkpoint& c);

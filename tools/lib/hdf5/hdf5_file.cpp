@@ -249,6 +249,24 @@ int64_t File::open_dataset(const std::string& dataset, int type_class) const {
   return d;
 }
 
+std::string File::element_type(const std::string& dataset) const {
+  if (!exists(dataset)) fail(dataset, "missing");
+  Handle d(H5Dopen2(file_, dataset.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!d.ok()) fail(dataset, "is not a dataset");
+  Handle type(H5Dget_type(d.get()), H5Tclose);
+  const std::string bits = std::to_string(8 * H5Tget_size(type.get()));
+  switch (H5Tget_class(type.get())) {
+    case H5T_FLOAT:
+      return "float" + bits;
+    case H5T_INTEGER:
+      return (H5Tget_sign(type.get()) == H5T_SGN_NONE ? "uint" : "int") + bits;
+    case H5T_STRING:
+      return "string";
+    default:
+      return "another type";
+  }
+}
+
 Dims File::dims(const std::string& dataset) const {
   if (!exists(dataset)) fail(dataset, "missing");
   Handle d(H5Dopen2(file_, dataset.c_str(), H5P_DEFAULT), H5Dclose);

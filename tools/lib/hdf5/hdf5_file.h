@@ -42,6 +42,9 @@ class File {
   bool exists(const std::string& object) const;                      // any link along the path may be missing
   std::vector<std::string> members(const std::string& group) const;  // names, sorted
   Dims dims(const std::string& dataset) const;                       // {} for a scalar
+  // How the file stores a dataset's elements, in numpy's words: "float32", "float64", "int64",
+  // "uint64", "string", or "another type". The readers convert; this tells what was stored.
+  std::string element_type(const std::string& dataset) const;
 
   std::vector<float> read_floats(const std::string& dataset, Dims* dims = nullptr) const;
   std::vector<double> read_doubles(const std::string& dataset, Dims* dims = nullptr) const;
