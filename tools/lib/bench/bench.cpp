@@ -106,9 +106,13 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
            const train::ProcessGroups& groups) {
   rc::RunConfig config = config_in;
   config.logging.out_dir.clear();  // no files, no checkpoints: the step alone is timed
-  config.training.steps = std::max(config.training.steps, o.warmup + o.steps);
+  // The dense baseline's alternation takes `steps` more MoE steps; the schedule covers them all.
+  config.training.steps = std::max(config.training.steps, o.warmup + o.steps * (o.dense_baseline ? 2 : 1));
   if (config.schedule.warmup_steps > config.training.steps) config.schedule.warmup_steps = config.training.steps;
   config.diagnostics.warnings = false;
+  if (o.dense_baseline && groups.distributed())
+    throw rc::ConfigError("--dense-baseline times one process; run it without mpirun");
+  if (o.dense_baseline) dense_equivalent(config);  // refuse a config without a dense twin before timing
   Result r;
   r.config_name = name;
   r.tokens_per_step = static_cast<int64_t>(config.training.batch_size) * config.training.seq_len *
@@ -185,6 +189,10 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
     for (const auto& comm : comms) comm->set_measure_wait(measured_before[i++]);
   }
   add_device_times(r, load, groups, total, o.steps);
+  if (o.dense_baseline) {  // after the peak RSS: the dense model's memory is not the MoE step's
+    r.dense = time_dense_baseline(trainer, config, o.warmup, o.steps);
+    r.has_dense_baseline = true;
+  }
   if (groups.distributed()) {
     Result::RankTimes mine;
     mine.step = total / o.steps;
@@ -203,7 +211,7 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
 }
 
 void print(const Result& r, std::ostream& out) {
-  char line[256];
+  char line[512];
   std::snprintf(line, sizeof line,
                 "%s (%s): median step %.2f ms over %zu steps, %.0f tokens/s, %.1f model GFLOP/s = %.0f%% of the "
                 "measured %s matmul peak (%.1f GFLOP/s), peak RSS %.0f MB\n",
@@ -231,6 +239,15 @@ void print(const Result& r, std::ostream& out) {
         << ", slots per device per step";
     for (double v : r.device_slots[l]) out << " " << collapse::format_number(v, "%.0f");
     out << "\n";
+  }
+  if (r.has_dense_baseline) {
+    const DenseBaseline& d = r.dense;
+    std::snprintf(line, sizeof line,
+                  "  dense baseline (moe.enabled false, d_ff %d = the MoE layers' active width, %.3g GFLOP per step): "
+                  "median step %.2f ms against MoE %.2f ms, timed in alternation over %d steps each: MoE / dense = "
+                  "%.2fx\n",
+                  d.d_ff, d.dense_flops_per_step / 1e9, 1e3 * d.dense_step_s, 1e3 * d.moe_step_s, d.steps, d.ratio);
+    out << line;
   }
   if (r.stages.empty()) return;
   double total = 0;

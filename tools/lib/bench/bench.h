@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "tools/lib/bench/dense_baseline.h"
 #include "tools/lib/config/run_config.h"
 #include "tools/lib/train/parallel.h"
 
@@ -24,6 +25,9 @@ struct Options {
   // After the timed steps, save the model (with the hot experts' bias) as a checkpoint here, so
   // moe-diagnose --ep can predict from the checkpoint alone what the steps measured.
   std::string checkpoint;
+  // Then time the engine's dense step with the same active FLOPs (dense_baseline.h) against
+  // further MoE steps, in alternation (its own warm-up, then `steps` steps of each). One process.
+  bool dense_baseline = false;
 };
 
 struct Result {
@@ -57,6 +61,9 @@ struct Result {
   std::vector<std::vector<double>> device_slots;  // [layer][device], per step
   std::vector<double> layer_imbalance;
   double device_imbalance = 0, expert_share = 0, wait_share = 0;
+
+  bool has_dense_baseline = false;  // Options::dense_baseline
+  DenseBaseline dense;
 };
 
 // Model FLOPs of one training step: 3 x forward (forward + backward's two matmuls per weight).
