@@ -85,20 +85,26 @@ void add_device_times(Result& r, const std::vector<moe::ExpertLoad>& load, const
   r.device_imbalance = collapse::combined_imbalance(r.device_slots);
 }
 
-// The engine's own 1024^3 product at the run's precision: the ceiling its GEMMs could reach.
-double measure_matmul_peak(engine::MatmulPrecision precision) {
+// The engine's own n^3 product at the run's precision on the run's device: the ceiling its GEMMs
+// could reach. n = 1024 on the CPU; a GPU needs 4096 to be kept busy (at 1024 a bf16 product
+// takes microseconds and launch overhead would set the "peak").
+double measure_matmul_peak(engine::MatmulPrecision precision, engine::Device device) {
   engine::NoGradScope no_grad;
   engine::MatmulPrecisionScope scope(precision);
   engine::Generator gen(1);
-  const engine::Tensor a = engine::randn({1024, 1024}, gen), b = engine::randn({1024, 1024}, gen);
+  const int64_t n = device.is_cuda() ? 4096 : 1024;
+  const engine::Tensor a = engine::randn({n, n}, gen, 0.0, 1.0, engine::DType::f32, device);
+  const engine::Tensor b = engine::randn({n, n}, gen, 0.0, 1.0, engine::DType::f32, device);
   double best = 1e30;
   for (int i = 0; i < 6; ++i) {
+    engine::synchronize(device);
     const auto start = Clock::now();
     engine::Tensor c = engine::matmul(a, b);
+    engine::synchronize(device);  // the GPU's queue: the product, not its launch
     const double s = std::chrono::duration<double>(Clock::now() - start).count();
     if (i > 0) best = std::min(best, s);  // the first call builds the primitive
   }
-  return 2.0 * 1024 * 1024 * 1024 / best / 1e9;
+  return 2.0 * n * n * n / best / 1e9;
 }
 }  // namespace
 
@@ -119,8 +125,10 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
                       config.training.grad_accum * groups.size();
   r.flops_per_step = training_flops(config, &r.flop_formula) * groups.size();
   r.precision = rc::to_string(config.precision);
-  r.sgemm_peak_gflops = measure_matmul_peak(config.precision == rc::PrecisionKind::bf16 ? engine::MatmulPrecision::bf16
-                                                                                        : engine::MatmulPrecision::f32);
+  const engine::Device device = assemble::model_config(config).device;
+  r.sgemm_peak_gflops = measure_matmul_peak(
+      config.precision == rc::PrecisionKind::bf16 ? engine::MatmulPrecision::bf16 : engine::MatmulPrecision::f32,
+      device);
   if (groups.distributed()) {  // every rank measured at once: the machine's peak is their sum
     std::vector<double> peak = {r.sgemm_peak_gflops};
     groups.world->all_reduce_sum(peak);
@@ -146,6 +154,7 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
   for (int s = 0; s < o.steps; ++s) {
     const auto start = Clock::now();
     trainer.step();
+    engine::synchronize(device);  // on a GPU: the step's work, not only its launches
     r.step_seconds.push_back(std::chrono::duration<double>(Clock::now() - start).count());
     for (size_t l = 0; l < layers.size(); ++l) {  // the step's: each step starts its layers afresh
       const moe::ExpertLoad step_load = layers[l]->expert_load();

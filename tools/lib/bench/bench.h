@@ -36,8 +36,8 @@ struct Result {
   double median_step_s = 0, tokens_per_s = 0;
   double flops_per_step = 0, model_gflops = 0;  // model FLOPs (the formula below), not executed FLOPs
   std::string precision;                        // the config's matmul precision: f32 or bf16
-  // The engine's matmul on 1024 x 1024 x 1024 at that precision, best of 5; with several ranks
-  // the sum of every rank's, measured at the same time.
+  // The engine's matmul on n x n x n at that precision on the run's device (n = 1024 on the CPU,
+  // 4096 on a GPU), best of 5; with several ranks the sum of every rank's, measured at the same time.
   double sgemm_peak_gflops = 0;
   double peak_rss_mb = 0;
   std::vector<double> step_seconds;

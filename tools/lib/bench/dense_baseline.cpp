@@ -58,9 +58,11 @@ DenseBaseline time_dense_baseline(train::Trainer& moe_trainer, const rc::RunConf
   const bool profiling = engine::profiling();
   engine::set_profiling(false);  // the timers' own cost would fall on the MoE step's many stages
   std::vector<double> moe_s, dense_s;
-  auto timed = [](train::Trainer& t) {
+  const engine::Device device = assemble::model_config(config).device;
+  auto timed = [&device](train::Trainer& t) {
     const auto start = Clock::now();
     t.step();
+    engine::synchronize(device);  // on a GPU: the step's work, not only its launches
     return std::chrono::duration<double>(Clock::now() - start).count();
   };
   for (int s = 0; s < steps; ++s) {
