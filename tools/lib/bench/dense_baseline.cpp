@@ -54,11 +54,12 @@ DenseBaseline time_dense_baseline(train::Trainer& moe_trainer, const rc::RunConf
   b.dense_flops_per_step = training_flops(dense);
   std::ostringstream quiet;
   train::Trainer trainer(dense, quiet);
-  for (int s = 0; s < warmup; ++s) trainer.step();
   const bool profiling = engine::profiling();
   engine::set_profiling(false);  // the timers' own cost would fall on the MoE step's many stages
   std::vector<double> moe_s, dense_s;
   const engine::Device device = assemble::model_config(config).device;
+  for (int s = 0; s < warmup; ++s) trainer.step();
+  engine::synchronize(device);
   auto timed = [&device](train::Trainer& t) {
     const auto start = Clock::now();
     t.step();
