@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The PyTorch peer of build/bin/moe-bench: the same model, batch and training step in eager
-PyTorch, timed the same way (median step after warm-up, tokens/s, model GFLOP/s, peak RSS).
+PyTorch, or with --compile under torch.compile, timed the same way (median step after warm-up,
+tokens/s, peak RSS).
 
-    python3 tools/bench_torch.py --config configs/bench/tiny.yaml [--threads 2] [--json]
+    python3 tools/bench_torch.py --config configs/bench/tiny.yaml [--threads 2] [--compile] [--json]
 
 The model is written the way PyTorch users write MoE layers (HF Mixtral): the router picks the
 top-k experts, then a loop over experts gathers each one's tokens with index_select and adds
@@ -11,6 +12,12 @@ it exists (torch >= 2.0). The step: cross-entropy + switch_aux + z_loss (per lay
 over layers, as the engine; coefficients that are schedules take each step's value), backward,
 global-norm clipping, AdamW (no decay on norms, biases and embeddings). With --precision bf16 (or precision: bf16 in the config) the forward runs under
 torch.autocast("cpu", torch.bfloat16), PyTorch's counterpart of the engine's bf16 matmuls.
+With --compile the model (its forward, and through AOTAutograd its backward) goes through plain
+torch.compile; the optimizer and clipping stay eager. Compilation happens in the warm-up steps
+(at least 2: the second recompiles with symbolic sizes), which are not timed; frames compiled
+during the timed steps are counted in the output (recompiled_in_timed_steps) with a warning.
+Where torch.compile is missing or fails (no C++ compiler for Inductor's CPU code) it prints why
+and exits with status 3.
 Needs torch and PyYAML; never needed to build or train the engine.
 """
 import argparse
@@ -99,12 +106,13 @@ class Model(nn.Module):
         self.pos = nn.Embedding(m["max_seq_len"], m["d_model"])
         self.blocks = nn.ModuleList(Block(c) for _ in range(m["n_layers"]))
         self.norm_f = nn.LayerNorm(m["d_model"])
-        self.coef = {}  # the step's coefficients, set before each forward (moe.losses.* may be schedules)
         for p in self.parameters():
             if p.dim() == 2:
                 nn.init.normal_(p, std=0.02)
 
-    def forward(self, inputs, targets):
+    def forward(self, inputs, targets, coef):
+        # coef: the step's loss coefficients as 0-d tensors (moe.losses.* may be schedules); tensors,
+        # not floats, so that torch.compile does not specialize on (and recompile for) each value.
         x = self.tok(inputs) + self.pos.weight[: inputs.shape[1]]
         aux = z = 0.0
         for b in self.blocks:
@@ -113,7 +121,36 @@ class Model(nn.Module):
         logits = self.norm_f(x) @ self.tok.weight.t()
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
         L = len(self.blocks)
-        return ce + self.coef["switch_aux"] * aux / L + self.coef["z_loss"] * z / L
+        return ce + coef["switch_aux"] * aux / L + coef["z_loss"] * z / L
+
+
+COMPILE_FAILED = 3  # the exit status when torch.compile is unavailable or fails (tools/bench_compare.py reads it)
+
+
+def compile_failed(why):
+    print(f"bench_torch.py: --compile: {why}", file=sys.stderr)
+    sys.exit(COMPILE_FAILED)
+
+
+def compile_model(model, a):
+    """torch.compile of the model (forward, and through AOTAutograd its backward); exits with
+    COMPILE_FAILED and the reason when this PyTorch has no torch.compile. A missing C++ compiler
+    shows only when the first step compiles (the step loop reports it the same way)."""
+    if not hasattr(torch, "compile"):
+        compile_failed(f"torch {torch.__version__} has no torch.compile (needs >= 2.0)")
+    # Plain torch.compile, as users call it: the expert loop's torch.where has a data-dependent
+    # size, so Dynamo breaks the graph there and compiles the pieces between, with symbolic sizes
+    # after the first step (the experts' token counts change every step). Capturing the loop
+    # whole (capture_dynamic_output_shape_ops) measured slower here (251 against 225 ms on tiny).
+    return torch.compile(model, mode=a.compile_mode)
+
+
+def frames_compiled():
+    try:
+        from torch._dynamo.utils import counters
+        return counters["frames"]["total"]  # frames Dynamo converted (compiled); cache hits do not count
+    except Exception:  # noqa: BLE001  (eager: nothing compiles)
+        return 0
 
 
 def main():
@@ -123,8 +160,16 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--precision", choices=["f32", "bf16"], help="default: the config's precision key (f32)")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the model (compilation happens in the warm-up steps, which must be >= 2)")
+    ap.add_argument("--compile-mode", default="default",
+                    help="torch.compile's mode: default, reduce-overhead, max-autotune (with --compile)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    if a.compile and a.warmup < 2:
+        # The first step compiles; the second may recompile with symbolic sizes (the experts' token
+        # counts change every step). Neither may be timed.
+        raise SystemExit("bench_torch.py: --compile needs --warmup >= 2 (compilation must not be timed)")
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     with open(a.config) as f:
@@ -138,33 +183,53 @@ def main():
     rest = [p for n, p in model.named_parameters() if not (p.dim() == 2 and "tok" not in n and "pos" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": o["weight_decay"]}, {"params": rest, "weight_decay": 0}],
                             lr=o["lr"], betas=(o["beta1"], o["beta2"]), eps=o["eps"])
+    forward = compile_model(model, a) if a.compile else model
     B, T, V = t["batch_size"], t["seq_len"], m["vocab_size"]
     batches = [torch.randint(0, V, (B, T + 1)) for _ in range(8)]
-    times = []
+    times, warmup_s, compiled_before_timing = [], 0.0, 0
     for s in range(a.warmup + a.steps):
+        if s == a.warmup:
+            compiled_before_timing = frames_compiled()
         tokens = batches[s % len(batches)]
         start = time.perf_counter()
         # moe-bench's steps are training steps 1, 2, ...: each weighs the losses with its own values.
-        model.coef = {k: schedule_at(v, s + 1) for k, v in c["moe"]["losses"].items()}
+        coef = {k: torch.tensor(schedule_at(v, s + 1)) for k, v in c["moe"]["losses"].items()}
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = model(tokens[:, :-1], tokens[:, 1:])
-        loss.backward()
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                loss = forward(tokens[:, :-1], tokens[:, 1:], coef)
+            loss.backward()
+        except Exception as e:  # noqa: BLE001  (compilation errors come in many classes)
+            if not a.compile:
+                raise
+            why = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            compile_failed(f"torch.compile failed in step {s + 1} (torch {torch.__version__}): "
+                           f"{type(e).__name__}: {why}")
         torch.nn.utils.clip_grad_norm_(model.parameters(), o["grad_clip"])
         opt.step()
+        elapsed = time.perf_counter() - start
         if s >= a.warmup:
-            times.append(time.perf_counter() - start)
+            times.append(elapsed)
+        else:
+            warmup_s += elapsed
+    # Frames compiled during the timed steps (a recompilation for new sizes) would be timed.
+    recompiled = frames_compiled() - compiled_before_timing
+    if recompiled:
+        print(f"bench_torch.py: warning: {recompiled} frame(s) compiled during the timed steps; "
+              f"raise --warmup", file=sys.stderr)
     times.sort()
     median = times[len(times) // 2]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    result = {"config": a.config, "torch": torch.__version__, "precision": precision, "threads": a.threads,
-              "median_step_s": median,
-              "tokens_per_s": B * T / median, "peak_rss_mb": rss}
+    mode = "compiled" if a.compile else "eager"
+    result = {"config": a.config, "torch": torch.__version__, "mode": mode, "precision": precision,
+              "threads": a.threads, "median_step_s": median, "tokens_per_s": B * T / median, "peak_rss_mb": rss,
+              "warmup_s": warmup_s, "recompiled_in_timed_steps": recompiled}
     if a.json:
         print(json.dumps(result))
     else:
-        print(f"{a.config}: torch {torch.__version__} ({precision}), {a.threads} threads: median step {1e3 * median:.2f} ms, "
-              f"{B * T / median:.0f} tokens/s, peak RSS {rss:.0f} MB")
+        print(f"{a.config}: torch {torch.__version__} {mode} ({precision}), {a.threads} threads: median step "
+              f"{1e3 * median:.2f} ms, {B * T / median:.0f} tokens/s, peak RSS {rss:.0f} MB "
+              f"(warm-up {warmup_s:.1f} s{', compilation included' if a.compile else ''})")
 
 
 if __name__ == "__main__":

@@ -3,9 +3,12 @@
 // sgemm peak, peak resident memory, and a per-stage profile.
 //
 //   moe-bench --config FILE [--set key=value ...] [--warmup N] [--steps N] [--no-profile] [--json]
-//             [--hot-experts N [--hot-bias B]] [--checkpoint FILE]
+//             [--hot-experts N [--hot-bias B]] [--checkpoint FILE] [--dense-baseline]
 //   mpirun -np R moe-bench --config FILE --set parallel.expert=P ...   (rank 0 prints, with a
 //   per-rank split of the step into compute, all-to-all, all-reduce and waiting)
+// --dense-baseline: then the engine's dense step with the same active FLOPs (moe.enabled false,
+// d_ff = k x d_expert + the shared experts' width), timed in alternation with the MoE step, and
+// their ratio: what being MoE costs (tools/lib/bench/dense_baseline.h).
 #include <boost/program_options.hpp>
 #include <iostream>
 
@@ -36,7 +39,10 @@ int main(int argc, char** argv) {
       "hot-bias", po::value<double>(&options.hot_bias)->default_value(options.hot_bias),
       "the selection bias of the hot experts: 10 outweighs any score (every token picks them), smaller values "
       "only some tokens")("checkpoint", po::value<std::string>(&options.checkpoint),
-                          "after the timed steps, save the model as a checkpoint to this file (for moe-diagnose --ep)");
+                          "after the timed steps, save the model as a checkpoint to this file (for moe-diagnose --ep)")(
+      "dense-baseline",
+      "then time the dense model with the same active FLOPs (moe.enabled false, d_ff = k x d_expert + shared "
+      "experts' width) against the MoE step, in alternation, and print MoE step / dense step (one process)");
   po::variables_map vm;
   if (auto status = tools::parse_flags(argc, argv, "moe-bench", opts, vm)) return *status;
   if (options.warmup < 0 || options.steps < 1) {
@@ -48,6 +54,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.profile = !vm.count("no-profile");
+  options.dense_baseline = vm.count("dense-baseline") > 0;
   std::shared_ptr<engine::dist::Communicator> world;
   try {
     world = engine::dist::world();
@@ -96,7 +103,14 @@ int main(int argc, char** argv) {
         std::cout << (q ? ", " : "") << json_number(r.device_slots[l][q]);
       std::cout << "]";
     }
-    std::cout << "]}\n";
+    std::cout << "]";
+    if (r.has_dense_baseline)
+      std::cout << ", \"dense_baseline\": {\"d_ff\": " << r.dense.d_ff << ", \"steps\": " << r.dense.steps
+                << ", \"moe_step_s\": " << json_number(r.dense.moe_step_s)
+                << ", \"dense_step_s\": " << json_number(r.dense.dense_step_s)
+                << ", \"dense_gflop_per_step\": " << json_number(r.dense.dense_flops_per_step / 1e9)
+                << ", \"moe_over_dense\": " << json_number(r.dense.ratio) << "}";
+    std::cout << "}\n";
   } catch (const std::exception& e) {
     const bool config_error = dynamic_cast<const runconfig::ConfigError*>(&e) != nullptr;
     std::cerr << "moe-bench: " << (world && world->size() > 1 ? "rank " + std::to_string(world->rank()) + ": " : "")

@@ -85,20 +85,26 @@ void add_device_times(Result& r, const std::vector<moe::ExpertLoad>& load, const
   r.device_imbalance = collapse::combined_imbalance(r.device_slots);
 }
 
-// The engine's own 1024^3 product at the run's precision: the ceiling its GEMMs could reach.
-double measure_matmul_peak(engine::MatmulPrecision precision) {
+// The engine's own n^3 product at the run's precision on the run's device: the ceiling its GEMMs
+// could reach. n = 1024 on the CPU; a GPU needs 4096 to be kept busy (at 1024 a bf16 product
+// takes microseconds and launch overhead would set the "peak").
+double measure_matmul_peak(engine::MatmulPrecision precision, engine::Device device) {
   engine::NoGradScope no_grad;
   engine::MatmulPrecisionScope scope(precision);
   engine::Generator gen(1);
-  const engine::Tensor a = engine::randn({1024, 1024}, gen), b = engine::randn({1024, 1024}, gen);
+  const int64_t n = device.is_cuda() ? 4096 : 1024;
+  const engine::Tensor a = engine::randn({n, n}, gen, 0.0, 1.0, engine::DType::f32, device);
+  const engine::Tensor b = engine::randn({n, n}, gen, 0.0, 1.0, engine::DType::f32, device);
   double best = 1e30;
   for (int i = 0; i < 6; ++i) {
+    engine::synchronize(device);
     const auto start = Clock::now();
     engine::Tensor c = engine::matmul(a, b);
+    engine::synchronize(device);  // the GPU's queue: the product, not its launch
     const double s = std::chrono::duration<double>(Clock::now() - start).count();
     if (i > 0) best = std::min(best, s);  // the first call builds the primitive
   }
-  return 2.0 * 1024 * 1024 * 1024 / best / 1e9;
+  return 2.0 * n * n * n / best / 1e9;
 }
 }  // namespace
 
@@ -106,17 +112,23 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
            const train::ProcessGroups& groups) {
   rc::RunConfig config = config_in;
   config.logging.out_dir.clear();  // no files, no checkpoints: the step alone is timed
-  config.training.steps = std::max(config.training.steps, o.warmup + o.steps);
+  // The dense baseline's alternation takes `steps` more MoE steps; the schedule covers them all.
+  config.training.steps = std::max(config.training.steps, o.warmup + o.steps * (o.dense_baseline ? 2 : 1));
   if (config.schedule.warmup_steps > config.training.steps) config.schedule.warmup_steps = config.training.steps;
   config.diagnostics.warnings = false;
+  if (o.dense_baseline && groups.distributed())
+    throw rc::ConfigError("--dense-baseline times one process; run it without mpirun");
+  if (o.dense_baseline) dense_equivalent(config);  // refuse a config without a dense twin before timing
   Result r;
   r.config_name = name;
   r.tokens_per_step = static_cast<int64_t>(config.training.batch_size) * config.training.seq_len *
                       config.training.grad_accum * groups.size();
   r.flops_per_step = training_flops(config, &r.flop_formula) * groups.size();
   r.precision = rc::to_string(config.precision);
-  r.sgemm_peak_gflops = measure_matmul_peak(config.precision == rc::PrecisionKind::bf16 ? engine::MatmulPrecision::bf16
-                                                                                        : engine::MatmulPrecision::f32);
+  const engine::Device device = assemble::model_config(config).device;
+  r.sgemm_peak_gflops = measure_matmul_peak(
+      config.precision == rc::PrecisionKind::bf16 ? engine::MatmulPrecision::bf16 : engine::MatmulPrecision::f32,
+      device);
   if (groups.distributed()) {  // every rank measured at once: the machine's peak is their sum
     std::vector<double> peak = {r.sgemm_peak_gflops};
     groups.world->all_reduce_sum(peak);
@@ -128,6 +140,7 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
   const std::vector<moe::MoeLayer*> layers = trainer.model().moe_layers();
   if (o.hot_experts > 0) hold_routing_skewed(config, layers, o);
   for (int s = 0; s < o.warmup; ++s) trainer.step();
+  engine::synchronize(device);  // no warm-up work left in the first timed step
   // A profile splits every collective's waiting from its transfer; the expert group's waits are
   // measured in any case (the trainer turns them on at every step here), for the device numbers.
   std::vector<bool> measured_before;
@@ -142,6 +155,7 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
   for (int s = 0; s < o.steps; ++s) {
     const auto start = Clock::now();
     trainer.step();
+    engine::synchronize(device);  // on a GPU: the step's work, not only its launches
     r.step_seconds.push_back(std::chrono::duration<double>(Clock::now() - start).count());
     for (size_t l = 0; l < layers.size(); ++l) {  // the step's: each step starts its layers afresh
       const moe::ExpertLoad step_load = layers[l]->expert_load();
@@ -185,6 +199,10 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
     for (const auto& comm : comms) comm->set_measure_wait(measured_before[i++]);
   }
   add_device_times(r, load, groups, total, o.steps);
+  if (o.dense_baseline) {  // after the peak RSS: the dense model's memory is not the MoE step's
+    r.dense = time_dense_baseline(trainer, config, o.warmup, o.steps);
+    r.has_dense_baseline = true;
+  }
   if (groups.distributed()) {
     Result::RankTimes mine;
     mine.step = total / o.steps;
@@ -203,7 +221,7 @@ Result run(const rc::RunConfig& config_in, const std::string& name, const Option
 }
 
 void print(const Result& r, std::ostream& out) {
-  char line[256];
+  char line[512];
   std::snprintf(line, sizeof line,
                 "%s (%s): median step %.2f ms over %zu steps, %.0f tokens/s, %.1f model GFLOP/s = %.0f%% of the "
                 "measured %s matmul peak (%.1f GFLOP/s), peak RSS %.0f MB\n",
@@ -231,6 +249,15 @@ void print(const Result& r, std::ostream& out) {
         << ", slots per device per step";
     for (double v : r.device_slots[l]) out << " " << collapse::format_number(v, "%.0f");
     out << "\n";
+  }
+  if (r.has_dense_baseline) {
+    const DenseBaseline& d = r.dense;
+    std::snprintf(line, sizeof line,
+                  "  dense baseline (moe.enabled false, d_ff %d = the MoE layers' active width, %.3g GFLOP per step): "
+                  "median step %.2f ms against MoE %.2f ms, timed in alternation over %d steps each: MoE / dense = "
+                  "%.2fx\n",
+                  d.d_ff, d.dense_flops_per_step / 1e9, 1e3 * d.dense_step_s, 1e3 * d.moe_step_s, d.steps, d.ratio);
+    out << line;
   }
   if (r.stages.empty()) return;
   double total = 0;

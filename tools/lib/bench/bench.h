@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "tools/lib/bench/dense_baseline.h"
 #include "tools/lib/config/run_config.h"
 #include "tools/lib/train/parallel.h"
 
@@ -24,6 +25,9 @@ struct Options {
   // After the timed steps, save the model (with the hot experts' bias) as a checkpoint here, so
   // moe-diagnose --ep can predict from the checkpoint alone what the steps measured.
   std::string checkpoint;
+  // Then time the engine's dense step with the same active FLOPs (dense_baseline.h) against
+  // further MoE steps, in alternation (its own warm-up, then `steps` steps of each). One process.
+  bool dense_baseline = false;
 };
 
 struct Result {
@@ -32,8 +36,8 @@ struct Result {
   double median_step_s = 0, tokens_per_s = 0;
   double flops_per_step = 0, model_gflops = 0;  // model FLOPs (the formula below), not executed FLOPs
   std::string precision;                        // the config's matmul precision: f32 or bf16
-  // The engine's matmul on 1024 x 1024 x 1024 at that precision, best of 5; with several ranks
-  // the sum of every rank's, measured at the same time.
+  // The engine's matmul on n x n x n at that precision on the run's device (n = 1024 on the CPU,
+  // 4096 on a GPU), best of 5; with several ranks the sum of every rank's, measured at the same time.
   double sgemm_peak_gflops = 0;
   double peak_rss_mb = 0;
   std::vector<double> step_seconds;
@@ -57,6 +61,9 @@ struct Result {
   std::vector<std::vector<double>> device_slots;  // [layer][device], per step
   std::vector<double> layer_imbalance;
   double device_imbalance = 0, expert_share = 0, wait_share = 0;
+
+  bool has_dense_baseline = false;  // Options::dense_baseline
+  DenseBaseline dense;
 };
 
 // Model FLOPs of one training step: 3 x forward (forward + backward's two matmuls per weight).
