@@ -16,7 +16,7 @@ template <Activation K, class T>
 struct ForwardFn {
   const T* x;
   T* y;
-  __device__ void operator()(int64_t i) const { y[i] = activation_forward(K, x[i]); }
+  __device__ void operator()(int64_t i) const { y[i] = activation_forward(K, static_cast<acc_t<T>>(x[i])); }
 };
 
 // x or y may be null: the derivative reads only the one the op saved.
@@ -27,7 +27,9 @@ struct BackwardFn {
   const T* dy;
   T* dx;
   __device__ void operator()(int64_t i) const {
-    dx[i] = dy[i] * activation_derivative(K, x ? x[i] : T(0), y ? y[i] : T(0));
+    using A = acc_t<T>;  // f32 math for bf16 data
+    const A xi = x ? static_cast<A>(x[i]) : A(0), yi = y ? static_cast<A>(y[i]) : A(0);
+    dx[i] = static_cast<A>(dy[i]) * activation_derivative(K, xi, yi);
   }
 };
 
@@ -36,7 +38,10 @@ struct SwigluForwardFn {
   const T* gate;
   const T* up;
   T* y;
-  __device__ void operator()(int64_t i) const { y[i] = activation_forward(Activation::silu, gate[i]) * up[i]; }
+  __device__ void operator()(int64_t i) const {
+    using A = acc_t<T>;
+    y[i] = activation_forward(Activation::silu, static_cast<A>(gate[i])) * static_cast<A>(up[i]);
+  }
 };
 
 template <class T>
@@ -47,9 +52,10 @@ struct SwigluBackwardFn {
   T* dgate;
   T* dup;
   __device__ void operator()(int64_t i) const {
-    const T g = gate[i], d = dy[i];
+    using A = acc_t<T>;
+    const A g = gate[i], d = dy[i];
     dup[i] = d * activation_forward(Activation::silu, g);
-    dgate[i] = d * up[i] * activation_derivative(Activation::silu, g, T(0));
+    dgate[i] = d * static_cast<A>(up[i]) * activation_derivative(Activation::silu, g, A(0));
   }
 };
 
@@ -62,7 +68,7 @@ const T* optional_data(const Tensor& t) {
 
 void activation_forward(Activation kind, const Tensor& x, Tensor& y) {
   DeviceGuard guard(x.device());
-  DISPATCH_FLOAT(x.dtype(), "activation", {
+  DISPATCH_FLOAT_BF16(x.dtype(), "activation", {
     const scalar_t* px = x.data<scalar_t>();
     scalar_t* py = y.data<scalar_t>();
     with_activation_kind(kind, [&](auto k) {
@@ -73,7 +79,7 @@ void activation_forward(Activation kind, const Tensor& x, Tensor& y) {
 
 void activation_backward(Activation kind, const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) {
   DeviceGuard guard(dy.device());
-  DISPATCH_FLOAT(dy.dtype(), "activation_backward", {
+  DISPATCH_FLOAT_BF16(dy.dtype(), "activation_backward", {
     const scalar_t* px = optional_data<scalar_t>(x);
     const scalar_t* py = optional_data<scalar_t>(y);
     const scalar_t* pdy = dy.data<scalar_t>();
@@ -86,7 +92,7 @@ void activation_backward(Activation kind, const Tensor& x, const Tensor& y, cons
 
 void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& y) {
   DeviceGuard guard(gate.device());
-  DISPATCH_FLOAT(gate.dtype(), "swiglu", {
+  DISPATCH_FLOAT_BF16(gate.dtype(), "swiglu", {
     launch_elementwise(y.numel(),
                        SwigluForwardFn<scalar_t>{gate.data<scalar_t>(), up.data<scalar_t>(), y.data<scalar_t>()});
   });
@@ -94,7 +100,7 @@ void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& y) {
 
 void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy, Tensor& dgate, Tensor& dup) {
   DeviceGuard guard(gate.device());
-  DISPATCH_FLOAT(gate.dtype(), "swiglu_backward", {
+  DISPATCH_FLOAT_BF16(gate.dtype(), "swiglu_backward", {
     launch_elementwise(dy.numel(),
                        SwigluBackwardFn<scalar_t>{gate.data<scalar_t>(), up.data<scalar_t>(), dy.data<scalar_t>(),
                                                   dgate.data<scalar_t>(), dup.data<scalar_t>()});

@@ -75,11 +75,10 @@ Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_
   if (scale == 0.0) scale = 1.0 / std::sqrt(static_cast<double>(shape[3]));
   Tensor q = kernel_input(q_in), k = kernel_input(k_in), v = kernel_input(v_in);
   Tensor out = Tensor::empty(shape, q.dtype(), q.device());
-  // Scores, probabilities and log-sum-exp are f32 for bf16 q, k, v (the softmax's input and
-  // output); only the products' operands are rounded.
-  const DType acc = compute_dtype(q.dtype());
-  Tensor lse = Tensor::empty({shape[0], shape[1], shape[2]}, acc, q.device());
-  Tensor probs = Tensor::empty({shape[0], shape[1], shape[2], shape[2]}, acc, q.device());
+  // For bf16 q, k, v the softmax runs in f32 (scores, log-sum-exp) and P is kept in bf16, the
+  // type the products read (half the bytes of the f32 probabilities).
+  Tensor lse = Tensor::empty({shape[0], shape[1], shape[2]}, compute_dtype(q.dtype()), q.device());
+  Tensor probs = Tensor::empty({shape[0], shape[1], shape[2], shape[2]}, q.dtype(), q.device());
   ON_DEVICE(q, attention_forward, q, k, v, scale, out, lse, probs);
   if (needs_grad({q_in, k_in, v_in})) {
     // Keeping P costs B H T^2 elements until backward and saves it a product and a softmax.
@@ -113,55 +112,56 @@ namespace cpu {
 // strided operands, which fall off oneDNN's fast kernels and measured slower at T <= 256.
 namespace {
 
-// One score row, in place: P = exp(scale S - lse) on keys 0..n-1, 0 after. With compute_lse the
-// row's log-sum-exp is computed first and written to *lse. Max-subtracted, so no overflow.
-template <class T>
-ENGINE_SIMD_CLONES void causal_softmax_row(T* __restrict row, int64_t n, int64_t len, T scale, T* lse,
+// One score row: P = exp(scale S - lse) on keys 0..n-1, 0 after, from the f32 (T) scores s into
+// p, which is s itself for f32 and f64 (in place) or a bf16 row (P stored as the products read
+// it). With compute_lse the row's log-sum-exp is computed first and written to *lse.
+// Max-subtracted, so no overflow. s and p may alias: no __restrict on them.
+template <class T, class P>
+ENGINE_SIMD_CLONES void causal_softmax_row(const T* s, P* p, int64_t n, int64_t len, T scale, T* lse,
                                            bool compute_lse) {
   if (compute_lse) {
     T row_max = -std::numeric_limits<T>::infinity();
 #pragma omp simd reduction(max : row_max)
-    for (int64_t j = 0; j < n; ++j) row_max = std::max(row_max, scale * row[j]);
+    for (int64_t j = 0; j < n; ++j) row_max = std::max(row_max, scale * s[j]);
     T total = 0;
 #pragma omp simd reduction(+ : total)
-    for (int64_t j = 0; j < n; ++j) total += engine_exp(scale * row[j] - row_max);
+    for (int64_t j = 0; j < n; ++j) total += engine_exp(scale * s[j] - row_max);
     *lse = row_max + std::log(total);
   }
   const T l = *lse;
 #pragma omp simd
-  for (int64_t j = 0; j < n; ++j) row[j] = engine_exp(scale * row[j] - l);
-  for (int64_t j = n; j < len; ++j) row[j] = T(0);
+  for (int64_t j = 0; j < n; ++j) p[j] = engine_exp(scale * s[j] - l);
+  for (int64_t j = n; j < len; ++j) p[j] = T(0);
 }
 
-// In place on S [BH, T, T], row r being query r % T: see causal_softmax_row.
-template <class T>
-void causal_softmax_rows(T* s, int64_t rows, int64_t len, T scale, T* lse, bool compute_lse) {
+// Over S [BH, T, T], row r being query r % T: see causal_softmax_row.
+template <class T, class P>
+void causal_softmax_rows(const T* s, P* p, int64_t rows, int64_t len, T scale, T* lse, bool compute_lse) {
   parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r)
-      causal_softmax_row(s + r * len, r % len + 1, len, scale, lse + r, compute_lse);
+      causal_softmax_row(s + r * len, p + r * len, r % len + 1, len, scale, lse + r, compute_lse);
   });
 }
 
-// dS = scale * P * (dP - rowsum(dO * O)) for one row, in place on dP.
-template <class T, class X>
-ENGINE_SIMD_CLONES void score_gradient_row(const T* __restrict p, T* __restrict dp, const X* __restrict dout,
+// dS = scale * P * (dP - rowsum(dO * O)) for one row, from P (type P: bf16 for bf16 attention)
+// and the f32 dP, into ds (dp itself for f32 and f64; a bf16 row, the products' operand, for
+// bf16). dp and ds may alias: no __restrict on them.
+template <class T, class X, class P>
+ENGINE_SIMD_CLONES void score_gradient_row(const P* __restrict p, const T* dp, P* ds, const X* __restrict dout,
                                            const X* __restrict out, int64_t len, int64_t D, T scale) {
   T correction = 0;
 #pragma omp simd reduction(+ : correction)
   for (int64_t d = 0; d < D; ++d) correction += static_cast<T>(dout[d]) * static_cast<T>(out[d]);
 #pragma omp simd
-  for (int64_t j = 0; j < len; ++j) dp[j] = scale * p[j] * (dp[j] - correction);
+  for (int64_t j = 0; j < len; ++j) ds[j] = scale * static_cast<T>(p[j]) * (dp[j] - correction);
 }
 
-// Turns dP into dS, zero above the diagonal because P is; with recompute, first turns S into P
-// (from lse).
-template <class T, class X>
-void score_gradients(T* p, T* dp, const X* dout, const X* out, const T* lse, int64_t rows, int64_t len, int64_t D,
-                     T scale, bool recompute) {
-  if (recompute) causal_softmax_rows(p, rows, len, scale, const_cast<T*>(lse), false);
+template <class T, class X, class P>
+void score_gradients(const P* p, const T* dp, P* ds, const X* dout, const X* out, int64_t rows, int64_t len,
+                     int64_t D, T scale) {
   parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r)
-      score_gradient_row(p + r * len, dp + r * len, dout + r * D, out + r * D, len, D, scale);
+      score_gradient_row(p + r * len, dp + r * len, ds + r * len, dout + r * D, out + r * D, len, D, scale);
   });
 }
 
@@ -172,39 +172,53 @@ void head_gemm(const Tensor& a, const Tensor& b, bool ta, bool tb, int64_t m, in
 
 }  // namespace
 
+// For bf16 q, k, v the scores S and dP are f32 scratch (lse's type), while P and dS are written
+// straight to bf16 (the products' operands; P is what forward keeps). For f32 and f64 they are
+// computed in place in one buffer each.
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, Tensor& out, Tensor& lse,
                        Tensor& probs) {
   const int64_t len = q.size(2), D = q.size(3);
   if (q.numel() == 0) return;
-  head_gemm(q, k, false, true, len, len, D, probs);  // S = Q K^T (f32 for bf16 q, k)
-  DISPATCH_FLOAT(probs.dtype(), "causal_attention", {
-    causal_softmax_rows(probs.data<scalar_t>(), q.size(0) * q.size(1) * len, len, static_cast<scalar_t>(scale),
-                        lse.data<scalar_t>(), true);
+  Tensor scores = probs.dtype() == lse.dtype() ? probs : Tensor::empty(probs.shape(), lse.dtype(), q.device());
+  head_gemm(q, k, false, true, len, len, D, scores);  // S = Q K^T
+  DISPATCH_FLOAT_BF16(q.dtype(), "causal_attention", {
+    using T = acc_t<scalar_t>;
+    causal_softmax_rows(scores.data<T>(), probs.data<scalar_t>(), q.size(0) * q.size(1) * len, len,
+                        static_cast<T>(scale), lse.data<T>(), true);
   });
-  head_gemm(kernel_input(probs, v.dtype()), v, false, false, len, D, len, out);  // O = P V
+  head_gemm(probs, v, false, false, len, D, len, out);  // O = P V
 }
 
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                         const Tensor& probs, const Tensor& dout, double scale, Tensor& dq, Tensor& dk, Tensor& dv) {
   const int64_t len = q.size(2), D = q.size(3);
   if (q.numel() == 0) return;
-  const DType acc = lse.dtype();  // f32 for bf16 q, k, v: P, dP and dS are f32, rounded as operands
+  const DType acc = lse.dtype();
+  const bool separate = q.dtype() != acc;  // bf16: P and dS in bf16 buffers of their own
+  const Shape square{q.size(0), q.size(1), len, len};
+  const int64_t rows = q.size(0) * q.size(1) * len;
   Tensor p = probs;
-  if (!p.defined()) {
-    p = Tensor::empty({q.size(0), q.size(1), len, len}, acc, q.device());
-    head_gemm(q, k, false, true, len, len, D, p);  // S = Q K^T, turned into P below
+  if (!p.defined()) {  // recompute P from S = Q K^T and the saved lse
+    p = Tensor::empty(square, q.dtype(), q.device());
+    Tensor scores = separate ? Tensor::empty(square, acc, q.device()) : p;
+    head_gemm(q, k, false, true, len, len, D, scores);
+    DISPATCH_FLOAT_BF16(q.dtype(), "causal_attention_backward", {
+      using T = acc_t<scalar_t>;
+      causal_softmax_rows(scores.data<T>(), p.data<scalar_t>(), rows, len, static_cast<T>(scale),
+                          const_cast<T*>(lse.data<T>()), false);
+    });
   }
-  Tensor dp = Tensor::empty(p.shape(), acc, q.device());
+  Tensor dp = Tensor::empty(square, acc, q.device());
   head_gemm(dout, v, false, true, len, len, D, dp);  // dP = dO V^T
+  Tensor ds = separate ? Tensor::empty(square, q.dtype(), q.device()) : dp;
   DISPATCH_FLOAT_BF16(q.dtype(), "causal_attention_backward", {
     using T = acc_t<scalar_t>;
-    score_gradients(p.data<T>(), dp.data<T>(), dout.data<scalar_t>(), out.data<scalar_t>(), lse.data<T>(),
-                    q.size(0) * q.size(1) * len, len, D, static_cast<T>(scale), !probs.defined());
+    score_gradients(p.data<scalar_t>(), dp.data<T>(), ds.data<scalar_t>(), dout.data<scalar_t>(),
+                    out.data<scalar_t>(), rows, len, D, static_cast<T>(scale));
   });
-  const Tensor p_operand = kernel_input(p, q.dtype()), ds_operand = kernel_input(dp, q.dtype());
-  head_gemm(p_operand, dout, true, false, len, D, len, dv);  // dV = P^T dO
-  head_gemm(ds_operand, k, false, false, len, D, len, dq);   // dQ = dS K
-  head_gemm(ds_operand, q, true, false, len, D, len, dk);    // dK = dS^T Q
+  head_gemm(p, dout, true, false, len, D, len, dv);   // dV = P^T dO
+  head_gemm(ds, k, false, false, len, D, len, dq);    // dQ = dS K
+  head_gemm(ds, q, true, false, len, D, len, dk);     // dK = dS^T Q
 }
 
 }  // namespace cpu

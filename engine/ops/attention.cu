@@ -4,6 +4,7 @@
 #include "engine/core/dispatch.h"
 #include "engine/cuda/reduce.cuh"
 #include "engine/ops/attention.h"
+#include "engine/ops/copy.h"
 #include "engine/ops/matmul.h"
 
 namespace engine {
@@ -51,23 +52,26 @@ struct RecomputeProbsFn {
 };
 
 // delta[r] = dot(dO[r], O[r]) = sum_j P_rj dP_rj, the softmax Jacobian's correction term.
-template <class T>
-__global__ void row_dot_kernel(const T* a, const T* b, int64_t rows, int64_t n, T* out) {
+// dO and O are X (bf16 for bf16 q, k, v); delta is acc_t<X>, like P and dP.
+template <class X>
+__global__ void row_dot_kernel(const X* a, const X* b, int64_t rows, int64_t n, acc_t<X>* out) {
   CUDA_ROW_LOOP(r, rows) {
     const double d = block_dot(a + r * n, b + r * n, n);
-    if (threadIdx.x == 0) out[r] = static_cast<T>(d);
+    if (threadIdx.x == 0) out[r] = static_cast<acc_t<X>>(d);
   }
 }
 
-// dS = scale * P * (dP - delta), in place on dP.
-template <class T>
+// dS = scale * P * (dP - delta), in place on dP (P is bf16 for bf16 attention).
+template <class T, class P>
 struct ScoreGradFn {
-  const T* probs;
+  const P* probs;
   T* dprobs;
   const T* delta;
   int64_t seq;
   T scale;
-  __device__ void operator()(int64_t i) const { dprobs[i] = scale * probs[i] * (dprobs[i] - delta[i / seq]); }
+  __device__ void operator()(int64_t i) const {
+    dprobs[i] = scale * static_cast<T>(probs[i]) * (dprobs[i] - delta[i / seq]);
+  }
 };
 
 }  // namespace
@@ -77,12 +81,16 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double
   const int64_t heads = q.size(0) * q.size(1), seq = q.size(2), dim = q.size(3);
   if (heads * seq == 0) return;
   DeviceGuard guard(q.device());
-  gemm(batched_gemm_args(heads, seq, seq, dim, false, true), q, k, Tensor(), scores);  // S = Q K^T
-  DISPATCH_FLOAT(q.dtype(), "causal_attention", {
+  // For bf16 q, k, v the softmax runs in f32 scratch (scores, lse) and P is stored in bf16 (the
+  // `scores` tensor the op keeps), the products' operand.
+  Tensor s = scores.dtype() == lse.dtype() ? scores : Tensor::empty(scores.shape(), lse.dtype(), q.device());
+  gemm(batched_gemm_args(heads, seq, seq, dim, false, true), q, k, Tensor(), s);  // S = Q K^T
+  DISPATCH_FLOAT(s.dtype(), "causal_attention", {
     causal_softmax_kernel<<<row_blocks(heads * seq), row_threads(seq), 0, stream()>>>(
-        scores.data<scalar_t>(), heads * seq, seq, static_cast<scalar_t>(scale), lse.data<scalar_t>());
+        s.data<scalar_t>(), heads * seq, seq, static_cast<scalar_t>(scale), lse.data<scalar_t>());
     CUDA_CHECK_LAUNCH();
   });
+  if (!s.same_storage(scores)) cast(s, scores);
   gemm(batched_gemm_args(heads, seq, dim, seq, false, false), scores, v, Tensor(), out);  // O = P V
 }
 
@@ -94,23 +102,31 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
   DeviceGuard guard(q.device());
   const int64_t rows = heads * seq;
   const bool recompute = !saved_probs.defined();
-  Tensor probs = recompute ? Tensor::empty({heads, seq, seq}, q.dtype(), q.device()) : saved_probs;
-  Tensor dprobs = Tensor::empty({heads, seq, seq}, q.dtype(), q.device());
-  Tensor delta = Tensor::empty({rows}, q.dtype(), q.device());
-  if (recompute) gemm(batched_gemm_args(heads, seq, seq, dim, false, true), q, k, Tensor(), probs);  // S = Q K^T
-  DISPATCH_FLOAT(q.dtype(), "causal_attention_backward", {
-    const scalar_t sc = static_cast<scalar_t>(scale);
-    if (recompute)
-      launch_elementwise(rows * seq, RecomputeProbsFn<scalar_t>{probs.data<scalar_t>(), lse.data<scalar_t>(), seq, sc});
+  // bf16 q, k, v: P is bf16 (kept or recomputed through f32 scratch), dP and dS f32, dS rounded
+  // as the products' operand.
+  const DType acc = lse.dtype();
+  Tensor probs = saved_probs;
+  Tensor dprobs = Tensor::empty({heads, seq, seq}, acc, q.device());
+  Tensor delta = Tensor::empty({rows}, acc, q.device());
+  DISPATCH_FLOAT_BF16(q.dtype(), "causal_attention_backward", {
+    using T = acc_t<scalar_t>;
+    const T sc = static_cast<T>(scale);
+    if (recompute) {  // S = Q K^T in acc's type, P from it and the saved lse (rounded for bf16)
+      Tensor s = Tensor::empty({heads, seq, seq}, acc, q.device());
+      gemm(batched_gemm_args(heads, seq, seq, dim, false, true), q, k, Tensor(), s);
+      launch_elementwise(rows * seq, RecomputeProbsFn<T>{s.data<T>(), lse.data<T>(), seq, sc});
+      probs = kernel_input(s, q.dtype());
+    }
     row_dot_kernel<<<row_blocks(rows), row_threads(dim), 0, stream()>>>(dout.data<scalar_t>(), out.data<scalar_t>(),
-                                                                        rows, dim, delta.data<scalar_t>());
+                                                                        rows, dim, delta.data<T>());
     CUDA_CHECK_LAUNCH();
-    gemm(batched_gemm_args(heads, seq, dim, seq, true, false), probs, dout, Tensor(), dv);  // dV = P^T dO
+    gemm(batched_gemm_args(heads, seq, dim, seq, true, false), probs, dout, Tensor(), dv);   // dV = P^T dO
     gemm(batched_gemm_args(heads, seq, seq, dim, false, true), dout, v, Tensor(), dprobs);  // dP = dO V^T
-    launch_elementwise(rows * seq, ScoreGradFn<scalar_t>{probs.data<scalar_t>(), dprobs.data<scalar_t>(),
-                                                         delta.data<scalar_t>(), seq, sc});
-    gemm(batched_gemm_args(heads, seq, dim, seq, false, false), dprobs, k, Tensor(), dq);  // dQ = dS K
-    gemm(batched_gemm_args(heads, seq, dim, seq, true, false), dprobs, q, Tensor(), dk);   // dK = dS^T Q
+    launch_elementwise(rows * seq,
+                       ScoreGradFn<T, scalar_t>{probs.data<scalar_t>(), dprobs.data<T>(), delta.data<T>(), seq, sc});
+    const Tensor ds = kernel_input(dprobs, q.dtype());
+    gemm(batched_gemm_args(heads, seq, dim, seq, false, false), ds, k, Tensor(), dq);  // dQ = dS K
+    gemm(batched_gemm_args(heads, seq, dim, seq, true, false), ds, q, Tensor(), dk);   // dK = dS^T Q
   });
 }
 

@@ -30,9 +30,9 @@ template <class T>
 struct AffineFn {
   const T* x;
   T* out;
-  T alpha, beta;
+  acc_t<T> alpha, beta;  // f32 for bf16 data
   // nvcc contracts this into one FMA; the CPU rounds twice. The difference is one ulp.
-  __device__ void operator()(int64_t i) const { out[i] = alpha * x[i] + beta; }
+  __device__ void operator()(int64_t i) const { out[i] = alpha * static_cast<acc_t<T>>(x[i]) + beta; }
 };
 
 template <BinaryOp OP, class T>
@@ -46,7 +46,7 @@ void launch_binary(const Tensor& a, const Tensor& b, Tensor& out) {
 
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
   DeviceGuard guard(out.device());
-  DISPATCH_FLOAT(out.dtype(), "binary", {
+  DISPATCH_FLOAT_BF16(out.dtype(), "binary", {
     switch (op) {
       case BinaryOp::add:
         launch_binary<BinaryOp::add, scalar_t>(a, b, out);
@@ -66,9 +66,10 @@ void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
 
 void affine(const Tensor& x, double alpha, double beta, Tensor& out) {
   DeviceGuard guard(out.device());
-  DISPATCH_FLOAT(out.dtype(), "affine", {
+  DISPATCH_FLOAT_BF16(out.dtype(), "affine", {
+    using acc = acc_t<scalar_t>;
     launch_elementwise(out.numel(), AffineFn<scalar_t>{x.data<scalar_t>(), out.data<scalar_t>(),
-                                                       static_cast<scalar_t>(alpha), static_cast<scalar_t>(beta)});
+                                                       static_cast<acc>(alpha), static_cast<acc>(beta)});
   });
 }
 

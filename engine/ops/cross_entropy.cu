@@ -12,16 +12,21 @@ namespace cuda {
 
 namespace {
 
-template <class T>
-__global__ void ce_rows_kernel(const T* logits, const int32_t* targets, int64_t rows, int64_t vocab,
+// X: the logits' storage type; T = acc_t<X>: the math's and lse's (f32 for bf16 logits).
+template <class X, class T = acc_t<X>>
+__global__ void ce_rows_kernel(const X* logits, const int32_t* targets, int64_t rows, int64_t vocab,
                                int32_t ignore_index, T* lse, double* row_loss) {
   CUDA_ROW_LOOP(r, rows) {
-    const T* xr = logits + r * vocab;
+    const X* xr = logits + r * vocab;
     T m = -static_cast<T>(INFINITY);
-    for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) m = xr[j] > m ? xr[j] : m;
+    for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
+      const T v = static_cast<T>(xr[j]);
+      m = v > m ? v : m;
+    }
     m = block_max(m);
     double total = 0.0;
-    for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) total += static_cast<double>(exp(xr[j] - m));
+    for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x)
+      total += static_cast<double>(exp(static_cast<T>(xr[j]) - m));
     total = block_sum(total);
     if (threadIdx.x == 0) {
       const T l = m + static_cast<T>(log(total));
@@ -29,7 +34,7 @@ __global__ void ce_rows_kernel(const T* logits, const int32_t* targets, int64_t 
       const int32_t t = targets[r];
       // Ignored and out-of-range targets add nothing; the host throws for the latter.
       const bool counted = t != ignore_index && t >= 0 && t < vocab;
-      row_loss[r] = counted ? static_cast<double>(l) - static_cast<double>(xr[t]) : 0.0;
+      row_loss[r] = counted ? static_cast<double>(l) - static_cast<double>(static_cast<T>(xr[t])) : 0.0;
     }
   }
 }
@@ -56,12 +61,12 @@ __global__ void ce_total_kernel(const double* row_loss, const int32_t* targets, 
   }
 }
 
-template <class T>
+template <class X, class T = acc_t<X>>
 struct CeBackwardFn {
-  const T* logits;
+  const X* logits;
   const int32_t* targets;
   const T* lse;
-  T* dlogits;
+  X* dlogits;
   int64_t vocab;
   int32_t ignore_index;
   T scale;
@@ -72,7 +77,7 @@ struct CeBackwardFn {
       dlogits[i] = T(0);
       return;
     }
-    const T p = scale * exp(logits[i] - lse[r]);
+    const T p = scale * exp(static_cast<T>(logits[i]) - lse[r]);
     dlogits[i] = j == t ? p - scale : p;
   }
 };
@@ -89,9 +94,9 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int32_t 
   const int32_t* pt = targets.data<int32_t>();
   Tensor row_loss = Tensor::empty({rows}, DType::f64, logits.device());
   Tensor result = Tensor::empty({3}, DType::f64, logits.device());
-  DISPATCH_FLOAT(logits.dtype(), "cross_entropy", {
+  DISPATCH_FLOAT_BF16(logits.dtype(), "cross_entropy", {
     ce_rows_kernel<<<row_blocks(rows), row_threads(vocab), 0, stream()>>>(
-        logits.data<scalar_t>(), pt, rows, vocab, ignore_index, lse.data<scalar_t>(), row_loss.data<double>());
+        logits.data<scalar_t>(), pt, rows, vocab, ignore_index, lse.data<acc_t<scalar_t>>(), row_loss.data<double>());
     CUDA_CHECK_LAUNCH();
   });
   ce_total_kernel<<<1, 1024, 0, stream()>>>(row_loss.data<double>(), pt, rows, vocab, ignore_index,
@@ -115,10 +120,11 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const T
                             double grad_scale, Tensor& dlogits) {
   const int64_t vocab = logits.size(-1);
   DeviceGuard guard(logits.device());
-  DISPATCH_FLOAT(logits.dtype(), "cross_entropy_backward", {
+  DISPATCH_FLOAT_BF16(logits.dtype(), "cross_entropy_backward", {
+    using acc = acc_t<scalar_t>;
     launch_elementwise(dlogits.numel(), CeBackwardFn<scalar_t>{logits.data<scalar_t>(), targets.data<int32_t>(),
-                                                               lse.data<scalar_t>(), dlogits.data<scalar_t>(), vocab,
-                                                               ignore_index, static_cast<scalar_t>(grad_scale)});
+                                                               lse.data<acc>(), dlogits.data<scalar_t>(), vocab,
+                                                               ignore_index, static_cast<acc>(grad_scale)});
   });
 }
 

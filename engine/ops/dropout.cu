@@ -17,9 +17,10 @@ struct DropoutFn {
   T* y;
   uint64_t seed, offset;
   float threshold;
-  T keep_scale;
+  acc_t<T> keep_scale;  // f32 for bf16 data
   __device__ void operator()(int64_t i) const {
-    y[i] = uniform_at(seed, offset, static_cast<uint64_t>(i)) > threshold ? x[i] * keep_scale : T(0);
+    using A = acc_t<T>;
+    y[i] = uniform_at(seed, offset, static_cast<uint64_t>(i)) > threshold ? static_cast<A>(x[i]) * keep_scale : A(0);
   }
 };
 
@@ -27,9 +28,9 @@ struct DropoutFn {
 
 void dropout_apply(const Tensor& x, double p, uint64_t seed, uint64_t offset, Tensor& y) {
   DeviceGuard guard(x.device());
-  DISPATCH_FLOAT(x.dtype(), "dropout", {
+  DISPATCH_FLOAT_BF16(x.dtype(), "dropout", {
     launch_elementwise(x.numel(), DropoutFn<scalar_t>{x.data<scalar_t>(), y.data<scalar_t>(), seed, offset,
-                                                      static_cast<float>(p), static_cast<scalar_t>(1.0 / (1.0 - p))});
+                                                      static_cast<float>(p), static_cast<acc_t<scalar_t>>(1.0 / (1.0 - p))});
   });
 }
 

@@ -3,6 +3,7 @@
 // as 0), since a device kernel cannot throw; the CPU kernels check them.
 #include "engine/core/dispatch.h"
 #include "engine/cuda/reduce.cuh"
+#include "engine/ops/copy.h"
 #include "engine/ops/gather_scatter.h"
 
 namespace engine {
@@ -23,35 +24,52 @@ struct GatherFn {
   }
 };
 
-// Pitfall: colliding rows are summed in whatever order the atomics land, so float results can
-// differ in the last bits between runs (unlike the CPU's column split). f64 atomicAdd: sm_60+.
+// out[e] = weight[i] * x[index[i], c] (0 for an index out of range).
 template <class T>
-struct ScatterAddFn {
-  const T* src;
+struct GatherScaledFn {
+  const T* x;
   const int32_t* index;
-  const T* weight;  // may be null
+  const acc_t<T>* weight;
   T* out;
   int64_t num_rows, d;
   __device__ void operator()(int64_t e) const {
     const int64_t i = e / d, c = e % d;
     const int64_t row = index[i];
+    out[e] = row >= 0 && row < num_rows ? weight[i] * static_cast<acc_t<T>>(x[row * d + c]) : acc_t<T>(0);
+  }
+};
+// Pitfall: colliding rows are summed in whatever order the atomics land, so float results can
+// differ in the last bits between runs (unlike the CPU's column split). f64 atomicAdd: sm_60+.
+// Weights and sums are acc_t<T>: f32 for bf16 rows (gates stay f32; a token's rows are summed in
+// f32 and rounded once, as on the CPU).
+template <class T>
+struct ScatterAddFn {
+  const T* src;
+  const int32_t* index;
+  const acc_t<T>* weight;  // may be null
+  acc_t<T>* out;
+  int64_t num_rows, d;
+  __device__ void operator()(int64_t e) const {
+    const int64_t i = e / d, c = e % d;
+    const int64_t row = index[i];
     if (row < 0 || row >= num_rows) return;
-    atomicAdd(out + row * d + c, weight ? weight[i] * src[e] : src[e]);
+    const acc_t<T> v = src[e];
+    atomicAdd(out + row * d + c, weight ? weight[i] * v : v);
   }
 };
 
 // dweight[i] = dot(dout[index[i]], src[i]), one block per i.
 template <class T>
 __global__ void rows_dot_kernel(const T* dout, const int32_t* index, const T* src, int64_t m, int64_t num_rows,
-                                int64_t d, T* dweight) {
+                                int64_t d, acc_t<T>* dweight) {
   CUDA_ROW_LOOP(i, m) {
     const int64_t row = index[i];
     if (row < 0 || row >= num_rows) {  // uniform across the block
-      if (threadIdx.x == 0) dweight[i] = T(0);
+      if (threadIdx.x == 0) dweight[i] = acc_t<T>(0);
       continue;
     }
     const double acc = block_dot(dout + row * d, src + i * d, d);
-    if (threadIdx.x == 0) dweight[i] = static_cast<T>(acc);
+    if (threadIdx.x == 0) dweight[i] = static_cast<acc_t<T>>(acc);
   }
 }
 
@@ -66,24 +84,36 @@ void gather_rows(const Tensor& x, const Tensor& index, Tensor& out) {
   });
 }
 
+void gather_rows_scaled(const Tensor& x, const Tensor& index, const Tensor& weight, Tensor& out) {
+  const int64_t m = index.numel(), d = x.size(1);
+  DeviceGuard guard(x.device());
+  DISPATCH_FLOAT_BF16(x.dtype(), "gather_rows_scaled", {
+    launch_elementwise(m * d, GatherScaledFn<scalar_t>{x.data<scalar_t>(), index.data<int32_t>(),
+                                                       weight.data<acc_t<scalar_t>>(), out.data<scalar_t>(), x.size(0), d});
+  });
+}
 void scatter_add_rows(const Tensor& src, const Tensor& index, const Tensor& weight, Tensor& out) {
   const int64_t m = index.numel(), d = out.size(1);
   DeviceGuard guard(src.device());
-  DISPATCH_FLOAT(src.dtype(), "scatter_add_rows", {
+  // out arrives zero-filled; bf16 rows are summed into an f32 buffer, then rounded once.
+  Tensor sums = out.dtype() == DType::bf16 ? Tensor::zeros(out.shape(), DType::f32, out.device()) : out;
+  DISPATCH_FLOAT_BF16(src.dtype(), "scatter_add_rows", {
+    using acc = acc_t<scalar_t>;
     launch_elementwise(m * d, ScatterAddFn<scalar_t>{src.data<scalar_t>(), index.data<int32_t>(),
-                                                     weight.defined() ? weight.data<scalar_t>() : nullptr,
-                                                     out.data<scalar_t>(), out.size(0), d});
+                                                     weight.defined() ? weight.data<acc>() : nullptr, sums.data<acc>(),
+                                                     out.size(0), d});
   });
+  if (!sums.same_storage(out)) cast(sums, out);
 }
 
 void rows_dot(const Tensor& dout, const Tensor& index, const Tensor& src, Tensor& dweight) {
   const int64_t m = index.numel(), d = src.size(1);
   if (m == 0) return;
   DeviceGuard guard(src.device());
-  DISPATCH_FLOAT(src.dtype(), "rows_dot", {
+  DISPATCH_FLOAT_BF16(src.dtype(), "rows_dot", {
     rows_dot_kernel<<<row_blocks(m), row_threads(d), 0, stream()>>>(dout.data<scalar_t>(), index.data<int32_t>(),
                                                                     src.data<scalar_t>(), m, dout.size(0), d,
-                                                                    dweight.data<scalar_t>());
+                                                                    dweight.data<acc_t<scalar_t>>());
     CUDA_CHECK_LAUNCH();
   });
 }

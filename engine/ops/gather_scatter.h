@@ -21,6 +21,8 @@ Tensor embedding(const Tensor& table, const Tensor& ids);
 
 namespace cpu {
 void gather_rows(const Tensor& x, const Tensor& index, Tensor& out);
+// out[i] = weight[i] * x[index[i]]: scatter_add_rows' gradient of its rows in one pass.
+void gather_rows_scaled(const Tensor& x, const Tensor& index, const Tensor& weight, Tensor& out);
 // out must be zeroed (or hold values to add to); weight optional.
 void scatter_add_rows(const Tensor& src, const Tensor& index, const Tensor& weight, Tensor& out);
 // dweight[i] = dot(dout[index[i]], src[i])
@@ -28,6 +30,7 @@ void rows_dot(const Tensor& dout, const Tensor& index, const Tensor& src, Tensor
 }  // namespace cpu
 namespace cuda {
 void gather_rows(const Tensor& x, const Tensor& index, Tensor& out);
+void gather_rows_scaled(const Tensor& x, const Tensor& index, const Tensor& weight, Tensor& out);
 void scatter_add_rows(const Tensor& src, const Tensor& index, const Tensor& weight, Tensor& out);
 void rows_dot(const Tensor& dout, const Tensor& index, const Tensor& src, Tensor& dweight);
 }  // namespace cuda

@@ -112,7 +112,8 @@ void grouped_gemm(const std::vector<GemmCall>& groups) {
   DeviceGuard guard(batched.front()->c.device());
   const int count = cublas_int(static_cast<int64_t>(batched.size()), "grouped_gemm", "group count");
   // bf16 runs per group: cuBLAS's grouped GEMMs take no CUBLAS_COMPUTE_32F_FAST_16BF.
-  if (!kHaveGroupedGemm || count == 1 || batched.front()->args.precision == MatmulPrecision::bf16) {
+  if (!kHaveGroupedGemm || count == 1 || batched.front()->args.precision == MatmulPrecision::bf16 ||
+      batched.front()->a.dtype() == DType::bf16) {
     for (const GemmCall* group : batched) {
       Tensor c = group->c;
       gemm(group->args, group->a, group->b, Tensor(), c);

@@ -13,13 +13,36 @@ namespace cuda {
 
 namespace {
 
+// C is T (bf16 for bf16 activations), the bias acc_t<T> (f32: a parameter).
 template <class T>
 struct AddBiasFn {
   T* c;
-  const T* bias;
+  const acc_t<T>* bias;
   int64_t n;
-  __device__ void operator()(int64_t i) const { c[i] += bias[i % n]; }
+  __device__ void operator()(int64_t i) const { c[i] = static_cast<acc_t<T>>(c[i]) + bias[i % n]; }
 };
+
+// bf16 operands (bf16 tensors), f32 sums, C in bf16 (an activation) or f32 (a weight's gradient,
+// attention scores): cuBLAS's mixed-precision GEMM on tensor cores.
+void gemm_bf16(const GemmArgs& g, const Tensor& a, const Tensor& b, Tensor& c) {
+  ENGINE_CHECK(b.dtype() == DType::bf16 && (c.dtype() == DType::bf16 || c.dtype() == DType::f32), "gemm",
+               "bf16 products take two bf16 operands and write bf16 or f32: " + a.str() + ", " + b.str() + " -> " +
+                   c.str());
+  const int m = cublas_int(g.m, "gemm", "m"), n = cublas_int(g.n, "gemm", "n"), k = cublas_int(g.k, "gemm", "k"),
+            batch = cublas_int(g.batch, "gemm", "batch");
+  const float alpha = 1.0f, beta = static_cast<float>(g.beta);
+  const cublasOperation_t op_b = g.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_a = g.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const int ld_b = g.transpose_b ? k : n;
+  const int ld_a = g.transpose_a ? m : k;
+  const long long stride_b = static_cast<long long>(g.k) * g.n, stride_a = static_cast<long long>(g.m) * g.k,
+                  stride_c = static_cast<long long>(g.m) * g.n;
+  const cudaDataType_t c_type = c.dtype() == DType::bf16 ? CUDA_R_16BF : CUDA_R_32F;
+  CUBLAS_CHECK(cublasGemmStridedBatchedEx(cublas_handle(), op_b, op_a, n, m, k, &alpha, b.raw_data(), CUDA_R_16BF,
+                                          ld_b, stride_b, a.raw_data(), CUDA_R_16BF, ld_a, stride_a, &beta,
+                                          c.raw_data(), c_type, n, stride_c, batch, CUBLAS_COMPUTE_32F,
+                                          CUBLAS_GEMM_DEFAULT));
+}
 
 cublasStatus_t gemm_strided_batched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                                     const float* alpha, const float* a, int lda, long long sa, const float* b, int ldb,
@@ -39,6 +62,15 @@ void gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bia
   ENGINE_CHECK(g.beta == 0.0 || g.beta == 1.0, "gemm", "beta must be 0 or 1");
   if (g.batch * g.m * g.n == 0) return;
   DeviceGuard guard(c.device());
+  if (a.dtype() == DType::bf16) {
+    if (g.k == 0) {
+      if (g.beta == 0.0) fill(c, 0.0);
+    } else {
+      gemm_bf16(g, a, b, c);
+    }
+    if (bias.defined()) add_bias_rows(c, bias, g.batch * g.m, g.n);
+    return;
+  }
   DISPATCH_FLOAT(c.dtype(), "gemm", {
     scalar_t* pc = c.data<scalar_t>();
     if (g.k == 0) {
@@ -74,8 +106,8 @@ void gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bia
 
 void add_bias_rows(Tensor& c, const Tensor& bias, int64_t rows, int64_t n) {
   DeviceGuard guard(c.device());
-  DISPATCH_FLOAT(c.dtype(), "gemm bias", {
-    launch_elementwise(rows * n, AddBiasFn<scalar_t>{c.data<scalar_t>(), bias.data<scalar_t>(), n});
+  DISPATCH_FLOAT_BF16(c.dtype(), "gemm bias", {
+    launch_elementwise(rows * n, AddBiasFn<scalar_t>{c.data<scalar_t>(), bias.data<acc_t<scalar_t>>(), n});
   });
 }
 

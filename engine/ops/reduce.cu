@@ -11,14 +11,15 @@ namespace cuda {
 namespace {
 
 // inner == 1: each row of n elements is contiguous; one block per row.
+// The sum of bf16 data is written in f32 (acc_t): see reduce.cpp.
 template <class T>
-__global__ void row_sum_kernel(const T* x, int64_t rows, int64_t n, double scale, T* out) {
+__global__ void row_sum_kernel(const T* x, int64_t rows, int64_t n, double scale, acc_t<T>* out) {
   CUDA_ROW_LOOP(r, rows) {
     const T* row = x + r * n;
     double acc = 0.0;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) acc += static_cast<double>(row[j]);
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) acc += static_cast<double>(static_cast<acc_t<T>>(row[j]));
     acc = block_sum(acc);
-    if (threadIdx.x == 0) out[r] = static_cast<T>(acc * scale);
+    if (threadIdx.x == 0) out[r] = static_cast<acc_t<T>>(acc * scale);
   }
 }
 
@@ -26,7 +27,7 @@ template <class T>
 struct MiddleLoad {
   const T* x;
   int64_t n, inner;
-  __device__ T operator()(int64_t o, int64_t j, int64_t c) const { return x[(o * n + j) * inner + c]; }
+  __device__ acc_t<T> operator()(int64_t o, int64_t j, int64_t c) const { return x[(o * n + j) * inner + c]; }
 };
 
 template <class T>
@@ -44,10 +45,10 @@ struct ExpandFn {
   const T* dy;
   T* dx;
   int64_t n, inner;
-  T scale;
+  acc_t<T> scale;
   __device__ void operator()(int64_t i) const {
     const int64_t c = i % inner, o = i / (n * inner);
-    dx[i] = scale * dy[o * inner + c];
+    dx[i] = scale * static_cast<acc_t<T>>(dy[o * inner + c]);
   }
 };
 
@@ -62,7 +63,7 @@ __global__ void chunk_squares_kernel(const T* x, int64_t n, int64_t chunks, doub
     const int64_t begin = c * kSquaresChunk, end = begin + kSquaresChunk < n ? begin + kSquaresChunk : n;
     double acc = 0.0;
     for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-      const double v = static_cast<double>(x[i]);
+      const double v = static_cast<double>(static_cast<acc_t<T>>(x[i]));
       acc += v * v;
     }
     acc = block_sum(acc);
@@ -83,7 +84,7 @@ void sum_squares(const Tensor& x, Tensor& out) {
   DeviceGuard guard(x.device());
   const int64_t n = x.numel(), chunks = (n + kSquaresChunk - 1) / kSquaresChunk;
   Tensor partial = Tensor::empty({chunks > 0 ? chunks : 1}, DType::f64, x.device());
-  DISPATCH_FLOAT(x.dtype(), "sum_squares", {
+  DISPATCH_FLOAT_BF16(x.dtype(), "sum_squares", {
     if (chunks > 0) {
       chunk_squares_kernel<<<row_blocks(chunks), kSquaresThreads, 0, stream()>>>(x.data<scalar_t>(), n, chunks,
                                                                                  partial.data<double>());
@@ -96,24 +97,25 @@ void sum_squares(const Tensor& x, Tensor& out) {
 
 void reduce_sum(const Tensor& x, int64_t outer, int64_t n, int64_t inner, double scale, Tensor& out) {
   DeviceGuard guard(x.device());
-  DISPATCH_FLOAT(x.dtype(), "sum", {
+  DISPATCH_FLOAT_BF16(x.dtype(), "sum", {
+    using out_t = acc_t<scalar_t>;
     const scalar_t* px = x.data<scalar_t>();
-    scalar_t* po = out.data<scalar_t>();
+    out_t* po = out.data<out_t>();
     if (outer * inner == 0) return;
     if (inner == 1) {
       row_sum_kernel<<<row_blocks(outer), row_threads(n), 0, stream()>>>(px, outer, n, scale, po);
       CUDA_CHECK_LAUNCH();
     } else {
-      launch_column_sum(outer, n, inner, MiddleLoad<scalar_t>{px, n, inner}, ScaledStore<scalar_t>{po, inner, scale});
+      launch_column_sum(outer, n, inner, MiddleLoad<scalar_t>{px, n, inner}, ScaledStore<out_t>{po, inner, scale});
     }
   });
 }
 
 void expand_middle(const Tensor& dy, int64_t outer, int64_t n, int64_t inner, double scale, Tensor& dx) {
   DeviceGuard guard(dy.device());
-  DISPATCH_FLOAT(dy.dtype(), "sum_backward", {
+  DISPATCH_FLOAT_BF16(dy.dtype(), "sum_backward", {
     launch_elementwise(outer * n * inner, ExpandFn<scalar_t>{dy.data<scalar_t>(), dx.data<scalar_t>(), n, inner,
-                                                             static_cast<scalar_t>(scale)});
+                                                             static_cast<acc_t<scalar_t>>(scale)});
   });
 }
 

@@ -55,11 +55,6 @@ moe::ModelConfig model_config(const rc::RunConfig& c) {
   m.device = c.device == rc::DeviceKind::cuda ? engine::Device::cuda() : engine::Device::cpu();
   m.precision = c.precision == rc::PrecisionKind::bf16 ? engine::MatmulPrecision::bf16 : engine::MatmulPrecision::f32;
   std::string why;
-  // The CUDA kernels take f32 and f64 tensors only: refused here, by key, rather than by the first
-  // op that meets a bf16 tensor on the device.
-  if (m.precision == engine::MatmulPrecision::bf16 && m.device.is_cuda())
-    throw rc::ConfigError("precision: bf16 runs on the CPU backend only: the CUDA kernels take f32 tensors; use "
-                          "precision: f32 with device: cuda");
   if (m.precision == engine::MatmulPrecision::bf16 && m.device.is_cpu() && !engine::cpu::bf16_matmul_supported(&why))
     throw rc::ConfigError("precision: bf16 cannot run on this machine: " + why + "; use precision: f32");
   return m;
