@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "engine/core/dispatch.h"
+#include "engine/cuda/device_error.cuh"
 #include "engine/cuda/launch.cuh"
 #include "engine/ops/copy.h"
 
@@ -135,13 +136,18 @@ void copy_bytes(const Tensor& src, Tensor& dst) {
   } else if (from.is_cpu()) {
     DeviceGuard guard(to);
     // Pageable host memory: cudaMemcpy has staged the data when it returns, so the host
-    // buffer may be freed or reused right away.
-    CUDA_CHECK(cudaMemcpy(dst.raw_data(), src.raw_data(), bytes, cudaMemcpyHostToDevice));
+    // buffer may be freed or reused right away. It also waits for the queued work first, so it
+    // counts as a synchronization.
+    count_host_device_sync();
+    CUDA_CHECK_SYNC(cudaMemcpy(dst.raw_data(), src.raw_data(), bytes, cudaMemcpyHostToDevice));
+    check_device_errors();
   } else if (to.is_cpu()) {
     DeviceGuard guard(from);
-    CUDA_CHECK(cudaMemcpy(dst.raw_data(), src.raw_data(), bytes, cudaMemcpyDeviceToHost));
+    count_host_device_sync();
+    CUDA_CHECK_SYNC(cudaMemcpy(dst.raw_data(), src.raw_data(), bytes, cudaMemcpyDeviceToHost));
     // The host may read dst as soon as we return; also surfaces errors of earlier kernels here.
-    CUDA_CHECK(cudaStreamSynchronize(stream()));
+    CUDA_CHECK_SYNC(cudaStreamSynchronize(stream()));
+    check_device_errors();
   } else if (from == to) {
     DeviceGuard guard(to);
     CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), src.raw_data(), bytes, cudaMemcpyDeviceToDevice, stream()));

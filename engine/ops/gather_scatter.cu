@@ -1,7 +1,9 @@
 // CUDA row gather, scatter-add (atomicAdd: rows may repeat) and the per-row dot product used
 // for the combine weights' gradient. Indices outside [0, N) are skipped (gathered rows read
-// as 0), since a device kernel cannot throw; the CPU kernels check them.
+// as 0), since a device kernel cannot throw, and recorded in the device error slot: the host
+// throws the CPU kernels' message at its next synchronization (device_error.cuh).
 #include "engine/core/dispatch.h"
+#include "engine/cuda/device_error.cuh"
 #include "engine/cuda/reduce.cuh"
 #include "engine/ops/gather_scatter.h"
 
@@ -16,10 +18,13 @@ struct GatherFn {
   const int32_t* index;
   T* out;
   int64_t num_rows, d;
+  DeviceErrorSlot* error;
   __device__ void operator()(int64_t e) const {
     const int64_t i = e / d, c = e % d;
     const int64_t row = index[i];
-    out[e] = row >= 0 && row < num_rows ? x[row * d + c] : T(0);
+    const bool ok = row >= 0 && row < num_rows;
+    if (!ok && c == 0) report_index_error(error, kGatherIndex, row, i, num_rows);
+    out[e] = ok ? x[row * d + c] : T(0);
   }
 };
 
@@ -32,10 +37,14 @@ struct ScatterAddFn {
   const T* weight;  // may be null
   T* out;
   int64_t num_rows, d;
+  DeviceErrorSlot* error;
   __device__ void operator()(int64_t e) const {
     const int64_t i = e / d, c = e % d;
     const int64_t row = index[i];
-    if (row < 0 || row >= num_rows) return;
+    if (row < 0 || row >= num_rows) {
+      if (c == 0) report_index_error(error, kScatterIndex, row, i, num_rows);
+      return;
+    }
     atomicAdd(out + row * d + c, weight ? weight[i] * src[e] : src[e]);
   }
 };
@@ -43,11 +52,14 @@ struct ScatterAddFn {
 // dweight[i] = dot(dout[index[i]], src[i]), one block per i.
 template <class T>
 __global__ void rows_dot_kernel(const T* dout, const int32_t* index, const T* src, int64_t m, int64_t num_rows,
-                                int64_t d, T* dweight) {
+                                int64_t d, T* dweight, DeviceErrorSlot* error) {
   CUDA_ROW_LOOP(i, m) {
     const int64_t row = index[i];
     if (row < 0 || row >= num_rows) {  // uniform across the block
-      if (threadIdx.x == 0) dweight[i] = T(0);
+      if (threadIdx.x == 0) {
+        dweight[i] = T(0);
+        report_index_error(error, kRowsDotIndex, row, i, num_rows);
+      }
       continue;
     }
     const double acc = block_dot(dout + row * d, src + i * d, d);
@@ -62,7 +74,8 @@ void gather_rows(const Tensor& x, const Tensor& index, Tensor& out) {
   DeviceGuard guard(x.device());
   DISPATCH_ALL(x.dtype(), "gather_rows", {
     launch_elementwise(
-        m * d, GatherFn<scalar_t>{x.data<scalar_t>(), index.data<int32_t>(), out.data<scalar_t>(), x.size(0), d});
+        m * d, GatherFn<scalar_t>{x.data<scalar_t>(), index.data<int32_t>(), out.data<scalar_t>(), x.size(0), d,
+                                  device_error_slot()});
   });
 }
 
@@ -72,7 +85,7 @@ void scatter_add_rows(const Tensor& src, const Tensor& index, const Tensor& weig
   DISPATCH_FLOAT(src.dtype(), "scatter_add_rows", {
     launch_elementwise(m * d, ScatterAddFn<scalar_t>{src.data<scalar_t>(), index.data<int32_t>(),
                                                      weight.defined() ? weight.data<scalar_t>() : nullptr,
-                                                     out.data<scalar_t>(), out.size(0), d});
+                                                     out.data<scalar_t>(), out.size(0), d, device_error_slot()});
   });
 }
 
@@ -83,7 +96,7 @@ void rows_dot(const Tensor& dout, const Tensor& index, const Tensor& src, Tensor
   DISPATCH_FLOAT(src.dtype(), "rows_dot", {
     rows_dot_kernel<<<row_blocks(m), row_threads(d), 0, stream()>>>(dout.data<scalar_t>(), index.data<int32_t>(),
                                                                     src.data<scalar_t>(), m, dout.size(0), d,
-                                                                    dweight.data<scalar_t>());
+                                                                    dweight.data<scalar_t>(), device_error_slot());
     CUDA_CHECK_LAUNCH();
   });
 }
