@@ -93,15 +93,25 @@ Tensor TransformerLM::norm(const Tensor& x, const Tensor& w, const Tensor& b) co
 // angle t * 10000^(-2i/Dh) for the pair (i, i + Dh/2).
 Tensor TransformerLM::rope(const Tensor& x) const {
   const int64_t T = x.size(2), Dh = x.size(3), half = Dh / 2;
-  std::vector<double> cos_t(T * Dh), sin_t(T * Dh);
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t i = 0; i < Dh; ++i) {
-      const double angle = static_cast<double>(t) * std::pow(10000.0, -2.0 * static_cast<double>(i % half) / Dh);
-      cos_t[t * Dh + i] = std::cos(angle);
-      sin_t[t * Dh + i] = std::sin(angle);
-    }
-  Tensor cos_table = Tensor::from_vector(cos_t, {T, Dh}).to(x.dtype()).to(x.device());
-  Tensor sin_table = Tensor::from_vector(sin_t, {T, Dh}).to(x.dtype()).to(x.device());
+  RopeTables& tables = rope_tables_;
+  if (tables.T != T || tables.Dh != Dh || tables.dtype != x.dtype() || !(tables.device == x.device())) {
+    std::vector<double> cos_t(T * Dh), sin_t(T * Dh);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t i = 0; i < Dh; ++i) {
+        const double angle = static_cast<double>(t) * std::pow(10000.0, -2.0 * static_cast<double>(i % half) / Dh);
+        cos_t[t * Dh + i] = std::cos(angle);
+        sin_t[t * Dh + i] = std::sin(angle);
+      }
+    NoGradScope no_grad;  // constants, never part of the graph
+    tables.cos = Tensor::from_vector(cos_t, {T, Dh}).to(x.dtype()).to(x.device());
+    tables.sin = Tensor::from_vector(sin_t, {T, Dh}).to(x.dtype()).to(x.device());
+    tables.T = T;
+    tables.Dh = Dh;
+    tables.dtype = x.dtype();
+    tables.device = x.device();
+  }
+  const Tensor& cos_table = tables.cos;
+  const Tensor& sin_table = tables.sin;
   Tensor rotated = concat({neg(slice(x, 3, half, Dh)), slice(x, 3, 0, half)}, 3);
   return add(mul(x, cos_table), mul(rotated, sin_table));
 }

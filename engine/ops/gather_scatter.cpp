@@ -10,6 +10,7 @@
 #include "engine/core/dispatch.h"
 #include "engine/core/parallel.h"
 #include "engine/core/tape.h"
+#include "engine/ops/binary.h"
 #include "engine/ops/copy.h"
 #include "engine/ops/shape.h"
 
@@ -36,10 +37,13 @@ void check_row_indices(const Tensor& index, int64_t num_rows, const char* op, co
   }
 }
 
-// rows[i] * weight[i]. Composed from scatter_add_rows with the identity index, so it runs on
-// every backend without a kernel of its own (a weighted scatter onto distinct rows is a scale).
+// rows[i] * weight[i]. When both share a type it is a broadcast multiply (bit-identical to a
+// weighted scatter onto distinct rows, 0 + w * x); bf16 rows with f32 weights are composed from
+// scatter_add_rows with the identity index, which is built on the host (a wait for the device
+// on CUDA, which runs f32 only today).
 Tensor scale_rows(const Tensor& rows, const Tensor& weight) {
   const int64_t m = rows.size(0);
+  if (rows.dtype() == weight.dtype()) return mul(rows, reshape(weight, {m, 1}));
   std::vector<int32_t> identity(static_cast<size_t>(m));
   std::iota(identity.begin(), identity.end(), 0);
   return scatter_add_rows(rows, Tensor::from_vector(identity, {m}, rows.device()), m, weight);
