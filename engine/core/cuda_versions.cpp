@@ -39,7 +39,8 @@ std::string describe(const CudaVersions& v) {
 
 std::string version_problem(const CudaVersions& v) {
   const int major = v.runtime / 1000;
-  if (v.driver == 0) return "no NVIDIA driver was found (CUDA " + cuda_str(v.runtime) + " needs " + driver_for(major) + ")";
+  if (v.driver == 0)
+    return "no NVIDIA driver was found (CUDA " + cuda_str(v.runtime) + " needs " + driver_for(major) + ")";
   if (v.driver / 1000 < major)
     return "the NVIDIA driver is too old for this build: it supports CUDA " + cuda_str(v.driver) +
            " but the binary was built with CUDA " + cuda_str(v.runtime) + "; install a driver " + driver_for(major) +

@@ -1,9 +1,8 @@
-#include "engine/cuda/device_error.cuh"
-
 #include <mutex>
 #include <stdexcept>
 #include <string>
 
+#include "engine/cuda/device_error.cuh"
 #include "engine/cuda/runtime.h"
 
 namespace engine {
@@ -14,10 +13,14 @@ DeviceErrorSlot* slot_if_created = nullptr;  // set once under the mutex; read a
 
 const char* op_name(int kind) {
   switch (kind) {
-    case kGatherIndex: return "gather_rows";
-    case kScatterIndex: return "scatter_add_rows";
-    case kRowsDotIndex: return "rows_dot";
-    default: return "a CUDA kernel";
+    case kGatherIndex:
+      return "gather_rows";
+    case kScatterIndex:
+      return "scatter_add_rows";
+    case kRowsDotIndex:
+      return "rows_dot";
+    default:
+      return "a CUDA kernel";
   }
 }
 }  // namespace

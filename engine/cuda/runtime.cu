@@ -31,8 +31,9 @@ int cublas_int(int64_t v, const char* op, const char* what) {
 void throw_sync_error(cudaError_t err, const char* expr, const char* file, int line) {
   std::string what = cudaGetErrorString(err);
   if (!sync_after_launch())
-    what += " (likely raised by an earlier kernel and reported at this wait; rerun with ENGINE_CUDA_SYNC_LAUNCHES=1 "
-            "to stop at the launch that faulted)";
+    what +=
+        " (likely raised by an earlier kernel and reported at this wait; rerun with ENGINE_CUDA_SYNC_LAUNCHES=1 "
+        "to stop at the launch that faulted)";
   throw_error("CUDA", what.c_str(), expr, file, line);
 }
 

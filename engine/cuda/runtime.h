@@ -86,9 +86,9 @@ CachingAllocator& cuda_allocator(int index);
 // For a call that waits on queued work (a copy to or from the host, a stream synchronize): an
 // error there is usually an earlier kernel's fault, reported at the first wait after it. The
 // message says so and how to find the kernel.
-#define CUDA_CHECK_SYNC(expr)                                                                  \
-  do {                                                                                         \
-    const cudaError_t engine_err_ = (expr);                                                    \
+#define CUDA_CHECK_SYNC(expr)                                                                                 \
+  do {                                                                                                        \
+    const cudaError_t engine_err_ = (expr);                                                                   \
     if (engine_err_ != cudaSuccess) ::engine::cuda::throw_sync_error(engine_err_, #expr, __FILE__, __LINE__); \
   } while (0)
 

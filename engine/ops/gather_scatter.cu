@@ -73,9 +73,8 @@ void gather_rows(const Tensor& x, const Tensor& index, Tensor& out) {
   const int64_t m = index.numel(), d = x.size(1);
   DeviceGuard guard(x.device());
   DISPATCH_ALL(x.dtype(), "gather_rows", {
-    launch_elementwise(
-        m * d, GatherFn<scalar_t>{x.data<scalar_t>(), index.data<int32_t>(), out.data<scalar_t>(), x.size(0), d,
-                                  device_error_slot()});
+    launch_elementwise(m * d, GatherFn<scalar_t>{x.data<scalar_t>(), index.data<int32_t>(), out.data<scalar_t>(),
+                                                 x.size(0), d, device_error_slot()});
   });
 }
 

@@ -1,6 +1,6 @@
 // clip_grad_norm, built from existing ops: the norm from sum_squares_each (one pass per
-// gradient, squares summed in double, one read-back per device) and the scaling from scale() written back with copy_into, so it
-// runs on any device the ops run on.
+// gradient, squares summed in double, one read-back per device) and the scaling from scale() written back with
+// copy_into, so it runs on any device the ops run on.
 #include "engine/optim/clip.h"
 
 #include <cmath>
@@ -21,7 +21,7 @@ double grad_sum_squares(const std::vector<Tensor>& params) {
   // wide model). Squares in double: f32 squares of large gradients would overflow or lose the
   // small ones.
   std::vector<Device> devices;
-  std::vector<std::vector<Tensor>> grads;      // per device, in params order
+  std::vector<std::vector<Tensor>> grads;        // per device, in params order
   std::vector<std::pair<size_t, size_t>> where;  // per defined gradient: (device slot, index)
   for (const Tensor& p : params) {
     const Tensor g = p.grad();

@@ -114,7 +114,7 @@ TEST_CASE("allocator reports out of memory with the bytes and device and passes 
     CHECK(what.find("asked for 3000 bytes") != std::string::npos);
     CHECK(what.find("in use by tensors") != std::string::npos);
   }
-  CHECK(full_device_calls == 2);  // retried once after releasing the cache
+  CHECK(full_device_calls == 2);                                 // retried once after releasing the cache
   CHECK_THROWS_AS(full.allocate(10, &rounded), std::bad_alloc);  // old handlers still catch it
 
   CachingAllocator faulted(faulted_device_alloc, ignore_free, Device::cuda(0));

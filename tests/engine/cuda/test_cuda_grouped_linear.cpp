@@ -44,7 +44,8 @@ TEST_CASE("cuda grouped_linear: empty groups, with and without bias, f32 f64 and
   }
 }
 
-TEST_CASE("cuda grouped_linear in bf16 over 64 experts: one grouped call where cuBLAS takes it", "[cuda][grouped_linear]") {
+TEST_CASE("cuda grouped_linear in bf16 over 64 experts: one grouped call where cuBLAS takes it",
+          "[cuda][grouped_linear]") {
   // 64 experts of 8 rows each: f32 on the CPU against bf16 products on CUDA (bf16 multiplies,
   // f32 sums: within 1% of the largest output).
   const int64_t E = 64, rows = 8, in = 32, out = 16;
