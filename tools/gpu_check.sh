@@ -10,7 +10,8 @@
 #   5. moe-bench on cuda for configs/bench/{tiny,small,wide}.yaml in f32 and bf16, model FLOP/s
 #      against the GPU's peak at that precision;
 # then one summary table, also written to BUILD/gpu_check/summary.txt. Exit status 0 when every
-# check passed, 1 otherwise. About 5-8 minutes on one H100-class GPU, most of it the build.
+# check passed, 1 otherwise. About 10-15 minutes on one H100-class GPU: the build, then the
+# three sanitizer runs.
 #
 # Without a usable GPU (no nvidia-smi, no device, or no nvcc) it says so and exits 0 at once,
 # so it can run anywhere (tests/tools/gpu_check_test.sh).
