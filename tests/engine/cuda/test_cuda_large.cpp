@@ -21,6 +21,9 @@ TEST_CASE("cuda large: elementwise grid-stride loops wrap", "[cuda][large]") {
   const Tensor a = rnd({3000, 2000}, 101, DType::f32), b = rnd({3000, 2000}, 102, DType::f32);
   compare("add 6M", [](const Ins& in) { return Ins{add(mul(in[0], in[1]), in[0])}; }, {a, b});
   compare("gelu 6M", [](const Ins& in) { return Ins{gelu(in[0])}; }, {a});
+  // One row of 6M elements: the whole-tensor sum, split into chunks across the device.
+  compare("sum of all 6M", [](const Ins& in) { return Ins{sum(reshape(in[0], {-1}), 0)}; }, {a});
+  compare("sum_squares of 6M", [](const Ins& in) { return Ins{sum_squares(in[0])}; }, {a});
 }
 
 TEST_CASE("cuda large: row kernels over more than 65535 rows", "[cuda][large]") {

@@ -115,7 +115,7 @@ TEST_CASE("trainer on cuda: a NaN stops training with a diagnostic checkpoint", 
 
 TEST_CASE("a training step on cuda waits for the device a fixed number of times", "[cuda][trainer][sync]") {
   std::ostringstream quiet;
-  train::Trainer t(run_config({"training.steps=6", "logging.every=100"}, "cuda"), quiet);
+  train::Trainer t(run_config({"training.steps=6", "logging.every=100", "training.eval_every=0"}, "cuda"), quiet);
   t.step();  // warm-up: caches (RoPE tables, allocator blocks) fill here
   std::vector<uint64_t> per_step;
   for (int s = 0; s < 3; ++s) {
@@ -126,8 +126,9 @@ TEST_CASE("a training step on cuda waits for the device a fixed number of times"
   INFO("host-device waits per step: " << per_step[0] << ", " << per_step[1] << ", " << per_step[2]);
   CHECK(per_step[0] == per_step[1]);
   CHECK(per_step[1] == per_step[2]);
-  // Routing reads the top-k choices back per MoE layer and the loss is read once; gradient
-  // clipping reads one buffer. The bound is a ceiling for this 2-layer model, to be tightened
-  // to the measured count once a GPU has run it (the INFO above prints it on failure).
-  CHECK(per_step[0] <= 60);
+  // Routing reads its choices back and uploads the dispatch order per MoE layer, the loss and
+  // each balance term are read, gradient clipping reads one buffer. A loose ceiling for this
+  // 2-layer model until a GPU has measured the count (the INFO above prints it on failure);
+  // meanwhile the equality above is what holds it fixed from step to step.
+  CHECK(per_step[0] <= 100);
 }
