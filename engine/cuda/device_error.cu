@@ -1,3 +1,4 @@
+#include <atomic>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -9,7 +10,8 @@ namespace engine {
 namespace cuda {
 
 namespace {
-DeviceErrorSlot* slot_if_created = nullptr;  // set once under the mutex; read after
+// Set once by device_error_slot(); read by check_device_errors() on any thread.
+std::atomic<DeviceErrorSlot*> slot_if_created{nullptr};
 
 const char* op_name(int kind) {
   switch (kind) {
@@ -28,16 +30,18 @@ const char* op_name(int kind) {
 DeviceErrorSlot* device_error_slot() {
   static std::once_flag once;
   std::call_once(once, [] {
+    // Portable and mapped: under unified addressing (every platform CUDA 13 supports) the host
+    // address is also the device address, in every device's context.
     void* p = nullptr;
     CUDA_CHECK(cudaHostAlloc(&p, sizeof(DeviceErrorSlot), cudaHostAllocPortable | cudaHostAllocMapped));
     *static_cast<DeviceErrorSlot*>(p) = DeviceErrorSlot{};
-    slot_if_created = static_cast<DeviceErrorSlot*>(p);  // never freed: kernels may hold it until exit
+    slot_if_created.store(static_cast<DeviceErrorSlot*>(p));  // never freed: kernels may hold it until exit
   });
-  return slot_if_created;
+  return slot_if_created.load();
 }
 
 void check_device_errors() {
-  volatile DeviceErrorSlot* slot = slot_if_created;
+  volatile DeviceErrorSlot* slot = slot_if_created.load();
   if (!slot || slot->claimed == 0) return;
   const int kind = slot->kind;
   const long long value = slot->value, position = slot->position, bound = slot->bound;
