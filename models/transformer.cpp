@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 namespace moe {
 
@@ -211,6 +213,10 @@ void TransformerLM::add_balance_terms(ForwardResult& out, const std::vector<std:
       measured[l].balance_tokens = step_tokens;
     }
   const double layers = static_cast<double>(measured.size());
+  // Every term is logged, so each is read back; one buffer of them is read once, not one wait
+  // for the device per term.
+  std::vector<std::string> names;
+  std::vector<Tensor> values;
   for (const BalanceLoss& bl : balance_losses()) {
     auto coef_it = config_.loss_coefs.find(bl.name);
     const double coef = coef_it == config_.loss_coefs.end() ? 0.0 : coef_it->second;
@@ -222,9 +228,23 @@ void TransformerLM::add_balance_terms(ForwardResult& out, const std::vector<std:
     }
     if (!term_sum.defined()) continue;
     Tensor term = scale(term_sum, 1.0 / layers);
-    out.terms[bl.name] = term.item();
+    {
+      NoGradScope no_grad;
+      names.push_back(bl.name);
+      values.push_back(reshape(cast(term.detach(), DType::f64), {1}));
+    }
     if (coef > 0) out.loss = add(out.loss, scale(term, coef));
   }
+  if (values.empty()) return;
+  NoGradScope no_grad;
+  bool one_device = true;
+  for (const Tensor& v : values) one_device = one_device && v.device() == values.front().device();
+  if (!one_device) {  // terms from host-side counts beside device ones: read each where it is
+    for (size_t i = 0; i < names.size(); ++i) out.terms[names[i]] = values[i].item();
+    return;
+  }
+  const std::vector<double> read = concat(values, 0).to_vector();
+  for (size_t i = 0; i < names.size(); ++i) out.terms[names[i]] = read[i];
 }
 
 }  // namespace moe
