@@ -29,8 +29,9 @@ void set_cuda_device(int index);  // the calling thread's current GPU (no-op wit
 void synchronize(Device device);
 bool built_with_cuda();
 
-// Times the host has waited for a device so far in this process: copies to or from the host
-// (a cudaMemcpy waits for the queued work) and synchronize(). Training steps should not wait
+// Times the host has waited for a device so far in this process: copies to the host (they
+// wait for the queued work), synchronize() and the loss read-back. Uploads from the host do not
+// wait (cudaMemcpyAsync stages pageable memory without a device synchronization). Training steps should not wait
 // except where they must read a value; a test holds a step's count fixed. Always 0 on a CPU
 // build.
 uint64_t host_device_syncs();

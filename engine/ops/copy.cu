@@ -135,12 +135,11 @@ void copy_bytes(const Tensor& src, Tensor& dst) {
     std::memcpy(dst.raw_data(), src.raw_data(), bytes);
   } else if (from.is_cpu()) {
     DeviceGuard guard(to);
-    // Pageable host memory: cudaMemcpy has staged the data when it returns, so the host
-    // buffer may be freed or reused right away. It also waits for the queued work first, so it
-    // counts as a synchronization.
-    count_host_device_sync();
-    CUDA_CHECK_SYNC(cudaMemcpy(dst.raw_data(), src.raw_data(), bytes, cudaMemcpyHostToDevice));
-    check_device_errors();
+    // Pageable host memory: cudaMemcpyAsync has copied the data to a staging buffer when it
+    // returns, so the host buffer may be freed or reused right away, and unlike cudaMemcpy it
+    // does not first wait for the queued work: uploading routing indices or a table does not
+    // stall the step. The copy is queued on stream() behind the kernels before it.
+    CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), src.raw_data(), bytes, cudaMemcpyHostToDevice, stream()));
   } else if (to.is_cpu()) {
     DeviceGuard guard(from);
     count_host_device_sync();

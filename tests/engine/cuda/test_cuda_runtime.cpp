@@ -68,8 +68,12 @@ TEST_CASE("cuda host-device synchronizations are counted", "[cuda][runtime]") {
   const uint64_t before = host_device_syncs();
   const Tensor y = add(x, x);  // queued only
   CHECK(host_device_syncs() == before);
-  y.to(Device::cpu());
+  const Tensor up = Tensor::from_vector(std::vector<int32_t>{1, 2, 3}, {3}, Device::cuda(0));  // staged, no wait
+  CHECK(host_device_syncs() == before);
+  CHECK(up.to(Device::cpu()).to_int_vector() == std::vector<int32_t>{1, 2, 3});
   CHECK(host_device_syncs() == before + 1);
-  synchronize(Device::cuda(0));
+  y.to(Device::cpu());
   CHECK(host_device_syncs() == before + 2);
+  synchronize(Device::cuda(0));
+  CHECK(host_device_syncs() == before + 3);
 }
