@@ -197,7 +197,15 @@ bool cuda_device_usable(std::string* why) {
   const cudaError_t probe = cudaFuncGetAttributes(&attrs, cuda::probe_kernel);
   if (probe != cudaSuccess) {
     cudaGetLastError();
-    if (why) *why = std::string("the device cannot run this build's kernels: ") + cudaGetErrorString(probe);
+    if (why) {
+      int major = 0, minor = 0;
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0);
+      cudaGetLastError();
+      *why = std::string("the device cannot run this build's kernels: ") + cudaGetErrorString(probe) +
+             " (the GPU is sm_" + std::to_string(major * 10 + minor) +
+             "; configure with -DCMAKE_CUDA_ARCHITECTURES=" + std::to_string(major * 10 + minor) + ")";
+    }
     return false;
   }
   if (why) why->clear();
