@@ -125,9 +125,9 @@ void build_plan(const RouterConfig& config, const RouteInputs& in, Routing& r) {
 
 // The router's input under Switch Transformer's multiplicative jitter: x * u, u ~ U(1 - eps, 1 + eps)
 // elementwise, in training only. u is drawn as 1 - eps + 2 eps Phi(n) with n ~ N(0, 1), which is
-// uniform, because the router_noise generator also feeds noisy_topk's normal draws, and a
-// Generator's uniform and normal draws index its counter blocks differently (a uniform draw after
-// a normal one could reuse blocks); normal draws only cannot overlap.
+// uniform. It was written when a Generator's uniform and normal draws indexed its counter blocks
+// differently (mixing them could reuse blocks); that is fixed, and the normal draw stays so a
+// seed keeps giving the same jitter.
 Tensor jittered_input(const RouterConfig& config, const RouteInputs& in) {
   const double eps = config.options.input_jitter;
   if (!in.training || eps <= 0) return in.x;

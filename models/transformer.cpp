@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 namespace moe {
 
@@ -93,15 +95,25 @@ Tensor TransformerLM::norm(const Tensor& x, const Tensor& w, const Tensor& b) co
 // angle t * 10000^(-2i/Dh) for the pair (i, i + Dh/2).
 Tensor TransformerLM::rope(const Tensor& x) const {
   const int64_t T = x.size(2), Dh = x.size(3), half = Dh / 2;
-  std::vector<double> cos_t(T * Dh), sin_t(T * Dh);
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t i = 0; i < Dh; ++i) {
-      const double angle = static_cast<double>(t) * std::pow(10000.0, -2.0 * static_cast<double>(i % half) / Dh);
-      cos_t[t * Dh + i] = std::cos(angle);
-      sin_t[t * Dh + i] = std::sin(angle);
-    }
-  Tensor cos_table = Tensor::from_vector(cos_t, {T, Dh}).to(x.dtype()).to(x.device());
-  Tensor sin_table = Tensor::from_vector(sin_t, {T, Dh}).to(x.dtype()).to(x.device());
+  RopeTables& tables = rope_tables_;
+  if (tables.T != T || tables.Dh != Dh || tables.dtype != x.dtype() || !(tables.device == x.device())) {
+    std::vector<double> cos_t(T * Dh), sin_t(T * Dh);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t i = 0; i < Dh; ++i) {
+        const double angle = static_cast<double>(t) * std::pow(10000.0, -2.0 * static_cast<double>(i % half) / Dh);
+        cos_t[t * Dh + i] = std::cos(angle);
+        sin_t[t * Dh + i] = std::sin(angle);
+      }
+    NoGradScope no_grad;  // constants, never part of the graph
+    tables.cos = Tensor::from_vector(cos_t, {T, Dh}).to(x.dtype()).to(x.device());
+    tables.sin = Tensor::from_vector(sin_t, {T, Dh}).to(x.dtype()).to(x.device());
+    tables.T = T;
+    tables.Dh = Dh;
+    tables.dtype = x.dtype();
+    tables.device = x.device();
+  }
+  const Tensor& cos_table = tables.cos;
+  const Tensor& sin_table = tables.sin;
   Tensor rotated = concat({neg(slice(x, 3, half, Dh)), slice(x, 3, 0, half)}, 3);
   return add(mul(x, cos_table), mul(rotated, sin_table));
 }
@@ -201,6 +213,10 @@ void TransformerLM::add_balance_terms(ForwardResult& out, const std::vector<std:
       measured[l].balance_tokens = step_tokens;
     }
   const double layers = static_cast<double>(measured.size());
+  // Every term is logged, so each is read back; one buffer of them is read once, not one wait
+  // for the device per term.
+  std::vector<std::string> names;
+  std::vector<Tensor> values;
   for (const BalanceLoss& bl : balance_losses()) {
     auto coef_it = config_.loss_coefs.find(bl.name);
     const double coef = coef_it == config_.loss_coefs.end() ? 0.0 : coef_it->second;
@@ -212,9 +228,23 @@ void TransformerLM::add_balance_terms(ForwardResult& out, const std::vector<std:
     }
     if (!term_sum.defined()) continue;
     Tensor term = scale(term_sum, 1.0 / layers);
-    out.terms[bl.name] = term.item();
+    {
+      NoGradScope no_grad;
+      names.push_back(bl.name);
+      values.push_back(reshape(cast(term.detach(), DType::f64), {1}));
+    }
     if (coef > 0) out.loss = add(out.loss, scale(term, coef));
   }
+  if (values.empty()) return;
+  NoGradScope no_grad;
+  bool one_device = true;
+  for (const Tensor& v : values) one_device = one_device && v.device() == values.front().device();
+  if (!one_device) {  // terms from host-side counts beside device ones: read each where it is
+    for (size_t i = 0; i < names.size(); ++i) out.terms[names[i]] = values[i].item();
+    return;
+  }
+  const std::vector<double> read = concat(values, 0).to_vector();
+  for (size_t i = 0; i < names.size(); ++i) out.terms[names[i]] = read[i];
 }
 
 }  // namespace moe

@@ -111,6 +111,17 @@ class TransformerLM {
   engine::Tensor attention(const Block& block, const engine::Tensor& x, bool training);
   engine::Tensor rope(const engine::Tensor& x) const;  // [B, H, T, Dh]
 
+  // RoPE's cos and sin tables for one (T, Dh, dtype, device): built and uploaded on the first
+  // call, then reused by q and k of every layer and step (rebuilding them cost two host-to-device
+  // copies, each a wait for the device, per use).
+  struct RopeTables {
+    int64_t T = -1, Dh = -1;
+    engine::DType dtype = engine::DType::f32;
+    engine::Device device;
+    engine::Tensor cos, sin;
+  };
+  mutable RopeTables rope_tables_;
+
   ModelConfig config_;
   ParamStore params_;
   engine::Tensor tok_embedding_, pos_embedding_, lm_head_, norm_f_w_, norm_f_b_;

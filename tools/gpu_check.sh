@@ -2,14 +2,16 @@
 # A machine with a CUDA GPU checked in one command (README, "Checking a GPU machine"):
 #   1. build (Release, ENGINE_CUDA=ON, CMAKE_CUDA_ARCHITECTURES from nvidia-smi's compute_cap);
 #   2. the CUDA-vs-CPU tests (cuda_tests) with ENGINE_REQUIRE_CUDA=1, so a skip is a failure;
-#   3. cuda_tests once more under compute-sanitizer memcheck, when installed, with a time cap;
+#   3. cuda_tests (less its [large] cases) under compute-sanitizer memcheck, racecheck and
+#      synccheck, when installed, each with a time cap;
 #   4. configs/tiny.yaml trained for 50 steps on device cuda and on cpu, every logged loss
 #      compared (relative tolerance 1e-3: both f32, no TF32, so only summation order differs;
 #      50 steps keep top-k routing flips, which would amplify it, rare);
 #   5. moe-bench on cuda for configs/bench/{tiny,small,wide}.yaml in f32 and bf16, model FLOP/s
 #      against the GPU's peak at that precision;
 # then one summary table, also written to BUILD/gpu_check/summary.txt. Exit status 0 when every
-# check passed, 1 otherwise. About 5-8 minutes on one H100-class GPU, most of it the build.
+# check passed, 1 otherwise. About 10-15 minutes on one H100-class GPU: the build, then the
+# three sanitizer runs.
 #
 # Without a usable GPU (no nvidia-smi, no device, or no nvcc) it says so and exits 0 at once,
 # so it can run anywhere (tests/tools/gpu_check_test.sh).
@@ -93,34 +95,46 @@ start=$SECONDS
 timeout 300 "$bin/cuda_tests" >"$out/cuda_tests.log" 2>&1
 status=$?
 summary=$(grep -E "^(All tests passed|test cases:)" "$out/cuda_tests.log" | tail -1)
+versions=$(grep -m1 "^CUDA versions:" "$out/cuda_tests.log")
+[[ -n $versions ]] && echo "== $versions"
+# ENGINE_REQUIRE_CUDA=1 turns "no usable device" into exit 1 with this line naming the reason.
+unusable=$(grep -m1 "^FAILED: ENGINE_REQUIRE_CUDA" "$out/cuda_tests.log")
+[[ -n $unusable ]] && status=unusable
 case $status in
+  unusable) note "cuda_tests (CUDA vs CPU)" FAIL "${unusable#FAILED: }" ;;
   0) note "cuda_tests (CUDA vs CPU)" PASS "$summary ($((SECONDS - start)) s)" ;;
   77) note "cuda_tests (CUDA vs CPU)" FAIL "skipped on a GPU machine: $(grep -m1 SKIPPED "$out/cuda_tests.log")" ;;
   124) note "cuda_tests (CUDA vs CPU)" FAIL "timed out after 300 s" ;;
   *) note "cuda_tests (CUDA vs CPU)" FAIL "exit $status: $summary (see $out/cuda_tests.log)" ;;
 esac
 
-# --- 3. the same under compute-sanitizer ---
+# --- 3. the same under compute-sanitizer: memcheck, racecheck, synccheck ---
+# Each tool runs the suite without its real-size cases ([large]): under the sanitizers those
+# take minutes, and the small cases already reach every kernel's code paths.
 sanitizer=$(command -v compute-sanitizer || echo "$(dirname "$nvcc")/compute-sanitizer")
 cap=${GPU_CHECK_SANITIZER_SECONDS:-240}
-if [[ -x $sanitizer ]]; then
+for tool in memcheck racecheck synccheck; do
+  name="compute-sanitizer $tool"
+  if [[ ! -x $sanitizer ]]; then
+    note "$name" SKIPPED "compute-sanitizer not installed"
+    continue
+  fi
   start=$SECONDS
-  timeout "$cap" "$sanitizer" --tool memcheck --error-exitcode 3 "$bin/cuda_tests" >"$out/memcheck.log" 2>&1
+  log="$out/$tool.log"
+  timeout "$cap" "$sanitizer" --tool "$tool" --error-exitcode 3 "$bin/cuda_tests" "~[large]" >"$log" 2>&1
   status=$?
-  errors=$(grep -m1 -E "ERROR SUMMARY: [0-9]+" "$out/memcheck.log")
+  errors=$(grep -m1 -E "(ERROR|RACECHECK) SUMMARY: [0-9]+" "$log")
   case $status in
-    0) note "compute-sanitizer memcheck" PASS "${errors:-no errors} ($((SECONDS - start)) s)" ;;
+    0) note "$name" PASS "${errors:-no errors} ($((SECONDS - start)) s)" ;;
     # The cap cuts a slow run short: what ran reported nothing, which is worth knowing but no pass.
-    124) if grep -q "Invalid\|ERROR SUMMARY: [1-9]" "$out/memcheck.log"; then
-           note "compute-sanitizer memcheck" FAIL "errors before the $cap s cap (see $out/memcheck.log)"
+    124) if grep -q "Invalid\|SUMMARY: [1-9]" "$log"; then
+           note "$name" FAIL "errors before the $cap s cap (see $log)"
          else
-           note "compute-sanitizer memcheck" INCOMPLETE "stopped at the $cap s cap, no error until then"
+           note "$name" INCOMPLETE "stopped at the $cap s cap, no error until then"
          fi ;;
-    *) note "compute-sanitizer memcheck" FAIL "exit $status: ${errors:-see $out/memcheck.log}" ;;
+    *) note "$name" FAIL "exit $status: ${errors:-see $log}" ;;
   esac
-else
-  note "compute-sanitizer memcheck" SKIPPED "compute-sanitizer not installed"
-fi
+done
 
 # --- 4. the same training on cuda and on cpu ---
 train() {  # device, name; writes $out/train_NAME/metrics.csv

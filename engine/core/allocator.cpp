@@ -3,10 +3,23 @@
 #include <cstdlib>
 #include <new>
 #include <stdexcept>
+#include <string>
 
 namespace engine {
 
 CachingAllocator::~CachingAllocator() { release_cached(); }
+
+namespace {
+std::string mib(size_t bytes) { return std::to_string((bytes + (size_t{1} << 19)) >> 20) + " MiB"; }
+}  // namespace
+
+// Called with mutex_ held: reads stats_ directly.
+std::string CachingAllocator::out_of_memory_message(size_t asked, size_t rounded) const {
+  return "out of memory on " + device_.str() + ": asked for " + std::to_string(asked) + " bytes (" +
+         std::to_string(rounded) + " rounded) with " + mib(stats_.bytes_in_use) + " in use by tensors, peak " +
+         mib(stats_.peak_bytes) + ", cache already released (" + std::to_string(stats_.raw_allocations) +
+         " raw allocations so far)";
+}
 
 size_t CachingAllocator::round_size(size_t bytes) {
   if (bytes == 0) bytes = 1;
@@ -37,7 +50,7 @@ void* CachingAllocator::allocate(size_t bytes, size_t* rounded) {
       free_blocks_.clear();
       stats_.bytes_cached = 0;
       ptr = raw_alloc_(size);
-      if (!ptr) throw std::bad_alloc();
+      if (!ptr) throw OutOfMemory(out_of_memory_message(bytes, size));
     }
     ++stats_.raw_allocations;
   }

@@ -4,7 +4,10 @@
 #pragma once
 #include <cstddef>
 #include <mutex>
+#include <new>
+#include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "engine/core/device.h"
@@ -19,12 +22,27 @@ struct MemoryStats {
   size_t reuses = 0;           // allocations served from the cache
 };
 
+// Thrown when the device has no room even after the cache is given back. A std::bad_alloc, so
+// existing handlers still catch it, whose what() names the bytes asked, the device and the
+// allocator's counters (a real OOM then reads differently from a kernel fault, which the CUDA
+// raw allocator throws as a std::runtime_error with CUDA's own message).
+class OutOfMemory : public std::bad_alloc {
+ public:
+  explicit OutOfMemory(std::string message) : message_(std::move(message)) {}
+  const char* what() const noexcept override { return message_.c_str(); }
+
+ private:
+  std::string message_;
+};
+
 class CachingAllocator {
  public:
+  // raw_alloc returns nullptr only when the device is out of memory; any other failure throws.
   using RawAlloc = void* (*)(size_t bytes);
   using RawFree = void (*)(void* ptr);
 
-  CachingAllocator(RawAlloc raw_alloc, RawFree raw_free) : raw_alloc_(raw_alloc), raw_free_(raw_free) {}
+  CachingAllocator(RawAlloc raw_alloc, RawFree raw_free, Device device = Device::cpu())
+      : raw_alloc_(raw_alloc), raw_free_(raw_free), device_(device) {}
   ~CachingAllocator();
   CachingAllocator(const CachingAllocator&) = delete;
   CachingAllocator& operator=(const CachingAllocator&) = delete;
@@ -43,8 +61,11 @@ class CachingAllocator {
   static size_t round_size(size_t bytes);
 
  private:
+  std::string out_of_memory_message(size_t asked, size_t rounded) const;
+
   RawAlloc raw_alloc_;
   RawFree raw_free_;
+  Device device_;
   mutable std::mutex mutex_;
   std::unordered_map<size_t, std::vector<void*>> free_blocks_;
   MemoryStats stats_;

@@ -1,5 +1,6 @@
 // Where a tensor's memory lives. Transfers between devices are always explicit (Tensor::to).
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace engine {
@@ -27,5 +28,13 @@ void set_cuda_device(int index);  // the calling thread's current GPU (no-op wit
 // synchronous): wall-clock measurements of device work need it.
 void synchronize(Device device);
 bool built_with_cuda();
+
+// Times the host has waited for a device so far in this process: copies to the host (they
+// wait for the queued work), synchronize() and the loss read-back. Uploads from the host do not
+// wait (cudaMemcpyAsync stages pageable memory without a device synchronization). Training steps should not wait
+// except where they must read a value; a test holds a step's count fixed. Always 0 on a CPU
+// build.
+uint64_t host_device_syncs();
+void count_host_device_sync();  // called by the CUDA backend where it waits
 
 }  // namespace engine

@@ -42,24 +42,34 @@ ENGINE_HD Philox4 philox4x32(uint64_t seed, uint64_t counter) {
 // Uniform in (0, 1]: never 0, so log() is safe. 24 bits, exact in float.
 ENGINE_HD float uniform_from_bits(uint32_t bits) { return ((bits >> 8) + 1u) * (1.0f / 16777216.0f); }
 
+// Offsets count 32-bit Philox words (four per block). A uniform value takes one word and a
+// normal value two (Box-Muller needs a pair), so a draw of n values of either kind covers
+// exactly the words its reservation advanced over, and a uniform draw after a normal one (or
+// the reverse) on the same generator never reuses a block.
+constexpr uint64_t kUniformWords = 1;
+constexpr uint64_t kNormalWords = 2;
+
 // Element i of a uniform draw.
 ENGINE_HD float uniform_at(uint64_t seed, uint64_t offset, uint64_t i) {
-  const uint64_t n = offset + i;
-  return uniform_from_bits(philox4x32(seed, n >> 2).v[n & 3]);
+  const uint64_t w = offset + i * kUniformWords;
+  return uniform_from_bits(philox4x32(seed, w >> 2).v[w & 3]);
 }
 
-// Element i of a standard normal draw (Box-Muller on one Philox block).
+// Element i of a standard normal draw (Box-Muller on one half of a Philox block). Offsets from
+// Generator::reserve are even for normal draws, so the pair never straddles two blocks.
 ENGINE_HD double normal_at(uint64_t seed, uint64_t offset, uint64_t i) {
-  const uint64_t n = offset + i;
-  const Philox4 r = philox4x32(seed, n >> 1);
-  const uint32_t a = (n & 1) ? r.v[2] : r.v[0];
-  const uint32_t b = (n & 1) ? r.v[3] : r.v[1];
+  const uint64_t w = offset + i * kNormalWords;
+  const Philox4 r = philox4x32(seed, w >> 2);
+  const bool upper = (w & 2) != 0;
+  const uint32_t a = upper ? r.v[2] : r.v[0];
+  const uint32_t b = upper ? r.v[3] : r.v[1];
   const double u1 = ((a >> 8) + 1u) * (1.0 / 16777216.0);
   const double u2 = (b >> 8) * (1.0 / 16777216.0);
   return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
-// A stream of draws: each call reserves `count` counters, so consecutive draws never overlap.
+// A stream of draws: each call reserves the words of `count` values (words_per_value: 1 for
+// uniform, 2 for normal), rounded up to whole blocks, so consecutive draws never overlap.
 class Generator {
  public:
   explicit Generator(uint64_t seed = 0) : seed_(seed) {}
@@ -69,9 +79,10 @@ class Generator {
     seed_ = seed;
     offset_ = offset;
   }
-  uint64_t reserve(uint64_t count) {
-    const uint64_t start = offset_ + shard_index_ * count;
-    offset_ += (count * shard_count_ + 3) / 4 * 4;  // whole Philox blocks, so streams stay aligned
+  uint64_t reserve(uint64_t count, uint64_t words_per_value = kUniformWords) {
+    const uint64_t words = count * words_per_value;
+    const uint64_t start = offset_ + shard_index_ * words;
+    offset_ += (words * shard_count_ + 3) / 4 * 4;  // whole Philox blocks, so streams stay aligned
     return start;
   }
   // Data parallelism: this generator becomes part `index` of `count` equal parts. A draw of n

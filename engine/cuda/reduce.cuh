@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "engine/core/tensor.h"
 #include "engine/cuda/launch.cuh"
 
 namespace engine {
@@ -112,13 +113,64 @@ __global__ void column_sum_kernel(int64_t outer, int64_t n, int64_t inner, Load 
 }
 
 template <class Load, class Store>
-void launch_column_sum(int64_t outer, int64_t n, int64_t inner, const Load& load, const Store& store) {
-  if (outer <= 0 || inner <= 0) return;
+void launch_column_sum_pass(int64_t outer, int64_t n, int64_t inner, const Load& load, const Store& store) {
   const int64_t col_blocks = (inner + kColumnWidth - 1) / kColumnWidth;
   const dim3 grid(static_cast<unsigned>(col_blocks < 4096 ? col_blocks : 4096),
                   static_cast<unsigned>(outer < 65535 ? outer : 65535));
   column_sum_kernel<<<grid, dim3(kColumnWidth, kColumnSplit), 0, stream()>>>(outer, n, inner, load, store);
   CUDA_CHECK_LAUNCH();
+}
+
+// The first pass of a chunked column sum: row o2 = o * chunks + q of a virtual [outer * chunks,
+// chunk_len, inner] layout is chunk q of row o's middle axis (zeros past n).
+template <class Load>
+struct ChunkedLoad {
+  Load load;
+  int64_t chunks, chunk_len, n;
+  __device__ double operator()(int64_t o2, int64_t j2, int64_t c) const {
+    const int64_t o = o2 / chunks, j = (o2 % chunks) * chunk_len + j2;
+    return j < n ? static_cast<double>(load(o, j, c)) : 0.0;
+  }
+};
+struct PartialStore {
+  double* partial;
+  int64_t inner;
+  __device__ void operator()(int64_t o2, int64_t c, double total) const { partial[o2 * inner + c] = total; }
+};
+struct PartialLoad {
+  const double* partial;
+  int64_t chunks, inner;
+  __device__ double operator()(int64_t o, int64_t q, int64_t c) const { return partial[(o * chunks + q) * inner + c]; }
+};
+
+// Column sums, sized from the device: when 32-column blocks over outer rows would fill fewer
+// than 4 blocks per SM (a bias or norm-weight gradient: outer 1, inner the width, n every
+// token, once only inner/32 blocks each walking all of n), the middle axis is cut into chunks
+// summed side by side into a double buffer, and a second pass adds each column's chunks in
+// order. Both passes are fixed trees, so results stay run-to-run identical.
+template <class Load, class Store>
+void launch_column_sum(int64_t outer, int64_t n, int64_t inner, const Load& load, const Store& store) {
+  if (outer <= 0 || inner <= 0) return;
+  const int64_t col_blocks = (inner + kColumnWidth - 1) / kColumnWidth;
+  const int64_t blocks = (col_blocks < 4096 ? col_blocks : 4096) * (outer < 65535 ? outer : 65535);
+  const int64_t wanted = int64_t{4} * sm_count();
+  constexpr int64_t kMinChunk = 256;  // rows per chunk: below this the second pass costs more than it saves
+  if (blocks >= wanted || n < 2 * kMinChunk) {
+    launch_column_sum_pass(outer, n, inner, load, store);
+    return;
+  }
+  int64_t chunks = (wanted + blocks - 1) / blocks;
+  if (chunks > n / kMinChunk) chunks = n / kMinChunk;
+  const int64_t chunk_len = (n + chunks - 1) / chunks;
+  chunks = (n + chunk_len - 1) / chunk_len;
+  int device = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  // Freed on return while the passes are queued: safe, every later use of the block is queued
+  // behind them on the same stream (runtime.h).
+  Tensor partial = Tensor::empty({outer * chunks * inner}, DType::f64, Device::cuda(device));
+  launch_column_sum_pass(outer * chunks, chunk_len, inner, ChunkedLoad<Load>{load, chunks, chunk_len, n},
+                         PartialStore{partial.data<double>(), inner});
+  launch_column_sum_pass(outer, chunks, inner, PartialLoad{partial.data<double>(), chunks, inner}, store);
 }
 
 }  // namespace cuda

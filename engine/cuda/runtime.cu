@@ -2,6 +2,7 @@
 // (raw cudaMalloc/cudaFree underneath) and the per-thread cuBLAS/cuDNN handles.
 #include <atomic>
 #include <climits>
+#include <cstdlib>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -9,7 +10,9 @@
 #include <vector>
 
 #include "engine/core/allocator.h"
+#include "engine/core/cuda_versions.h"
 #include "engine/core/tensor.h"
+#include "engine/cuda/device_error.cuh"
 #include "engine/cuda/runtime.h"
 
 namespace engine {
@@ -23,6 +26,33 @@ void throw_error(const char* library, const char* what, const char* expr, const 
 int cublas_int(int64_t v, const char* op, const char* what) {
   if (v > INT_MAX) fail(op, std::string(what) + " = " + std::to_string(v) + " exceeds cuBLAS's 32-bit limit");
   return static_cast<int>(v);
+}
+
+void throw_sync_error(cudaError_t err, const char* expr, const char* file, int line) {
+  std::string what = cudaGetErrorString(err);
+  if (!sync_after_launch())
+    what +=
+        " (likely raised by an earlier kernel and reported at this wait; rerun with ENGINE_CUDA_SYNC_LAUNCHES=1 "
+        "to stop at the launch that faulted)";
+  throw_error("CUDA", what.c_str(), expr, file, line);
+}
+
+bool sync_after_launch() {
+  static const bool on = [] {
+    const char* v = std::getenv("ENGINE_CUDA_SYNC_LAUNCHES");
+    return v && std::string(v) == "1";
+  }();
+  return on;
+}
+
+void check_launch(const char* file, int line) {
+  const cudaError_t launch = cudaGetLastError();
+  if (launch != cudaSuccess) throw_error("CUDA", cudaGetErrorString(launch), "kernel launch", file, line);
+  if (!sync_after_launch()) return;
+  const cudaError_t run = cudaStreamSynchronize(stream());
+  if (run != cudaSuccess)
+    throw_error("CUDA", cudaGetErrorString(run), "kernel run, checked by ENGINE_CUDA_SYNC_LAUNCHES=1", file, line);
+  check_device_errors();
 }
 
 DeviceGuard::DeviceGuard(Device device) : DeviceGuard(device.index) {}
@@ -89,16 +119,24 @@ __global__ void probe_kernel() {}
 constexpr int kMaxDevices = 16;
 
 // The allocator's raw functions take no device argument, so each device index gets its own
-// instantiation. cudaMalloc failures return nullptr (the allocator then frees its cache and
-// retries once); the error is cleared so it does not surface at an unrelated later check.
+// instantiation. Only cudaErrorMemoryAllocation means out of memory: it returns nullptr (the
+// allocator then frees its cache, retries once, and reports the bytes and its counters), and
+// the error is cleared so it does not surface at an unrelated later check. Any other error is
+// usually an earlier kernel's fault (sticky errors come back from every later call) and is
+// thrown with CUDA's own message, so it is not mistaken for OOM.
 template <int Index>
 void* raw_alloc(size_t bytes) {
   DeviceGuard guard(Index);
   void* ptr = nullptr;
-  if (cudaMalloc(&ptr, bytes) != cudaSuccess) {
+  const cudaError_t err = cudaMalloc(&ptr, bytes);
+  if (err == cudaErrorMemoryAllocation) {
     cudaGetLastError();
     return nullptr;
   }
+  if (err != cudaSuccess)
+    throw_error("CUDA", cudaGetErrorString(err),
+                ("cudaMalloc of " + std::to_string(bytes) + " bytes on cuda:" + std::to_string(Index)).c_str(),
+                __FILE__, __LINE__);
   return ptr;
 }
 
@@ -112,7 +150,7 @@ template <int... I>
 CachingAllocator* make_allocator(int index, std::integer_sequence<int, I...>) {
   using Pair = std::pair<CachingAllocator::RawAlloc, CachingAllocator::RawFree>;
   static const Pair table[] = {Pair{&raw_alloc<I>, &raw_free<I>}...};
-  return new CachingAllocator(table[index].first, table[index].second);
+  return new CachingAllocator(table[index].first, table[index].second, Device::cuda(index));
 }
 
 }  // namespace
@@ -134,6 +172,14 @@ int sm_count() {
 }  // namespace cuda
 
 bool cuda_device_usable(std::string* why) {
+  // Versions first: with a driver older than the runtime, cudaGetDeviceCount only says
+  // "insufficient", and the fix (which driver, or which toolkit to build with) is ours to name.
+  const CudaVersions versions = cuda_versions();
+  const std::string problem = version_problem(versions);
+  if (!problem.empty()) {
+    if (why) *why = problem + " [" + describe(versions) + "]";
+    return false;
+  }
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess) {
@@ -151,7 +197,15 @@ bool cuda_device_usable(std::string* why) {
   const cudaError_t probe = cudaFuncGetAttributes(&attrs, cuda::probe_kernel);
   if (probe != cudaSuccess) {
     cudaGetLastError();
-    if (why) *why = std::string("the device cannot run this build's kernels: ") + cudaGetErrorString(probe);
+    if (why) {
+      int major = 0, minor = 0;
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0);
+      cudaGetLastError();
+      *why = std::string("the device cannot run this build's kernels: ") + cudaGetErrorString(probe) +
+             " (the GPU is sm_" + std::to_string(major * 10 + minor) +
+             "; configure with -DCMAKE_CUDA_ARCHITECTURES=" + std::to_string(major * 10 + minor) + ")";
+    }
     return false;
   }
   if (why) why->clear();

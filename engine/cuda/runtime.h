@@ -33,6 +33,12 @@ class DeviceGuard {
   int previous_ = -1;
 };
 
+[[noreturn]] void throw_sync_error(cudaError_t err, const char* expr, const char* file, int line);
+
+// What CUDA_CHECK_LAUNCH does after every launch (see there).
+void check_launch(const char* file, int line);
+bool sync_after_launch();  // ENGINE_CUDA_SYNC_LAUNCHES=1, read once
+
 // Library handles for the current device, created on first use by each thread and bound to
 // stream(). They are never destroyed: a thread_local destructor could run after the CUDA
 // context is torn down at process exit.
@@ -77,5 +83,17 @@ CachingAllocator& cuda_allocator(int index);
       ::engine::cuda::throw_error("cuDNN", cudnnGetErrorString(engine_st_), #expr, __FILE__, __LINE__); \
   } while (0)
 
+// For a call that waits on queued work (a copy to or from the host, a stream synchronize): an
+// error there is usually an earlier kernel's fault, reported at the first wait after it. The
+// message says so and how to find the kernel.
+#define CUDA_CHECK_SYNC(expr)                                                                                 \
+  do {                                                                                                        \
+    const cudaError_t engine_err_ = (expr);                                                                   \
+    if (engine_err_ != cudaSuccess) ::engine::cuda::throw_sync_error(engine_err_, #expr, __FILE__, __LINE__); \
+  } while (0)
+
 // After a kernel launch: reports a bad launch configuration here rather than at the next sync.
-#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+// With ENGINE_CUDA_SYNC_LAUNCHES=1 in the environment it also waits for the kernel and checks
+// its result and the device error flag, so a fault inside a kernel is reported with the file
+// and line of its launch (the op's .cu file) instead of at the next copy. Slow: for debugging.
+#define CUDA_CHECK_LAUNCH() ::engine::cuda::check_launch(__FILE__, __LINE__)

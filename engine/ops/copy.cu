@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "engine/core/dispatch.h"
+#include "engine/cuda/device_error.cuh"
 #include "engine/cuda/launch.cuh"
 #include "engine/ops/copy.h"
 
@@ -134,14 +135,18 @@ void copy_bytes(const Tensor& src, Tensor& dst) {
     std::memcpy(dst.raw_data(), src.raw_data(), bytes);
   } else if (from.is_cpu()) {
     DeviceGuard guard(to);
-    // Pageable host memory: cudaMemcpy has staged the data when it returns, so the host
-    // buffer may be freed or reused right away.
-    CUDA_CHECK(cudaMemcpy(dst.raw_data(), src.raw_data(), bytes, cudaMemcpyHostToDevice));
+    // Pageable host memory: cudaMemcpyAsync has copied the data to a staging buffer when it
+    // returns, so the host buffer may be freed or reused right away, and unlike cudaMemcpy it
+    // does not first wait for the queued work: uploading routing indices or a table does not
+    // stall the step. The copy is queued on stream() behind the kernels before it.
+    CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), src.raw_data(), bytes, cudaMemcpyHostToDevice, stream()));
   } else if (to.is_cpu()) {
     DeviceGuard guard(from);
-    CUDA_CHECK(cudaMemcpy(dst.raw_data(), src.raw_data(), bytes, cudaMemcpyDeviceToHost));
+    count_host_device_sync();
+    CUDA_CHECK_SYNC(cudaMemcpy(dst.raw_data(), src.raw_data(), bytes, cudaMemcpyDeviceToHost));
     // The host may read dst as soon as we return; also surfaces errors of earlier kernels here.
-    CUDA_CHECK(cudaStreamSynchronize(stream()));
+    CUDA_CHECK_SYNC(cudaStreamSynchronize(stream()));
+    check_device_errors();
   } else if (from == to) {
     DeviceGuard guard(to);
     CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), src.raw_data(), bytes, cudaMemcpyDeviceToDevice, stream()));

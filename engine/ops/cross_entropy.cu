@@ -103,7 +103,8 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int32_t 
                                             result.data<double>());
   CUDA_CHECK_LAUNCH();
   double host[3];
-  CUDA_CHECK(cudaMemcpy(host, result.data<double>(), sizeof(host), cudaMemcpyDeviceToHost));
+  count_host_device_sync();  // the loss and the target check are read back here
+  CUDA_CHECK_SYNC(cudaMemcpy(host, result.data<double>(), sizeof(host), cudaMemcpyDeviceToHost));
   if (host[2] >= 0) {
     const int64_t bad_row = static_cast<int64_t>(host[2]);
     int32_t bad_target = 0;

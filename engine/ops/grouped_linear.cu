@@ -1,6 +1,7 @@
 // CUDA grouped GEMM: all groups of one f32 or f64 product in a single cuBLAS grouped-batched
-// call (each group a batch of one, sizes per group; cuBLAS 12.5 or later), bf16 and older
-// cuBLAS one gemm() per group. Same column-major trick as gemm() in matmul.cu: row-major
+// call (each group a batch of one, sizes per group; cuBLAS 12.5 or later), bf16 products through
+// cublasGemmGroupedBatchedEx when cuBLAS takes their compute mode, and otherwise (or with an
+// older cuBLAS) one gemm() per group. Same column-major trick as gemm() in matmul.cu: row-major
 // C = op(A) op(B) is computed as column-major C^T = op(B)^T op(A)^T.
 #include <string>
 #include <type_traits>
@@ -80,13 +81,44 @@ cublasStatus_t grouped(const GroupedCall<double>& c, int count) {
                                    c.ld_second.data(), c.beta.data(), reinterpret_cast<double* const*>(c.c),
                                    c.ld_c.data(), count, c.group_size.data());
 }
+// bf16 products of f32 tensors (MatmulPrecision::bf16): the same grouped call through the
+// typed entry point, f32 operands with bf16 multiplies (as gemm() asks of
+// cublasGemmStridedBatchedEx). cuBLAS releases that do not take this compute mode for grouped
+// GEMMs answer NOT_SUPPORTED or INVALID_VALUE before launching anything; the caller then runs
+// the groups one by one.
+cublasStatus_t grouped_bf16(const GroupedCall<float>& c, int count) {
+  return cublasGemmGroupedBatchedEx(cublas_handle(), c.op_first.data(), c.op_second.data(), c.m.data(), c.n.data(),
+                                    c.k.data(), c.alpha.data(), c.first, CUDA_R_32F, c.ld_first.data(), c.second,
+                                    CUDA_R_32F, c.ld_second.data(), c.beta.data(), c.c, CUDA_R_32F, c.ld_c.data(),
+                                    count, c.group_size.data(), CUBLAS_COMPUTE_32F_FAST_16BF);
+}
 #else
 constexpr bool kHaveGroupedGemm = false;
 template <class T>
 cublasStatus_t grouped(const GroupedCall<T>&, int) {
   return CUBLAS_STATUS_NOT_SUPPORTED;
 }
+cublasStatus_t grouped_bf16(const GroupedCall<float>&, int) { return CUBLAS_STATUS_NOT_SUPPORTED; }
 #endif
+
+// Whether cuBLAS took the grouped bf16 call (unknown until the first bf16 product).
+enum class Bf16Grouped { untried, works, refused };
+Bf16Grouped bf16_grouped = Bf16Grouped::untried;
+
+// One grouped call for a bf16 product when cuBLAS takes it; false when it does not (nothing ran).
+bool try_grouped_bf16(const std::vector<const GemmCall*>& batched, int count) {
+  if (!kHaveGroupedGemm || bf16_grouped == Bf16Grouped::refused || batched.front()->c.dtype() != DType::f32)
+    return false;
+  const GroupedCall<float> call = make_call<float>(batched);
+  const cublasStatus_t st = grouped_bf16(call, count);
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE) {
+    bf16_grouped = Bf16Grouped::refused;
+    return false;
+  }
+  CUBLAS_CHECK(st);
+  bf16_grouped = Bf16Grouped::works;
+  return true;
+}
 
 GroupedGemmCounts counts;
 
@@ -111,9 +143,11 @@ void grouped_gemm(const std::vector<GemmCall>& groups) {
   if (batched.empty()) return;
   DeviceGuard guard(batched.front()->c.device());
   const int count = cublas_int(static_cast<int64_t>(batched.size()), "grouped_gemm", "group count");
-  // bf16 runs per group: cuBLAS's grouped GEMMs take no CUBLAS_COMPUTE_32F_FAST_16BF.
-  if (!kHaveGroupedGemm || count == 1 || batched.front()->args.precision == MatmulPrecision::bf16 ||
-      batched.front()->a.dtype() == DType::bf16) {
+  const bool bf16 = batched.front()->args.precision == MatmulPrecision::bf16;
+  if (bf16 && count > 1 && try_grouped_bf16(batched, count)) {
+    ++counts.grouped_calls;
+  } else if (!kHaveGroupedGemm || count == 1 || bf16 || batched.front()->a.dtype() == DType::bf16) {
+    // bf16 tensors (bf16 activations) run one product per group, through gemm()'s bf16 path.
     for (const GemmCall* group : batched) {
       Tensor c = group->c;
       gemm(group->args, group->a, group->b, Tensor(), c);

@@ -9,7 +9,7 @@
 // not been called (AdamW then leaves it alone, as PyTorch does for a parameter without grad).
 // CPU: one oneDNN product per non-empty group (rows vary every step: see matmul.cpp's cache).
 // CUDA: one grouped cuBLAS call (cublas{S,D}gemmGroupedBatched) per product for all groups
-// (bf16: one cuBLAS call per group, the grouped GEMMs having no bf16 compute mode).
+// (bf16: one grouped call too where cuBLAS takes the bf16 compute mode, else one call per group).
 #pragma once
 #include <vector>
 
@@ -30,7 +30,8 @@ void grouped_gemm(const std::vector<GemmCall>& groups);
 namespace cuda {
 void grouped_gemm(const std::vector<GemmCall>& groups);
 // How the products were run so far on this process: grouped cuBLAS calls, and products run one
-// by one (bf16, a single group, or a cuBLAS older than 12.5). The CUDA tests check the path.
+// by one (a single group, a cuBLAS older than 12.5, or bf16 where cuBLAS refuses the grouped
+// bf16 compute mode). The CUDA tests check the path.
 struct GroupedGemmCounts {
   int64_t grouped_calls = 0, one_by_one = 0;
 };

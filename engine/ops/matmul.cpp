@@ -104,6 +104,12 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
                              " must share a type, or be bf16 activations with f32 weights");
   ENGINE_CHECK(!bias_in.defined() || bias_in.dtype() == weight_in.dtype(), "linear",
                "bias " + bias_in.str() + " must have the weight's type " + dtype_name(weight_in.dtype()));
+  // A weight or bias left on another device would hand a host pointer to a kernel (or a device
+  // pointer to the CPU loop): refuse it here, before anything is launched.
+  ENGINE_CHECK(weight_in.device() == x_in.device() && (!bias_in.defined() || bias_in.device() == x_in.device()),
+               "linear",
+               "weight " + weight_in.str() + (bias_in.defined() ? " and bias " + bias_in.str() : std::string()) +
+                   " must be on the input's device (" + x_in.str() + ")");
   const DType dt = x_in.dtype();
   // bf16 activations: the f32 weight is rounded once here, and the rounded copy serves backward.
   Tensor x = kernel_input(x_in), w = kernel_input(weight_in, dt);

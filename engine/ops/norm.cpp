@@ -20,6 +20,11 @@ Tensor normalize(const Tensor& x_in, const Tensor& gamma_in, const Tensor& beta_
   ENGINE_CHECK(!beta_in.defined() || beta_in.shape() == Shape{n}, name,
                "shift must have shape (" + std::to_string(n) + "), got " + beta_in.str());
   ENGINE_CHECK(eps > 0, name, "eps must be positive");
+  // As in linear: parameters on another device than the activations would reach a kernel as
+  // pointers it cannot read.
+  ENGINE_CHECK(gamma_in.device() == x_in.device() && (!beta_in.defined() || beta_in.device() == x_in.device()), name,
+               "scale " + gamma_in.str() + (beta_in.defined() ? " and shift " + beta_in.str() : std::string()) +
+                   " must be on the input's device (" + x_in.str() + ")");
   // bf16 activations are normalized in f32 with f32 scale and shift (the parameters' type).
   ENGINE_CHECK(gamma_in.dtype() == compute_dtype(x_in.dtype()) &&
                    (!beta_in.defined() || beta_in.dtype() == gamma_in.dtype()),

@@ -8,7 +8,7 @@ namespace engine {
 Tensor randn(const Shape& shape, Generator& gen, double mean, double std, DType dtype, Device device) {
   ENGINE_CHECK(is_floating(dtype), "randn", "needs a floating element type");
   Tensor t = Tensor::empty(shape, dtype, device);
-  const uint64_t offset = gen.reserve(static_cast<uint64_t>(t.numel()));
+  const uint64_t offset = gen.reserve(static_cast<uint64_t>(t.numel()), kNormalWords);
   ON_DEVICE(t, normal_fill, t, gen.seed(), offset, mean, std);
   return t;
 }

@@ -7,6 +7,7 @@
 #include "engine/core/tape.h"
 #include "engine/ops/binary.h"
 #include "engine/ops/copy.h"
+#include "engine/ops/shape.h"
 
 namespace engine {
 
@@ -64,6 +65,21 @@ Tensor sum_squares(const Tensor& x_in) {
     record(out, {x_in}, [x](const Tensor& dy, GradSink& g) {  // d/dx = 2 x dy
       g.add(0, mul(x, cast(scale(dy, 2.0), x.dtype())));
     });
+  }
+  return out;
+}
+
+Tensor sum_squares_each(const std::vector<Tensor>& xs) {
+  const Device device = xs.empty() ? Device::cpu() : xs[0].device();
+  Tensor out = Tensor::empty({static_cast<int64_t>(xs.size())}, DType::f64, device);
+  for (size_t i = 0; i < xs.size(); ++i) {
+    ENGINE_CHECK(xs[i].defined() && is_floating(xs[i].dtype()), "sum_squares_each",
+                 "entry " + std::to_string(i) + " is not a floating-point tensor");
+    ENGINE_CHECK(xs[i].device() == device, "sum_squares_each",
+                 "entry " + std::to_string(i) + " " + xs[i].str() + " is not on " + device.str());
+    const Tensor x = kernel_input(xs[i]);
+    Tensor slot = slice(out, 0, static_cast<int64_t>(i), static_cast<int64_t>(i) + 1);  // contiguous {1}
+    ON_DEVICE(x, sum_squares, x, slot);
   }
   return out;
 }

@@ -23,6 +23,57 @@ __global__ void row_sum_kernel(const T* x, int64_t rows, int64_t n, double scale
   }
 }
 
+// Few long rows (a whole-tensor sum is one row): row_sum_kernel would run one block per row.
+// Instead block b sums chunk b % chunks of row b / chunks into partial[b] in double, and a second
+// kernel adds each row's chunks in order. Fixed trees both, as in row_sum_kernel.
+template <class T>
+__global__ void row_chunk_sum_kernel(const T* x, int64_t rows, int64_t n, int64_t chunks, int64_t chunk_len,
+                                     double* partial) {
+  CUDA_ROW_LOOP(b, rows * chunks) {
+    const int64_t r = b / chunks, begin = (b % chunks) * chunk_len;
+    const int64_t end = begin + chunk_len < n ? begin + chunk_len : n;
+    const T* row = x + r * n;
+    double acc = 0.0;
+    for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) acc += static_cast<double>(row[j]);
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) partial[b] = acc;
+  }
+}
+
+template <class T>
+__global__ void chunk_total_kernel(const double* partial, int64_t rows, int64_t chunks, double scale, T* out) {
+  CUDA_ROW_LOOP(r, rows) {
+    double acc = 0.0;
+    for (int64_t q = threadIdx.x; q < chunks; q += blockDim.x) acc += partial[r * chunks + q];
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) out[r] = static_cast<T>(acc * scale);
+  }
+}
+
+// Rows of n contiguous elements summed into out, launched from the device's size.
+template <class T>
+void launch_row_sum(const T* x, int64_t rows, int64_t n, double scale, T* out, Device device) {
+  const int64_t wanted = int64_t{4} * sm_count();  // blocks to keep every SM busy
+  constexpr int64_t kMinChunk = 4096;              // elements per chunk
+  if (rows >= wanted || n < 2 * kMinChunk) {
+    row_sum_kernel<<<row_blocks(rows), row_threads(n), 0, stream()>>>(x, rows, n, scale, out);
+    CUDA_CHECK_LAUNCH();
+    return;
+  }
+  int64_t chunks = (wanted + rows - 1) / rows;
+  if (chunks > n / kMinChunk) chunks = n / kMinChunk;
+  const int64_t chunk_len = (n + chunks - 1) / chunks;
+  chunks = (n + chunk_len - 1) / chunk_len;
+  // Freed on return while the kernels are queued: safe on the one stream (runtime.h).
+  Tensor partial = Tensor::empty({rows * chunks}, DType::f64, device);
+  row_chunk_sum_kernel<<<row_blocks(rows * chunks), 256, 0, stream()>>>(x, rows, n, chunks, chunk_len,
+                                                                        partial.data<double>());
+  CUDA_CHECK_LAUNCH();
+  chunk_total_kernel<<<row_blocks(rows), row_threads(chunks), 0, stream()>>>(partial.data<double>(), rows, chunks,
+                                                                             scale, out);
+  CUDA_CHECK_LAUNCH();
+}
+
 template <class T>
 struct MiddleLoad {
   const T* x;
@@ -103,8 +154,7 @@ void reduce_sum(const Tensor& x, int64_t outer, int64_t n, int64_t inner, double
     out_t* po = out.data<out_t>();
     if (outer * inner == 0) return;
     if (inner == 1) {
-      row_sum_kernel<<<row_blocks(outer), row_threads(n), 0, stream()>>>(px, outer, n, scale, po);
-      CUDA_CHECK_LAUNCH();
+      launch_row_sum(px, outer, n, scale, po, x.device());
     } else {
       launch_column_sum(outer, n, inner, MiddleLoad<scalar_t>{px, n, inner}, ScaledStore<out_t>{po, inner, scale});
     }

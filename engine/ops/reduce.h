@@ -3,6 +3,8 @@
 // Pitfall: float sums over long axes lose precision; each output element accumulates in double
 // on the CPU and in a fixed-shape tree on CUDA, so results do not depend on the thread count.
 #pragma once
+#include <vector>
+
 #include "engine/core/tensor.h"
 
 namespace engine {
@@ -15,6 +17,11 @@ Tensor mean_all(const Tensor& x);  // shape {1}
 // without an f64 copy of every gradient (an f32 square of a huge gradient would overflow).
 // Summed in fixed chunks in a fixed order, so the result does not depend on the thread count.
 Tensor sum_squares(const Tensor& x);
+
+// f64 {n}: entry i is sum_squares(xs[i]), all on xs[0]'s device (every xs[i] must be there),
+// written into one buffer so a caller that needs all of them (gradient clipping) reads them
+// back with one copy instead of one wait per tensor. Not recorded for autodiff.
+Tensor sum_squares_each(const std::vector<Tensor>& xs);
 
 namespace cpu {
 // x contiguous viewed as [outer, n, inner]; out [outer, inner] = scale * sum over n.

@@ -1,6 +1,9 @@
 // Tensors: creation, views vs copies, element types, the caching allocator, device errors.
 #include <catch2/catch.hpp>
+#include <new>
 #include <set>
+#include <stdexcept>
+#include <string>
 
 #include "tests/support/gradcheck.h"
 
@@ -83,6 +86,47 @@ TEST_CASE("allocator size classes bound the waste", "[allocator]") {
   std::set<size_t> classes;
   for (size_t rows = 400; rows <= 600; ++rows) classes.insert(CachingAllocator::round_size(rows * 256 * 4));
   CHECK(classes.size() <= 6);
+}
+
+namespace {
+// Raw functions standing in for cudaMalloc: one device that is always full, one whose calls
+// fail for another reason (a sticky kernel fault comes back from cudaMalloc like this).
+int full_device_calls = 0;
+void* full_device_alloc(size_t) {
+  ++full_device_calls;
+  return nullptr;
+}
+void* faulted_device_alloc(size_t) { throw std::runtime_error("CUDA error at runtime.cu:1: an illegal memory access"); }
+void ignore_free(void*) {}
+}  // namespace
+
+TEST_CASE("allocator reports out of memory with the bytes and device and passes other faults through", "[allocator]") {
+  CachingAllocator full(full_device_alloc, ignore_free, Device::cuda(1));
+  size_t rounded = 0;
+  full_device_calls = 0;
+  try {
+    full.allocate(3000, &rounded);
+    FAIL("no exception");
+  } catch (const OutOfMemory& e) {
+    const std::string what = e.what();
+    INFO(what);
+    CHECK(what.find("out of memory on cuda:1") != std::string::npos);
+    CHECK(what.find("asked for 3000 bytes") != std::string::npos);
+    CHECK(what.find("in use by tensors") != std::string::npos);
+  }
+  CHECK(full_device_calls == 2);                                 // retried once after releasing the cache
+  CHECK_THROWS_AS(full.allocate(10, &rounded), std::bad_alloc);  // old handlers still catch it
+
+  CachingAllocator faulted(faulted_device_alloc, ignore_free, Device::cuda(0));
+  try {
+    faulted.allocate(10, &rounded);
+    FAIL("no exception");
+  } catch (const std::bad_alloc&) {
+    FAIL("a fault was reported as out of memory");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()).find("illegal memory access") != std::string::npos);
+  }
+  CHECK(faulted.stats().bytes_in_use == 0);
 }
 
 TEST_CASE("CUDA tensors fail clearly when no CUDA device is usable", "[tensor][device]") {

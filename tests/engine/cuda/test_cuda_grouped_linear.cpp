@@ -43,3 +43,33 @@ TEST_CASE("cuda grouped_linear: empty groups, with and without bias, f32 f64 and
         in, 2e-3);
   }
 }
+
+TEST_CASE("cuda grouped_linear in bf16 over 64 experts: one grouped call where cuBLAS takes it",
+          "[cuda][grouped_linear]") {
+  // 64 experts of 8 rows each: f32 on the CPU against bf16 products on CUDA (bf16 multiplies,
+  // f32 sums: within 1% of the largest output).
+  const int64_t E = 64, rows = 8, in = 32, out = 16;
+  std::vector<int64_t> offsets(E + 1);
+  for (int64_t e = 0; e <= E; ++e) offsets[e] = e * rows;
+  const Tensor x = rnd({E * rows, in}, 60, DType::f32);
+  std::vector<Tensor> w_cpu, w_gpu;
+  for (int64_t e = 0; e < E; ++e) {
+    w_cpu.push_back(rnd({out, in}, 61 + static_cast<uint64_t>(e), DType::f32, 0.2));
+    w_gpu.push_back(w_cpu.back().to(kGpu));
+  }
+  const Tensor expected = grouped_linear(x, offsets, w_cpu);
+  const cuda::GroupedGemmCounts before = cuda::grouped_gemm_counts();
+  Tensor got;
+  {
+    MatmulPrecisionScope scope(MatmulPrecision::bf16);
+    got = grouped_linear(x.to(kGpu), offsets, w_gpu).to(kCpu);
+  }
+  require_match(expected, got, 1e-2, "bf16 grouped_linear, 64 experts");
+  const cuda::GroupedGemmCounts after = cuda::grouped_gemm_counts();
+  if (after.grouped_calls == before.grouped_calls + 1) {
+    CHECK(after.one_by_one == before.one_by_one);
+  } else {
+    WARN("this cuBLAS refuses grouped GEMMs with bf16 multiplies: the 64 products ran one by one");
+    CHECK(after.one_by_one == before.one_by_one + E);
+  }
+}
