@@ -34,7 +34,8 @@ __global__ void row_chunk_sum_kernel(const T* x, int64_t rows, int64_t n, int64_
     const int64_t end = begin + chunk_len < n ? begin + chunk_len : n;
     const T* row = x + r * n;
     double acc = 0.0;
-    for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) acc += static_cast<double>(row[j]);
+    for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x)
+      acc += static_cast<double>(static_cast<acc_t<T>>(row[j]));
     acc = block_sum(acc);
     if (threadIdx.x == 0) partial[b] = acc;
   }
@@ -50,9 +51,9 @@ __global__ void chunk_total_kernel(const double* partial, int64_t rows, int64_t 
   }
 }
 
-// Rows of n contiguous elements summed into out, launched from the device's size.
+// Rows of n contiguous elements summed into out (f32 for bf16 rows), launched from the device's size.
 template <class T>
-void launch_row_sum(const T* x, int64_t rows, int64_t n, double scale, T* out, Device device) {
+void launch_row_sum(const T* x, int64_t rows, int64_t n, double scale, acc_t<T>* out, Device device) {
   const int64_t wanted = int64_t{4} * sm_count();  // blocks to keep every SM busy
   constexpr int64_t kMinChunk = 4096;              // elements per chunk
   if (rows >= wanted || n < 2 * kMinChunk) {
