@@ -13,10 +13,13 @@ namespace cuda {
 
 namespace {
 
+// out[e] = x[index[i], c], times weight[i] when there is one (scatter_add_rows' gradient of its
+// rows in one pass).
 template <class T>
 struct GatherFn {
   const T* x;
   const int32_t* index;
+  const acc_t<T>* weight;  // may be null
   T* out;
   int64_t num_rows, d;
   DeviceErrorSlot* error;
@@ -25,25 +28,12 @@ struct GatherFn {
     const int64_t row = index[i];
     const bool ok = row >= 0 && row < num_rows;
     if (!ok && c == 0) report_index_error(error, kGatherIndex, row, i, num_rows);
-    out[e] = ok ? x[row * d + c] : T(0);
-  }
-};
-
-// out[e] = weight[i] * x[index[i], c]: scatter_add_rows' gradient of its rows in one pass.
-template <class T>
-struct GatherScaledFn {
-  const T* x;
-  const int32_t* index;
-  const acc_t<T>* weight;
-  T* out;
-  int64_t num_rows, d;
-  DeviceErrorSlot* error;
-  __device__ void operator()(int64_t e) const {
-    const int64_t i = e / d, c = e % d;
-    const int64_t row = index[i];
-    const bool ok = row >= 0 && row < num_rows;
-    if (!ok && c == 0) report_index_error(error, kGatherIndex, row, i, num_rows);
-    out[e] = ok ? weight[i] * static_cast<acc_t<T>>(x[row * d + c]) : acc_t<T>(0);
+    if (!ok)
+      out[e] = T(0);
+    else if (weight)
+      out[e] = weight[i] * static_cast<acc_t<T>>(x[row * d + c]);
+    else
+      out[e] = x[row * d + c];
   }
 };
 
@@ -95,7 +85,7 @@ void gather_rows(const Tensor& x, const Tensor& index, Tensor& out) {
   const int64_t m = index.numel(), d = x.size(1);
   DeviceGuard guard(x.device());
   DISPATCH_ALL(x.dtype(), "gather_rows", {
-    launch_elementwise(m * d, GatherFn<scalar_t>{x.data<scalar_t>(), index.data<int32_t>(), out.data<scalar_t>(),
+    launch_elementwise(m * d, GatherFn<scalar_t>{x.data<scalar_t>(), index.data<int32_t>(), nullptr, out.data<scalar_t>(),
                                                  x.size(0), d, device_error_slot()});
   });
 }
@@ -104,9 +94,9 @@ void gather_rows_scaled(const Tensor& x, const Tensor& index, const Tensor& weig
   const int64_t m = index.numel(), d = x.size(1);
   DeviceGuard guard(x.device());
   DISPATCH_FLOAT_BF16(x.dtype(), "gather_rows_scaled", {
-    launch_elementwise(m * d, GatherScaledFn<scalar_t>{x.data<scalar_t>(), index.data<int32_t>(),
-                                                       weight.data<acc_t<scalar_t>>(), out.data<scalar_t>(), x.size(0),
-                                                       d, device_error_slot()});
+    launch_elementwise(m * d, GatherFn<scalar_t>{x.data<scalar_t>(), index.data<int32_t>(),
+                                                 weight.data<acc_t<scalar_t>>(), out.data<scalar_t>(), x.size(0), d,
+                                                 device_error_slot()});
   });
 }
 

@@ -22,26 +22,40 @@ struct AddBiasFn {
   __device__ void operator()(int64_t i) const { c[i] = static_cast<acc_t<T>>(c[i]) + bias[i % n]; }
 };
 
+// A row-major product as cuBLAS (column-major) sees it. Row-major A ([m,k], or [k,m] when
+// transposed) read column-major is A^T ([k,m]) or A ([m,k]); likewise B. So column-major
+// C^T [n, m] = op(B)^T [n, k] * op(A)^T [k, m]: cuBLAS's first operand is our B.
+struct ColumnMajor {
+  int m, n, k, batch, ld_a, ld_b;
+  cublasOperation_t op_a, op_b;
+  long long stride_a, stride_b, stride_c;
+  explicit ColumnMajor(const GemmArgs& g)
+      : m(cublas_int(g.m, "gemm", "m")),
+        n(cublas_int(g.n, "gemm", "n")),
+        k(cublas_int(g.k, "gemm", "k")),
+        batch(cublas_int(g.batch, "gemm", "batch")),
+        ld_a(g.transpose_a ? m : k),
+        ld_b(g.transpose_b ? k : n),
+        op_a(g.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N),
+        op_b(g.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N),
+        stride_a(static_cast<long long>(g.m) * g.k),
+        stride_b(static_cast<long long>(g.k) * g.n),
+        stride_c(static_cast<long long>(g.m) * g.n) {}
+};
+
 // bf16 operands (bf16 tensors), f32 sums, C in bf16 (an activation) or f32 (a weight's gradient,
 // attention scores): cuBLAS's mixed-precision GEMM on tensor cores.
 void gemm_bf16(const GemmArgs& g, const Tensor& a, const Tensor& b, Tensor& c) {
   ENGINE_CHECK(b.dtype() == DType::bf16 && (c.dtype() == DType::bf16 || c.dtype() == DType::f32), "gemm",
                "bf16 products take two bf16 operands and write bf16 or f32: " + a.str() + ", " + b.str() + " -> " +
                    c.str());
-  const int m = cublas_int(g.m, "gemm", "m"), n = cublas_int(g.n, "gemm", "n"), k = cublas_int(g.k, "gemm", "k"),
-            batch = cublas_int(g.batch, "gemm", "batch");
+  const ColumnMajor l(g);
   const float alpha = 1.0f, beta = static_cast<float>(g.beta);
-  const cublasOperation_t op_b = g.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasOperation_t op_a = g.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const int ld_b = g.transpose_b ? k : n;
-  const int ld_a = g.transpose_a ? m : k;
-  const long long stride_b = static_cast<long long>(g.k) * g.n, stride_a = static_cast<long long>(g.m) * g.k,
-                  stride_c = static_cast<long long>(g.m) * g.n;
   const cudaDataType_t c_type = c.dtype() == DType::bf16 ? CUDA_R_16BF : CUDA_R_32F;
-  CUBLAS_CHECK(cublasGemmStridedBatchedEx(cublas_handle(), op_b, op_a, n, m, k, &alpha, b.raw_data(), CUDA_R_16BF,
-                                          ld_b, stride_b, a.raw_data(), CUDA_R_16BF, ld_a, stride_a, &beta,
-                                          c.raw_data(), c_type, n, stride_c, batch, CUBLAS_COMPUTE_32F,
-                                          CUBLAS_GEMM_DEFAULT));
+  CUBLAS_CHECK(cublasGemmStridedBatchedEx(cublas_handle(), l.op_b, l.op_a, l.n, l.m, l.k, &alpha, b.raw_data(),
+                                          CUDA_R_16BF, l.ld_b, l.stride_b, a.raw_data(), CUDA_R_16BF, l.ld_a,
+                                          l.stride_a, &beta, c.raw_data(), c_type, l.n, l.stride_c, l.batch,
+                                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 cublasStatus_t gemm_strided_batched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
@@ -78,26 +92,19 @@ void gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& bia
       // documented only as "C = beta*C".
       if (g.beta == 0.0) fill(c, 0.0);
     } else {
-      const int m = cublas_int(g.m, "gemm", "m"), n = cublas_int(g.n, "gemm", "n"), k = cublas_int(g.k, "gemm", "k"),
-                batch = cublas_int(g.batch, "gemm", "batch");
+      const ColumnMajor l(g);
       const scalar_t alpha = 1, beta = static_cast<scalar_t>(g.beta);
-      // Row-major A ([m,k], or [k,m] when transposed) read column-major is A^T ([k,m]) or A
-      // ([m,k]); likewise B. Column-major C^T [n, m] = op(B)^T [n, k] * op(A)^T [k, m].
-      const cublasOperation_t op_b = g.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-      const cublasOperation_t op_a = g.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-      const int ld_b = g.transpose_b ? k : n;
-      const int ld_a = g.transpose_a ? m : k;
-      const long long stride_b = static_cast<long long>(g.k) * g.n, stride_a = static_cast<long long>(g.m) * g.k,
-                      stride_c = static_cast<long long>(g.m) * g.n;
       if (std::is_same<scalar_t, float>::value && g.precision == MatmulPrecision::bf16) {
         // f32 buffers, operands rounded to bf16 inside cuBLAS, f32 accumulation (tensor cores).
-        CUBLAS_CHECK(cublasGemmStridedBatchedEx(cublas_handle(), op_b, op_a, n, m, k, &alpha, b.data<scalar_t>(),
-                                                CUDA_R_32F, ld_b, stride_b, a.data<scalar_t>(), CUDA_R_32F, ld_a,
-                                                stride_a, &beta, pc, CUDA_R_32F, n, stride_c, batch,
-                                                CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
+        CUBLAS_CHECK(cublasGemmStridedBatchedEx(cublas_handle(), l.op_b, l.op_a, l.n, l.m, l.k, &alpha,
+                                                b.data<scalar_t>(), CUDA_R_32F, l.ld_b, l.stride_b, a.data<scalar_t>(),
+                                                CUDA_R_32F, l.ld_a, l.stride_a, &beta, pc, CUDA_R_32F, l.n,
+                                                l.stride_c, l.batch, CUBLAS_COMPUTE_32F_FAST_16BF,
+                                                CUBLAS_GEMM_DEFAULT));
       } else {
-        CUBLAS_CHECK(gemm_strided_batched(cublas_handle(), op_b, op_a, n, m, k, &alpha, b.data<scalar_t>(), ld_b,
-                                          stride_b, a.data<scalar_t>(), ld_a, stride_a, &beta, pc, n, stride_c, batch));
+        CUBLAS_CHECK(gemm_strided_batched(cublas_handle(), l.op_b, l.op_a, l.n, l.m, l.k, &alpha, b.data<scalar_t>(),
+                                          l.ld_b, l.stride_b, a.data<scalar_t>(), l.ld_a, l.stride_a, &beta, pc, l.n,
+                                          l.stride_c, l.batch));
       }
     }
   });

@@ -167,7 +167,8 @@ TEST_CASE("seal: an edit that would not load is refused naming the tensor and no
   }
   SECTION("an optimizer entry deleted") {
     delete_object(p, "/optimizer/m/layers.0.attn.qkv.weight");
-    expected = "/optimizer/m/layers.0.attn.qkv.weight: missing (AdamW's first moment of /model/layers.0.attn.qkv.weight)";
+    expected =
+        "/optimizer/m/layers.0.attn.qkv.weight: missing (AdamW's first moment of /model/layers.0.attn.qkv.weight)";
   }
   SECTION("a tensor stored as float64") {
     h5::Dims dims;
@@ -236,5 +237,6 @@ TEST_CASE("seal: an undamaged checkpoint is left byte for byte the same", "[seal
   CHECK(sealed_bytes != bytes);
   CHECK_FALSE(assemble::seal_checkpoint(copy, copy).wrote);
   CHECK(bytes_of(copy) == sealed_bytes);
-  CHECK(ckpt::read_checkpoint(copy).router_bias.at(0)[1] == ckpt::read_checkpoint(original).router_bias.at(0)[1] + 0.25f);
+  CHECK(ckpt::read_checkpoint(copy).router_bias.at(0)[1] ==
+        ckpt::read_checkpoint(original).router_bias.at(0)[1] + 0.25f);
 }

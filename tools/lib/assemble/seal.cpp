@@ -103,7 +103,8 @@ int64_t check_edited_tensors(const ckpt::Checkpoint& c, const std::string& path)
       stored.erase(it);
     }
     if (!stored.empty())
-      check.fail(std::string(g.name) + "/" + stored.begin()->first, "not a parameter of the model built from its config");
+      check.fail(std::string(g.name) + "/" + stored.begin()->first,
+                 "not a parameter of the model built from its config");
   }
 
   std::map<int64_t, int64_t> experts;  // MoE block -> E
@@ -114,8 +115,8 @@ int64_t check_edited_tensors(const ckpt::Checkpoint& c, const std::string& path)
     const std::string object = "/router/" + std::to_string(block) + "/bias";
     auto it = c.router_bias.find(block);
     if (it == c.router_bias.end())
-      check.fail(object, "missing (block " + std::to_string(block) + " is a MoE layer of " + std::to_string(e) +
-                             " experts)");
+      check.fail(object,
+                 "missing (block " + std::to_string(block) + " is a MoE layer of " + std::to_string(e) + " experts)");
     check.check(object, file.dims(object), it->second, {e});
   }
   for (const auto& [block, bias] : c.router_bias)
@@ -124,9 +125,9 @@ int64_t check_edited_tensors(const ckpt::Checkpoint& c, const std::string& path)
                  "block " + std::to_string(block) + " is not a MoE layer of the model built from its config");
   // Not tensors, but a resume stops without them: the generators and data cursors it restores.
   const std::vector<std::pair<const char*, bool>> state = {{"/state/rng/router_noise", c.rng.count("router_noise") > 0},
-                                                     {"/state/rng/dropout", c.rng.count("dropout") > 0},
-                                                     {"/state/loader/train", c.loaders.count("train") > 0},
-                                                     {"/state/loader/eval", c.loaders.count("eval") > 0}};
+                                                           {"/state/rng/dropout", c.rng.count("dropout") > 0},
+                                                           {"/state/loader/train", c.loaders.count("train") > 0},
+                                                           {"/state/loader/eval", c.loaders.count("eval") > 0}};
   for (const auto& [object, present] : state)
     if (!present) check.fail(object, "missing");
   if (cfg.moe.revival.check_every > 0 && !c.rng.count("revival"))

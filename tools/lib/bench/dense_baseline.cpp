@@ -32,7 +32,8 @@ rc::RunConfig dense_equivalent(const rc::RunConfig& config) {
                           " layers stay dense with model.d_ff " + std::to_string(config.model.d_ff) +
                           ", the MoE layers' active width is " + std::to_string(d_ff) +
                           "; one d_ff serves every dense layer, so no dense model has this one's FLOPs "
-                          "(set model.d_ff=" + std::to_string(d_ff) + " or moe.layers=all)");
+                          "(set model.d_ff=" +
+                          std::to_string(d_ff) + " or moe.layers=all)");
   rc::RunConfig dense = config;
   dense.moe.enabled = false;
   dense.model.d_ff = d_ff;

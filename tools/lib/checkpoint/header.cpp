@@ -58,7 +58,8 @@ bool check_header(const std::string& path, HeaderCheck check) {
   const std::string unreadable = fileio::unreadable_reason(path);
   if (unreadable == "no such file") throw CheckpointError(path + ": no such file");
   if (!unreadable.empty())
-    throw CheckpointError(path + ": " + unreadable + (unreadable == "is a directory" ? ", not a checkpoint file" : ", not a checkpoint"));
+    throw CheckpointError(path + ": " + unreadable +
+                          (unreadable == "is a directory" ? ", not a checkpoint file" : ", not a checkpoint"));
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) throw CheckpointError(path + ": cannot open: " + std::strerror(errno));
   char header[kHeaderBytes + 1] = {};
