@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <unordered_map>
 
+#include "engine/core/bf16.h"
 #include "engine/core/parallel.h"
 
 namespace engine {
@@ -121,16 +122,9 @@ std::unordered_map<int, memory> make_args(OneDnn& st, const MatmulDescs& d, cons
   return args;
 }
 
-// f32 -> bf16, round to nearest even (what oneDNN's and CUDA's conversions do); a NaN stays a
-// NaN (its quiet bit set, so the rounding carry cannot turn it into infinity).
+// f32 -> bf16 with the engine's one rounding (engine/core/bf16.h: nearest even, NaN kept).
 ENGINE_SIMD_CLONES void to_bf16_span(const float* __restrict x, uint16_t* __restrict y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, x + i, sizeof u);
-    const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
-    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-    y[i] = static_cast<uint16_t>(nan ? (u >> 16) | 0x40u : rounded);
-  }
+  for (int64_t i = 0; i < n; ++i) y[i] = float_to_bf16_bits(x[i]);
 }
 
 void copy_bf16_span(const uint16_t* x, uint16_t* y, int64_t n) {

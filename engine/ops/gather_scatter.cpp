@@ -9,7 +9,6 @@
 #include "engine/core/dispatch.h"
 #include "engine/core/parallel.h"
 #include "engine/core/tape.h"
-#include "engine/ops/binary.h"
 #include "engine/ops/copy.h"
 #include "engine/ops/shape.h"
 
