@@ -218,3 +218,16 @@ TEST_CASE("bf16 rows: dispatch gather and gated combine against f64", "[bf16][ga
   CHECK_THROWS_WITH(scatter_add_rows(rows, index, 8, Tensor::full({10}, 0.5, DType::bf16)),
                     Catch::Contains("must be f32"));
 }
+
+TEST_CASE("products refuse type pairs other than bf16 activations with f32 weights", "[bf16][matmul][grouped_linear]") {
+  const Tensor x64 = random_tensor({4, 8}, 1, 1.0, DType::f64);
+  const Tensor w32 = random_tensor({6, 8}, 2, 1.0, DType::f32);
+  const Tensor xb = random_tensor({4, 8}, 3, 1.0, DType::f32).to(DType::bf16);
+  CHECK_THROWS_WITH(linear(x64, w32), Catch::Contains("must share a type, or be bf16 activations with f32 weights"));
+  CHECK_THROWS_WITH(linear(xb, w32, Tensor::zeros({6}, DType::f64)),
+                    Catch::Contains("must have the weight's type f32"));
+  CHECK_THROWS_WITH(matmul(x64, xb, false, true),
+                    Catch::Contains("operands must share a floating type (or be bf16 and f32)"));
+  CHECK_THROWS_WITH(grouped_linear(xb, {0, 4}, {w32.to(DType::bf16)}),
+                    Catch::Contains("be f32 and on the input's device"));
+}
